@@ -1,0 +1,30 @@
+# Quick start: `make demo` and `make test` each set up .venv on a fresh machine first.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: venv demo test test-all perf clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e ".[dev]"
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+demo: $(STAMP)
+	$(PY) -m pathgen.demo --out demo_out
+
+test: $(STAMP)
+	$(PY) -m pytest -q -n 2 --durations=15
+
+test-all: $(STAMP)
+	$(PY) -m pytest -q -n 2 -m "slow or not slow"
+
+perf: $(STAMP)
+	$(PY) benchmarks/perf/tile_throughput.py
+
+clean:
+	rm -rf demo_out .pytest_cache

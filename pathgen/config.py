@@ -1,0 +1,128 @@
+"""Typed configs: dataclass defaults in code, YAML on top, ``a.b=c`` overrides last.
+
+The same three layers for every stage (as dinov2 does with OmegaConf, without the dependency):
+``load_config(TilingConfig, "configs/tile/default.yaml", ["tissue.min_region_mm2=0.05"])``.
+Unknown keys are errors that name the key, so a typo never silently falls back to a default.
+Every run writes the resolved config beside its outputs with `save_config`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+
+T = TypeVar("T")
+
+
+class ConfigError(ValueError):
+    """A config file or override that does not fit the typed config; names the key."""
+
+
+def parse_override(text: str) -> tuple[str, Any]:
+    """Split ``a.b=value`` into its dotted key and its YAML-parsed value."""
+    key, sep, raw = text.partition("=")
+    if not sep or not key or any(not part.isidentifier() for part in key.split(".")):
+        raise ConfigError(f"override {text!r} is not of the form key.sub=value")
+    return key, yaml.safe_load(raw) if raw != "" else None
+
+
+def is_override(text: str) -> bool:
+    """True for command-line words of the form ``key.sub=value``."""
+    key, sep, _ = text.partition("=")
+    return bool(sep) and bool(key) and all(part.isidentifier() for part in key.split("."))
+
+
+def _set_dotted(tree: dict, key: str, value: Any) -> None:
+    *parents, leaf = key.split(".")
+    node = tree
+    for part in parents:
+        node = node.setdefault(part, {})
+        if not isinstance(node, dict):
+            raise ConfigError(f"override {key}: {part} is not a section")
+    node[leaf] = value
+
+
+def _coerce(value: Any, hint: Any, key: str) -> Any:
+    """Check `value` against a type hint, converting only where it is lossless (int → float)."""
+    origin = typing.get_origin(hint)
+    if hint is Any:
+        return value
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in typing.get_args(hint):
+            return None
+        for option in typing.get_args(hint):
+            if option is not type(None):
+                try:
+                    return _coerce(value, option, key)
+                except ConfigError:
+                    continue
+        raise ConfigError(f"{key}: {value!r} does not fit {hint}")
+    if dataclasses.is_dataclass(hint):
+        if not isinstance(value, dict):
+            raise ConfigError(f"{key}: expected a section, got {value!r}")
+        return _build(hint, value, key + ".")
+    if origin in (list, tuple):
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{key}: expected a list, got {value!r}")
+        (item_hint, *_) = typing.get_args(hint) or (Any,)
+        return origin(_coerce(item, item_hint, key) for item in value)
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{key}: expected a mapping, got {value!r}")
+        return dict(value)
+    if hint is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if isinstance(hint, type) and not isinstance(value, hint) or (hint is int and isinstance(value, bool)):
+        raise ConfigError(f"{key}: expected {getattr(hint, '__name__', hint)}, got {value!r}")
+    return value
+
+
+def _build(cls: type[T], values: dict, prefix: str = "") -> T:
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(values) - names)
+    if unknown:
+        raise ConfigError(f"unknown config key {prefix}{unknown[0]} (known: {', '.join(sorted(names))})")
+    defaults = cls()
+    kwargs = {}
+    for name in names:
+        if name in values:
+            kwargs[name] = _coerce(values[name], hints[name], prefix + name)
+        elif dataclasses.is_dataclass(hints[name]):
+            kwargs[name] = getattr(defaults, name)
+    return cls(**kwargs)
+
+
+def from_dict(cls: type[T], values: dict) -> T:
+    """Build config `cls` from a (possibly partial) nested dict, defaults filling the rest."""
+    return _build(cls, values)
+
+
+def to_dict(config: Any) -> dict:
+    """The config as plain nested dicts, ready for YAML or JSON."""
+    return dataclasses.asdict(config)
+
+
+def load_config(cls: type[T], path: str | Path | None = None, overrides: list[str] | None = None) -> T:
+    """Defaults of `cls`, then the YAML file at `path`, then dotted overrides."""
+    values: dict = {}
+    if path is not None:
+        try:
+            values = yaml.safe_load(Path(path).read_text()) or {}
+        except (OSError, yaml.YAMLError) as err:
+            raise ConfigError(f"{path}: cannot read config ({err})") from err
+        if not isinstance(values, dict):
+            raise ConfigError(f"{path}: a config file must be a mapping of keys to values")
+    for text in overrides or []:
+        _set_dotted(values, *parse_override(text))
+    return from_dict(cls, values)
+
+
+def save_config(config: Any, path: str | Path) -> None:
+    """Write the resolved config as YAML (the record of what a run actually used)."""
+    Path(path).write_text(yaml.safe_dump(to_dict(config), sort_keys=False))

@@ -1,0 +1,231 @@
+"""QC pictures: what the tissue detector and the tile grid did to each slide, at a glance.
+
+``render_qc`` draws, on the slide thumbnail, the tissue-mask outline (green), pen ink
+(magenta hatching) and the kept tiles (thin semi-transparent blue squares), with a caption.
+``write_summary_html`` puts the pictures of a whole folder of slides on one self-contained page.
+"""
+
+from __future__ import annotations
+
+import html
+from collections import Counter
+from pathlib import Path
+from urllib.parse import quote
+
+import numpy as np
+from PIL import Image, ImageDraw, ImageFont
+from scipy import ndimage as ndi
+
+MAX_SIDE_PX = 2000  # long side of a QC picture; bigger thumbnails are downscaled
+CAPTION_PX = 24  # height of the caption strip under the picture
+OUTLINE_RGB = (0, 200, 0)  # tissue-mask outline
+INK_RGB = (255, 0, 255)  # hatching over pen ink
+TILE_RGBA = (30, 90, 255, 170)  # kept-tile outline
+TILE_FILL_RGBA = (30, 90, 255, 40)  # light tint inside kept tiles
+HATCH_PERIOD_PX = 8  # diagonal hatch: one 2-px line every this many pixels
+LEGEND = "green: tissue outline   magenta: pen ink   blue: kept tiles"
+
+
+def render_qc(
+    thumbnail: np.ndarray,
+    tissue_mask: np.ndarray,
+    ink_mask: np.ndarray | None,
+    tile_boxes_thumb: np.ndarray,
+    title: str,
+    max_side_px: int = MAX_SIDE_PX,
+) -> Image.Image:
+    """The QC picture of one slide as an RGB image.
+
+    Args:
+        thumbnail: RGB uint8 (H, W, 3), the picture the detector saw.
+        tissue_mask, ink_mask: bool (H, W) from ``tiling.tissue.detect_tissue`` (ink may be None).
+        tile_boxes_thumb: (N, 4) kept tiles as x0, y0, x1, y1 in thumbnail pixels.
+        title: caption text (slide name, tile count, ...).
+        max_side_px: the thumbnail is downscaled (never upscaled) to this long side.
+
+    Returns:
+        RGB image of size (W', H' + CAPTION_PX), where (W', H') is the thumbnail's size
+        after downscaling; see ``qc_size``.
+    """
+    _check_inputs(thumbnail, tissue_mask, ink_mask, tile_boxes_thumb)
+    size = qc_size(thumbnail.shape[:2], max_side_px)
+    scale = size[0] / thumbnail.shape[1]
+    rgb = np.array(_resize(Image.fromarray(thumbnail), size, Image.Resampling.LANCZOS))
+    tissue = _resize_mask(tissue_mask, size)
+    if ink_mask is not None:
+        _hatch(rgb, _resize_mask(ink_mask, size))
+    _outline(rgb, tissue)
+    picture = _draw_tiles(Image.fromarray(rgb), np.asarray(tile_boxes_thumb, float) * scale)
+    return _add_caption(picture, title)
+
+
+def qc_size(thumbnail_hw: tuple[int, int], max_side_px: int = MAX_SIDE_PX) -> tuple[int, int]:
+    """(width, height) of the picture part of a QC image for a thumbnail of (H, W) pixels."""
+    h, w = thumbnail_hw
+    scale = min(1.0, max_side_px / max(h, w))
+    return max(1, round(w * scale)), max(1, round(h * scale))
+
+
+def save_qc_png(
+    path: str | Path,
+    thumbnail: np.ndarray,
+    tissue_mask: np.ndarray,
+    ink_mask: np.ndarray | None,
+    tile_boxes_thumb: np.ndarray,
+    title: str,
+) -> Path:
+    """Render the QC picture (see ``render_qc``) and write it as a PNG; returns the path."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    render_qc(thumbnail, tissue_mask, ink_mask, tile_boxes_thumb, title).save(path, format="PNG")
+    return path
+
+
+def qc_png_name(slide: str) -> str:
+    """File name of a slide's QC picture inside the QC folder (path separators flattened)."""
+    return slide.replace("/", "_").replace("\\", "_") + ".png"
+
+
+def _check_inputs(thumbnail, tissue_mask, ink_mask, boxes) -> None:
+    """Clear errors for mismatched inputs instead of a confusing numpy broadcast failure."""
+    if thumbnail.ndim != 3 or thumbnail.shape[2] != 3 or thumbnail.dtype != np.uint8:
+        raise ValueError(f"render_qc needs an RGB uint8 (H, W, 3) thumbnail, got "
+                         f"{thumbnail.dtype} {thumbnail.shape}")
+    for name, mask in (("tissue_mask", tissue_mask), ("ink_mask", ink_mask)):
+        if mask is not None and mask.shape != thumbnail.shape[:2]:
+            raise ValueError(f"{name} has shape {mask.shape}, thumbnail {thumbnail.shape[:2]}")
+    if np.asarray(boxes).size and np.asarray(boxes).shape[-1] != 4:
+        raise ValueError(f"tile_boxes_thumb must be (N, 4) x0, y0, x1, y1; got {np.shape(boxes)}")
+
+
+def _resize(image: Image.Image, size: tuple[int, int], resample) -> Image.Image:
+    return image if image.size == size else image.resize(size, resample)
+
+
+def _resize_mask(mask: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Nearest-neighbour resize of a bool mask to (width, height)."""
+    img = Image.fromarray(np.asarray(mask, np.uint8) * 255)
+    return np.asarray(_resize(img, size, Image.Resampling.NEAREST)) > 127
+
+
+def _hatch(rgb: np.ndarray, ink: np.ndarray) -> None:
+    """Diagonal hatching over ink, in place: the stroke stays visible between the lines."""
+    yy, xx = np.indices(ink.shape)
+    rgb[ink & ((xx + yy) % HATCH_PERIOD_PX < 2)] = INK_RGB
+
+
+def _outline(rgb: np.ndarray, mask: np.ndarray) -> None:
+    """Draw a 2-px outline around the mask, in place; the image border is not outlined."""
+    inner = ndi.binary_erosion(mask, border_value=1)
+    outer = ndi.binary_dilation(mask)
+    rgb[outer & ~inner] = OUTLINE_RGB
+
+
+def _draw_tiles(picture: Image.Image, boxes: np.ndarray) -> Image.Image:
+    """Kept tiles as thin semi-transparent squares on an overlay, so thousands stay readable:
+    shared edges replace each other on the overlay instead of piling up."""
+    overlay = Image.new("RGBA", picture.size, (0, 0, 0, 0))
+    draw = ImageDraw.Draw(overlay)
+    for x0, y0, x1, y1 in boxes.reshape(-1, 4):
+        draw.rectangle((x0, y0, max(x0, x1 - 1), max(y0, y1 - 1)),
+                       fill=TILE_FILL_RGBA, outline=TILE_RGBA, width=1)
+    return Image.alpha_composite(picture.convert("RGBA"), overlay).convert("RGB")
+
+
+def _add_caption(picture: Image.Image, title: str) -> Image.Image:
+    """Append a white strip with the title (cut with "..." if it does not fit) and, where
+    there is room, the colour legend."""
+    out = Image.new("RGB", (picture.width, picture.height + CAPTION_PX), "white")
+    out.paste(picture, (0, 0))
+    draw = ImageDraw.Draw(out)
+    font = _font()
+    text = title
+    while text and draw.textlength(text, font=font) > picture.width - 8:
+        text = text[:-4] + "..." if len(text) > 3 else ""
+    draw.text((4, picture.height + 4), text, fill="black", font=font)
+    free = picture.width - 4 - draw.textlength(text, font=font) - 24
+    if draw.textlength(LEGEND, font=font) <= free:
+        legend_x = picture.width - 4 - draw.textlength(LEGEND, font=font)
+        draw.text((legend_x, picture.height + 4), LEGEND, fill=(110, 110, 110), font=font)
+    return out
+
+
+def _font() -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
+    """Pillow's bundled font at 14 px (Pillow ≥ 10.1), else its fixed bitmap font."""
+    try:
+        return ImageFont.load_default(size=14)
+    except TypeError:
+        return ImageFont.load_default()
+
+
+# --- one HTML page over a folder of slides -----------------------------------------------
+
+_STYLE = """body{font-family:sans-serif;margin:1.5em}table{border-collapse:collapse}
+td,th{border:1px solid #ccc;padding:4px 8px;text-align:left;vertical-align:middle}
+tr.failed{background:#fdd}tr.skipped{color:#777}.num{text-align:right}
+.counts span{margin-right:1.5em;font-weight:bold}img{max-width:200px;max-height:150px}"""
+_COLUMNS = ("QC", "slide", "status", "reason", "tiles", "mpp", "seconds")
+
+
+def write_summary_html(out_path: str | Path, rows: list[dict], qc_dir_rel: str) -> Path:
+    """One self-contained HTML page over a folder of slides; returns its path.
+
+    Each row is a dict with keys ``slide, status, reason, tiles, mpp, seconds`` (missing
+    ones are left blank) and optionally ``qc_png`` (file name inside ``qc_dir_rel``,
+    default ``qc_png_name(slide)``). ``qc_dir_rel`` is relative to the page's folder; a QC
+    picture is shown (as a link to the full-size PNG) only if the file exists. Failed rows
+    are highlighted; counts of done / failed / skipped head the page. Every user-provided
+    string is escaped with ``html.escape``.
+    """
+    out_path = Path(out_path)
+    counts = Counter(str(row.get("status", "")) for row in rows)
+    shown = ["done", "failed", "skipped"] + sorted(set(counts) - {"done", "failed", "skipped"})
+    header = "".join(f"<span>{html.escape(s)}: {counts.get(s, 0)}</span>" for s in shown)
+    body = "\n".join(_summary_row(row, out_path.parent, qc_dir_rel) for row in rows)
+    head = "".join(f"<th>{c}</th>" for c in _COLUMNS)
+    page = (
+        f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
+        f"<title>pathgen tiling summary</title><style>{_STYLE}</style></head><body>\n"
+        f"<h1>pathgen tiling summary</h1>\n<p class=\"counts\">{header}"
+        f"<span>total: {len(rows)}</span></p>\n"
+        f"<table>\n<tr>{head}</tr>\n{body}\n</table>\n</body></html>\n"
+    )
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    out_path.write_text(page, encoding="utf-8")
+    return out_path
+
+
+def _summary_row(row: dict, page_dir: Path, qc_dir_rel: str) -> str:
+    """One <tr>: QC thumbnail link (if the PNG exists) and the escaped fields."""
+    slide = str(row.get("slide", ""))
+    status = str(row.get("status", ""))
+    png = f"{qc_dir_rel.rstrip('/')}/{row.get('qc_png') or qc_png_name(slide)}"
+    if (page_dir / png).is_file():
+        href = html.escape(quote(png), quote=True)
+        qc = f'<a href="{href}"><img src="{href}" alt="QC {html.escape(slide)}"></a>'
+    else:
+        qc = "—"
+    cells = [
+        qc,
+        html.escape(slide),
+        html.escape(status),
+        html.escape(str(row.get("reason") or "")),
+        _number(row.get("tiles"), "d"),
+        _number(row.get("mpp"), ".3f"),
+        _number(row.get("seconds"), ".1f"),
+    ]
+    tds = [f'<td class="num">{c}</td>' if i >= 4 else f"<td>{c}</td>" for i, c in enumerate(cells)]
+    css = status if status in ("failed", "skipped") else ""
+    return f'<tr class="{css}">' + "".join(tds) + "</tr>"
+
+
+def _number(value, spec: str) -> str:
+    """Format a number (int, float or numeric string from a CSV); blank if missing; escaped
+    as text if it is not a number."""
+    if value is None or value == "":
+        return ""
+    try:
+        number = float(value)
+        return format(int(number) if spec == "d" else number, spec)
+    except (TypeError, ValueError, OverflowError):
+        return html.escape(str(value))

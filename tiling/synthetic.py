@@ -1,0 +1,500 @@
+"""Synthetic H&E-like whole-slide images that OpenSlide opens, deterministic from a seed.
+
+Tests, the demo and the benchmarks need slides with a known answer. A slide is defined by
+low-resolution *fields* computed from the seed, one value per `MASK_DS` level-0 pixels, in
+level-0 pixels of signed distance (positive inside): tissue, "tumor" (inside tissue) and pen
+ink. The image upsamples the fields bilinearly and blends textures where they are positive, so
+the ground-truth masks are the same fields sampled at any downsample. Full resolution is a lazy
+pyvips pipeline over a few numpy-made texture patches, so a 40,000 × 30,000 slide streams to
+disk in bounded memory. Colours follow Beer–Lambert: optical densities of eosin and
+hematoxylin add, as in real stained tissue.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import struct
+import xml.etree.ElementTree as ET
+from dataclasses import dataclass, replace
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+import pyvips
+import scipy.fft
+import tifffile
+from PIL import Image
+from scipy import ndimage
+from scipy.spatial import cKDTree
+from skimage.measure import approximate_polygon, find_contours
+
+MASK_DS = 32  # level-0 pixels per value of the layout fields
+PATCH_PX = 1024  # side of the texture patches the full-resolution image is tiled from
+GLASS_RGB = (240, 238, 242)
+INK_RGB = {"blue": (30, 60, 170), "green": (40, 140, 60), "red": (200, 30, 40), "black": (30, 30, 30)}
+_OUTSIDE = -1e6  # field value meaning "nowhere near"
+_RESOLUTION_TAGS = (282, 283, 296)  # TIFF XResolution, YResolution, ResolutionUnit
+_MAX_PLAIN_PIXELS = 64_000_000
+
+
+def _optical_density(rgb: tuple[int, int, int]) -> np.ndarray:
+    return -np.log(np.asarray(rgb, np.float32) / 255)
+
+
+_GLASS_OD = _optical_density(GLASS_RGB)
+_EOSIN_OD = _optical_density((230, 150, 190)) - _GLASS_OD  # one unit of eosin on glass
+_HEMA_OD = _optical_density((90, 60, 140)) - _GLASS_OD  # one unit of hematoxylin on glass
+
+
+@dataclass(frozen=True)
+class SyntheticSlideSpec:
+    """Everything that determines a synthetic slide; equal specs give identical pixels."""
+
+    width_px: int = 8192
+    height_px: int = 6144
+    mpp: float = 0.25  # level-0 µm per pixel
+    seed: int = 0
+    tissue_regions: int = 3  # tissue blobs
+    tumor_regions: int = 0  # "tumor" areas placed inside tissue
+    pen_strokes: int = 0  # marker-ink strokes, blue/green/red/black
+    jpeg_quality: int = 90
+    tile_px: int = 256  # TIFF tile size
+    pyramid: bool = True  # False: a single tiled level
+    write_mpp: bool = True  # False: no resolution tags at all
+
+    def __post_init__(self) -> None:
+        problems = []
+        if self.width_px < 1 or self.height_px < 1:
+            problems.append(f"size {self.width_px}×{self.height_px} must be positive")
+        if not (math.isfinite(self.mpp) and self.mpp > 0):
+            problems.append(f"mpp {self.mpp} must be a positive number")
+        if min(self.tissue_regions, self.tumor_regions, self.pen_strokes) < 0:
+            problems.append("region and stroke counts must be ≥ 0")
+        if self.tumor_regions > 0 and self.tissue_regions == 0:
+            problems.append("tumor_regions > 0 needs tissue_regions > 0 (tumor lies in tissue)")
+        if not 1 <= self.jpeg_quality <= 100:
+            problems.append(f"jpeg_quality {self.jpeg_quality} must be in 1..100")
+        if self.tile_px < 16 or self.tile_px % 16:
+            problems.append(f"tile_px {self.tile_px} must be a positive multiple of 16 (TIFF)")
+        if problems:
+            raise ValueError("invalid SyntheticSlideSpec: " + "; ".join(problems))
+
+
+@dataclass(frozen=True)
+class SyntheticSlide:
+    """A written slide: the image, its ASAP tumor annotation (None without tumor), its spec."""
+
+    path: Path
+    annotation_path: Path | None
+    spec: SyntheticSlideSpec
+
+
+# ------------------------------------------------------------------------------ layout fields
+
+@dataclass(frozen=True)
+class _Fields:
+    tissue: np.ndarray  # (h, w) float32 at MASK_DS, level-0 px, > 0 inside
+    tumor: np.ndarray  # ≤ tissue everywhere, so tumor ⊂ tissue at any resolution
+    ink: np.ndarray
+    ink_tint: np.ndarray  # (h, w, 3) transmittance of the nearest stroke's ink
+
+
+def _layout(spec: SyntheticSlideSpec) -> _Fields:
+    return _fields(spec.width_px, spec.height_px, spec.mpp, spec.seed, spec.tissue_regions,
+                   spec.tumor_regions, spec.pen_strokes)
+
+
+@lru_cache(maxsize=16)
+def _fields(width: int, height: int, mpp: float, seed: int, n_tissue: int, n_tumor: int,
+            n_ink: int) -> _Fields:
+    ys = (np.arange(-(-height // MASK_DS)) + 0.5) * MASK_DS
+    xs = (np.arange(-(-width // MASK_DS)) + 0.5) * MASK_DS
+    yy, xx = np.meshgrid(ys.astype(np.float32), xs.astype(np.float32), indexing="ij")
+    tissue = _tissue_field(xx, yy, n_tissue, np.random.default_rng([seed, 1]))
+    tumor = _tumor_field(xx, yy, tissue, n_tumor, np.random.default_rng([seed, 2]))
+    ink, tint = _ink_fields(xx, yy, tissue, n_ink, mpp, np.random.default_rng([seed, 3]))
+    for array in (tissue, tumor, ink, tint):
+        array.flags.writeable = False
+    return _Fields(tissue, tumor, ink, tint)
+
+
+def _blob(xx: np.ndarray, yy: np.ndarray, centre: tuple[float, float],
+          radii: tuple[float, float], angle: float, rng: np.random.Generator) -> np.ndarray:
+    """Signed distance (approximately, level-0 px) to a rotated ellipse with a wavy outline."""
+    cos, sin = math.cos(angle), math.sin(angle)
+    dx, dy = xx - centre[0], yy - centre[1]
+    u, v = (cos * dx + sin * dy) / radii[0], (cos * dy - sin * dx) / radii[1]
+    theta, outline = np.arctan2(v, u), np.ones_like(u)
+    for k in range(2, 7):
+        outline += rng.uniform(0, 0.3) / k * np.cos(k * theta + rng.uniform(0, 2 * np.pi))
+    return ((outline - np.hypot(u, v)) * min(radii)).astype(np.float32)
+
+
+def _tissue_field(xx: np.ndarray, yy: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
+    """Blobs in distinct cells of a grid over the slide, edges roughened by smooth noise."""
+    field = np.full(xx.shape, _OUTSIDE, np.float32)
+    if n == 0:
+        return field
+    width, height = xx[0, -1] + MASK_DS / 2, yy[-1, 0] + MASK_DS / 2
+    cols = max(1, round(math.sqrt(n * width / height)))
+    rows = -(-n // cols)
+    cell_w, cell_h = width / cols, height / rows
+    for cell in rng.permutation(rows * cols)[:n]:
+        row, col = divmod(int(cell), cols)
+        centre = ((col + 0.5 + rng.uniform(-0.1, 0.1)) * cell_w,
+                  (row + 0.5 + rng.uniform(-0.1, 0.1)) * cell_h)
+        radii = (cell_w * rng.uniform(0.28, 0.42), cell_h * rng.uniform(0.28, 0.42))
+        field = np.maximum(field, _blob(xx, yy, centre, radii, rng.uniform(-0.3, 0.3), rng))
+    sigma = max(1.0, 0.02 * min(width, height) / MASK_DS)
+    noise = ndimage.gaussian_filter(rng.standard_normal(xx.shape).astype(np.float32), sigma)
+    return field + 0.03 * min(width, height) * noise / max(float(noise.std()), 1e-6)
+
+
+def _tumor_field(xx: np.ndarray, yy: np.ndarray, tissue: np.ndarray, n: int,
+                 rng: np.random.Generator) -> np.ndarray:
+    """Blobs centred deep inside tissue, sized to stay inside, clipped by the tissue field."""
+    raw = np.full(xx.shape, _OUTSIDE, np.float32)
+    if n == 0:
+        return raw
+    deep = np.flatnonzero(tissue > 0.6 * tissue.max())
+    for index in rng.choice(deep, size=n):
+        radius = float(tissue.flat[index]) * rng.uniform(0.35, 0.6)
+        radii = (radius, radius * rng.uniform(0.7, 1.0))
+        centre = (float(xx.flat[index]), float(yy.flat[index]))
+        raw = np.maximum(raw, _blob(xx, yy, centre, radii, rng.uniform(0, np.pi), rng))
+    return np.minimum(raw, tissue)
+
+
+def _ink_fields(xx: np.ndarray, yy: np.ndarray, tissue: np.ndarray, n: int, mpp: float,
+                rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Thick smooth strokes from inside tissue out to glass; field and tint of the nearest."""
+    ink = np.full(xx.shape, _OUTSIDE, np.float32)
+    tint = np.ones(xx.shape + (3,), np.float32)
+    points = np.column_stack([xx.ravel(), yy.ravel()])
+    short_side = min(xx[0, -1], yy[-1, 0]) + MASK_DS / 2
+    for _ in range(n):
+        colour = INK_RGB[str(rng.choice(sorted(INK_RGB)))]
+        half_width = min(rng.uniform(50, 150) / mpp, 0.03 * short_side)
+        curve = _stroke_curve(points, tissue.ravel() > 0, short_side, rng)
+        dist, _ = cKDTree(curve).query(points, distance_upper_bound=half_width + 4 * MASK_DS)
+        stroke = np.minimum(half_width - dist, 4 * MASK_DS).reshape(xx.shape).astype(np.float32)
+        tint[stroke > ink] = np.asarray(colour, np.float32) / np.asarray(GLASS_RGB, np.float32)
+        ink = np.maximum(ink, stroke)
+    return ink, tint
+
+
+def _stroke_curve(points: np.ndarray, in_tissue: np.ndarray, short_side: float,
+                  rng: np.random.Generator) -> np.ndarray:
+    """A cubic Bézier from a tissue point to a glass point about 0.3–0.6 short sides away."""
+    inside, outside = np.flatnonzero(in_tissue), np.flatnonzero(~in_tissue)
+    start = points[rng.choice(inside)] if inside.size else points[rng.integers(len(points))]
+    ends = points[rng.choice(outside, 32)] if outside.size else points[rng.integers(len(points), size=32)]
+    length = rng.uniform(0.3, 0.6) * short_side
+    end = ends[np.argmin(np.abs(np.hypot(*(ends - start).T) - length))]
+    normal = np.array([start[1] - end[1], end[0] - start[0]])
+    c1 = start + (end - start) / 3 + normal * rng.normal(0, 0.3)
+    c2 = start + 2 * (end - start) / 3 + normal * rng.normal(0, 0.3)
+    t = np.linspace(0, 1, max(64, int(4 * np.hypot(*(end - start)) / MASK_DS)))[:, None]
+    return ((1 - t) ** 3 * start + 3 * (1 - t) ** 2 * t * c1 + 3 * (1 - t) * t ** 2 * c2
+            + t ** 3 * end)
+
+
+# ---------------------------------------------------------------------------------- textures
+
+def _periodic_noise(rng: np.random.Generator, sigma_yx_px: tuple[float, float]) -> np.ndarray:
+    """Gaussian-smoothed white noise with unit variance, periodic so a patch tiles seamlessly."""
+    white = rng.standard_normal((PATCH_PX, PATCH_PX), dtype=np.float32)
+    ky, kx = np.fft.fftfreq(PATCH_PX)[:, None], np.fft.rfftfreq(PATCH_PX)[None, :]
+    gain = np.exp(-2 * np.pi ** 2 * ((ky * sigma_yx_px[0]) ** 2 + (kx * sigma_yx_px[1]) ** 2))
+    smooth = scipy.fft.irfft2(scipy.fft.rfft2(white, workers=-1) * gain.astype(np.float32),
+                              s=white.shape, workers=-1)
+    return (smooth / max(float(smooth.std()), 1e-12)).astype(np.float32)
+
+
+def _stain_rgb(eosin: np.ndarray, hema: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """RGB uint8 of stain concentrations on glass (Beer–Lambert), with a little sensor noise."""
+    od = _GLASS_OD + eosin[..., None] * _EOSIN_OD + hema[..., None] * _HEMA_OD
+    rgb = 255 * np.exp(-od) + 1.5 * rng.standard_normal(od.shape, dtype=np.float32)
+    return np.clip(rgb + 0.5, 0, 255).astype(np.uint8)
+
+
+def _draw_nuclei(hema: np.ndarray, rng: np.random.Generator, mpp: float, per_mm2: float,
+                 long_um: tuple[float, float], short_um: tuple[float, float],
+                 angle_sd: float | None, strength: float) -> None:
+    """Add soft-edged elliptic nuclei with granular chromatin to `hema` in place (wrapping)."""
+    chromatin = 0.75 + 0.25 * _periodic_noise(rng, (0.5 / mpp, 0.5 / mpp))
+    count = rng.poisson(per_mm2 * (PATCH_PX * mpp / 1000) ** 2)
+    for _ in range(count):
+        a, b = rng.uniform(*long_um) / mpp, rng.uniform(*short_um) / mpp
+        angle = rng.uniform(0, np.pi) if angle_sd is None else rng.normal(0, angle_sd)
+        cy, cx, r = rng.integers(PATCH_PX), rng.integers(PATCH_PX), int(math.ceil(a)) + 1
+        dy, dx = np.mgrid[-r:r + 1, -r:r + 1].astype(np.float32)
+        u = (math.cos(angle) * dx + math.sin(angle) * dy) / a
+        v = (math.cos(angle) * dy - math.sin(angle) * dx) / b
+        edge = np.clip((1 - np.hypot(u, v)) * b + 0.5, 0, 1)
+        box = np.ix_((np.arange(-r, r + 1) + cy) % PATCH_PX, (np.arange(-r, r + 1) + cx) % PATCH_PX)
+        dose = edge * strength * rng.uniform(0.8, 1.2) * chromatin[box]
+        hema[box] = np.maximum(hema[box], dose)
+
+
+def _stroma_patch(rng: np.random.Generator, mpp: float) -> np.ndarray:
+    """Wavy eosinophilic collagen fibres with pale clefts and sparse spindle/round nuclei."""
+    um = 1 / mpp
+    fibres = _periodic_noise(rng, (0.8 * um, 8 * um))
+    wave = 8 * um * _periodic_noise(rng, (40 * um, 40 * um))
+    yy, xx = np.mgrid[0:PATCH_PX, 0:PATCH_PX].astype(np.float32)
+    fibres = ndimage.map_coordinates(fibres, [yy + wave, xx], order=1, mode="grid-wrap")
+    density = _periodic_noise(rng, (50 * um, 50 * um))
+    eosin = (0.2 + 0.9 / (1 + np.exp(-2.5 * fibres))) * (1 + 0.15 * density)
+    hema = np.full_like(eosin, 0.04)
+    _draw_nuclei(hema, rng, mpp, 900, (3.0, 6.0), (1.2, 2.2), 0.35, 1.0)  # fibroblasts
+    _draw_nuclei(hema, rng, mpp, 500, (2.5, 3.5), (2.2, 3.2), None, 1.3)  # lymphocytes
+    return _stain_rgb(eosin, hema, rng)
+
+
+def _tumor_patch(rng: np.random.Generator, mpp: float) -> np.ndarray:
+    """Sheets of crowded cells: purplish cytoplasm, large pleomorphic dark nuclei."""
+    cells = _periodic_noise(rng, (3 / mpp, 3 / mpp))
+    eosin = 0.55 + 0.12 * cells
+    hema = 0.15 + 0.05 * cells
+    _draw_nuclei(hema, rng, mpp, 5000, (4.0, 7.0), (3.0, 5.0), None, 1.6)
+    return _stain_rgb(eosin, hema, rng)
+
+
+def _glass_patch(rng: np.random.Generator, mpp: float) -> np.ndarray:
+    """Near-white glass with faint smooth unevenness and sensor noise."""
+    eosin = 0.015 * _periodic_noise(rng, (20 / mpp, 20 / mpp))
+    return _stain_rgb(eosin, np.zeros_like(eosin), rng)
+
+
+_PATCH_MAKERS = {"glass": (_glass_patch, 1), "stroma": (_stroma_patch, 3), "tumor": (_tumor_patch, 2)}
+
+
+@lru_cache(maxsize=6)
+def _patches(kind: str, seed: int, mpp: float) -> tuple[pyvips.Image, ...]:
+    make, count = _PATCH_MAKERS[kind]
+    rng = np.random.default_rng([seed, 4, list(_PATCH_MAKERS).index(kind)])
+    return tuple(pyvips.Image.new_from_array(make(rng, mpp)) for _ in range(count))
+
+
+# ------------------------------------------------------------------------------------- image
+
+def _mosaic(kind: str, spec: SyntheticSlideSpec, rng: np.random.Generator) -> pyvips.Image:
+    """Cover the slide with texture patches in random order, flips and quarter turns (lazy)."""
+    patches = _patches(kind, spec.seed, spec.mpp)
+    cols, rows = -(-spec.width_px // PATCH_PX), -(-spec.height_px // PATCH_PX)
+    tiles = []
+    for _ in range(cols * rows):
+        tile = patches[rng.integers(len(patches))]
+        tile = tile.fliphor() if rng.integers(2) else tile
+        tiles.append(tile.rot(("d0", "d90", "d180", "d270")[rng.integers(4)]))
+    return pyvips.Image.arrayjoin(tiles, across=cols).crop(0, 0, spec.width_px, spec.height_px)
+
+
+def _upsample(field: np.ndarray, spec: SyntheticSlideSpec) -> pyvips.Image:
+    """Bilinear MASK_DS× enlargement, pixel centres aligned as in `_sample_field`."""
+    shift = 0.5 - 0.5 / MASK_DS
+    return pyvips.Image.new_from_array(np.ascontiguousarray(field, np.float32)).affine(
+        [MASK_DS, 0, 0, MASK_DS], interpolate=pyvips.Interpolate.new("bilinear"),
+        idx=shift, idy=shift, extend="copy", oarea=[0, 0, spec.width_px, spec.height_px])
+
+
+def _alpha(field: np.ndarray, spec: SyntheticSlideSpec, edge_um: float) -> pyvips.Image:
+    """Coverage 0..255 (uchar) from a distance field: 127.5 on the boundary, a short ramp."""
+    edge_px = max(edge_um / spec.mpp, 1.0)
+    return _upsample(field, spec).linear(255 / edge_px, 127.5).cast("uchar")  # cast clamps
+
+
+def synthetic_slide_image(spec: SyntheticSlideSpec) -> pyvips.Image:
+    """The slide as a lazy uchar sRGB pyvips image: glass, stroma, tumor and ink, blended.
+
+    Nothing is computed until the image is written or read, so any size streams.
+    """
+    fields, rng = _layout(spec), np.random.default_rng([spec.seed, 5])
+    image = _mosaic("glass", spec, rng)
+    if spec.tissue_regions:
+        tissue = _mosaic("stroma", spec, rng)
+        if spec.tumor_regions:
+            tumor = _mosaic("tumor", spec, rng)
+            tissue = _alpha(fields.tumor, spec, 1.5).ifthenelse(tumor, tissue, blend=True)
+        image = _alpha(fields.tissue, spec, 1.5).ifthenelse(tissue, image, blend=True)
+    if spec.pen_strokes:
+        inked = image * _upsample(fields.ink_tint, spec)
+        image = _alpha(fields.ink, spec, 1.0).ifthenelse(inked, image, blend=True)
+    return image.cast("uchar").copy(interpretation="srgb")
+
+
+# ------------------------------------------------------------------------------ ground truth
+
+def _sample_field(field: np.ndarray, spec: SyntheticSlideSpec, downsample: int) -> np.ndarray:
+    """Bilinear samples of a layout field at the centres of `downsample`-pixel blocks."""
+    if downsample < 1:
+        raise ValueError(f"downsample must be an integer ≥ 1, got {downsample}")
+
+    def axis(level0_px: int, field_px: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        u = (np.arange(-(-level0_px // downsample)) + 0.5) * downsample / MASK_DS - 0.5
+        u = np.clip(u, 0, field_px - 1)
+        i0 = np.floor(u).astype(np.int64)
+        return i0, np.minimum(i0 + 1, field_px - 1), (u - i0).astype(np.float32)
+
+    y0, y1, wy = axis(spec.height_px, field.shape[0])
+    x0, x1, wx = axis(spec.width_px, field.shape[1])
+    rows = field[y0] * (1 - wy[:, None]) + field[y1] * wy[:, None]
+    return rows[:, x0] * (1 - wx) + rows[:, x1] * wx
+
+
+def tissue_truth_mask(spec: SyntheticSlideSpec, downsample: int) -> np.ndarray:
+    """Tissue (ink not excluded) per `downsample`² block, bool (ceil(h/ds), ceil(w/ds))."""
+    return _sample_field(_layout(spec).tissue, spec, downsample) > 0
+
+
+def tumor_truth_mask(spec: SyntheticSlideSpec, downsample: int) -> np.ndarray:
+    """"Tumor" texture per block; a subset of `tissue_truth_mask` by construction."""
+    return _sample_field(_layout(spec).tumor, spec, downsample) > 0
+
+
+def ink_truth_mask(spec: SyntheticSlideSpec, downsample: int) -> np.ndarray:
+    """Pen ink per block, over glass or tissue alike."""
+    return _sample_field(_layout(spec).ink, spec, downsample) > 0
+
+
+# ----------------------------------------------------------------------------------- writing
+
+def write_synthetic_slide(path: str | Path, spec: SyntheticSlideSpec) -> SyntheticSlide:
+    """Write the slide as a tiled JPEG TIFF OpenSlide opens, plus `<stem>.xml` if it has tumor.
+
+    Each pyramid level is its own TIFF page (OpenSlide ignores SubIFD pyramids), and the
+    resolution is written in pixels per centimetre, which OpenSlide turns into openslide.mpp-x.
+    """
+    path = Path(path)
+    options = dict(tile=True, pyramid=spec.pyramid, compression="jpeg", Q=spec.jpeg_quality,
+                   tile_width=spec.tile_px, tile_height=spec.tile_px,
+                   bigtiff=spec.width_px * spec.height_px * 3 >= 2 ** 32)
+    if spec.write_mpp:  # pyvips takes pixels per millimetre whatever the unit written
+        options.update(xres=1000 / spec.mpp, yres=1000 / spec.mpp, resunit="cm")
+    synthetic_slide_image(spec).tiffsave(str(path), **options)
+    if not spec.write_mpp:
+        _strip_resolution_tags(path)
+    return SyntheticSlide(path, _write_annotation(path, spec), spec)
+
+
+def write_plain_image(path: str | Path, spec: SyntheticSlideSpec) -> SyntheticSlide:
+    """Write a small slide as one plain image (.png, or strip .tif/.tiff), which OpenSlide
+    cannot open, to exercise the reader's fallback. The resolution goes into the TIFF tags or
+    the PNG pHYs chunk unless `spec.write_mpp` is False."""
+    path, suffix = Path(path), Path(path).suffix.lower()
+    if suffix not in (".png", ".tif", ".tiff"):
+        raise ValueError(f"{path}: plain images are .png, .tif or .tiff, not {suffix!r}")
+    if spec.width_px * spec.height_px > _MAX_PLAIN_PIXELS:
+        raise ValueError(f"{path}: {spec.width_px}×{spec.height_px} is too large for a plain "
+                         f"image (at most {_MAX_PLAIN_PIXELS:,} px); use write_synthetic_slide")
+    pixels = synthetic_slide_image(spec).numpy()
+    px_per_cm = 1e4 / spec.mpp
+    if suffix == ".png":
+        dpi = {"dpi": (2.54 * px_per_cm,) * 2} if spec.write_mpp else {}
+        Image.fromarray(pixels).save(path, **dpi)
+    else:
+        tifffile.imwrite(path, pixels, photometric="rgb", metadata=None,
+                         resolution=(px_per_cm, px_per_cm), resolutionunit="CENTIMETER")
+        if not spec.write_mpp:
+            _strip_resolution_tags(path)
+    return SyntheticSlide(path, _write_annotation(path, spec), spec)
+
+
+def write_synthetic_folder(out_dir: str | Path, n_slides: int, spec: SyntheticSlideSpec,
+                           tumor_every: int = 2, name_prefix: str = "slide") -> list[SyntheticSlide]:
+    """Write `<prefix>_000.tif`… with seeds spec.seed + i, a tumor/normal set for demos.
+
+    Slides 0, tumor_every, 2·tumor_every… get `spec.tumor_regions` tumor areas (2 if that is
+    0) and an XML annotation; the others get none.
+    """
+    if tumor_every < 1:
+        raise ValueError(f"tumor_every must be ≥ 1, got {tumor_every}")
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    tumors = spec.tumor_regions or 2
+    return [write_synthetic_slide(
+        out_dir / f"{name_prefix}_{i:03d}.tif",
+        replace(spec, seed=spec.seed + i, tumor_regions=tumors if i % tumor_every == 0 else 0))
+        for i in range(n_slides)]
+
+
+def _strip_resolution_tags(path: Path) -> None:
+    """Delete the resolution tags from every IFD in place, so no reader finds an mpp.
+
+    libvips and tifffile always write some; dropping entries keeps the IFDs valid (the
+    entries stay sorted, the values they pointed to become unused bytes).
+    """
+    with tifffile.TiffFile(path) as tif:
+        offsets, order, big = [page.offset for page in tif.pages], tif.byteorder, tif.is_bigtiff
+    count_fmt, entry_size, next_fmt = (order + "Q", 20, order + "Q") if big else (order + "H", 12, order + "I")
+    with open(path, "r+b") as f:
+        for offset in offsets:
+            f.seek(offset)
+            (count,) = struct.unpack(count_fmt, f.read(struct.calcsize(count_fmt)))
+            entries = [f.read(entry_size) for _ in range(count)]
+            next_ifd = f.read(struct.calcsize(next_fmt))
+            kept = [e for e in entries if struct.unpack(order + "H", e[:2])[0] not in _RESOLUTION_TAGS]
+            f.seek(offset)
+            f.write(struct.pack(count_fmt, len(kept)) + b"".join(kept) + next_ifd)
+
+
+# ------------------------------------------------------------------------- ASAP annotations
+
+def _tumor_outlines(spec: SyntheticSlideSpec) -> list[np.ndarray]:
+    """Outer boundary of each tumor region as a level-0 (K, 2) x, y polygon."""
+    field = np.pad(_layout(spec).tumor, 1, constant_values=_OUTSIDE)
+    outlines = []
+    for contour in find_contours(field, 0.0, positive_orientation="high"):
+        rows, cols = contour[:, 0], contour[:, 1]
+        if np.sum(cols[:-1] * rows[1:] - cols[1:] * rows[:-1]) > 0:
+            continue  # a hole in a region (clockwise in x, y-down coordinates)
+        contour = approximate_polygon(contour, tolerance=0.2)[:-1]  # closed: drop the repeat
+        outlines.append((contour[:, ::-1] - 0.5) * MASK_DS - 0.5)
+    return outlines
+
+
+def _write_annotation(path: Path, spec: SyntheticSlideSpec) -> Path | None:
+    """Write the tumor outlines beside the slide in ASAP (Camelyon16) XML, if there is tumor."""
+    if spec.tumor_regions == 0:
+        return None
+    root = ET.Element("ASAP_Annotations")
+    annotations = ET.SubElement(root, "Annotations")
+    for i, polygon in enumerate(_tumor_outlines(spec)):
+        annotation = ET.SubElement(annotations, "Annotation", Name=f"Annotation {i}", Type="Polygon",
+                                   PartOfGroup="Tumor", Color="#F4FA58")
+        coordinates = ET.SubElement(annotation, "Coordinates")
+        for order, (x, y) in enumerate(polygon):
+            ET.SubElement(coordinates, "Coordinate", Order=str(order), X=f"{x:.2f}", Y=f"{y:.2f}")
+    group = ET.SubElement(ET.SubElement(root, "AnnotationGroups"), "Group", Name="Tumor",
+                          PartOfGroup="None", Color="#00ff00")
+    ET.SubElement(group, "Attributes")
+    ET.indent(root)
+    xml_path = path.with_suffix(".xml")
+    ET.ElementTree(root).write(xml_path, encoding="utf-8", xml_declaration=True)
+    return xml_path
+
+
+def read_asap_polygons(xml_path: str | Path, groups: tuple[str, ...] | None = None) -> list[np.ndarray]:
+    """Polygons of an ASAP/Camelyon16 XML as level-0 (K, 2) float x, y arrays, in file order.
+
+    `groups` keeps only annotations whose PartOfGroup is listed (Camelyon16 uses "Tumor",
+    "_0", "_1" for tumor and "_2" for exclusions). DOCTYPE/ENTITY declarations are refused
+    because the standard library parser would expand them (entity-expansion attacks).
+    """
+    data = Path(xml_path).read_bytes()
+    if re.search(rb"<!\s*(DOCTYPE|ENTITY)", data, re.IGNORECASE):
+        raise ValueError(f"{xml_path}: DOCTYPE/ENTITY declarations are not allowed in annotations")
+    try:
+        root = ET.fromstring(data)
+    except ET.ParseError as error:
+        raise ValueError(f"{xml_path}: not well-formed XML ({error})") from error
+    polygons = []
+    for annotation in root.iter("Annotation"):
+        if groups is not None and annotation.get("PartOfGroup") not in groups:
+            continue
+        points = sorted(annotation.iter("Coordinate"), key=lambda c: int(c.get("Order", "0")))
+        if points:
+            polygons.append(np.array([[float(p.get("X")), float(p.get("Y"))] for p in points]))
+    return polygons

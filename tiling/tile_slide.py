@@ -1,0 +1,201 @@
+"""Tile one slide, in two kinds of task that worker processes run: plan it, then fill its shards.
+
+`plan_slide` opens the slide, checks its resolution, finds tissue on a thumbnail, lays the grid,
+keeps the tiles with enough tissue, creates the (incomplete) store and draws the QC picture.
+`fill_shard` reads the tiles of one shard from the slide and writes that shard file. Shards of
+one slide can be filled by different processes at once; the caller marks the store complete when
+all are written.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from tiling import __version__
+from tiling.config import TilingConfig
+from tiling.grid import GridSpec, grid_indices, horizontal_runs, level0_coords
+from tiling.qc import save_qc_png
+from tiling.reader import Slide, SlideError, open_slide
+from tiling.store import StoreLayout, create_store, write_shard
+from tiling.tissue import detect_tissue, tissue_fractions
+
+_MPP_TOLERANCE = 1e-3
+_OPEN_SLIDES: dict[tuple[str, float | None], Slide] = {}
+_MAX_OPEN_SLIDES = 4
+
+
+@dataclass(frozen=True)
+class SlideJob:
+    """One slide to tile and where its store goes."""
+
+    slide_path: Path
+    slide_id: str
+    group_path: Path
+    qc_path: Path | None
+    mpp_override: float | None = None
+
+
+@dataclass(frozen=True)
+class ShardTask:
+    """Everything a worker needs to read and write one shard of a planned slide."""
+
+    job: SlideJob
+    layout: StoreLayout
+    shard_index: int
+    grid: GridSpec
+    read_level: int
+    row_col: np.ndarray  # (n, 2) grid positions of this shard's tiles
+    level0_xy: np.ndarray  # (n, 2) their level-0 corners
+    max_tiles_per_read: int
+
+
+@dataclass(frozen=True)
+class SlidePlan:
+    """The result of planning: the store is created and these shards remain to be filled."""
+
+    job: SlideJob
+    level0_mpp: float
+    shards: list[ShardTask]
+
+    @property
+    def n_tiles(self) -> int:
+        """Tiles the slide's store will hold."""
+        return sum(len(task.row_col) for task in self.shards)
+
+
+def cached_slide(path: Path, mpp_override: float | None) -> Slide:
+    """This process's open handle on a slide (OpenSlide handles must not cross processes)."""
+    key = (str(path), mpp_override)
+    if key not in _OPEN_SLIDES:
+        if len(_OPEN_SLIDES) >= _MAX_OPEN_SLIDES:
+            _OPEN_SLIDES.pop(next(iter(_OPEN_SLIDES))).close()
+        _OPEN_SLIDES[key] = open_slide(path, mpp_override)
+    return _OPEN_SLIDES[key]
+
+
+def forget_slide(path: Path) -> None:
+    """Close this process's handles on `path` (after an error, OpenSlide handles are unusable)."""
+    for key in [key for key in _OPEN_SLIDES if key[0] == str(path)]:
+        _OPEN_SLIDES.pop(key).close()
+
+
+def plan_slide(job: SlideJob, cfg: TilingConfig) -> SlidePlan:
+    """Check the slide, find its tissue, create its empty store; raise SlideError if it cannot be tiled."""
+    try:
+        slide = cached_slide(job.slide_path, job.mpp_override)
+        return _plan_open_slide(slide, job, cfg)
+    except SlideError:
+        forget_slide(job.slide_path)
+        raise
+
+
+def _plan_open_slide(slide: Slide, job: SlideJob, cfg: TilingConfig) -> SlidePlan:
+    if slide.level0_mpp > cfg.target_mpp * (1 + _MPP_TOLERANCE):
+        raise SlideError(slide.path, f"resolution {slide.level0_mpp:.4g} µm/px is coarser than the target "
+                                     f"{cfg.target_mpp:g} µm/px; pathgen does not upsample (lower --mpp)")
+    grid = GridSpec(slide.dimensions, slide.level0_mpp, cfg.target_mpp, cfg.tile_size_px, cfg.overlap_px)
+    if 0 in grid.shape:
+        raise SlideError(slide.path, f"slide of {slide.dimensions[0]}×{slide.dimensions[1]} px is smaller than one "
+                                     f"{cfg.tile_size_px}-px tile at {cfg.target_mpp:g} µm/px")
+    thumbnail = slide.thumbnail(cfg.tissue.thumbnail_mpp)
+    thumb_mpp = slide.level0_mpp * slide.dimensions[0] / thumbnail.shape[1]
+    tissue = detect_tissue(thumbnail, thumb_mpp, cfg.tissue)
+    row_col = grid_indices(grid)
+    coords = level0_coords(grid, row_col)
+    fractions = tissue_fractions(tissue.tissue, thumb_mpp, slide.level0_mpp, coords, grid.tile_size_level0)
+    keep = fractions >= cfg.min_tissue
+    if job.qc_path is not None:
+        boxes = np.concatenate([coords[keep], coords[keep] + grid.tile_size_level0], axis=1) * (
+            slide.level0_mpp / thumb_mpp)
+        save_qc_png(job.qc_path, thumbnail, tissue.tissue, tissue.ink, boxes,
+                    f"{job.slide_id}: {int(keep.sum())} tiles at {cfg.target_mpp:g} µm/px")
+    if not keep.any():
+        raise SlideError(slide.path, f"no tissue: none of {len(keep)} tiles reaches min_tissue={cfg.min_tissue:g}"
+                                     " (see the QC picture)")
+    layout = StoreLayout(int(keep.sum()), cfg.tile_size_px, cfg.store.tiles_per_shard)
+    attrs = _store_attrs(slide, grid, cfg, tissue.saturation_threshold, thumb_mpp)
+    create_store(job.group_path, layout, coords[keep], fractions[keep], thumbnail, tissue.tissue, attrs, cfg.store)
+    return SlidePlan(job, slide.level0_mpp, _shard_tasks(job, layout, grid, slide, row_col[keep], coords[keep], cfg))
+
+
+def _shard_tasks(job: SlideJob, layout: StoreLayout, grid: GridSpec, slide: Slide, row_col: np.ndarray,
+                 coords: np.ndarray, cfg: TilingConfig) -> list[ShardTask]:
+    level = slide.best_level_for(cfg.target_mpp)
+    return [ShardTask(job, layout, index, grid, level, row_col[layout.shard_slice(index)],
+                      coords[layout.shard_slice(index)], cfg.max_tiles_per_read)
+            for index in range(layout.n_shards)]
+
+
+def _store_attrs(slide: Slide, grid: GridSpec, cfg: TilingConfig, saturation_threshold: float,
+                 thumb_mpp: float) -> dict:
+    level = slide.best_level_for(cfg.target_mpp)
+    return {
+        "slide": {"path": str(slide.path), "name": slide.path.name, "size_bytes": slide.path.stat().st_size,
+                  "quick_sha256": quick_checksum(slide.path), "vendor": slide.vendor,
+                  "level0_mpp": slide.level0_mpp, "mpp_source": slide.mpp_source,
+                  "level0_width": slide.dimensions[0], "level0_height": slide.dimensions[1],
+                  "level_downsamples": list(slide.level_downsamples)},
+        "tiling": {"target_mpp": cfg.target_mpp, "tile_size_px": cfg.tile_size_px, "overlap_px": cfg.overlap_px,
+                   "stride_px": grid.stride_px, "read_level": level, "read_level_mpp": slide.level_mpp(level),
+                   "tile_size_level0": grid.tile_size_level0, "min_tissue": cfg.min_tissue},
+        "tissue": {**asdict(cfg.tissue), "saturation_threshold": float(saturation_threshold),
+                   "thumbnail_mpp_actual": thumb_mpp},
+        "store": asdict(cfg.store),
+        "pathgen_version": __version__,
+        "created": now_iso(),
+    }
+
+
+def quick_checksum(path: Path, block_bytes: int = 2**20) -> str:
+    """SHA-256 of the size and the first and last MiB: tells slides apart without reading GBs."""
+    digest = hashlib.sha256(str(path.stat().st_size).encode())
+    with path.open("rb") as handle:
+        digest.update(handle.read(block_bytes))
+        handle.seek(max(0, path.stat().st_size - block_bytes))
+        digest.update(handle.read(block_bytes))
+    return digest.hexdigest()
+
+
+def fill_shard(task: ShardTask) -> int:
+    """Read the shard's tiles from the slide and write the shard; returns the tile count."""
+    try:
+        slide = cached_slide(task.job.slide_path, task.job.mpp_override)
+        tiles = np.empty((len(task.row_col), task.grid.tile_size_px, task.grid.tile_size_px, 3), np.uint8)
+        for start, end in horizontal_runs(task.row_col, task.max_tiles_per_read):
+            tiles[start:end] = read_run(slide, task.grid, task.read_level, task.level0_xy[start], end - start)
+    except SlideError:
+        forget_slide(task.job.slide_path)
+        raise
+    write_shard(task.job.group_path, task.layout, task.shard_index, tiles)
+    return len(tiles)
+
+
+def read_run(slide: Slide, grid: GridSpec, level: int, level0_xy: np.ndarray, n_tiles: int) -> np.ndarray:
+    """`n_tiles` horizontally adjacent tiles starting at `level0_xy`, resampled to the target mpp."""
+    tile, stride = grid.tile_size_px, grid.stride_px
+    width_px = (n_tiles - 1) * stride + tile
+    to_level = grid.target_mpp / slide.level_mpp(level)
+    if abs(to_level - 1) <= _MPP_TOLERANCE:
+        region = slide.read_rgb((int(level0_xy[0]), int(level0_xy[1])), level, (width_px, tile))
+    else:
+        size = (int(np.ceil(width_px * to_level)), int(np.ceil(tile * to_level)))
+        region = slide.read_rgb((int(level0_xy[0]), int(level0_xy[1])), level, size)
+        region = np.asarray(Image.fromarray(region).resize((width_px, tile), Image.Resampling.LANCZOS))
+    return np.stack([region[:, i * stride:i * stride + tile] for i in range(n_tiles)])
+
+
+def now_iso() -> str:
+    """UTC time stamp for manifests and attrs."""
+    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+
+
+def elapsed(t0: float) -> float:
+    """Seconds since `t0`, rounded for the manifest."""
+    return round(time.perf_counter() - t0, 3)

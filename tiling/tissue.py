@@ -1,0 +1,261 @@
+"""Tissue mask on a low-resolution RGB thumbnail, and per-tile tissue fractions from it.
+
+The detector follows the usual saturation recipe (e.g. CLAM, Lu et al. 2021): tissue is
+coloured, glass is grey-white. Steps, all at the thumbnail's resolution:
+
+1. HSV; pixels brighter than ``max_value`` (glass) or darker than ``NEAR_BLACK_VALUE``
+   (scanner borders, debris) are never tissue.
+2. Pen ink (blue, green, red, black marker) is found with hue/saturation/value rules, small
+   specks are dropped and the rest is grown by ``pen_dilate_um`` to catch stroke halos.
+3. Saturation, median-filtered over ``MEDIAN_UM`` against JPEG/sensor noise, is cut at a
+   threshold: Otsu over every pixel that is neither near-black nor ink, floored at
+   ``min_saturation`` so that a blank slide gives an empty mask rather than noise.
+4. Morphology: closing, opening, fill small holes, drop ink again, drop small regions.
+
+Lengths (µm) and areas (mm²) in ``TissueConfig`` are converted to pixels with the
+thumbnail's actual mpp, so one setting means the same on every scanner.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import ndimage as ndi
+from skimage.color import rgb2hsv
+from skimage.filters import threshold_otsu
+
+from tiling.config import TissueConfig
+
+NEAR_BLACK_VALUE = 0.1  # HSV value below this is scanner border / debris, never tissue
+MEDIAN_UM = 40.0  # median filter on saturation: JPEG / sensor noise on tinted glass
+MIN_INK_MM2 = 0.01  # ink blobs smaller than this (~100 µm square) are stain noise, not marker
+
+# Pen-ink rules on (hue in degrees, saturation 0..1, value 0..1). Checked on realistic
+# colours (tests/tiling/test_tissue.py): eosin (230,150,190) h=330 s=.35; hematoxylin
+# (90,60,140) h=262 s=.57; blue ink (30,60,170) h=227 s=.82; green (40,140,60) h=132 s=.71;
+# red (200,30,40) h=356 s=.85; black (30,30,30) v=.12; glass (240,238,242) s=.02.
+BLUE_HUE = (190.0, 240.0)  # green >= red: blue ink; hematoxylin is purple (red > green, h>240)
+BLUE_MIN_SAT = 0.55
+GREEN_HUE = (75.0, 185.0)  # no H&E stain is green
+GREEN_MIN_SAT = 0.25
+RED_HUE = (345.0, 20.0)  # wraps through 0; eosin pink sits near 330
+RED_MIN_SAT = 0.75  # eosin ~0.35, red blood cells ~0.7, red marker > 0.8
+BLACK_MAX_VALUE = 0.25  # anything this dark is marker or a fold
+BLACK_GREY_VALUE, BLACK_GREY_SAT = 0.45, 0.25  # dark *and* grey; dense nuclei stay purple
+
+
+@dataclass
+class TissueMask:
+    """What the detector found on one thumbnail (all masks share the thumbnail's shape)."""
+
+    tissue: np.ndarray  # bool (H, W): final tissue mask
+    ink: np.ndarray  # bool (H, W): pen ink after dilation (all False if remove_pen is off)
+    saturation_threshold: float  # saturation cut actually used (Otsu, floored)
+
+
+def detect_tissue(thumbnail: np.ndarray, thumbnail_mpp: float, cfg: TissueConfig) -> TissueMask:
+    """Tissue and pen-ink masks of an RGB uint8 thumbnail read at ``thumbnail_mpp`` µm/px.
+
+    ``thumbnail_mpp`` is the resolution actually read (pyramid levels rarely hit
+    ``cfg.thumbnail_mpp`` exactly); all physical sizes in ``cfg`` are converted with it.
+    """
+    _check_thumbnail(thumbnail, thumbnail_mpp)
+    hsv = _hsv(thumbnail)
+    sat = ndi.median_filter(hsv[..., 1], size=_odd_px(MEDIAN_UM, thumbnail_mpp))
+    val = hsv[..., 2]
+    usable = val >= NEAR_BLACK_VALUE
+    ink = _pen_ink(hsv, thumbnail_mpp, cfg) if cfg.remove_pen else np.zeros_like(usable)
+    threshold = saturation_threshold(sat[usable & ~ink], cfg.min_saturation)
+    candidate = usable & ~ink & (val <= cfg.max_value) & (sat > threshold)
+    tissue = clean_mask(candidate, ink, thumbnail_mpp, cfg)
+    return TissueMask(tissue=tissue, ink=ink, saturation_threshold=threshold)
+
+
+def _hsv(thumbnail: np.ndarray) -> np.ndarray:
+    """HSV in float32 (each channel 0..1): half the time and memory of skimage's float64."""
+    return rgb2hsv(thumbnail.astype(np.float32) / 255)
+
+
+def _odd_px(length_um: float, mpp: float) -> int:
+    """A filter width in µm → the nearest odd pixel count (at least 1)."""
+    return 2 * int(round(length_um / mpp / 2 - 0.5)) + 1 if length_um >= mpp else 1
+
+
+def _check_thumbnail(thumbnail: np.ndarray, thumbnail_mpp: float) -> None:
+    """Reject inputs the detector would silently misread (RGBA, float, grey)."""
+    if thumbnail.ndim != 3 or thumbnail.shape[2] != 3 or thumbnail.dtype != np.uint8:
+        raise ValueError(
+            f"detect_tissue expects an RGB uint8 thumbnail of shape (H, W, 3); got "
+            f"{thumbnail.dtype} {thumbnail.shape}. Drop alpha / convert to uint8 first."
+        )
+    if not thumbnail_mpp > 0:
+        raise ValueError(f"thumbnail_mpp must be > 0 µm/px, got {thumbnail_mpp}")
+
+
+def saturation_threshold(saturation: np.ndarray, min_saturation: float) -> float:
+    """Otsu cut on the given saturation values, never below ``min_saturation``.
+
+    Glass pixels are deliberately part of ``saturation``: Otsu then separates grey glass
+    from coloured tissue. Without them Otsu would split pale eosin from dark hematoxylin
+    and lose the eosin. The floor keeps a blank slide (only glass noise) empty.
+    """
+    values = np.asarray(saturation, dtype=np.float64).ravel()
+    if values.size < 2 or np.ptp(values) == 0:
+        return float(min_saturation)
+    return float(max(threshold_otsu(values), min_saturation))
+
+
+def ink_colour_masks(thumbnail: np.ndarray) -> dict[str, np.ndarray]:
+    """Per-colour pixel rules for marker ink: {"blue", "green", "red", "black"} → bool (H, W).
+
+    Pixel-wise only (no size filter or dilation); see the module constants for the rules
+    and the stain colours they were checked against.
+    """
+    return _ink_rules(_hsv(thumbnail))
+
+
+def _ink_rules(hsv: np.ndarray) -> dict[str, np.ndarray]:
+    """The colour rules of ``ink_colour_masks`` on an HSV image (hue 0..1)."""
+    hue, sat, val = hsv[..., 0] * 360.0, hsv[..., 1], hsv[..., 2]
+    return {
+        "blue": (hue >= BLUE_HUE[0]) & (hue <= BLUE_HUE[1]) & (sat >= BLUE_MIN_SAT),
+        "green": (hue >= GREEN_HUE[0]) & (hue <= GREEN_HUE[1]) & (sat >= GREEN_MIN_SAT),
+        "red": ((hue >= RED_HUE[0]) | (hue <= RED_HUE[1])) & (sat >= RED_MIN_SAT),
+        "black": (val <= BLACK_MAX_VALUE) | ((val <= BLACK_GREY_VALUE) & (sat <= BLACK_GREY_SAT)),
+    }
+
+
+def detect_pen_ink(thumbnail: np.ndarray, thumbnail_mpp: float, cfg: TissueConfig) -> np.ndarray:
+    """Bool mask of marker ink: colour rules, minus specks, grown by ``cfg.pen_dilate_um``.
+
+    Specks under ``MIN_INK_MM2`` are dropped first, so a few bluish nuclei or dark pixels
+    inside tissue do not punch dilated holes into the mask; marker strokes are far larger.
+    """
+    _check_thumbnail(thumbnail, thumbnail_mpp)
+    return _pen_ink(_hsv(thumbnail), thumbnail_mpp, cfg)
+
+
+def _pen_ink(hsv: np.ndarray, mpp: float, cfg: TissueConfig) -> np.ndarray:
+    """``detect_pen_ink`` on an HSV image (computed once by ``detect_tissue``)."""
+    ink = np.logical_or.reduce(list(_ink_rules(hsv).values()))
+    ink = remove_small_regions(ink, _mm2_to_px(MIN_INK_MM2, mpp))
+    return dilate(ink, cfg.pen_dilate_um / mpp)
+
+
+def clean_mask(candidate: np.ndarray, ink: np.ndarray, mpp: float, cfg: TissueConfig) -> np.ndarray:
+    """Closing, opening, hole filling, ink removal and small-region removal, in that order.
+
+    Ink is removed again after the closing and hole filling, which would otherwise bridge a
+    thin stroke across tissue or fill an ink dot that lies inside tissue.
+    """
+    mask = erode(dilate(candidate, cfg.closing_um / mpp), cfg.closing_um / mpp)
+    mask = dilate(erode(mask, cfg.opening_um / mpp), cfg.opening_um / mpp)
+    mask = fill_small_holes(mask, _mm2_to_px(cfg.max_hole_mm2, mpp))
+    mask &= ~ink
+    return remove_small_regions(mask, _mm2_to_px(cfg.min_region_mm2, mpp))
+
+
+def _mm2_to_px(area_mm2: float, mpp: float) -> float:
+    """Area in mm² → number of pixels at ``mpp`` µm/px."""
+    return area_mm2 * 1e6 / (mpp * mpp)
+
+
+def dilate(mask: np.ndarray, radius_px: float) -> np.ndarray:
+    """Isotropic (Euclidean disk) dilation via a distance transform: cost independent of radius."""
+    if radius_px <= 0 or not mask.any():
+        return mask.copy()
+    return ndi.distance_transform_edt(~mask) <= radius_px
+
+
+def erode(mask: np.ndarray, radius_px: float) -> np.ndarray:
+    """Isotropic erosion; the image border counts as foreground, so tissue cut by the
+    thumbnail edge is not eaten away (``binary_erosion`` would erode it)."""
+    if radius_px <= 0 or mask.all():
+        return mask.copy()
+    return ndi.distance_transform_edt(mask) > radius_px
+
+
+def remove_small_regions(mask: np.ndarray, min_area_px: float) -> np.ndarray:
+    """Drop 8-connected True regions with fewer than ``min_area_px`` pixels.
+
+    Hand-written on ``ndimage.label`` because skimage renamed the size argument of
+    ``remove_small_objects`` in 0.26 (``min_size`` → ``max_size``, with ≤ semantics) and we
+    support 0.24 onwards.
+    """
+    labels, n = ndi.label(mask, structure=np.ones((3, 3), bool))
+    if n == 0:
+        return mask.copy()
+    sizes = np.bincount(labels.ravel())
+    keep = sizes >= min_area_px
+    keep[0] = False
+    return keep[labels]
+
+
+def fill_small_holes(mask: np.ndarray, max_hole_px: float) -> np.ndarray:
+    """Fill 4-connected False regions smaller than ``max_hole_px`` that do not touch the border.
+
+    Background reaching the thumbnail edge is never a hole (it is glass around the tissue).
+    """
+    labels, n = ndi.label(~mask)
+    if n == 0:
+        return mask.copy()
+    sizes = np.bincount(labels.ravel())
+    small = sizes < max_hole_px
+    edge = np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]])
+    small[np.unique(edge)] = False
+    small[0] = False
+    return mask | small[labels]
+
+
+def tissue_fractions(
+    mask: np.ndarray,
+    mask_mpp: float,
+    level0_mpp: float,
+    level0_xy: np.ndarray,
+    tile_size_level0: float,
+) -> np.ndarray:
+    """Share of each square tile covered by tissue, from a mask via a summed-area table.
+
+    Tile i has its top-left corner at ``level0_xy[i]`` (x, y in level-0 px) and side
+    ``tile_size_level0`` level-0 px. Coverage is exact area weighting: the integral of the
+    piecewise-constant mask over a real-valued rectangle equals the bilinear interpolation
+    of the summed-area table at its corners, so mask pixels cut by a tile border count
+    with the share of their area inside the tile. Parts of a tile outside the mask count
+    as non-tissue. Vectorised over all N tiles; returns float32 (N,).
+    """
+    xy = np.asarray(level0_xy, dtype=np.float64)
+    if xy.ndim != 2 or xy.shape[1] != 2:
+        raise ValueError(f"level0_xy must have shape (N, 2), got {xy.shape}")
+    if not (mask_mpp > 0 and level0_mpp > 0 and tile_size_level0 > 0):
+        raise ValueError(
+            f"mask_mpp, level0_mpp and tile_size_level0 must be > 0; got "
+            f"{mask_mpp}, {level0_mpp}, {tile_size_level0}"
+        )
+    sat = np.zeros((mask.shape[0] + 1, mask.shape[1] + 1), dtype=np.float64)
+    sat[1:, 1:] = np.cumsum(np.cumsum(mask, axis=0, dtype=np.int64), axis=1)
+    scale = level0_mpp / mask_mpp  # mask px per level-0 px
+    x0, y0 = xy[:, 0] * scale, xy[:, 1] * scale
+    side = tile_size_level0 * scale
+    x1, y1 = x0 + side, y0 + side
+    inside = (
+        _sat_at(sat, x1, y1) - _sat_at(sat, x0, y1) - _sat_at(sat, x1, y0) + _sat_at(sat, x0, y0)
+    )
+    return (inside / (side * side)).clip(0.0, 1.0).astype(np.float32)
+
+
+def _sat_at(sat: np.ndarray, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Tissue area in [0, x) × [0, y) (mask px, real-valued): bilinear read of the table.
+
+    Coordinates are clamped to the mask, which is what makes outside count as non-tissue.
+    """
+    h, w = sat.shape[0] - 1, sat.shape[1] - 1
+    x, y = np.clip(x, 0, w), np.clip(y, 0, h)
+    j = np.minimum(np.floor(x).astype(np.int64), max(w - 1, 0))
+    i = np.minimum(np.floor(y).astype(np.int64), max(h - 1, 0))
+    fx, fy = x - j, y - i
+    if w == 0 or h == 0:
+        return np.zeros_like(x)
+    top = sat[i, j] * (1 - fx) + sat[i, j + 1] * fx
+    bottom = sat[i + 1, j] * (1 - fx) + sat[i + 1, j + 1] * fx
+    return top * (1 - fy) + bottom * fy
