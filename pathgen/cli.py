@@ -7,6 +7,7 @@ import sys
 
 from pathgen import __version__
 from pathgen.commands import export_coords, synth, tile
+from pathgen.config import is_override
 
 COMMANDS = (tile, synth, export_coords)
 
@@ -21,9 +22,24 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _place_trailing_words(parser: argparse.ArgumentParser, args: argparse.Namespace, extra: list[str]) -> None:
+    """Words after options: key.sub=value go to the overrides, the rest to the inputs (argparse
+    stops collecting positionals at the first option)."""
+    if hasattr(args, "overrides"):
+        words = getattr(args, "inputs", []) + extra
+        args.overrides = args.overrides + [w for w in words if is_override(w)]
+        extra = [w for w in words if not is_override(w)]
+        if hasattr(args, "inputs"):
+            args.inputs, extra = [w for w in extra if not w.startswith("-")], [w for w in extra if w.startswith("-")]
+    if extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the `pathgen` console script; returns the process exit status."""
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    _place_trailing_words(parser, args, extra)
     try:
         return int(args.run(args) or 0)
     except KeyboardInterrupt:

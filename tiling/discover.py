@@ -25,9 +25,9 @@ def discover_slides(inputs: list[str | Path]) -> tuple[list[Path], list[Path]]:
             for path in item.rglob("*"):
                 if not path.is_file() or path.name.startswith("."):
                     continue
-                (slides.add(path.resolve()) if path.suffix.lower() in SLIDE_SUFFIXES else ignored.append(path))
+                (slides.add(path.absolute()) if path.suffix.lower() in SLIDE_SUFFIXES else ignored.append(path))
         else:
-            slides.add(item.resolve())
+            slides.add(item.absolute())
     return sorted(slides), sorted(ignored)
 
 
@@ -89,6 +89,6 @@ def override_for(slide: Path, overrides: dict[str, float]) -> float | None:
         if key in overrides:
             return overrides[key]
     for key, mpp in overrides.items():
-        if Path(key).expanduser().resolve() == slide:
+        if Path(key).expanduser().resolve() == slide.resolve():
             return mpp
     return None

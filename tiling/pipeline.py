@@ -25,7 +25,7 @@ from tiling.discover import discover_slides, override_for, read_mpp_overrides, s
 from tiling.manifest import FileLock, ManifestRow, read_manifest, slide_lock, update_manifest
 from tiling.qc import write_summary_html
 from tiling.reader import SlideError
-from tiling.store import TILES_DIR, is_complete, mark_complete, read_attrs
+from tiling.store import TILES_DIR, ensure_root, is_complete, mark_complete, read_attrs
 from tiling.tile_slide import ShardTask, SlideJob, SlidePlan, elapsed, fill_shard, now_iso, plan_slide
 
 QC_DIR = "qc"
@@ -73,6 +73,7 @@ def prepare_output(out_dir: str | Path) -> Path:
         probe = out_dir / f".write-test-{time.time_ns()}"
         probe.write_bytes(b"ok")
         probe.unlink()
+        ensure_root(out_dir / TILES_DIR)
     except OSError as err:
         raise OutputError(f"{out_dir}: output folder is not writable ({err.strerror})") from err
     return out_dir
@@ -81,6 +82,8 @@ def prepare_output(out_dir: str | Path) -> Path:
 def make_jobs(inputs: list[str | Path], out_dir: Path, cfg: TilingConfig) -> tuple[list[SlideJob], int]:
     """One job per slide of this machine's shard; also how many folder files were ignored."""
     slides, ignored = discover_slides(inputs)
+    if not slides:
+        raise ValueError(f"no slides found in {', '.join(map(str, inputs)) or 'the inputs'}")
     ids = slide_ids(slides)  # over the whole list, so every shard names slides alike
     overrides = read_mpp_overrides(cfg.mpp_override) if cfg.mpp_override else {}
     jobs = [SlideJob(path, ids[path], out_dir / TILES_DIR / ids[path],

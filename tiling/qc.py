@@ -171,14 +171,16 @@ def write_summary_html(out_path: str | Path, rows: list[dict], qc_dir_rel: str) 
     """One self-contained HTML page over a folder of slides; returns its path.
 
     Each row is a dict with keys ``slide, status, reason, tiles, mpp, seconds`` (missing
-    ones are left blank) and optionally ``qc_png`` (file name inside ``qc_dir_rel``,
-    default ``qc_png_name(slide)``). ``qc_dir_rel`` is relative to the page's folder; a QC
+    ones are left blank; the manifest's ``slide_id`` and ``level0_mpp`` are accepted for
+    ``slide`` and ``mpp``, so ``tiling.manifest.read_manifest`` rows can be passed as they
+    are) and optionally ``qc_png`` (file name inside ``qc_dir_rel``, default
+    ``qc_png_name(slide)``). ``qc_dir_rel`` is relative to the page's folder; a QC
     picture is shown (as a link to the full-size PNG) only if the file exists. Failed rows
     are highlighted; counts of done / failed / skipped head the page. Every user-provided
     string is escaped with ``html.escape``.
     """
     out_path = Path(out_path)
-    counts = Counter(str(row.get("status", "")) for row in rows)
+    counts = Counter(str(row.get("status") or "") for row in rows)
     shown = ["done", "failed", "skipped"] + sorted(set(counts) - {"done", "failed", "skipped"})
     header = "".join(f"<span>{html.escape(s)}: {counts.get(s, 0)}</span>" for s in shown)
     body = "\n".join(_summary_row(row, out_path.parent, qc_dir_rel) for row in rows)
@@ -197,8 +199,8 @@ def write_summary_html(out_path: str | Path, rows: list[dict], qc_dir_rel: str) 
 
 def _summary_row(row: dict, page_dir: Path, qc_dir_rel: str) -> str:
     """One <tr>: QC thumbnail link (if the PNG exists) and the escaped fields."""
-    slide = str(row.get("slide", ""))
-    status = str(row.get("status", ""))
+    slide = str(_first(row, "slide", "slide_id"))
+    status = str(row.get("status") or "")
     png = f"{qc_dir_rel.rstrip('/')}/{row.get('qc_png') or qc_png_name(slide)}"
     if (page_dir / png).is_file():
         href = html.escape(quote(png), quote=True)
@@ -211,12 +213,17 @@ def _summary_row(row: dict, page_dir: Path, qc_dir_rel: str) -> str:
         html.escape(status),
         html.escape(str(row.get("reason") or "")),
         _number(row.get("tiles"), "d"),
-        _number(row.get("mpp"), ".3f"),
+        _number(_first(row, "mpp", "level0_mpp"), ".3f"),
         _number(row.get("seconds"), ".1f"),
     ]
     tds = [f'<td class="num">{c}</td>' if i >= 4 else f"<td>{c}</td>" for i, c in enumerate(cells)]
     css = status if status in ("failed", "skipped") else ""
     return f'<tr class="{css}">' + "".join(tds) + "</tr>"
+
+
+def _first(row: dict, *keys: str):
+    """The first of ``keys`` that ``row`` has a non-empty value for ("" if none)."""
+    return next((row[k] for k in keys if row.get(k) not in (None, "")), "")
 
 
 def _number(value, spec: str) -> str:

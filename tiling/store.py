@@ -69,14 +69,24 @@ def _tile_codecs(cfg: StoreConfig) -> dict[str, Any]:
     raise ValueError(f"unknown tile codec {cfg.codec!r}; choose 'zstd' (lossless) or 'jpeg'")
 
 
+def ensure_root(tiles_dir: Path) -> None:
+    """Create the `tiles.zarr` root group once, tolerating other processes doing the same."""
+    if (tiles_dir / "zarr.json").is_file():
+        return
+    try:
+        zarr.open_group(tiles_dir, mode="a")
+    except zarr.errors.ContainsGroupError:
+        pass  # another process created it between our check and our write
+
+
 def create_store(group_path: Path, layout: StoreLayout, coords: np.ndarray, tissue_fraction: np.ndarray,
                  thumbnail: np.ndarray, tissue_mask: np.ndarray, attrs: dict, cfg: StoreConfig) -> None:
     """Create an empty, incomplete store for one slide, replacing whatever was at `group_path`."""
     if group_path.exists():
         shutil.rmtree(group_path)
-    root = zarr.open_group(group_path.parent, mode="a")
-    group = root.create_group(group_path.name, attributes={**attrs, "pathgen_tile_store": SCHEMA_VERSION,
-                                                             "complete": False})
+    ensure_root(group_path.parent)
+    group = zarr.open_group(group_path, mode="w", attributes={**attrs, "pathgen_tile_store": SCHEMA_VERSION,
+                                                               "complete": False})
     tile_shape = (layout.tile_size_px, layout.tile_size_px, 3)
     group.create_array("tiles", shape=(layout.n_tiles, *tile_shape), dtype="uint8",
                        chunks=(1, *tile_shape), shards=(max(1, layout.tiles_per_shard), *tile_shape),

@@ -18,6 +18,7 @@ import struct
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass, replace
 from functools import lru_cache
+from typing import Callable, NamedTuple
 from pathlib import Path
 
 import numpy as np
@@ -30,7 +31,6 @@ from scipy.spatial import cKDTree
 from skimage.measure import approximate_polygon, find_contours
 
 MASK_DS = 32  # level-0 pixels per value of the layout fields
-PATCH_PX = 1024  # side of the texture patches the full-resolution image is tiled from
 GLASS_RGB = (240, 238, 242)
 INK_RGB = {"blue": (30, 60, 170), "green": (40, 140, 60), "red": (200, 30, 40), "black": (30, 30, 30)}
 _OUTSIDE = -1e6  # field value meaning "nowhere near"
@@ -98,6 +98,7 @@ class _Fields:
     tumor: np.ndarray  # ≤ tissue everywhere, so tumor ⊂ tissue at any resolution
     ink: np.ndarray
     ink_tint: np.ndarray  # (h, w, 3) transmittance of the nearest stroke's ink
+    tone: np.ndarray  # stain intensity across the slide, a factor around 1
 
 
 def _layout(spec: SyntheticSlideSpec) -> _Fields:
@@ -114,9 +115,12 @@ def _fields(width: int, height: int, mpp: float, seed: int, n_tissue: int, n_tum
     tissue = _tissue_field(xx, yy, n_tissue, np.random.default_rng([seed, 1]))
     tumor = _tumor_field(xx, yy, tissue, n_tumor, np.random.default_rng([seed, 2]))
     ink, tint = _ink_fields(xx, yy, tissue, n_ink, mpp, np.random.default_rng([seed, 3]))
-    for array in (tissue, tumor, ink, tint):
+    tone = np.random.default_rng([seed, 6]).standard_normal(xx.shape).astype(np.float32)
+    tone = ndimage.gaussian_filter(tone, max(1.0, 0.05 * min(width, height) / MASK_DS), mode="wrap")
+    tone = 1 + np.clip(0.07 * tone / max(float(tone.std()), 1e-6), -0.15, 0.15)
+    for array in (tissue, tumor, ink, tint, tone):
         array.flags.writeable = False
-    return _Fields(tissue, tumor, ink, tint)
+    return _Fields(tissue, tumor, ink, tint, tone)
 
 
 def _blob(xx: np.ndarray, yy: np.ndarray, centre: tuple[float, float],
@@ -159,7 +163,7 @@ def _tumor_field(xx: np.ndarray, yy: np.ndarray, tissue: np.ndarray, n: int,
         return raw
     deep = np.flatnonzero(tissue > 0.6 * tissue.max())
     for index in rng.choice(deep, size=n):
-        radius = float(tissue.flat[index]) * rng.uniform(0.35, 0.6)
+        radius = float(tissue.flat[index]) * rng.uniform(0.45, 0.75)
         radii = (radius, radius * rng.uniform(0.7, 1.0))
         centre = (float(xx.flat[index]), float(yy.flat[index]))
         raw = np.maximum(raw, _blob(xx, yy, centre, radii, rng.uniform(0, np.pi), rng))
@@ -202,93 +206,175 @@ def _stroke_curve(points: np.ndarray, in_tissue: np.ndarray, short_side: float,
 
 # ---------------------------------------------------------------------------------- textures
 
-def _periodic_noise(rng: np.random.Generator, sigma_yx_px: tuple[float, float]) -> np.ndarray:
-    """Gaussian-smoothed white noise with unit variance, periodic so a patch tiles seamlessly."""
-    white = rng.standard_normal((PATCH_PX, PATCH_PX), dtype=np.float32)
-    ky, kx = np.fft.fftfreq(PATCH_PX)[:, None], np.fft.rfftfreq(PATCH_PX)[None, :]
-    gain = np.exp(-2 * np.pi ** 2 * ((ky * sigma_yx_px[0]) ** 2 + (kx * sigma_yx_px[1]) ** 2))
-    smooth = scipy.fft.irfft2(scipy.fft.rfft2(white, workers=-1) * gain.astype(np.float32),
-                              s=white.shape, workers=-1)
-    return (smooth / max(float(smooth.std()), 1e-12)).astype(np.float32)
+@dataclass(frozen=True)
+class _PatchRandom:
+    """Random streams for one texture patch whose fields equal a shared base near its edges.
+
+    The base stream is the same for every patch of a kind and its fields are periodic, so
+    patches tile edge to edge in any order without seams (the idea of Wang tiles); each patch
+    fades from the base at its border to its own fields inside.
+    """
+
+    base: np.random.Generator
+    own: np.random.Generator
+    window: np.ndarray  # 0 at the patch border, 1 inside
+    mpp: float
+
+    def field(self, make: Callable[[np.random.Generator], np.ndarray]) -> np.ndarray:
+        """Blend of `make(base)` and `make(own)` that keeps unit variance."""
+        w = self.window
+        return w * make(self.own) + np.sqrt(1 - w * w) * make(self.base)
+
+    def noise(self, sigma_y_um: float, sigma_x_um: float) -> np.ndarray:
+        n = len(self.window)
+        return self.field(lambda rng: _periodic_noise(rng, n, sigma_y_um / self.mpp, sigma_x_um / self.mpp))
+
+
+def _periodic_noise(rng: np.random.Generator, n: int, sigma_y: float, sigma_x: float) -> np.ndarray:
+    """n×n Gaussian-smoothed white noise (σ in pixels), unit variance, periodic.
+
+    Drawn directly as a random spectrum shaped by the Gaussian's transfer function.
+    """
+    gain = _gaussian_gain(n, round(sigma_y, 3), round(sigma_x, 3))
+    parts = rng.standard_normal((2,) + gain.shape, dtype=np.float32) * gain
+    spectrum = np.empty(gain.shape, np.complex64)
+    spectrum.real, spectrum.imag = parts
+    smooth = scipy.fft.irfft2(spectrum, s=(n, n), workers=-1)
+    return smooth * (1 / max(float(smooth[::4, ::4].std()), 1e-12))
+
+
+@lru_cache(maxsize=64)
+def _gaussian_gain(n: int, sigma_y: float, sigma_x: float) -> np.ndarray:
+    ky, kx = np.fft.fftfreq(n)[:, None], np.fft.rfftfreq(n)[None, :]
+    return np.exp(-2 * np.pi ** 2 * ((ky * sigma_y) ** 2 + (kx * sigma_x) ** 2)).astype(np.float32)
 
 
 def _stain_rgb(eosin: np.ndarray, hema: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """RGB uint8 of stain concentrations on glass (Beer–Lambert), with a little sensor noise."""
-    od = _GLASS_OD + eosin[..., None] * _EOSIN_OD + hema[..., None] * _HEMA_OD
-    rgb = 255 * np.exp(-od) + 1.5 * rng.standard_normal(od.shape, dtype=np.float32)
-    return np.clip(rgb + 0.5, 0, 255).astype(np.uint8)
+    """RGB uint8 of stain amounts on glass (Beer–Lambert), with a little sensor noise."""
+    od = eosin[..., None] * -_EOSIN_OD
+    od -= hema[..., None] * _HEMA_OD
+    od -= _GLASS_OD
+    rgb = np.exp(od, out=od)
+    rgb *= 255
+    rgb += 1.5 * rng.standard_normal(eosin.shape, dtype=np.float32)[..., None] + 0.5
+    return np.clip(rgb, 0, 255, out=rgb).astype(np.uint8)
 
 
-def _draw_nuclei(hema: np.ndarray, rng: np.random.Generator, mpp: float, per_mm2: float,
-                 long_um: tuple[float, float], short_um: tuple[float, float],
-                 angle_sd: float | None, strength: float) -> None:
-    """Add soft-edged elliptic nuclei with granular chromatin to `hema` in place (wrapping)."""
-    chromatin = 0.75 + 0.25 * _periodic_noise(rng, (0.5 / mpp, 0.5 / mpp))
-    count = rng.poisson(per_mm2 * (PATCH_PX * mpp / 1000) ** 2)
-    for _ in range(count):
-        a, b = rng.uniform(*long_um) / mpp, rng.uniform(*short_um) / mpp
-        angle = rng.uniform(0, np.pi) if angle_sd is None else rng.normal(0, angle_sd)
-        cy, cx, r = rng.integers(PATCH_PX), rng.integers(PATCH_PX), int(math.ceil(a)) + 1
-        dy, dx = np.mgrid[-r:r + 1, -r:r + 1].astype(np.float32)
-        u = (math.cos(angle) * dx + math.sin(angle) * dy) / a
-        v = (math.cos(angle) * dy - math.sin(angle) * dx) / b
-        edge = np.clip((1 - np.hypot(u, v)) * b + 0.5, 0, 1)
-        box = np.ix_((np.arange(-r, r + 1) + cy) % PATCH_PX, (np.arange(-r, r + 1) + cx) % PATCH_PX)
-        dose = edge * strength * rng.uniform(0.8, 1.2) * chromatin[box]
-        hema[box] = np.maximum(hema[box], dose)
+class _Nuclei(NamedTuple):
+    """A population of nuclei: density, semi-axes (µm), orientation spread, darkness."""
+
+    per_mm2: float
+    long_um: tuple[float, float]
+    short_um: tuple[float, float]
+    angle_sd: float | None  # radians around the fibre direction; None: any orientation
+    strength: float  # hematoxylin amount at full chromatin
+    rim: float = 0.0  # > 0: vesicular, chromatin gathered along the membrane
 
 
-def _stroma_patch(rng: np.random.Generator, mpp: float) -> np.ndarray:
-    """Wavy eosinophilic collagen fibres with pale clefts and sparse spindle/round nuclei."""
-    um = 1 / mpp
-    fibres = _periodic_noise(rng, (0.8 * um, 8 * um))
-    wave = 8 * um * _periodic_noise(rng, (40 * um, 40 * um))
-    yy, xx = np.mgrid[0:PATCH_PX, 0:PATCH_PX].astype(np.float32)
-    fibres = ndimage.map_coordinates(fibres, [yy + wave, xx], order=1, mode="grid-wrap")
-    density = _periodic_noise(rng, (50 * um, 50 * um))
-    eosin = (0.2 + 0.9 / (1 + np.exp(-2.5 * fibres))) * (1 + 0.15 * density)
+_FIBROBLASTS = _Nuclei(900, (3.0, 6.0), (1.0, 1.8), 0.3, 1.0)
+_LYMPHOCYTES = _Nuclei(400, (2.5, 3.2), (2.2, 3.0), None, 1.4)
+_TUMOR_NUCLEI = _Nuclei(5000, (4.0, 7.0), (3.0, 5.0), None, 1.5, rim=0.35)
+
+
+def _draw_nuclei(hema: np.ndarray, rand: _PatchRandom, chromatin: np.ndarray, kind: _Nuclei) -> None:
+    """Darken `hema` in place with soft, slightly irregular elliptic nuclei.
+
+    Nuclei centred in the patch border come from the shared base stream, so borders match
+    between patches; they wrap around the patch edges like the periodic fields.
+    """
+    n, mpp = len(hema), rand.mpp
+    for rng, from_base in ((rand.base, True), (rand.own, False)):
+        for _ in range(rng.poisson(kind.per_mm2 * (n * mpp / 1000) ** 2)):
+            a, b = rng.uniform(*kind.long_um) / mpp, rng.uniform(*kind.short_um) / mpp
+            cy, cx = rng.integers(n), rng.integers(n)
+            angle = rng.uniform(0, np.pi) if kind.angle_sd is None else rng.normal(0, kind.angle_sd)
+            wobble = rng.uniform(0, 0.12, 2), rng.uniform(0, 2 * np.pi, 2)
+            if (rand.window[cy, cx] < 0.5) == from_base:
+                r, dose = _nucleus_dose(a, b, angle, wobble, kind.rim)
+                box = np.ix_((np.arange(-r, r + 1) + cy) % n, (np.arange(-r, r + 1) + cx) % n)
+                hema[box] = np.maximum(hema[box], dose * kind.strength * chromatin[box])
+
+
+def _nucleus_dose(a: float, b: float, angle: float, wobble: tuple[np.ndarray, np.ndarray],
+                  rim: float) -> tuple[int, np.ndarray]:
+    """Coverage (0..1, anti-aliased edge) of one nucleus on a (2r+1)² box around its centre."""
+    r = int(math.ceil(1.3 * a)) + 1
+    dy, dx = np.ogrid[-r:r + 1, -r:r + 1]
+    u = (math.cos(angle) * dx + math.sin(angle) * dy) / a
+    v = (math.cos(angle) * dy - math.sin(angle) * dx) / b
+    theta = np.arctan2(v, u)
+    q = np.hypot(u, v) / (1 + wobble[0][0] * np.cos(2 * theta + wobble[1][0])
+                          + wobble[0][1] * np.cos(3 * theta + wobble[1][1]))
+    dose = np.clip((1 - q) * b + 0.5, 0, 1)
+    return r, dose * (1 - rim + rim * np.minimum(q, 1) ** 2) if rim else dose
+
+
+def _warped(rng: np.random.Generator, n: int, mpp: float) -> np.ndarray:
+    """Collagen-like fibres: thin, long noise streaks bent by a smooth vertical displacement."""
+    fibres = _periodic_noise(rng, n, 0.8 / mpp, 10 / mpp)
+    rows = np.arange(n, dtype=np.float32)[:, None] + (20 / mpp) * _periodic_noise(rng, n, 50 / mpp, 50 / mpp)
+    top = np.floor(rows)
+    weight, top = rows - top, top.astype(np.int64) % n
+    upper = np.take_along_axis(fibres, top, axis=0)
+    lower = np.take_along_axis(fibres, (top + 1) % n, axis=0)
+    return upper + weight * (lower - upper)
+
+
+def _stroma_patch(rand: _PatchRandom) -> np.ndarray:
+    """Wavy eosinophilic collagen with pale clefts, sparse spindle and round nuclei."""
+    fibres = rand.field(lambda rng: _warped(rng, len(rand.window), rand.mpp))
+    eosin = (0.2 + 0.9 / (1 + np.exp(-2.5 * fibres))) * (1 + 0.15 * rand.noise(50, 50))
     hema = np.full_like(eosin, 0.04)
-    _draw_nuclei(hema, rng, mpp, 900, (3.0, 6.0), (1.2, 2.2), 0.35, 1.0)  # fibroblasts
-    _draw_nuclei(hema, rng, mpp, 500, (2.5, 3.5), (2.2, 3.2), None, 1.3)  # lymphocytes
-    return _stain_rgb(eosin, hema, rng)
+    chromatin = 0.8 + 0.2 * rand.noise(0.4, 0.4)
+    _draw_nuclei(hema, rand, chromatin, _FIBROBLASTS)
+    _draw_nuclei(hema, rand, chromatin, _LYMPHOCYTES)
+    return _stain_rgb(eosin, hema, rand.own)
 
 
-def _tumor_patch(rng: np.random.Generator, mpp: float) -> np.ndarray:
-    """Sheets of crowded cells: purplish cytoplasm, large pleomorphic dark nuclei."""
-    cells = _periodic_noise(rng, (3 / mpp, 3 / mpp))
-    eosin = 0.55 + 0.12 * cells
-    hema = 0.15 + 0.05 * cells
-    _draw_nuclei(hema, rng, mpp, 5000, (4.0, 7.0), (3.0, 5.0), None, 1.6)
-    return _stain_rgb(eosin, hema, rng)
+def _tumor_patch(rand: _PatchRandom) -> np.ndarray:
+    """Sheets of crowded cells: purplish cytoplasm, large pleomorphic vesicular nuclei."""
+    cells = rand.noise(3, 3)
+    eosin, hema = 0.55 + 0.12 * cells, 0.15 + 0.05 * cells
+    _draw_nuclei(hema, rand, 0.8 + 0.2 * rand.noise(0.4, 0.4), _TUMOR_NUCLEI)
+    return _stain_rgb(eosin, hema, rand.own)
 
 
-def _glass_patch(rng: np.random.Generator, mpp: float) -> np.ndarray:
+def _glass_patch(rand: _PatchRandom) -> np.ndarray:
     """Near-white glass with faint smooth unevenness and sensor noise."""
-    eosin = 0.015 * _periodic_noise(rng, (20 / mpp, 20 / mpp))
-    return _stain_rgb(eosin, np.zeros_like(eosin), rng)
+    eosin = 0.015 * rand.noise(20, 20)
+    return _stain_rgb(eosin, np.zeros_like(eosin), rand.own)
 
 
-_PATCH_MAKERS = {"glass": (_glass_patch, 1), "stroma": (_stroma_patch, 3), "tumor": (_tumor_patch, 2)}
+_PATCH_KINDS = {"glass": (_glass_patch, 1), "stroma": (_stroma_patch, 4), "tumor": (_tumor_patch, 3)}
+
+
+def _patch_px(spec: SyntheticSlideSpec) -> int:
+    """Texture patch side: small slides get small (cheap) patches."""
+    return 512 if max(spec.width_px, spec.height_px) <= 4096 else 1024
 
 
 @lru_cache(maxsize=6)
-def _patches(kind: str, seed: int, mpp: float) -> tuple[pyvips.Image, ...]:
-    make, count = _PATCH_MAKERS[kind]
-    rng = np.random.default_rng([seed, 4, list(_PATCH_MAKERS).index(kind)])
-    return tuple(pyvips.Image.new_from_array(make(rng, mpp)) for _ in range(count))
+def _patches(kind: str, seed: int, mpp: float, n: int) -> tuple[pyvips.Image, ...]:
+    """The texture patches of one kind as in-memory pyvips images (cached: tests reuse them)."""
+    make, count = _PATCH_KINDS[kind]
+    edge = np.minimum(np.arange(n), np.arange(n)[::-1]).astype(np.float32)
+    edge = np.minimum(edge[:, None], edge[None, :])
+    ramp = np.clip((edge - n / 32) / (n / 12), 0, 1)
+    window = ramp * ramp * (3 - 2 * ramp)
+    stream = [seed, 4, list(_PATCH_KINDS).index(kind)]
+    return tuple(pyvips.Image.new_from_array(make(_PatchRandom(
+        np.random.default_rng(stream + [0]), np.random.default_rng(stream + [1 + i]), window, mpp)))
+        for i in range(count))
 
 
 # ------------------------------------------------------------------------------------- image
 
 def _mosaic(kind: str, spec: SyntheticSlideSpec, rng: np.random.Generator) -> pyvips.Image:
-    """Cover the slide with texture patches in random order, flips and quarter turns (lazy)."""
-    patches = _patches(kind, spec.seed, spec.mpp)
-    cols, rows = -(-spec.width_px // PATCH_PX), -(-spec.height_px // PATCH_PX)
-    tiles = []
-    for _ in range(cols * rows):
-        tile = patches[rng.integers(len(patches))]
-        tile = tile.fliphor() if rng.integers(2) else tile
-        tiles.append(tile.rot(("d0", "d90", "d180", "d270")[rng.integers(4)]))
+    """Cover the slide with texture patches of one kind in random order (lazy, seamless)."""
+    n = _patch_px(spec)
+    patches = _patches(kind, spec.seed, spec.mpp, n)
+    cols, rows = -(-spec.width_px // n), -(-spec.height_px // n)
+    tiles = [patches[i] for i in rng.integers(len(patches), size=cols * rows)]
     return pyvips.Image.arrayjoin(tiles, across=cols).crop(0, 0, spec.width_px, spec.height_px)
 
 
@@ -318,6 +404,7 @@ def synthetic_slide_image(spec: SyntheticSlideSpec) -> pyvips.Image:
         if spec.tumor_regions:
             tumor = _mosaic("tumor", spec, rng)
             tissue = _alpha(fields.tumor, spec, 1.5).ifthenelse(tumor, tissue, blend=True)
+        tissue = tissue * _upsample(fields.tone, spec)
         image = _alpha(fields.tissue, spec, 1.5).ifthenelse(tissue, image, blend=True)
     if spec.pen_strokes:
         inked = image * _upsample(fields.ink_tint, spec)

@@ -65,8 +65,12 @@ def detect_tissue(thumbnail: np.ndarray, thumbnail_mpp: float, cfg: TissueConfig
     sat = ndi.median_filter(hsv[..., 1], size=_odd_px(MEDIAN_UM, thumbnail_mpp))
     val = hsv[..., 2]
     usable = val >= NEAR_BLACK_VALUE
-    ink = _pen_ink(hsv, thumbnail_mpp, cfg) if cfg.remove_pen else np.zeros_like(usable)
+    ink = _pen_ink(hsv, thumbnail_mpp, cfg)
+    # Ink is left out of the Otsu statistics even when it is kept in the mask: its very
+    # saturated pixels would otherwise pull the cut above eosin.
     threshold = saturation_threshold(sat[usable & ~ink], cfg.min_saturation)
+    if not cfg.remove_pen:
+        ink = np.zeros_like(ink)
     candidate = usable & ~ink & (val <= cfg.max_value) & (sat > threshold)
     tissue = clean_mask(candidate, ink, thumbnail_mpp, cfg)
     return TissueMask(tissue=tissue, ink=ink, saturation_threshold=threshold)

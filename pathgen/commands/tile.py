@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from pathgen.config import ConfigError, is_override, load_config, save_config
+from pathgen.config import ConfigError, load_config, save_config
 
 # command-line flag → config key; flags win over the YAML and over key=value overrides
 FLAG_KEYS = {"mpp": "target_mpp", "tile_size": "tile_size_px", "overlap": "overlap_px",
@@ -31,14 +31,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--mpp-override", help="CSV with columns slide,mpp for slides whose files lack it")
     parser.add_argument("--codec", choices=["zstd", "jpeg"], help="tile compression (default zstd, lossless)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
-    parser.set_defaults(run=run)
+    parser.set_defaults(run=run, overrides=[])
 
 
 def resolve_config(args: argparse.Namespace):  # noqa: ANN201 -- TilingConfig, imported lazily
     """Defaults, then --config, then key=value words, then flags."""
     from tiling.config import TilingConfig
 
-    overrides = [word for word in args.inputs if is_override(word) and not Path(word).exists()]
+    overrides = list(args.overrides)
     for flag, key in FLAG_KEYS.items():
         value = getattr(args, flag)
         if value is not None:
@@ -50,7 +50,7 @@ def run(args: argparse.Namespace) -> int:
     """Tile the inputs; exit status 1 if any slide failed, 2 if the run could not start."""
     from tiling.pipeline import OutputError, prepare_output, run_tiling
 
-    inputs = [word for word in args.inputs if not (is_override(word) and not Path(word).exists())]
+    inputs = args.inputs
     try:
         cfg = resolve_config(args)
         out_dir = prepare_output(args.out)

@@ -1,0 +1,129 @@
+"""tiling.qc: the QC picture (size, colours, tiles) and the HTML summary (escaping, rows)."""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from tiling.qc import (
+    CAPTION_PX,
+    INK_RGB,
+    OUTLINE_RGB,
+    qc_png_name,
+    qc_size,
+    render_qc,
+    save_qc_png,
+    write_summary_html,
+)
+
+
+def _scene(h=120, w=160):
+    """Glass thumbnail, a pink square of tissue at rows/cols 30..90, an ink bar, two tiles."""
+    thumb = np.full((h, w, 3), (240, 238, 242), np.uint8)
+    tissue = np.zeros((h, w), bool)
+    tissue[30:90, 30:90] = True
+    thumb[tissue] = (230, 150, 190)
+    ink = np.zeros((h, w), bool)
+    ink[10:20, 100:150] = True
+    boxes = np.array([[30, 30, 44, 44], [44, 30, 58, 44]], float)
+    return thumb, tissue, ink, boxes
+
+
+def _count(img: Image.Image, rgb) -> int:
+    return int(np.all(np.asarray(img) == rgb, axis=-1).sum())
+
+
+def test_render_qc_is_rgb_with_caption_and_outline():
+    thumb, tissue, ink, boxes = _scene()
+    img = render_qc(thumb, tissue, ink, boxes, "slide_1")
+    assert img.mode == "RGB" and img.size == (160, 120 + CAPTION_PX)
+    px = np.asarray(img)
+    outline = np.all(px == OUTLINE_RGB, axis=-1)
+    assert outline.sum() > 4 * 55  # all four sides of the square
+    assert outline[29:31, 30:90].any() and not outline[45:75, 45:75].any()  # edge, not inside
+    assert _count(img.crop((100, 10, 150, 20)), INK_RGB) > 0  # hatching over the ink
+    assert _count(img.crop((0, 100, 160, 120)), INK_RGB) == 0
+    r, g, b = px[37, 30].astype(int)  # left edge of the first tile: blue drawn over pink
+    assert b > r and (r, g, b) != (230, 150, 190)
+    assert (px[120:] == 255).all(axis=-1).mean() > 0.5  # white caption strip with text
+    assert (px[120:] < 128).all(axis=-1).any()
+
+
+def test_render_qc_downscales_long_side_and_scales_boxes():
+    thumb, tissue, ink, _ = _scene(1000, 2500)
+    boxes = np.array([[2000, 500, 2500, 1000]], float)  # bottom-right corner block
+    img = render_qc(thumb, tissue, ink, boxes, "big", max_side_px=2000)
+    assert img.size == (2000, 800 + CAPTION_PX) == (qc_size((1000, 2500))[0], 800 + CAPTION_PX)
+    px = np.asarray(img).astype(int)
+    assert px[700, 1700, 2] > px[700, 1700, 0]  # tile tint moved with the scale (×0.8)
+    assert qc_size((300, 200)) == (200, 300)  # never upscaled
+
+
+def test_render_qc_without_tiles_or_ink_and_bad_shapes():
+    thumb, tissue, _, _ = _scene()
+    img = render_qc(thumb, tissue, None, np.zeros((0, 4)), "no tiles")
+    assert img.size == (160, 120 + CAPTION_PX)
+    with pytest.raises(ValueError, match="tissue_mask has shape"):
+        render_qc(thumb, tissue[:10], None, np.zeros((0, 4)), "x")
+    with pytest.raises(ValueError, match="RGB uint8"):
+        render_qc(thumb[..., :2], tissue, None, np.zeros((0, 4)), "x")
+
+
+def test_render_qc_long_title_is_cut_to_fit():
+    thumb, tissue, ink, boxes = _scene()
+    img = render_qc(thumb, tissue, ink, boxes, "a_very_long_slide_name_" * 20)
+    assert img.size == (160, 120 + CAPTION_PX)
+
+
+def test_save_qc_png_round_trips(tmp_path):
+    thumb, tissue, ink, boxes = _scene()
+    path = save_qc_png(tmp_path / "qc" / "s.png", thumb, tissue, ink, boxes, "s")
+    with Image.open(path) as img:
+        assert img.format == "PNG" and img.size == (160, 120 + CAPTION_PX)
+
+
+def _rows():
+    return [
+        {"slide": "ok slide 1", "status": "done", "reason": "", "tiles": 1234, "mpp": 0.2527,
+         "seconds": 12.34},
+        {"slide": "<script>alert(1)</script>", "status": "done", "reason": None, "tiles": "7",
+         "mpp": "0.5", "seconds": "3"},
+        {"slide": "broken", "status": "failed", "reason": "cannot open: <bad> & ugly",
+         "tiles": 0, "mpp": None, "seconds": 0.2},
+        {"slide": "old", "status": "skipped", "reason": "complete", "tiles": 50},
+    ]
+
+
+def test_summary_html_escapes_and_lists_every_row(tmp_path):
+    qc_dir = tmp_path / "qc"
+    qc_dir.mkdir()
+    Image.new("RGB", (4, 4)).save(qc_dir / qc_png_name("ok slide 1"))
+    page = write_summary_html(tmp_path / "summary.html", _rows(), "qc").read_text("utf-8")
+    assert "<script>" not in page and "&lt;script&gt;alert(1)&lt;/script&gt;" in page
+    assert "cannot open: &lt;bad&gt; &amp; ugly" in page
+    for name in ("ok slide 1", "broken", "old"):
+        assert f"<td>{name}</td>" in page
+    assert len(re.findall(r"<tr class=", page)) == 4
+    assert re.search(r"done: 2.*failed: 1.*skipped: 1.*total: 4", page)
+    assert page.count('class="failed"') == 1
+    assert '<a href="qc/ok%20slide%201.png"><img src="qc/ok%20slide%201.png"' in page
+    assert page.count("<img") == 1  # only slides whose PNG exists get a picture
+    assert "1234" in page and "0.253" in page and "12.3" in page
+    assert "http" not in page and "<link" not in page  # self-contained
+
+
+def test_summary_html_takes_manifest_rows_as_they_are(tmp_path):
+    """tiling.manifest rows (CSV strings, slide_id / level0_mpp) with the page in the QC folder."""
+    Image.new("RGB", (4, 4)).save(tmp_path / qc_png_name("s1"))
+    rows = [{"slide_id": "s1", "path": "/x/s1.svs", "status": "done", "reason": "", "tiles": "12",
+             "seconds": "1.5", "level0_mpp": "0.2499", "finished": ""}]
+    page = write_summary_html(tmp_path / "index.html", rows, ".").read_text("utf-8")
+    assert "<td>s1</td>" in page and "0.250" in page and 'src="./s1.png"' in page
+
+
+def test_summary_html_with_no_rows(tmp_path):
+    page = write_summary_html(tmp_path / "s.html", [], "qc").read_text("utf-8")
+    assert "total: 0" in page and "<table>" in page
