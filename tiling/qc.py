@@ -17,6 +17,7 @@ from PIL import Image, ImageDraw, ImageFont
 from scipy import ndimage as ndi
 
 MAX_SIDE_PX = 2000  # long side of a QC picture; bigger thumbnails are downscaled
+MIN_SIDE_PX = 800  # smaller thumbnails (small slides) are enlarged to this long side to stay readable
 CAPTION_PX = 24  # height of the caption strip under the picture
 OUTLINE_RGB = (0, 200, 0)  # tissue-mask outline
 INK_RGB = (255, 0, 255)  # hatching over pen ink
@@ -33,6 +34,7 @@ def render_qc(
     tile_boxes_thumb: np.ndarray,
     title: str,
     max_side_px: int = MAX_SIDE_PX,
+    min_side_px: int = MIN_SIDE_PX,
 ) -> Image.Image:
     """The QC picture of one slide as an RGB image.
 
@@ -41,14 +43,15 @@ def render_qc(
         tissue_mask, ink_mask: bool (H, W) from ``tiling.tissue.detect_tissue`` (ink may be None).
         tile_boxes_thumb: (N, 4) kept tiles as x0, y0, x1, y1 in thumbnail pixels.
         title: caption text (slide name, tile count, ...).
-        max_side_px: the thumbnail is downscaled (never upscaled) to this long side.
+        max_side_px: the thumbnail is downscaled to this long side (small ones are enlarged to
+            `min_side_px` so that a small slide's picture stays readable).
 
     Returns:
         RGB image of size (W', H' + CAPTION_PX), where (W', H') is the thumbnail's size
-        after downscaling; see ``qc_size``.
+        after rescaling; see ``qc_size``.
     """
     _check_inputs(thumbnail, tissue_mask, ink_mask, tile_boxes_thumb)
-    size = qc_size(thumbnail.shape[:2], max_side_px)
+    size = qc_size(thumbnail.shape[:2], max_side_px, min_side_px)
     scale = size[0] / thumbnail.shape[1]
     rgb = np.array(_resize(Image.fromarray(thumbnail), size, Image.Resampling.LANCZOS))
     tissue = _resize_mask(tissue_mask, size)
@@ -59,10 +62,11 @@ def render_qc(
     return _add_caption(picture, title)
 
 
-def qc_size(thumbnail_hw: tuple[int, int], max_side_px: int = MAX_SIDE_PX) -> tuple[int, int]:
+def qc_size(thumbnail_hw: tuple[int, int], max_side_px: int = MAX_SIDE_PX,
+            min_side_px: int = MIN_SIDE_PX) -> tuple[int, int]:
     """(width, height) of the picture part of a QC image for a thumbnail of (H, W) pixels."""
     h, w = thumbnail_hw
-    scale = min(1.0, max_side_px / max(h, w))
+    scale = min(max(1.0, min_side_px / max(h, w)), max_side_px / max(h, w))
     return max(1, round(w * scale)), max(1, round(h * scale))
 
 

@@ -18,8 +18,8 @@ import struct
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass, replace
 from functools import lru_cache
-from typing import Callable, NamedTuple
 from pathlib import Path
+from typing import Callable, NamedTuple
 
 import numpy as np
 import pyvips
@@ -32,7 +32,8 @@ from skimage.measure import approximate_polygon, find_contours
 
 MASK_DS = 32  # level-0 pixels per value of the layout fields
 GLASS_RGB = (240, 238, 242)
-INK_RGB = {"blue": (30, 60, 170), "green": (40, 140, 60), "red": (200, 30, 40), "black": (30, 30, 30)}
+INK_RGB = {"blue": (30, 60, 170), "green": (40, 140, 60), "red": (200, 30, 40),
+           "black": (30, 30, 30)}
 _OUTSIDE = -1e6  # field value meaning "nowhere near"
 _RESOLUTION_TAGS = (282, 283, 296)  # TIFF XResolution, YResolution, ResolutionUnit
 _MAX_PLAIN_PIXELS = 64_000_000
@@ -69,8 +70,8 @@ class SyntheticSlideSpec:
             problems.append(f"size {self.width_px}×{self.height_px} must be positive")
         if not (math.isfinite(self.mpp) and self.mpp > 0):
             problems.append(f"mpp {self.mpp} must be a positive number")
-        if min(self.tissue_regions, self.tumor_regions, self.pen_strokes) < 0:
-            problems.append("region and stroke counts must be ≥ 0")
+        if min(self.seed, self.tissue_regions, self.tumor_regions, self.pen_strokes) < 0:
+            problems.append("seed, region and stroke counts must be ≥ 0")
         if self.tumor_regions > 0 and self.tissue_regions == 0:
             problems.append("tumor_regions > 0 needs tissue_regions > 0 (tumor lies in tissue)")
         if not 1 <= self.jpeg_quality <= 100:
@@ -92,13 +93,22 @@ class SyntheticSlide:
 
 # ------------------------------------------------------------------------------ layout fields
 
+class _Grid(NamedTuple):
+    """Level-0 coordinates of the layout field's sample points (block centres) and slide size."""
+
+    xx: np.ndarray
+    yy: np.ndarray
+    width: int
+    height: int
+
+
 @dataclass(frozen=True)
 class _Fields:
     tissue: np.ndarray  # (h, w) float32 at MASK_DS, level-0 px, > 0 inside
     tumor: np.ndarray  # ≤ tissue everywhere, so tumor ⊂ tissue at any resolution
     ink: np.ndarray
     ink_tint: np.ndarray  # (h, w, 3) transmittance of the nearest stroke's ink
-    tone: np.ndarray  # stain intensity across the slide, a factor around 1
+    tone: np.ndarray  # staining intensity across the slide, a factor around 1
 
 
 def _layout(spec: SyntheticSlideSpec) -> _Fields:
@@ -109,25 +119,32 @@ def _layout(spec: SyntheticSlideSpec) -> _Fields:
 @lru_cache(maxsize=16)
 def _fields(width: int, height: int, mpp: float, seed: int, n_tissue: int, n_tumor: int,
             n_ink: int) -> _Fields:
-    ys = (np.arange(-(-height // MASK_DS)) + 0.5) * MASK_DS
-    xs = (np.arange(-(-width // MASK_DS)) + 0.5) * MASK_DS
-    yy, xx = np.meshgrid(ys.astype(np.float32), xs.astype(np.float32), indexing="ij")
-    tissue = _tissue_field(xx, yy, n_tissue, np.random.default_rng([seed, 1]))
-    tumor = _tumor_field(xx, yy, tissue, n_tumor, np.random.default_rng([seed, 2]))
-    ink, tint = _ink_fields(xx, yy, tissue, n_ink, mpp, np.random.default_rng([seed, 3]))
-    tone = np.random.default_rng([seed, 6]).standard_normal(xx.shape).astype(np.float32)
-    tone = ndimage.gaussian_filter(tone, max(1.0, 0.05 * min(width, height) / MASK_DS), mode="wrap")
-    tone = 1 + np.clip(0.07 * tone / max(float(tone.std()), 1e-6), -0.15, 0.15)
+    """The layout of one slide; each part has its own random stream, so e.g. adding pen
+    strokes leaves tissue and tumor where they were."""
+    ys = ((np.arange(-(-height // MASK_DS)) + 0.5) * MASK_DS).astype(np.float32)
+    xs = ((np.arange(-(-width // MASK_DS)) + 0.5) * MASK_DS).astype(np.float32)
+    grid = _Grid(*np.meshgrid(xs, ys), width, height)
+    tissue = _tissue_field(grid, n_tissue, np.random.default_rng([seed, 1]))
+    tumor = _tumor_field(grid, tissue, n_tumor, np.random.default_rng([seed, 2]))
+    ink, tint = _ink_fields(grid, tissue, n_ink, mpp, np.random.default_rng([seed, 3]))
+    tone = 1 + 0.07 * _smooth_noise(grid, 0.05, np.random.default_rng([seed, 6])).clip(-2, 2)
     for array in (tissue, tumor, ink, tint, tone):
         array.flags.writeable = False
     return _Fields(tissue, tumor, ink, tint, tone)
 
 
-def _blob(xx: np.ndarray, yy: np.ndarray, centre: tuple[float, float],
-          radii: tuple[float, float], angle: float, rng: np.random.Generator) -> np.ndarray:
+def _smooth_noise(grid: _Grid, scale: float, rng: np.random.Generator) -> np.ndarray:
+    """Unit-variance noise smoothed over `scale` × the short side of the slide."""
+    sigma = max(1.0, scale * min(grid.width, grid.height) / MASK_DS)
+    noise = ndimage.gaussian_filter(rng.standard_normal(grid.xx.shape).astype(np.float32), sigma)
+    return noise / max(float(noise.std()), 1e-6)
+
+
+def _blob(grid: _Grid, centre: tuple[float, float], radii: tuple[float, float], angle: float,
+          rng: np.random.Generator) -> np.ndarray:
     """Signed distance (approximately, level-0 px) to a rotated ellipse with a wavy outline."""
     cos, sin = math.cos(angle), math.sin(angle)
-    dx, dy = xx - centre[0], yy - centre[1]
+    dx, dy = grid.xx - centre[0], grid.yy - centre[1]
     u, v = (cos * dx + sin * dy) / radii[0], (cos * dy - sin * dx) / radii[1]
     theta, outline = np.arctan2(v, u), np.ones_like(u)
     for k in range(2, 7):
@@ -135,66 +152,61 @@ def _blob(xx: np.ndarray, yy: np.ndarray, centre: tuple[float, float],
     return ((outline - np.hypot(u, v)) * min(radii)).astype(np.float32)
 
 
-def _tissue_field(xx: np.ndarray, yy: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
+def _tissue_field(grid: _Grid, n: int, rng: np.random.Generator) -> np.ndarray:
     """Blobs in distinct cells of a grid over the slide, edges roughened by smooth noise."""
-    field = np.full(xx.shape, _OUTSIDE, np.float32)
+    field = np.full(grid.xx.shape, _OUTSIDE, np.float32)
     if n == 0:
         return field
-    width, height = xx[0, -1] + MASK_DS / 2, yy[-1, 0] + MASK_DS / 2
-    cols = max(1, round(math.sqrt(n * width / height)))
+    cols = max(1, round(math.sqrt(n * grid.width / grid.height)))
     rows = -(-n // cols)
-    cell_w, cell_h = width / cols, height / rows
+    cell_w, cell_h = grid.width / cols, grid.height / rows
     for cell in rng.permutation(rows * cols)[:n]:
         row, col = divmod(int(cell), cols)
         centre = ((col + 0.5 + rng.uniform(-0.1, 0.1)) * cell_w,
                   (row + 0.5 + rng.uniform(-0.1, 0.1)) * cell_h)
         radii = (cell_w * rng.uniform(0.28, 0.42), cell_h * rng.uniform(0.28, 0.42))
-        field = np.maximum(field, _blob(xx, yy, centre, radii, rng.uniform(-0.3, 0.3), rng))
-    sigma = max(1.0, 0.02 * min(width, height) / MASK_DS)
-    noise = ndimage.gaussian_filter(rng.standard_normal(xx.shape).astype(np.float32), sigma)
-    return field + 0.03 * min(width, height) * noise / max(float(noise.std()), 1e-6)
+        field = np.maximum(field, _blob(grid, centre, radii, rng.uniform(-0.3, 0.3), rng))
+    return field + 0.03 * min(grid.width, grid.height) * _smooth_noise(grid, 0.02, rng)
 
 
-def _tumor_field(xx: np.ndarray, yy: np.ndarray, tissue: np.ndarray, n: int,
-                 rng: np.random.Generator) -> np.ndarray:
+def _tumor_field(grid: _Grid, tissue: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
     """Blobs centred deep inside tissue, sized to stay inside, clipped by the tissue field."""
-    raw = np.full(xx.shape, _OUTSIDE, np.float32)
+    raw = np.full(grid.xx.shape, _OUTSIDE, np.float32)
     if n == 0:
         return raw
-    deep = np.flatnonzero(tissue > 0.6 * tissue.max())
-    for index in rng.choice(deep, size=n):
+    for index in rng.choice(np.flatnonzero(tissue > 0.6 * tissue.max()), size=n):
         radius = float(tissue.flat[index]) * rng.uniform(0.45, 0.75)
         radii = (radius, radius * rng.uniform(0.7, 1.0))
-        centre = (float(xx.flat[index]), float(yy.flat[index]))
-        raw = np.maximum(raw, _blob(xx, yy, centre, radii, rng.uniform(0, np.pi), rng))
+        centre = (float(grid.xx.flat[index]), float(grid.yy.flat[index]))
+        raw = np.maximum(raw, _blob(grid, centre, radii, rng.uniform(0, np.pi), rng))
     return np.minimum(raw, tissue)
 
 
-def _ink_fields(xx: np.ndarray, yy: np.ndarray, tissue: np.ndarray, n: int, mpp: float,
+def _ink_fields(grid: _Grid, tissue: np.ndarray, n: int, mpp: float,
                 rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-    """Thick smooth strokes from inside tissue out to glass; field and tint of the nearest."""
-    ink = np.full(xx.shape, _OUTSIDE, np.float32)
-    tint = np.ones(xx.shape + (3,), np.float32)
-    points = np.column_stack([xx.ravel(), yy.ravel()])
-    short_side = min(xx[0, -1], yy[-1, 0]) + MASK_DS / 2
+    """Thick smooth strokes (100–300 µm, at most 6% of the short side) from tissue out onto
+    glass: the distance field of all strokes and, per point, the nearest stroke's tint."""
+    ink = np.full(grid.xx.shape, _OUTSIDE, np.float32)
+    tint = np.ones(grid.xx.shape + (3,), np.float32)
+    points = np.column_stack([grid.xx.ravel(), grid.yy.ravel()])
     for _ in range(n):
         colour = INK_RGB[str(rng.choice(sorted(INK_RGB)))]
-        half_width = min(rng.uniform(50, 150) / mpp, 0.03 * short_side)
-        curve = _stroke_curve(points, tissue.ravel() > 0, short_side, rng)
+        half_width = min(rng.uniform(50, 150) / mpp, 0.03 * min(grid.width, grid.height))
+        curve = _stroke_curve(grid, points, tissue.ravel() > 0, rng)
         dist, _ = cKDTree(curve).query(points, distance_upper_bound=half_width + 4 * MASK_DS)
-        stroke = np.minimum(half_width - dist, 4 * MASK_DS).reshape(xx.shape).astype(np.float32)
+        stroke = (half_width - dist).reshape(ink.shape)  # -inf beyond the search bound
         tint[stroke > ink] = np.asarray(colour, np.float32) / np.asarray(GLASS_RGB, np.float32)
-        ink = np.maximum(ink, stroke)
+        ink = np.maximum(ink, stroke).astype(np.float32)
     return ink, tint
 
 
-def _stroke_curve(points: np.ndarray, in_tissue: np.ndarray, short_side: float,
+def _stroke_curve(grid: _Grid, points: np.ndarray, in_tissue: np.ndarray,
                   rng: np.random.Generator) -> np.ndarray:
-    """A cubic Bézier from a tissue point to a glass point about 0.3–0.6 short sides away."""
+    """A cubic Bézier from a tissue point to a glass point 0.3–0.6 short sides away."""
     inside, outside = np.flatnonzero(in_tissue), np.flatnonzero(~in_tissue)
-    start = points[rng.choice(inside)] if inside.size else points[rng.integers(len(points))]
-    ends = points[rng.choice(outside, 32)] if outside.size else points[rng.integers(len(points), size=32)]
-    length = rng.uniform(0.3, 0.6) * short_side
+    start = points[rng.choice(inside if inside.size else len(points))]
+    ends = points[rng.choice(outside if outside.size else len(points), size=32)]
+    length = rng.uniform(0.3, 0.6) * min(grid.width, grid.height)
     end = ends[np.argmin(np.abs(np.hypot(*(ends - start).T) - length))]
     normal = np.array([start[1] - end[1], end[0] - start[0]])
     c1 = start + (end - start) / 3 + normal * rng.normal(0, 0.3)
@@ -226,8 +238,9 @@ class _PatchRandom:
         return w * make(self.own) + np.sqrt(1 - w * w) * make(self.base)
 
     def noise(self, sigma_y_um: float, sigma_x_um: float) -> np.ndarray:
-        n = len(self.window)
-        return self.field(lambda rng: _periodic_noise(rng, n, sigma_y_um / self.mpp, sigma_x_um / self.mpp))
+        """Smooth unit-variance noise with the given σ in µm along y and x."""
+        n, sy, sx = len(self.window), sigma_y_um / self.mpp, sigma_x_um / self.mpp
+        return self.field(lambda rng: _periodic_noise(rng, n, sy, sx))
 
 
 def _periodic_noise(rng: np.random.Generator, n: int, sigma_y: float, sigma_x: float) -> np.ndarray:
@@ -276,7 +289,8 @@ _LYMPHOCYTES = _Nuclei(400, (2.5, 3.2), (2.2, 3.0), None, 1.4)
 _TUMOR_NUCLEI = _Nuclei(5000, (4.0, 7.0), (3.0, 5.0), None, 1.5, rim=0.35)
 
 
-def _draw_nuclei(hema: np.ndarray, rand: _PatchRandom, chromatin: np.ndarray, kind: _Nuclei) -> None:
+def _draw_nuclei(hema: np.ndarray, rand: _PatchRandom, chromatin: np.ndarray,
+                 kind: _Nuclei) -> None:
     """Darken `hema` in place with soft, slightly irregular elliptic nuclei.
 
     Nuclei centred in the patch border come from the shared base stream, so borders match
@@ -312,7 +326,8 @@ def _nucleus_dose(a: float, b: float, angle: float, wobble: tuple[np.ndarray, np
 def _warped(rng: np.random.Generator, n: int, mpp: float) -> np.ndarray:
     """Collagen-like fibres: thin, long noise streaks bent by a smooth vertical displacement."""
     fibres = _periodic_noise(rng, n, 0.8 / mpp, 10 / mpp)
-    rows = np.arange(n, dtype=np.float32)[:, None] + (20 / mpp) * _periodic_noise(rng, n, 50 / mpp, 50 / mpp)
+    bend = (20 / mpp) * _periodic_noise(rng, n, 50 / mpp, 50 / mpp)
+    rows = np.arange(n, dtype=np.float32)[:, None] + bend
     top = np.floor(rows)
     weight, top = rows - top, top.astype(np.int64) % n
     upper = np.take_along_axis(fibres, top, axis=0)
@@ -341,11 +356,12 @@ def _tumor_patch(rand: _PatchRandom) -> np.ndarray:
 
 def _glass_patch(rand: _PatchRandom) -> np.ndarray:
     """Near-white glass with faint smooth unevenness and sensor noise."""
-    eosin = 0.015 * rand.noise(20, 20)
+    eosin = 0.008 * rand.noise(20, 20)
     return _stain_rgb(eosin, np.zeros_like(eosin), rand.own)
 
 
-_PATCH_KINDS = {"glass": (_glass_patch, 1), "stroma": (_stroma_patch, 4), "tumor": (_tumor_patch, 3)}
+_PATCH_KINDS = {  # maker and number of patches
+    "glass": (_glass_patch, 1), "stroma": (_stroma_patch, 4), "tumor": (_tumor_patch, 3)}
 
 
 def _patch_px(spec: SyntheticSlideSpec) -> int:
@@ -437,7 +453,7 @@ def tissue_truth_mask(spec: SyntheticSlideSpec, downsample: int) -> np.ndarray:
 
 
 def tumor_truth_mask(spec: SyntheticSlideSpec, downsample: int) -> np.ndarray:
-    """"Tumor" texture per block; a subset of `tissue_truth_mask` by construction."""
+    """Where the "tumor" texture is, per block; a subset of `tissue_truth_mask` by construction."""
     return _sample_field(_layout(spec).tumor, spec, downsample) > 0
 
 
@@ -490,7 +506,8 @@ def write_plain_image(path: str | Path, spec: SyntheticSlideSpec) -> SyntheticSl
 
 
 def write_synthetic_folder(out_dir: str | Path, n_slides: int, spec: SyntheticSlideSpec,
-                           tumor_every: int = 2, name_prefix: str = "slide") -> list[SyntheticSlide]:
+                           tumor_every: int = 2,
+                           name_prefix: str = "slide") -> list[SyntheticSlide]:
     """Write `<prefix>_000.tif`… with seeds spec.seed + i, a tumor/normal set for demos.
 
     Slides 0, tumor_every, 2·tumor_every… get `spec.tumor_regions` tumor areas (2 if that is
@@ -515,14 +532,16 @@ def _strip_resolution_tags(path: Path) -> None:
     """
     with tifffile.TiffFile(path) as tif:
         offsets, order, big = [page.offset for page in tif.pages], tif.byteorder, tif.is_bigtiff
-    count_fmt, entry_size, next_fmt = (order + "Q", 20, order + "Q") if big else (order + "H", 12, order + "I")
+    count_fmt, entry_size, next_fmt = ("Q", 20, "Q") if big else ("H", 12, "I")
+    count_fmt, next_fmt = order + count_fmt, order + next_fmt
     with open(path, "r+b") as f:
         for offset in offsets:
             f.seek(offset)
             (count,) = struct.unpack(count_fmt, f.read(struct.calcsize(count_fmt)))
             entries = [f.read(entry_size) for _ in range(count)]
             next_ifd = f.read(struct.calcsize(next_fmt))
-            kept = [e for e in entries if struct.unpack(order + "H", e[:2])[0] not in _RESOLUTION_TAGS]
+            kept = [e for e in entries
+                    if struct.unpack(order + "H", e[:2])[0] not in _RESOLUTION_TAGS]
             f.seek(offset)
             f.write(struct.pack(count_fmt, len(kept)) + b"".join(kept) + next_ifd)
 
@@ -549,8 +568,8 @@ def _write_annotation(path: Path, spec: SyntheticSlideSpec) -> Path | None:
     root = ET.Element("ASAP_Annotations")
     annotations = ET.SubElement(root, "Annotations")
     for i, polygon in enumerate(_tumor_outlines(spec)):
-        annotation = ET.SubElement(annotations, "Annotation", Name=f"Annotation {i}", Type="Polygon",
-                                   PartOfGroup="Tumor", Color="#F4FA58")
+        annotation = ET.SubElement(annotations, "Annotation", Name=f"Annotation {i}",
+                                   Type="Polygon", PartOfGroup="Tumor", Color="#F4FA58")
         coordinates = ET.SubElement(annotation, "Coordinates")
         for order, (x, y) in enumerate(polygon):
             ET.SubElement(coordinates, "Coordinate", Order=str(order), X=f"{x:.2f}", Y=f"{y:.2f}")
@@ -563,7 +582,8 @@ def _write_annotation(path: Path, spec: SyntheticSlideSpec) -> Path | None:
     return xml_path
 
 
-def read_asap_polygons(xml_path: str | Path, groups: tuple[str, ...] | None = None) -> list[np.ndarray]:
+def read_asap_polygons(xml_path: str | Path,
+                       groups: tuple[str, ...] | None = None) -> list[np.ndarray]:
     """Polygons of an ASAP/Camelyon16 XML as level-0 (K, 2) float x, y arrays, in file order.
 
     `groups` keeps only annotations whose PartOfGroup is listed (Camelyon16 uses "Tumor",

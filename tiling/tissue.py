@@ -104,8 +104,8 @@ def saturation_threshold(saturation: np.ndarray, min_saturation: float) -> float
     from coloured tissue. Without them Otsu would split pale eosin from dark hematoxylin
     and lose the eosin. The floor keeps a blank slide (only glass noise) empty.
     """
-    values = np.asarray(saturation, dtype=np.float64).ravel()
-    if values.size < 2 or np.ptp(values) == 0:
+    values = np.asarray(saturation, dtype=np.float32).ravel()
+    if values.size < 2 or values.min() == values.max():
         return float(min_saturation)
     return float(max(threshold_otsu(values), min_saturation))
 

@@ -38,7 +38,7 @@ def _count(img: Image.Image, rgb) -> int:
 
 def test_render_qc_is_rgb_with_caption_and_outline():
     thumb, tissue, ink, boxes = _scene()
-    img = render_qc(thumb, tissue, ink, boxes, "slide_1")
+    img = render_qc(thumb, tissue, ink, boxes, "slide_1", min_side_px=0)  # at thumbnail scale
     assert img.mode == "RGB" and img.size == (160, 120 + CAPTION_PX)
     px = np.asarray(img)
     outline = np.all(px == OUTLINE_RGB, axis=-1)
@@ -59,13 +59,13 @@ def test_render_qc_downscales_long_side_and_scales_boxes():
     assert img.size == (2000, 800 + CAPTION_PX) == (qc_size((1000, 2500))[0], 800 + CAPTION_PX)
     px = np.asarray(img).astype(int)
     assert px[700, 1700, 2] > px[700, 1700, 0]  # tile tint moved with the scale (×0.8)
-    assert qc_size((300, 200)) == (200, 300)  # never upscaled
+    assert qc_size((300, 200)) == (533, 800)  # small thumbnails are enlarged to MIN_SIDE_PX
 
 
 def test_render_qc_without_tiles_or_ink_and_bad_shapes():
     thumb, tissue, _, _ = _scene()
     img = render_qc(thumb, tissue, None, np.zeros((0, 4)), "no tiles")
-    assert img.size == (160, 120 + CAPTION_PX)
+    assert img.size == (800, 600 + CAPTION_PX)
     with pytest.raises(ValueError, match="tissue_mask has shape"):
         render_qc(thumb, tissue[:10], None, np.zeros((0, 4)), "x")
     with pytest.raises(ValueError, match="RGB uint8"):
@@ -75,14 +75,14 @@ def test_render_qc_without_tiles_or_ink_and_bad_shapes():
 def test_render_qc_long_title_is_cut_to_fit():
     thumb, tissue, ink, boxes = _scene()
     img = render_qc(thumb, tissue, ink, boxes, "a_very_long_slide_name_" * 20)
-    assert img.size == (160, 120 + CAPTION_PX)
+    assert img.size == (800, 600 + CAPTION_PX)
 
 
 def test_save_qc_png_round_trips(tmp_path):
     thumb, tissue, ink, boxes = _scene()
     path = save_qc_png(tmp_path / "qc" / "s.png", thumb, tissue, ink, boxes, "s")
     with Image.open(path) as img:
-        assert img.format == "PNG" and img.size == (160, 120 + CAPTION_PX)
+        assert img.format == "PNG" and img.size == (800, 600 + CAPTION_PX)
 
 
 def _rows():

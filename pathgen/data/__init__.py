@@ -1,0 +1,1 @@
+"""Datasets over tile stores and pathology augmentations."""

@@ -1,0 +1,1 @@
+"""Self-supervised methods: one module per method over a shared interface (pathgen.ssl.base)."""
