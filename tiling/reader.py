@@ -21,6 +21,7 @@ Image.MAX_IMAGE_PIXELS = 4_000_000_000  # plain images are whole slides; the lim
 
 _CM_PER_UNIT = {"centimeter": 1.0, "inch": 2.54, "millimeter": 0.1, "micrometer": 1e-4}
 _THUMBNAIL_STRIP_BYTES = 64 * 2**20
+_IMPLAUSIBLE_MPP = 50.0  # coarser than a 0.2× objective: 72/96/300-dpi defaults land at 85–1000 µm/px
 
 
 class SlideError(Exception):
@@ -57,6 +58,9 @@ def _mpp_from_openslide(props: dict[str, str]) -> Resolution | None:
 def _checked_isotropic(mpp_x: float, mpp_y: float, source: str) -> Resolution:
     if not (math.isfinite(mpp_x) and math.isfinite(mpp_y) and mpp_x > 0 and mpp_y > 0):
         raise ValueError(f"invalid {source}: {mpp_x} × {mpp_y} µm/px")
+    if source != "--mpp-override" and max(mpp_x, mpp_y) > _IMPLAUSIBLE_MPP:
+        raise ValueError(f"implausible resolution {max(mpp_x, mpp_y):.4g} µm/px in the {source} (an image "
+                         "editor's default dpi, not a scan?); give it with --mpp-override FILE.csv (columns slide,mpp)")
     if abs(mpp_x - mpp_y) > 0.02 * max(mpp_x, mpp_y):
         raise ValueError(f"non-square pixels ({mpp_x:.4f} × {mpp_y:.4f} µm/px from {source})")
     return Resolution((mpp_x + mpp_y) / 2, source)
@@ -113,7 +117,7 @@ class Slide:
         rgb = rgba[..., :3]
         alpha = rgba[..., 3]
         if alpha.min() == 255:
-            return np.ascontiguousarray(rgb)
+            return rgb  # a strided view: callers copy once when they cut tiles out of it
         weight = alpha[..., None].astype(np.float32) / 255.0
         return (rgb * weight + 255.0 * (1.0 - weight) + 0.5).astype(np.uint8)
 

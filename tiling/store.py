@@ -33,6 +33,7 @@ from zarr.codecs import ZstdCodec
 
 from tiling.codecs import JpegCodec
 from tiling.config import StoreConfig
+from tiling.shards import ShardReader, UnsupportedLayout, read_layout, shard_path, write_shard_file
 
 SCHEMA_VERSION = 1
 TILES_DIR = "tiles.zarr"
@@ -99,13 +100,15 @@ def create_store(group_path: Path, layout: StoreLayout, coords: np.ndarray, tiss
 
 
 def write_shard(group_path: Path, layout: StoreLayout, shard_index: int, tiles: np.ndarray) -> None:
-    """Write the tiles of one whole shard; safe to run in parallel for different shards."""
+    """Write the tiles of one whole shard file; safe to run in parallel for different shards."""
     rows = layout.shard_slice(shard_index)
     expected = (rows.stop - rows.start, layout.tile_size_px, layout.tile_size_px, 3)
     if tiles.shape != expected:
         raise ValueError(f"shard {shard_index} of {group_path} needs tiles of shape {expected}, got {tiles.shape}")
-    array = zarr.open_array(group_path / "tiles", mode="r+")
-    array[rows] = tiles
+    array_dir = group_path / "tiles"
+    codec = read_layout(array_dir).codec
+    write_shard_file(shard_path(array_dir, shard_index), [codec.encode(tile) for tile in tiles],
+                     layout.tiles_per_shard)
 
 
 def mark_complete(group_path: Path, extra_attrs: dict) -> None:
@@ -146,6 +149,7 @@ class TileStore:
             raise StoreError(f"{self.path}: store is incomplete (its tiling run did not finish); re-run pathgen tile")
         self.attrs = attrs
         self._tiles: zarr.Array | None = None
+        self._reader: ShardReader | None | bool = None  # False: layout not ours, read through zarr
         self._coords: np.ndarray | None = None
 
     @property
@@ -164,15 +168,27 @@ class TileStore:
         return int(self.tiles.shape[0])
 
     def __getstate__(self) -> dict:
-        return {**self.__dict__, "_tiles": None}
+        return {**self.__dict__, "_tiles": None, "_reader": None}
 
     def read(self, indices: np.ndarray | list[int]) -> np.ndarray:
-        """Tiles at `indices` (any order, repeats allowed) as (len, T, T, 3) uint8, in one batched read."""
-        indices = np.asarray(indices, dtype=np.int64)
+        """Tiles at `indices` (any order, repeats allowed) as (len, T, T, 3) uint8.
+
+        Uses the direct shard reader (tiling.shards) for pathgen's own layout, zarr otherwise.
+        """
+        indices = np.asarray(indices, dtype=np.int64).reshape(-1)
         if indices.size and (indices.min() < 0 or indices.max() >= len(self)):
             raise IndexError(f"{self.path}: tile index out of range [0, {len(self)})")
-        unique, inverse = np.unique(indices, return_inverse=True)
-        return self.tiles.get_orthogonal_selection((unique,))[inverse]
+        if self._reader is None:
+            try:
+                self._reader = ShardReader(self.path / "tiles")
+            except UnsupportedLayout:
+                self._reader = False
+        if self._reader:
+            return self._reader.read(indices)
+        out = np.zeros((len(indices), *self.tiles.shape[1:]), np.uint8)
+        for row, index in enumerate(indices):
+            out[row] = self.tiles[int(index)]
+        return out
 
     def __getitem__(self, index: int) -> np.ndarray:
         return self.read([index])[0]

@@ -244,11 +244,12 @@ class _PatchRandom:
 
 
 def _periodic_noise(rng: np.random.Generator, n: int, sigma_y: float, sigma_x: float) -> np.ndarray:
-    """n×n Gaussian-smoothed white noise (σ in pixels), unit variance, periodic.
+    """n×n Gaussian-smoothed white noise (σ in pixels), zero mean, unit variance, periodic.
 
-    Drawn directly as a random spectrum shaped by the Gaussian's transfer function.
+    Drawn directly as a random spectrum shaped by the Gaussian's transfer function; σ is
+    capped at n/4 so that the patch still holds several independent blobs.
     """
-    gain = _gaussian_gain(n, round(sigma_y, 3), round(sigma_x, 3))
+    gain = _gaussian_gain(n, round(min(sigma_y, n / 4), 3), round(min(sigma_x, n / 4), 3))
     parts = rng.standard_normal((2,) + gain.shape, dtype=np.float32) * gain
     spectrum = np.empty(gain.shape, np.complex64)
     spectrum.real, spectrum.imag = parts
@@ -259,7 +260,9 @@ def _periodic_noise(rng: np.random.Generator, n: int, sigma_y: float, sigma_x: f
 @lru_cache(maxsize=64)
 def _gaussian_gain(n: int, sigma_y: float, sigma_x: float) -> np.ndarray:
     ky, kx = np.fft.fftfreq(n)[:, None], np.fft.rfftfreq(n)[None, :]
-    return np.exp(-2 * np.pi ** 2 * ((ky * sigma_y) ** 2 + (kx * sigma_x) ** 2)).astype(np.float32)
+    gain = np.exp(-2 * np.pi ** 2 * ((ky * sigma_y) ** 2 + (kx * sigma_x) ** 2))
+    gain[0, 0] = 0  # no constant offset
+    return gain.astype(np.float32)
 
 
 def _stain_rgb(eosin: np.ndarray, hema: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -267,7 +270,7 @@ def _stain_rgb(eosin: np.ndarray, hema: np.ndarray, rng: np.random.Generator) ->
     od = eosin[..., None] * -_EOSIN_OD
     od -= hema[..., None] * _HEMA_OD
     od -= _GLASS_OD
-    rgb = np.exp(od, out=od)
+    rgb = np.exp(np.minimum(od, 0, out=od), out=od)  # nothing is brighter than the lamp
     rgb *= 255
     rgb += 1.5 * rng.standard_normal(eosin.shape, dtype=np.float32)[..., None] + 0.5
     return np.clip(rgb, 0, 255, out=rgb).astype(np.uint8)
@@ -326,7 +329,8 @@ def _nucleus_dose(a: float, b: float, angle: float, wobble: tuple[np.ndarray, np
 def _warped(rng: np.random.Generator, n: int, mpp: float) -> np.ndarray:
     """Collagen-like fibres: thin, long noise streaks bent by a smooth vertical displacement."""
     fibres = _periodic_noise(rng, n, 0.8 / mpp, 10 / mpp)
-    bend = (20 / mpp) * _periodic_noise(rng, n, 50 / mpp, 50 / mpp)
+    bend_sigma = min(50 / mpp, n / 4)  # bends ~50 µm long, if the patch is big enough
+    bend = 0.4 * bend_sigma * _periodic_noise(rng, n, bend_sigma, bend_sigma)
     rows = np.arange(n, dtype=np.float32)[:, None] + bend
     top = np.floor(rows)
     weight, top = rows - top, top.astype(np.int64) % n

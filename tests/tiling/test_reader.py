@@ -85,3 +85,10 @@ def test_anisotropic_pixels_are_refused(tmp_path):
                      resolutionunit="CENTIMETER")
     with pytest.raises(SlideError, match="non-square"):
         open_slide(path)
+
+
+def test_default_dpi_is_not_taken_for_a_scan_resolution(tmp_path):
+    path = tmp_path / "dpi72.tif"
+    tifffile.imwrite(path, np.full((300, 400, 3), 200, np.uint8), resolution=(72, 72), resolutionunit="INCH")
+    with pytest.raises(SlideError, match="implausible resolution 352.8 µm/px.*--mpp-override"):
+        open_slide(path)

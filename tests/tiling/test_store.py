@@ -113,3 +113,31 @@ def test_store_pickles_without_open_handles(tmp_path):
 def test_not_a_tile_folder(tmp_path):
     with pytest.raises(StoreError, match="tiles.zarr"):
         open_tile_folder(tmp_path)
+
+
+@pytest.mark.parametrize("codec", ["zstd", "jpeg"])
+def test_direct_shard_files_agree_with_zarr_both_ways(tmp_path, codec):
+    from tiling.shards import ShardReader
+
+    rng = np.random.default_rng(1)
+    tiles = rng.integers(0, 256, (11, 16, 16, 3), dtype=np.uint8)
+    tiles[..., 1] = 128  # some structure for JPEG
+    cfg = StoreConfig(codec=codec, tiles_per_shard=4)
+    ours = tmp_path / "tiles.zarr" / "ours"
+    _write(ours, tiles, cfg)  # written by tiling.shards
+    via_zarr = zarr.open_array(ours / "tiles", mode="r")[:]
+    np.testing.assert_array_equal(via_zarr, open_store(ours).read(np.arange(11)))
+    theirs = tmp_path / "tiles.zarr" / "theirs"
+    layout = _write(theirs, tiles, cfg, complete=False)
+    zarr.open_array(theirs / "tiles", mode="r+")[:] = tiles  # written by zarr itself
+    np.testing.assert_array_equal(ShardReader(theirs / "tiles").read(np.arange(layout.n_tiles)), via_zarr)
+    if codec == "zstd":
+        np.testing.assert_array_equal(via_zarr, tiles)
+
+
+def test_foreign_layout_is_read_through_zarr(tmp_path):
+    group = tmp_path / "tiles.zarr" / "s1"
+    tiles = _tiles(6)
+    _write(group, tiles, StoreConfig(tiles_per_shard=2))
+    zarr.open_group(group, mode="r+").create_array("tiles", data=tiles, chunks=(2, 32, 32, 3), overwrite=True)
+    np.testing.assert_array_equal(open_store(group).read([5, 0]), tiles[[5, 0]])

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import resource
+import subprocess
+import sys
 from dataclasses import replace
 from pathlib import Path
 
@@ -212,3 +215,16 @@ def test_spec_rejects_bad_values():
         SyntheticSlideSpec(mpp=0)
     with pytest.raises(ValueError, match="needs tissue_regions"):
         SyntheticSlideSpec(tissue_regions=0, tumor_regions=1)
+
+
+@pytest.mark.slow
+def test_large_slide_streams_in_bounded_memory(tmp_path):
+    """A 20,000 × 15,000 slide is written lazily: the writer's peak memory stays under 1 GB."""
+    script = ("from tiling.synthetic import SyntheticSlideSpec, write_synthetic_slide; "
+              f"write_synthetic_slide({str(tmp_path / 'large.tif')!r}, SyntheticSlideSpec("
+              "width_px=20000, height_px=15000, tumor_regions=2, pen_strokes=1))")
+    subprocess.run([sys.executable, "-c", script], check=True)
+    peak_kib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    assert peak_kib < 1024 ** 2
+    with openslide.OpenSlide(tmp_path / "large.tif") as osr:
+        assert osr.dimensions == (20000, 15000)

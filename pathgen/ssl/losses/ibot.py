@@ -1,0 +1,79 @@
+"""iBOT masked-patch self-distillation loss, in the form DINOv2 uses.
+
+Zhou et al., "iBOT: Image BERT Pre-Training with Online Tokenizer", ICLR 2022 (arXiv 2111.07832),
+Eq. 2; Oquab et al., "DINOv2: Learning Robust Visual Features without Supervision", TMLR 2024
+(arXiv 2304.07193), Sec. 4 ("Patch-level objective").
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from pathgen.ssl.distributed import all_reduce_sum
+
+
+class IBOTPatchLoss(nn.Module):
+    """Cross-entropy between teacher and student patch tokens at the positions masked for the student.
+
+    The student sees a global crop with some patches replaced by a mask token; the teacher sees
+    the clean crop. At each masked patch the teacher's head output is centred and sharpened
+    (softmax((t − c) / τ_t)), the student's softmax'd with τ_s, and the cross-entropy is averaged
+    over the masked patches of each image, then over images (images with no masked patch count
+    as zero), as in DINOv2's `iBOTPatchLoss.forward_masked`. The patch centre c has its own EMA,
+    updated after the loss from every rank's masked teacher tokens.
+
+    Args:
+        patch_out_dim: Number of prototypes of the patch head.
+        student_temp: Student temperature τ_s (iBOT / DINOv2 0.1).
+        center_momentum: Centre momentum m (0.9).
+    """
+
+    def __init__(self, patch_out_dim: int, student_temp: float = 0.1, center_momentum: float = 0.9):
+        super().__init__()
+        self.student_temp = student_temp
+        self.center_momentum = center_momentum
+        self.register_buffer("center", torch.zeros(1, patch_out_dim))
+
+    def forward(
+        self,
+        student_masked_logits: torch.Tensor,
+        teacher_masked_logits: torch.Tensor,
+        masks: torch.Tensor,
+        teacher_temp: float,
+    ) -> torch.Tensor:
+        """Loss for one batch, then a centre update.
+
+        Args:
+            student_masked_logits: (M, K) student head outputs at the masked patches, in the order
+                of `masks.nonzero()` (image-major), M = masks.sum().
+            teacher_masked_logits: (M, K) teacher head outputs at the same patches.
+            masks: (B, N) bool, True where the student's patch was masked.
+            teacher_temp: Teacher temperature τ_t for this step.
+
+        Returns:
+            The scalar loss (fp32).
+        """
+        teacher_probs = self.teacher_probabilities(teacher_masked_logits, teacher_temp)
+        student_log_probs = F.log_softmax(student_masked_logits.float() / self.student_temp, dim=-1)
+        per_patch = torch.sum(-teacher_probs * student_log_probs, dim=-1)
+        masks = masks.flatten(1)
+        patches_per_image = masks.sum(dim=1, keepdim=True).clamp(min=1).float()
+        weight = (1.0 / patches_per_image).expand_as(masks)[masks]
+        self.update_center(teacher_masked_logits)
+        return torch.sum(per_patch * weight) / masks.shape[0]
+
+    @torch.no_grad()
+    def teacher_probabilities(self, teacher_logits: torch.Tensor, teacher_temp: float) -> torch.Tensor:
+        """softmax((t − c) / τ_t) in fp32, detached."""
+        return F.softmax((teacher_logits.float() - self.center) / teacher_temp, dim=-1)
+
+    @torch.no_grad()
+    def update_center(self, teacher_logits: torch.Tensor) -> None:
+        """c ← m·c + (1 − m)·(mean of the (M, K) masked teacher tokens over every rank), if M > 0."""
+        summed = all_reduce_sum(teacher_logits.float().sum(dim=0, keepdim=True))
+        count = all_reduce_sum(torch.tensor(float(teacher_logits.shape[0]), device=teacher_logits.device))
+        # with no masked patch on any rank the centre stays where it is
+        batch_center = torch.where(count > 0, summed / count.clamp(min=1.0), self.center)
+        self.center.mul_(self.center_momentum).add_(batch_center * (1.0 - self.center_momentum))

@@ -1,0 +1,80 @@
+"""MoCo v2: contrast queries against a momentum encoder's key and a queue of past keys.
+
+He et al., "Momentum Contrast for Unsupervised Visual Representation Learning", CVPR 2020
+(arXiv 1911.05722); Chen et al., "Improved Baselines with Momentum Contrastive Learning",
+arXiv 2003.04297. Symmetrised with one queue per view as solo-learn's MoCo v2+, with the
+GenerativeSSL `mocov2plus` defaults (REFERENCES §6).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from pathgen.ssl.base import SSLMethod, StepInfo
+from pathgen.ssl.heads import mlp
+from pathgen.ssl.losses.moco import KeyQueue, mocov2_loss
+from pathgen.ssl.momentum import cosine_momentum, ema_update_, momentum_copy
+from pathgen.ssl.multicrop import check_view_count
+
+
+@dataclass
+class MoCoV2Config:
+    """MoCo v2+ hyper-parameters: projector 2048 → 256, queue 65536, τ 0.2, EMA 0.99 → 0.999."""
+
+    proj_hidden_dim: int = 2048
+    proj_out_dim: int = 256
+    queue_size: int = 65536
+    temperature: float = 0.2
+    momentum_base: float = 0.99
+    momentum_final: float = 0.999
+
+
+class MoCoV2(SSLMethod):
+    """Query encoder (backbone + Linear → ReLU → Linear) and its EMA key encoder, plus two key queues.
+
+    Loss = ½[InfoNCE(q1, k2, queue of view-2 keys) + InfoNCE(q2, k1, queue of view-1 keys)]; in
+    training the step's keys are then enqueued (gathered from every rank). Note: MoCo's shuffled
+    batch norm across GPUs is not done, so with a batch-norm backbone under DDP prefer SyncBN.
+
+    Args:
+        backbone: Maps (B, 3, H, W) → (B, embed_dim).
+        embed_dim: Backbone feature size.
+        cfg: Hyper-parameters (MoCoV2Config() when None).
+    """
+
+    crops = (2, 0)
+
+    def __init__(self, backbone: nn.Module, embed_dim: int, cfg: MoCoV2Config | None = None):
+        super().__init__(backbone, embed_dim)
+        self.cfg = cfg = cfg or MoCoV2Config()
+        self.projector = mlp(embed_dim, cfg.proj_hidden_dim, cfg.proj_out_dim, n_layers=2, bn=False)
+        self.momentum_backbone = momentum_copy(backbone)
+        self.momentum_projector = momentum_copy(self.projector)
+        self.queues = nn.ModuleList([KeyQueue(cfg.queue_size, cfg.proj_out_dim) for _ in range(2)])
+
+    def forward(self, views: list[torch.Tensor], info: StepInfo) -> dict[str, torch.Tensor]:
+        """Symmetrised queue InfoNCE; enqueues this step's keys when in training mode."""
+        check_view_count(views, self.crops, "MoCoV2")
+        query_1, query_2 = (self.projector(self.backbone(view)) for view in views)
+        with torch.no_grad():
+            key_1, key_2 = (self.momentum_projector(self.momentum_backbone(view)) for view in views)
+        # clone: the queues change in place below, before backward needs them
+        queued_1, queued_2 = (queue.keys.clone() for queue in self.queues)
+        loss = 0.5 * (
+            mocov2_loss(query_1, key_2, queued_2, self.cfg.temperature)
+            + mocov2_loss(query_2, key_1, queued_1, self.cfg.temperature)
+        )
+        if self.training:
+            self.queues[0].enqueue(key_1)
+            self.queues[1].enqueue(key_2)
+        return {"loss": loss}
+
+    @torch.no_grad()
+    def after_step(self, info: StepInfo) -> None:
+        """Key encoder EMA with momentum cosine from momentum_base to momentum_final."""
+        momentum = cosine_momentum(info.progress, self.cfg.momentum_base, self.cfg.momentum_final)
+        ema_update_(self.momentum_backbone, self.backbone, momentum)
+        ema_update_(self.momentum_projector, self.projector, momentum)
