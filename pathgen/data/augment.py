@@ -28,7 +28,7 @@ SOLARIZE_THRESHOLD = 128 / 255  # DINO / BYOL solarize uint8 pixels >= 128
 Seed = Union[torch.Generator, int, None]
 
 
-def _generator(seed: Seed) -> torch.Generator | None:
+def as_generator(seed: Seed) -> torch.Generator | None:
     """A generator for `seed`: passed through if one, seeded if an int, None (global RNG) if None."""
     return torch.Generator().manual_seed(seed) if isinstance(seed, int) else seed
 
@@ -279,10 +279,11 @@ class MultiCropTransform:
 
     def view(self, index: int, image: np.ndarray | torch.Tensor, generator: Seed = None) -> torch.Tensor:
         """View number `index` made from `image` (used to give single views another source image)."""
-        return augment_view(as_chw_uint8(image), self.views[index], _generator(generator))
+        return augment_view(as_chw_uint8(image), self.views[index], as_generator(generator))
 
     def __call__(self, image: np.ndarray | torch.Tensor, generator: Seed = None) -> list[torch.Tensor]:
-        tile, g = as_chw_uint8(image), _generator(generator)
+        """All views of one tile, each a normalised (3, size, size) float tensor."""
+        tile, g = as_chw_uint8(image), as_generator(generator)
         return [augment_view(tile, spec, g) for spec in self.views]
 
 

@@ -27,7 +27,7 @@ from typing import Callable, Optional
 import numpy as np
 import torch
 
-from pathgen.data.augment import MultiCropTransform, as_chw_uint8
+from pathgen.data.augment import MultiCropTransform, Seed, as_chw_uint8, as_generator
 
 @dataclass(frozen=True)
 class TileKey:
@@ -45,9 +45,10 @@ class ViewProvider(abc.ABC):
     """Turns one tile into the views an SSL method trains on."""
 
     @abc.abstractmethod
-    def views(self, tile: np.ndarray, key: TileKey, rng: torch.Generator | None = None) -> list[torch.Tensor]:
+    def views(self, tile: np.ndarray, key: TileKey, rng: Seed = None) -> list[torch.Tensor]:
         """Views of `tile` ((H, W, 3) uint8) as (3, h, w) float tensors, global crops first.
-        `rng` drives every random draw; None uses torch's global RNG (seeded per worker)."""
+        `rng` (a generator or an int seed) drives every random draw; None uses torch's global RNG,
+        which DataLoader seeds per worker."""
 
 
 class AugmentedViews(ViewProvider):
@@ -56,7 +57,7 @@ class AugmentedViews(ViewProvider):
     def __init__(self, transform: MultiCropTransform):
         self.transform = transform
 
-    def views(self, tile: np.ndarray, key: TileKey, rng: torch.Generator | None = None) -> list[torch.Tensor]:
+    def views(self, tile: np.ndarray, key: TileKey, rng: Seed = None) -> list[torch.Tensor]:
         return self.transform(tile, rng)
 
 
@@ -69,8 +70,8 @@ class MixedSourceViews(ViewProvider):
         self.transform = transform
         self.source_for_view = source_for_view
 
-    def views(self, tile: np.ndarray, key: TileKey, rng: torch.Generator | None = None) -> list[torch.Tensor]:
-        real = as_chw_uint8(tile)
+    def views(self, tile: np.ndarray, key: TileKey, rng: Seed = None) -> list[torch.Tensor]:
+        real, rng = as_chw_uint8(tile), as_generator(rng)
         out = []
         for index in range(len(self.transform)):
             source = self.source_for_view(key, index, rng)

@@ -44,6 +44,9 @@ class SSLMethod(nn.Module, abc.ABC):
         """Loss on one batch: `views` are n_global global crops then n_local local crops, each
         (B, 3, H, W) normalised float. Returns {"loss": scalar, ...other scalars to log}."""
 
+    def before_optimizer_step(self, info: StepInfo) -> None:
+        """Adjust gradients after backward, before the step (DINO zeroes its last layer's early on)."""
+
     @torch.no_grad()
     def after_step(self, info: StepInfo) -> None:
         """Update momentum / teacher weights after the optimizer step (no-op by default)."""

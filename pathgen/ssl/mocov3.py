@@ -25,7 +25,8 @@ class MoCoV3Config:
     momentum cosine 0.99 → 1. For ResNets use proj_layers 2 and temperature 1.0.
 
     `stop_grad_patch_embed` freezes the ViT patch projection (a random fixed patch embedding),
-    which MoCo v3 found stabilises ViT training (Sec. 5); it does nothing for other backbones.
+    which MoCo v3 found stabilises ViT training (Sec. 5). It sets requires_grad False on the
+    backbone passed in (`backbone.patch_embed.proj`) and does nothing for other backbones.
     """
 
     proj_hidden_dim: int = 4096

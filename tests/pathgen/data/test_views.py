@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from torch.utils.data import DataLoader, Dataset
 
 from pathgen.data.augment import IMAGENET_MEAN, IMAGENET_STD, dino_multicrop, two_view
 from pathgen.data.views import AugmentedViews, MixedSourceViews, TileKey, ViewProvider
@@ -12,6 +13,16 @@ from pathgen.data.views import AugmentedViews, MixedSourceViews, TileKey, ViewPr
 MEAN = torch.tensor(IMAGENET_MEAN).view(3, 1, 1)
 STD = torch.tensor(IMAGENET_STD).view(3, 1, 1)
 KEY = TileKey("slides/a.zarr", 17)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """One intra-op thread, as in a DataLoader worker: on small tensors two threads on a busy
+    2-core machine make these tests ~5× slower."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 
 
 def constant_tile(value: int, size: int = 48) -> np.ndarray:
@@ -74,9 +85,33 @@ def test_generative_ssl_style_source_is_reproducible_with_the_generator():
     first = provider.views(random_tile(), KEY, torch.Generator().manual_seed(4))
     again = provider.views(random_tile(), KEY, torch.Generator().manual_seed(4))
     assert all(torch.equal(a, b) for a, b in zip(first, again))
+    seeded = provider.views(random_tile(), KEY, 4)  # an int seed means a generator seeded with it
+    assert all(torch.equal(a, b) for a, b in zip(first, seeded))
 
 
 def test_view_provider_is_abstract_and_tile_key_is_a_value():
     with pytest.raises(TypeError):
         ViewProvider()
     assert TileKey("s", 1) == TileKey("s", 1) and len({TileKey("s", 1), TileKey("s", 1)}) == 1
+
+
+class SameTileDataset(Dataset):
+    """Four copies of one tile, as a tile-store dataset would hand them to a provider."""
+
+    def __init__(self, provider: ViewProvider):
+        self.provider, self.tile = provider, random_tile(48)
+
+    def __len__(self) -> int:
+        return 4
+
+    def __getitem__(self, index: int) -> list[torch.Tensor]:
+        return self.provider.views(self.tile, TileKey("store", index))
+
+
+def test_providers_run_in_dataloader_workers_with_per_worker_randomness():
+    loader = DataLoader(SameTileDataset(AugmentedViews(dino_multicrop(32, 16, n_local=2))), batch_size=1,
+                        num_workers=2)
+    samples = list(loader)
+    assert [tuple(v.shape) for v in samples[0]] == [(1, 3, 32, 32)] * 2 + [(1, 3, 16, 16)] * 2
+    firsts = [sample[0] for sample in samples]
+    assert all(not torch.equal(a, b) for i, a in enumerate(firsts) for b in firsts[i + 1:])
