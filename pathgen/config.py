@@ -66,6 +66,8 @@ def _coerce(value: Any, hint: Any, key: str) -> Any:
         if not isinstance(value, dict):
             raise ConfigError(f"{key}: expected a section, got {value!r}")
         return _build(hint, value, key + ".")
+    if origin is list and isinstance(value, str):
+        value = [value]  # `data=OUT/` on the command line means a one-item list
     if origin in (list, tuple):
         if not isinstance(value, (list, tuple)):
             raise ConfigError(f"{key}: expected a list, got {value!r}")

@@ -3,49 +3,39 @@
 Tests, the demo and the benchmarks need slides with a known answer. A slide is defined by
 low-resolution *fields* computed from the seed, one value per `MASK_DS` level-0 pixels, in
 level-0 pixels of signed distance (positive inside): tissue, "tumor" (inside tissue) and pen
-ink. The image upsamples the fields bilinearly and blends textures where they are positive, so
-the ground-truth masks are the same fields sampled at any downsample. Full resolution is a lazy
-pyvips pipeline over a few numpy-made texture patches, so a 40,000 × 30,000 slide streams to
-disk in bounded memory. Colours follow Beer–Lambert: optical densities of eosin and
-hematoxylin add, as in real stained tissue.
+ink. The image upsamples the fields bilinearly and blends textures (tiling.synthetic_texture)
+where they are positive, so the ground-truth masks are the same fields sampled at any
+downsample. Full resolution is a lazy pyvips pipeline over a few numpy-made texture patches, so
+a 40,000 × 30,000 slide streams to disk in bounded memory. Tumor outlines are written beside
+the slide as ASAP XML (tiling.annotations).
 """
 
 from __future__ import annotations
 
 import math
-import re
 import struct
-import xml.etree.ElementTree as ET
 from dataclasses import dataclass, replace
 from functools import lru_cache
 from pathlib import Path
-from typing import Callable, NamedTuple
+from typing import NamedTuple
 
 import numpy as np
 import pyvips
-import scipy.fft
 import tifffile
 from PIL import Image
 from scipy import ndimage
 from scipy.spatial import cKDTree
-from skimage.measure import approximate_polygon, find_contours
+
+from tiling.annotations import field_outlines, write_asap_polygons
+from tiling.annotations import read_asap_polygons  # noqa: F401 (re-exported: tests import it from here)
+from tiling.synthetic_texture import GLASS_RGB, texture_mosaic
 
 MASK_DS = 32  # level-0 pixels per value of the layout fields
-GLASS_RGB = (240, 238, 242)
 INK_RGB = {"blue": (30, 60, 170), "green": (40, 140, 60), "red": (200, 30, 40),
            "black": (30, 30, 30)}
 _OUTSIDE = -1e6  # field value meaning "nowhere near"
 _RESOLUTION_TAGS = (282, 283, 296)  # TIFF XResolution, YResolution, ResolutionUnit
 _MAX_PLAIN_PIXELS = 64_000_000
-
-
-def _optical_density(rgb: tuple[int, int, int]) -> np.ndarray:
-    return -np.log(np.asarray(rgb, np.float32) / 255)
-
-
-_GLASS_OD = _optical_density(GLASS_RGB)
-_EOSIN_OD = _optical_density((230, 150, 190)) - _GLASS_OD  # one unit of eosin on glass
-_HEMA_OD = _optical_density((90, 60, 140)) - _GLASS_OD  # one unit of hematoxylin on glass
 
 
 @dataclass(frozen=True)
@@ -216,187 +206,7 @@ def _stroke_curve(grid: _Grid, points: np.ndarray, in_tissue: np.ndarray,
             + t ** 3 * end)
 
 
-# ---------------------------------------------------------------------------------- textures
-
-@dataclass(frozen=True)
-class _PatchRandom:
-    """Random streams for one texture patch whose fields equal a shared base near its edges.
-
-    The base stream is the same for every patch of a kind and its fields are periodic, so
-    patches tile edge to edge in any order without seams (the idea of Wang tiles); each patch
-    fades from the base at its border to its own fields inside.
-    """
-
-    base: np.random.Generator
-    own: np.random.Generator
-    window: np.ndarray  # 0 at the patch border, 1 inside
-    mpp: float
-
-    def field(self, make: Callable[[np.random.Generator], np.ndarray]) -> np.ndarray:
-        """Blend of `make(base)` and `make(own)` that keeps unit variance."""
-        w = self.window
-        return w * make(self.own) + np.sqrt(1 - w * w) * make(self.base)
-
-    def noise(self, sigma_y_um: float, sigma_x_um: float) -> np.ndarray:
-        """Smooth unit-variance noise with the given σ in µm along y and x."""
-        n, sy, sx = len(self.window), sigma_y_um / self.mpp, sigma_x_um / self.mpp
-        return self.field(lambda rng: _periodic_noise(rng, n, sy, sx))
-
-
-def _periodic_noise(rng: np.random.Generator, n: int, sigma_y: float, sigma_x: float) -> np.ndarray:
-    """n×n Gaussian-smoothed white noise (σ in pixels), zero mean, unit variance, periodic.
-
-    Drawn directly as a random spectrum shaped by the Gaussian's transfer function; σ is
-    capped at n/4 so that the patch still holds several independent blobs.
-    """
-    gain = _gaussian_gain(n, round(min(sigma_y, n / 4), 3), round(min(sigma_x, n / 4), 3))
-    parts = rng.standard_normal((2,) + gain.shape, dtype=np.float32) * gain
-    spectrum = np.empty(gain.shape, np.complex64)
-    spectrum.real, spectrum.imag = parts
-    smooth = scipy.fft.irfft2(spectrum, s=(n, n), workers=-1)
-    return smooth * (1 / max(float(smooth[::4, ::4].std()), 1e-12))
-
-
-@lru_cache(maxsize=64)
-def _gaussian_gain(n: int, sigma_y: float, sigma_x: float) -> np.ndarray:
-    ky, kx = np.fft.fftfreq(n)[:, None], np.fft.rfftfreq(n)[None, :]
-    gain = np.exp(-2 * np.pi ** 2 * ((ky * sigma_y) ** 2 + (kx * sigma_x) ** 2))
-    gain[0, 0] = 0  # no constant offset
-    return gain.astype(np.float32)
-
-
-def _stain_rgb(eosin: np.ndarray, hema: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """RGB uint8 of stain amounts on glass (Beer–Lambert), with a little sensor noise."""
-    od = eosin[..., None] * -_EOSIN_OD
-    od -= hema[..., None] * _HEMA_OD
-    od -= _GLASS_OD
-    rgb = np.exp(np.minimum(od, 0, out=od), out=od)  # nothing is brighter than the lamp
-    rgb *= 255
-    rgb += 1.5 * rng.standard_normal(eosin.shape, dtype=np.float32)[..., None] + 0.5
-    return np.clip(rgb, 0, 255, out=rgb).astype(np.uint8)
-
-
-class _Nuclei(NamedTuple):
-    """A population of nuclei: density, semi-axes (µm), orientation spread, darkness."""
-
-    per_mm2: float
-    long_um: tuple[float, float]
-    short_um: tuple[float, float]
-    angle_sd: float | None  # radians around the fibre direction; None: any orientation
-    strength: float  # hematoxylin amount at full chromatin
-    rim: float = 0.0  # > 0: vesicular, chromatin gathered along the membrane
-
-
-_FIBROBLASTS = _Nuclei(900, (3.0, 6.0), (1.0, 1.8), 0.3, 1.0)
-_LYMPHOCYTES = _Nuclei(400, (2.5, 3.2), (2.2, 3.0), None, 1.4)
-_TUMOR_NUCLEI = _Nuclei(5000, (4.0, 7.0), (3.0, 5.0), None, 1.5, rim=0.35)
-
-
-def _draw_nuclei(hema: np.ndarray, rand: _PatchRandom, chromatin: np.ndarray,
-                 kind: _Nuclei) -> None:
-    """Darken `hema` in place with soft, slightly irregular elliptic nuclei.
-
-    Nuclei centred in the patch border come from the shared base stream, so borders match
-    between patches; they wrap around the patch edges like the periodic fields.
-    """
-    n, mpp = len(hema), rand.mpp
-    for rng, from_base in ((rand.base, True), (rand.own, False)):
-        for _ in range(rng.poisson(kind.per_mm2 * (n * mpp / 1000) ** 2)):
-            a, b = rng.uniform(*kind.long_um) / mpp, rng.uniform(*kind.short_um) / mpp
-            cy, cx = rng.integers(n), rng.integers(n)
-            angle = rng.uniform(0, np.pi) if kind.angle_sd is None else rng.normal(0, kind.angle_sd)
-            wobble = rng.uniform(0, 0.12, 2), rng.uniform(0, 2 * np.pi, 2)
-            if (rand.window[cy, cx] < 0.5) == from_base:
-                r, dose = _nucleus_dose(a, b, angle, wobble, kind.rim)
-                box = np.ix_((np.arange(-r, r + 1) + cy) % n, (np.arange(-r, r + 1) + cx) % n)
-                hema[box] = np.maximum(hema[box], dose * kind.strength * chromatin[box])
-
-
-def _nucleus_dose(a: float, b: float, angle: float, wobble: tuple[np.ndarray, np.ndarray],
-                  rim: float) -> tuple[int, np.ndarray]:
-    """Coverage (0..1, anti-aliased edge) of one nucleus on a (2r+1)² box around its centre."""
-    r = int(math.ceil(1.3 * a)) + 1
-    dy, dx = np.ogrid[-r:r + 1, -r:r + 1]
-    u = (math.cos(angle) * dx + math.sin(angle) * dy) / a
-    v = (math.cos(angle) * dy - math.sin(angle) * dx) / b
-    theta = np.arctan2(v, u)
-    q = np.hypot(u, v) / (1 + wobble[0][0] * np.cos(2 * theta + wobble[1][0])
-                          + wobble[0][1] * np.cos(3 * theta + wobble[1][1]))
-    dose = np.clip((1 - q) * b + 0.5, 0, 1)
-    return r, dose * (1 - rim + rim * np.minimum(q, 1) ** 2) if rim else dose
-
-
-def _warped(rng: np.random.Generator, n: int, mpp: float) -> np.ndarray:
-    """Collagen-like fibres: thin, long noise streaks bent by a smooth vertical displacement."""
-    fibres = _periodic_noise(rng, n, 0.8 / mpp, 10 / mpp)
-    bend_sigma = min(50 / mpp, n / 4)  # bends ~50 µm long, if the patch is big enough
-    bend = 0.4 * bend_sigma * _periodic_noise(rng, n, bend_sigma, bend_sigma)
-    rows = np.arange(n, dtype=np.float32)[:, None] + bend
-    top = np.floor(rows)
-    weight, top = rows - top, top.astype(np.int64) % n
-    upper = np.take_along_axis(fibres, top, axis=0)
-    lower = np.take_along_axis(fibres, (top + 1) % n, axis=0)
-    return upper + weight * (lower - upper)
-
-
-def _stroma_patch(rand: _PatchRandom) -> np.ndarray:
-    """Wavy eosinophilic collagen with pale clefts, sparse spindle and round nuclei."""
-    fibres = rand.field(lambda rng: _warped(rng, len(rand.window), rand.mpp))
-    eosin = (0.2 + 0.9 / (1 + np.exp(-2.5 * fibres))) * (1 + 0.15 * rand.noise(50, 50))
-    hema = np.full_like(eosin, 0.04)
-    chromatin = 0.8 + 0.2 * rand.noise(0.4, 0.4)
-    _draw_nuclei(hema, rand, chromatin, _FIBROBLASTS)
-    _draw_nuclei(hema, rand, chromatin, _LYMPHOCYTES)
-    return _stain_rgb(eosin, hema, rand.own)
-
-
-def _tumor_patch(rand: _PatchRandom) -> np.ndarray:
-    """Sheets of crowded cells: purplish cytoplasm, large pleomorphic vesicular nuclei."""
-    cells = rand.noise(3, 3)
-    eosin, hema = 0.55 + 0.12 * cells, 0.15 + 0.05 * cells
-    _draw_nuclei(hema, rand, 0.8 + 0.2 * rand.noise(0.4, 0.4), _TUMOR_NUCLEI)
-    return _stain_rgb(eosin, hema, rand.own)
-
-
-def _glass_patch(rand: _PatchRandom) -> np.ndarray:
-    """Near-white glass with faint smooth unevenness and sensor noise."""
-    eosin = 0.008 * rand.noise(20, 20)
-    return _stain_rgb(eosin, np.zeros_like(eosin), rand.own)
-
-
-_PATCH_KINDS = {  # maker and number of patches
-    "glass": (_glass_patch, 1), "stroma": (_stroma_patch, 4), "tumor": (_tumor_patch, 3)}
-
-
-def _patch_px(spec: SyntheticSlideSpec) -> int:
-    """Texture patch side: small slides get small (cheap) patches."""
-    return 512 if max(spec.width_px, spec.height_px) <= 4096 else 1024
-
-
-@lru_cache(maxsize=6)
-def _patches(kind: str, seed: int, mpp: float, n: int) -> tuple[pyvips.Image, ...]:
-    """The texture patches of one kind as in-memory pyvips images (cached: tests reuse them)."""
-    make, count = _PATCH_KINDS[kind]
-    edge = np.minimum(np.arange(n), np.arange(n)[::-1]).astype(np.float32)
-    edge = np.minimum(edge[:, None], edge[None, :])
-    ramp = np.clip((edge - n / 32) / (n / 12), 0, 1)
-    window = ramp * ramp * (3 - 2 * ramp)
-    stream = [seed, 4, list(_PATCH_KINDS).index(kind)]
-    return tuple(pyvips.Image.new_from_array(make(_PatchRandom(
-        np.random.default_rng(stream + [0]), np.random.default_rng(stream + [1 + i]), window, mpp)))
-        for i in range(count))
-
-
 # ------------------------------------------------------------------------------------- image
-
-def _mosaic(kind: str, spec: SyntheticSlideSpec, rng: np.random.Generator) -> pyvips.Image:
-    """Cover the slide with texture patches of one kind in random order (lazy, seamless)."""
-    n = _patch_px(spec)
-    patches = _patches(kind, spec.seed, spec.mpp, n)
-    cols, rows = -(-spec.width_px // n), -(-spec.height_px // n)
-    tiles = [patches[i] for i in rng.integers(len(patches), size=cols * rows)]
-    return pyvips.Image.arrayjoin(tiles, across=cols).crop(0, 0, spec.width_px, spec.height_px)
-
 
 def _upsample(field: np.ndarray, spec: SyntheticSlideSpec) -> pyvips.Image:
     """Bilinear MASK_DS× enlargement, pixel centres aligned as in `_sample_field`."""
@@ -418,11 +228,12 @@ def synthetic_slide_image(spec: SyntheticSlideSpec) -> pyvips.Image:
     Nothing is computed until the image is written or read, so any size streams.
     """
     fields, rng = _layout(spec), np.random.default_rng([spec.seed, 5])
-    image = _mosaic("glass", spec, rng)
+    where = (spec.width_px, spec.height_px, spec.mpp, spec.seed)
+    image = texture_mosaic("glass", *where, rng)
     if spec.tissue_regions:
-        tissue = _mosaic("stroma", spec, rng)
+        tissue = texture_mosaic("stroma", *where, rng)
         if spec.tumor_regions:
-            tumor = _mosaic("tumor", spec, rng)
+            tumor = texture_mosaic("tumor", *where, rng)
             tissue = _alpha(fields.tumor, spec, 1.5).ifthenelse(tumor, tissue, blend=True)
         tissue = tissue * _upsample(fields.tone, spec)
         image = _alpha(fields.tissue, spec, 1.5).ifthenelse(tissue, image, blend=True)
@@ -552,60 +363,9 @@ def _strip_resolution_tags(path: Path) -> None:
 
 # ------------------------------------------------------------------------- ASAP annotations
 
-def _tumor_outlines(spec: SyntheticSlideSpec) -> list[np.ndarray]:
-    """Outer boundary of each tumor region as a level-0 (K, 2) x, y polygon."""
-    field = np.pad(_layout(spec).tumor, 1, constant_values=_OUTSIDE)
-    outlines = []
-    for contour in find_contours(field, 0.0, positive_orientation="high"):
-        rows, cols = contour[:, 0], contour[:, 1]
-        if np.sum(cols[:-1] * rows[1:] - cols[1:] * rows[:-1]) > 0:
-            continue  # a hole in a region (clockwise in x, y-down coordinates)
-        contour = approximate_polygon(contour, tolerance=0.2)[:-1]  # closed: drop the repeat
-        outlines.append((contour[:, ::-1] - 0.5) * MASK_DS - 0.5)
-    return outlines
-
-
 def _write_annotation(path: Path, spec: SyntheticSlideSpec) -> Path | None:
     """Write the tumor outlines beside the slide in ASAP (Camelyon16) XML, if there is tumor."""
     if spec.tumor_regions == 0:
         return None
-    root = ET.Element("ASAP_Annotations")
-    annotations = ET.SubElement(root, "Annotations")
-    for i, polygon in enumerate(_tumor_outlines(spec)):
-        annotation = ET.SubElement(annotations, "Annotation", Name=f"Annotation {i}",
-                                   Type="Polygon", PartOfGroup="Tumor", Color="#F4FA58")
-        coordinates = ET.SubElement(annotation, "Coordinates")
-        for order, (x, y) in enumerate(polygon):
-            ET.SubElement(coordinates, "Coordinate", Order=str(order), X=f"{x:.2f}", Y=f"{y:.2f}")
-    group = ET.SubElement(ET.SubElement(root, "AnnotationGroups"), "Group", Name="Tumor",
-                          PartOfGroup="None", Color="#00ff00")
-    ET.SubElement(group, "Attributes")
-    ET.indent(root)
-    xml_path = path.with_suffix(".xml")
-    ET.ElementTree(root).write(xml_path, encoding="utf-8", xml_declaration=True)
-    return xml_path
-
-
-def read_asap_polygons(xml_path: str | Path,
-                       groups: tuple[str, ...] | None = None) -> list[np.ndarray]:
-    """Polygons of an ASAP/Camelyon16 XML as level-0 (K, 2) float x, y arrays, in file order.
-
-    `groups` keeps only annotations whose PartOfGroup is listed (Camelyon16 uses "Tumor",
-    "_0", "_1" for tumor and "_2" for exclusions). DOCTYPE/ENTITY declarations are refused
-    because the standard library parser would expand them (entity-expansion attacks).
-    """
-    data = Path(xml_path).read_bytes()
-    if re.search(rb"<!\s*(DOCTYPE|ENTITY)", data, re.IGNORECASE):
-        raise ValueError(f"{xml_path}: DOCTYPE/ENTITY declarations are not allowed in annotations")
-    try:
-        root = ET.fromstring(data)
-    except ET.ParseError as error:
-        raise ValueError(f"{xml_path}: not well-formed XML ({error})") from error
-    polygons = []
-    for annotation in root.iter("Annotation"):
-        if groups is not None and annotation.get("PartOfGroup") not in groups:
-            continue
-        points = sorted(annotation.iter("Coordinate"), key=lambda c: int(c.get("Order", "0")))
-        if points:
-            polygons.append(np.array([[float(p.get("X")), float(p.get("Y"))] for p in points]))
-    return polygons
+    outlines = field_outlines(_layout(spec).tumor, MASK_DS)
+    return write_asap_polygons(path.with_suffix(".xml"), outlines, group="Tumor")

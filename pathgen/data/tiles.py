@@ -23,12 +23,15 @@ from tiling.store import TileStore, is_complete, list_store_paths
 class TileDataset(Dataset):
     """Every tile of the given tiling output folders (optionally only those with enough tissue).
 
-    `transform(tile, key)` turns an RGB uint8 (H, W, 3) tile into what a batch holds (a list of
-    augmented views for SSL, one normalised tensor for feature extraction); without a transform
-    the item is the tile as a uint8 (3, H, W) tensor.
+    `transform(tile, key, generator)` turns an RGB uint8 (H, W, 3) tile into what a batch holds
+    (a list of augmented views for SSL, one normalised tensor for feature extraction); without a
+    transform the item is the tile as a uint8 (3, H, W) tensor. The generator is seeded from
+    (seed, epoch, index), so a tile's augmentations do not depend on worker count or on where a
+    resumed run restarted.
     """
 
-    def __init__(self, folders: Sequence[str | Path], transform: Callable | None = None, min_tissue: float = 0.0):
+    def __init__(self, folders: Sequence[str | Path], transform: Callable | None = None, min_tissue: float = 0.0,
+                 seed: int = 0):
         self.stores = _complete_stores(folders)
         if not self.stores:
             raise ValueError(f"no complete tile stores in {', '.join(map(str, folders))}; run `pathgen tile` first")
@@ -40,6 +43,15 @@ class TileDataset(Dataset):
         self.store_ids = np.concatenate(store_ids)
         self.local_ids = np.concatenate(local_ids)
         self.transform = transform
+        self.seed, self.epoch = seed, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        """Select the epoch whose augmentations `__getitem__` draws."""
+        self.epoch = epoch
+
+    def generator(self, index: int) -> torch.Generator:
+        """The random generator of one sample's augmentations in the current epoch."""
+        return torch.Generator().manual_seed((self.seed * 1_000_003**2 + self.epoch * 1_000_003 + index) % 2**63)
 
     def __len__(self) -> int:
         return len(self.local_ids)
@@ -56,7 +68,7 @@ class TileDataset(Dataset):
         tile = self.tile(index)
         if self.transform is None:
             return torch.from_numpy(np.ascontiguousarray(tile.transpose(2, 0, 1)))
-        return self.transform(tile, self.key(index))
+        return self.transform(tile, self.key(index), self.generator(index))
 
     def slide_weights(self) -> np.ndarray:
         """Per-tile sampling weights that give every slide the same total weight."""

@@ -28,7 +28,7 @@ class BackboneConfig:
 
 def is_vit(name: str) -> bool:
     """True for the timm vision-transformer families that take img_size / dynamic_img_size."""
-    return name.startswith(("vit_", "deit", "eva", "beit"))
+    return name.startswith(("vit_", "deit", "eva", "beit", "test_vit"))
 
 
 def backbone_kwargs(cfg: BackboneConfig) -> dict:

@@ -8,24 +8,13 @@ optimizer step the loop calls `after_step`, where momentum encoders are updated.
 from __future__ import annotations
 
 import abc
-from dataclasses import dataclass
 
 import torch
 from torch import nn
 
+from pathgen.schedules import StepInfo
 
-@dataclass
-class StepInfo:
-    """Where training is: used for schedules inside methods (teacher temperature, EMA momentum)."""
-
-    step: int
-    total_steps: int
-    epoch: float  # fractional epochs done (step / steps_per_epoch)
-
-    @property
-    def progress(self) -> float:
-        """Fraction of training done, in [0, 1]."""
-        return min(1.0, self.step / max(1, self.total_steps))
+__all__ = ["SSLMethod", "StepInfo"]
 
 
 class SSLMethod(nn.Module, abc.ABC):

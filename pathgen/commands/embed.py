@@ -1,0 +1,35 @@
+"""`pathgen embed MODEL OUT`: features of every tile, written beside the tiles (resumable)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add the `embed` subcommand."""
+    parser = subparsers.add_parser("embed", help="compute tile embeddings with a saved encoder", description=__doc__)
+    parser.add_argument("model_dir", type=Path, help="a model folder (pathgen export / train-ssl)")
+    parser.add_argument("tile_dir", type=Path, help="a `pathgen tile` output folder")
+    parser.add_argument("--name", help="name of the embedding set (default: the model folder's name)")
+    parser.add_argument("--batch-size", type=int, default=256)
+    parser.add_argument("--workers", type=int, default=2, help="tile-reading processes")
+    parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    parser.add_argument("--no-progress", action="store_true")
+    parser.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Embed the folder."""
+    from pathgen.embed import embed_folder
+    from tiling.store import StoreError
+
+    try:
+        counts = embed_folder(args.model_dir, args.tile_dir, args.name, args.device, args.batch_size, args.workers,
+                              progress=not args.no_progress)
+    except (StoreError, ValueError, FileNotFoundError) as err:
+        print(f"pathgen embed: {err}", file=sys.stderr)
+        return 2
+    print(f"pathgen embed: {counts['embedded']} slides embedded, {counts['skipped']} already done")
+    return 0

@@ -1,0 +1,63 @@
+"""Process-group set-up for training: one process on CPU/GPU, or many under `torchrun`.
+
+`torchrun` sets WORLD_SIZE, RANK and LOCAL_RANK; with WORLD_SIZE > 1 we join the group (NCCL on
+GPUs, gloo on CPUs) and each process takes the GPU of its local rank. Devices are chosen here
+and passed on; nothing else in pathgen hard-codes a device.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+
+
+@dataclass(frozen=True)
+class DistContext:
+    """This process's place in the job and the device it computes on."""
+
+    rank: int
+    world_size: int
+    local_rank: int
+    device: torch.device
+
+    @property
+    def is_main(self) -> bool:
+        """Rank 0 writes logs and checkpoints."""
+        return self.rank == 0
+
+    @property
+    def is_main_thread(self) -> bool:
+        """Signal handlers can only be installed from the main thread."""
+        return threading.current_thread() is threading.main_thread()
+
+    def barrier(self) -> None:
+        """Wait for every rank (no-op on one process)."""
+        if self.world_size > 1:
+            dist.barrier()
+
+
+def pick_device(preference: str, local_rank: int = 0) -> torch.device:
+    """`cpu`, `cuda` (this rank's GPU) or `auto` (CUDA when there is one)."""
+    if preference not in ("auto", "cpu", "cuda"):
+        raise ValueError(f"device must be auto, cpu or cuda, got {preference!r}")
+    if preference == "cuda" and not torch.cuda.is_available():
+        raise ValueError("device cuda was asked for but no CUDA device is visible")
+    if preference == "cpu" or not torch.cuda.is_available():
+        return torch.device("cpu")
+    torch.cuda.set_device(local_rank)
+    return torch.device("cuda", local_rank)
+
+
+def setup_distributed(preference: str = "auto") -> DistContext:
+    """Join the torchrun process group if there is one; return where this process stands."""
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    device = pick_device(preference, local_rank)
+    if world_size > 1 and not dist.is_initialized():
+        dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
+    rank = dist.get_rank() if dist.is_initialized() else 0
+    return DistContext(rank, world_size, local_rank, device)

@@ -1,0 +1,146 @@
+"""Classification metrics, stratified bootstrap confidence intervals and mean ± sd over runs.
+
+The metric set is eva's (kaiko-ai/eva ``BinaryClassificationMetrics`` /
+``MulticlassClassificationMetrics``; balanced accuracy is its leaderboard metric), computed with
+scikit-learn. Every metric takes ``scores``: class probabilities of shape (N, C), or for a binary
+task also the positive-class score of shape (N,). Predictions are the arg-max class (for two
+classes: positive when p > 0.5; an exact tie goes to class 0).
+
+Torch-free, so reports and the CLI can import it cheaply.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import numpy as np
+from sklearn.metrics import accuracy_score, balanced_accuracy_score, f1_score, roc_auc_score
+
+MetricFn = Callable[[np.ndarray, np.ndarray], float]
+
+
+def _as_probabilities(scores: np.ndarray) -> np.ndarray:
+    """(N,) positive-class scores → (N, 2); (N, C) passes through; anything else is an error."""
+    scores = np.asarray(scores, dtype=np.float64)
+    if scores.ndim == 1:
+        return np.stack([1.0 - scores, scores], axis=1)
+    if scores.ndim != 2:
+        raise ValueError(f"scores must be (N,) or (N, C), got shape {scores.shape}")
+    return scores
+
+
+def predictions(scores: np.ndarray) -> np.ndarray:
+    """Arg-max class of each row of `scores` ((N, C), or (N,) positive-class scores)."""
+    return _as_probabilities(scores).argmax(axis=1)
+
+
+def _as_pred(y_score_or_pred: np.ndarray) -> np.ndarray:
+    """Accept either hard predictions (N,) of ints or scores; return hard predictions."""
+    values = np.asarray(y_score_or_pred)
+    if values.ndim == 1 and np.issubdtype(values.dtype, np.integer):
+        return values
+    return predictions(values)
+
+
+def accuracy(y_true: np.ndarray, y_score_or_pred: np.ndarray) -> float:
+    """Share of correct predictions."""
+    return float(accuracy_score(y_true, _as_pred(y_score_or_pred)))
+
+
+def balanced_accuracy(y_true: np.ndarray, y_score_or_pred: np.ndarray) -> float:
+    """Mean per-class recall (eva's leaderboard metric); 1/C at chance whatever the class balance."""
+    return float(balanced_accuracy_score(y_true, _as_pred(y_score_or_pred)))
+
+
+def macro_f1(y_true: np.ndarray, y_score_or_pred: np.ndarray) -> float:
+    """Unweighted mean of per-class F1 (a class never predicted scores 0, not an error)."""
+    return float(f1_score(y_true, _as_pred(y_score_or_pred), average="macro", zero_division=0))
+
+
+def auroc(y_true: np.ndarray, scores: np.ndarray) -> float:
+    """Area under the ROC curve: binary on the positive-class score; macro one-vs-rest for C > 2.
+
+    Args:
+        y_true: (N,) integer labels in [0, C).
+        scores: (N,) positive-class scores or (N, C) class probabilities (rows need not sum to 1
+            for the binary case; for C > 2 they are renormalised, as scikit-learn requires).
+    """
+    probs = _as_probabilities(scores)
+    if probs.shape[1] == 2:
+        return float(roc_auc_score(y_true, probs[:, 1]))
+    probs = probs / np.clip(probs.sum(axis=1, keepdims=True), 1e-12, None)
+    return float(roc_auc_score(y_true, probs, multi_class="ovr", average="macro", labels=np.arange(probs.shape[1])))
+
+
+METRICS: dict[str, MetricFn] = {
+    "balanced_accuracy": balanced_accuracy,
+    "auroc": auroc,
+    "macro_f1": macro_f1,
+    "accuracy": accuracy,
+}
+
+
+def classification_metrics(y_true: np.ndarray, scores: np.ndarray) -> dict[str, float]:
+    """All of `METRICS` for one set of scores, as {name: value}."""
+    return {name: fn(y_true, scores) for name, fn in METRICS.items()}
+
+
+def class_indices(y_true: np.ndarray) -> list[np.ndarray]:
+    """Row indices of each class present in `y_true`, in class order."""
+    return [np.flatnonzero(y_true == c) for c in np.unique(y_true)]
+
+
+def stratified_resample(groups: list[np.ndarray], rng: np.random.Generator) -> np.ndarray:
+    """Indices drawn with replacement within each class group, keeping every class's count.
+
+    Keeping the class counts fixed means every resample contains every class, so AUROC and
+    balanced accuracy are always defined and the interval reflects sampling within classes.
+    """
+    return np.concatenate([rng.choice(group, size=len(group)) for group in groups])
+
+
+def bootstrap_ci(
+    metric_fn: MetricFn,
+    y_true: np.ndarray,
+    y_score_or_pred: np.ndarray,
+    n_boot: int = 1000,
+    alpha: float = 0.05,
+    seed: int = 0,
+) -> tuple[float, float, float]:
+    """Point estimate and percentile bootstrap interval (Efron & Tibshirani 1993, ch. 13).
+
+    Resamples the evaluation set `n_boot` times (stratified by class, see `stratified_resample`)
+    and returns the (alpha/2, 1 − alpha/2) percentiles of the metric. `y_score_or_pred` is
+    indexed along its first axis only, so it may carry extra axes (e.g. (N, runs, C)) for a
+    `metric_fn` that averages over runs.
+
+    Returns:
+        (point, low, high), point being `metric_fn` on the full set.
+    """
+    y_true = np.asarray(y_true)
+    values = np.asarray(y_score_or_pred)
+    if len(y_true) != len(values):
+        raise ValueError(f"bootstrap_ci: {len(y_true)} labels but {len(values)} scores/predictions")
+    if not 0.0 < alpha < 1.0 or n_boot < 1:
+        raise ValueError(f"bootstrap_ci: need 0 < alpha < 1 and n_boot ≥ 1, got alpha={alpha}, n_boot={n_boot}")
+    rng = np.random.default_rng(seed)
+    point = float(metric_fn(y_true, values))
+    groups = class_indices(y_true)
+    boots = np.empty(n_boot)
+    for b in range(n_boot):
+        idx = stratified_resample(groups, rng)
+        boots[b] = metric_fn(y_true[idx], values[idx])
+    low, high = np.quantile(boots, [alpha / 2.0, 1.0 - alpha / 2.0])
+    return point, float(low), float(high)
+
+
+def mean_sd(values: Sequence[float]) -> tuple[float, float]:
+    """Mean and sample standard deviation (ddof = 1, as eva's ``statistics.stdev``) over runs.
+
+    A single run has no spread: its sd is reported as 0.0 (the run count travels with the result).
+    """
+    array = np.asarray(values, dtype=np.float64)
+    if array.size == 0:
+        raise ValueError("mean_sd: no values")
+    sd = float(array.std(ddof=1)) if array.size > 1 else 0.0
+    return float(array.mean()), sd

@@ -1,0 +1,278 @@
+"""Patch-level probes on frozen features and the runner that repeats and summarises them.
+
+Probes: eva's linear head (`linear_probe`, in `pathgen.eval.linear_probe`), scikit-learn
+logistic regression (`logistic_probe`), DINO's weighted kNN (`knn_probe`) and SimpleShot
+few-shot episodes (`few_shot`, in `pathgen.eval.few_shot`). Each takes (N, D) features and
+(N,) labels in [0, C) already in memory and returns a `ProbeResult`.
+
+`run_probe` runs one probe over several seeds (eva reports 5 runs for patch tasks) and
+summarises them as a plain, JSON-ready dict that `pathgen.eval.report` turns into tables and
+plots.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import warnings
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import roc_curve
+from sklearn.preprocessing import StandardScaler
+
+from pathgen.eval.few_shot import FewShotConfig, few_shot
+from pathgen.eval.linear_probe import LinearProbeConfig, linear_probe
+from pathgen.eval.metrics import METRICS, balanced_accuracy, bootstrap_ci, classification_metrics, mean_sd
+from pathgen.eval.probe_result import ProbeResult, check_splits
+
+__all__ = [
+    "FewShotConfig", "KnnProbeConfig", "LinearProbeConfig", "LogisticProbeConfig", "ProbeResult", "add_bootstrap_ci",
+    "few_shot", "knn_probe", "linear_probe", "logistic_probe", "run_probe", "summarise_runs",
+]
+
+
+@dataclass
+class LogisticProbeConfig:
+    """scikit-learn L2 logistic regression, C picked on validation balanced accuracy.
+
+    Attributes:
+        c_grid: Inverse regularisation strengths tried, 1e-4..1e2 in half-decades.
+        max_iter: lbfgs iteration cap (runs that hit it are listed in `extra`).
+        standardize: Z-score features with train statistics before fitting.
+    """
+
+    c_grid: tuple[float, ...] = tuple(float(10.0**e) for e in np.arange(-4.0, 2.01, 0.5))
+    max_iter: int = 1000
+    standardize: bool = True
+
+
+def logistic_probe(
+    train_x: np.ndarray,
+    train_y: np.ndarray,
+    val_x: np.ndarray,
+    val_y: np.ndarray,
+    test_x: np.ndarray,
+    test_y: np.ndarray,
+    cfg: LogisticProbeConfig | None = None,
+    seed: int = 0,
+    device: str = "cpu",
+) -> ProbeResult:
+    """Logistic-regression probe: the stable alternative to the linear head on small sets.
+
+    Multinomial L2 logistic regression (lbfgs) on train-standardised features, one fit per C in
+    increasing order (warm-started: the objective is strictly convex, so the optimum does not
+    depend on the start); the C with the best validation balanced accuracy is kept (ties go to
+    the smaller C, i.e. stronger regularisation). The kept model is the one fitted on train at
+    that C, which is what a refit on train would give. Deterministic: `seed` and `device` are
+    accepted for a uniform signature only.
+    """
+    cfg = cfg or LogisticProbeConfig()
+    (tx, ty), (vx, vy), (sx, sy), _ = check_splits((train_x, train_y), (val_x, val_y), (test_x, test_y))
+    if cfg.standardize:
+        scaler = StandardScaler().fit(tx)
+        tx, vx, sx = scaler.transform(tx), scaler.transform(vx), scaler.transform(sx)
+    model = LogisticRegression(max_iter=cfg.max_iter, warm_start=True)
+    best_score, best_model, history, not_converged = -np.inf, None, [], []
+    for c in sorted(cfg.c_grid):
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", ConvergenceWarning)
+            model.set_params(C=c).fit(tx, ty)
+        if any(issubclass(w.category, ConvergenceWarning) for w in caught):
+            not_converged.append(c)
+        score = balanced_accuracy(vy, model.predict_proba(vx))
+        history.append({"C": c, "val_balanced_accuracy": score})
+        if score > best_score:
+            best_score, best_model = score, copy.deepcopy(model)
+    test_scores = best_model.predict_proba(sx)
+    return ProbeResult(
+        name="logistic",
+        metrics={
+            "val": classification_metrics(vy, best_model.predict_proba(vx)),
+            "test": classification_metrics(sy, test_scores),
+        },
+        selected={"C": float(best_model.C)},
+        test_scores=test_scores,
+        extra={"val_history": history, "not_converged_C": not_converged},
+    )
+
+
+@dataclass
+class KnnProbeConfig:
+    """k-nearest-neighbour probe on cosine similarity (DINO's eval_knn.py defaults).
+
+    Attributes:
+        k: Neighbours per query (eva / DINO report k = 20).
+        temperature: T in the DINO weight exp(cos / T).
+        weighting: "dino" (similarity-weighted) or "majority" (one vote per neighbour).
+        chunk_elements: Cap on query × bank similarities held at once (memory bound).
+    """
+
+    k: int = 20
+    temperature: float = 0.07
+    weighting: str = "dino"
+    chunk_elements: int = 1 << 24
+
+
+def knn_scores(
+    bank_x: np.ndarray, bank_y: np.ndarray, query_x: np.ndarray, n_classes: int, cfg: KnnProbeConfig, device: str = "cpu"
+) -> np.ndarray:
+    """Class vote shares (N_query, C) from the k most cosine-similar bank rows.
+
+    Following DINO (Caron et al., ICCV 2021, ``eval_knn.py``): rows are L2-normalised, the
+    similarity is s = x·b, and neighbour j votes for its class with weight exp(s_j / T)
+    ("dino") or 1 ("majority"); the votes are divided by their sum so each row sums to 1.
+    """
+    if cfg.weighting not in ("dino", "majority"):
+        raise ValueError(f"KnnProbeConfig.weighting must be 'dino' or 'majority', got {cfg.weighting!r}")
+    bank = F.normalize(torch.as_tensor(bank_x, device=device), dim=1)
+    labels = torch.as_tensor(bank_y, device=device)
+    queries = F.normalize(torch.as_tensor(query_x, device=device), dim=1)
+    k = min(cfg.k, len(bank))
+    rows = max(1, cfg.chunk_elements // len(bank))
+    out = []
+    for start in range(0, len(queries), rows):
+        sims, idx = (queries[start : start + rows] @ bank.T).topk(k, dim=1)
+        weights = (sims / cfg.temperature).exp() if cfg.weighting == "dino" else torch.ones_like(sims)
+        votes = torch.zeros(len(sims), n_classes, device=device).scatter_add_(1, labels[idx], weights)
+        out.append(votes / votes.sum(dim=1, keepdim=True))
+    return torch.cat(out).cpu().numpy().astype(np.float64)
+
+
+def knn_probe(
+    train_x: np.ndarray,
+    train_y: np.ndarray,
+    val_x: np.ndarray,
+    val_y: np.ndarray,
+    test_x: np.ndarray,
+    test_y: np.ndarray,
+    cfg: KnnProbeConfig | None = None,
+    seed: int = 0,
+    device: str = "cpu",
+) -> ProbeResult:
+    """kNN probe: train features are the bank, val and test rows the queries (k fixed, no selection).
+
+    Deterministic; `seed` is accepted for a uniform signature only.
+    """
+    cfg = cfg or KnnProbeConfig()
+    (tx, ty), (vx, vy), (sx, sy), n_classes = check_splits((train_x, train_y), (val_x, val_y), (test_x, test_y))
+    val_scores = knn_scores(tx, ty, vx, n_classes, cfg, device)
+    test_scores = knn_scores(tx, ty, sx, n_classes, cfg, device)
+    return ProbeResult(
+        name="knn",
+        metrics={"val": classification_metrics(vy, val_scores), "test": classification_metrics(sy, test_scores)},
+        selected={"k": min(cfg.k, len(tx)), "weighting": cfg.weighting, "temperature": cfg.temperature},
+        test_scores=test_scores,
+    )
+
+
+ProbeFn = Callable[..., ProbeResult]
+PROBES: dict[str, tuple[ProbeFn, type, bool]] = {  # name → (probe, config class, seed changes the result)
+    "linear": (linear_probe, LinearProbeConfig, True),
+    "logistic": (logistic_probe, LogisticProbeConfig, False),
+    "knn": (knn_probe, KnnProbeConfig, False),
+}
+CI_METHOD_SEEDS = (
+    "stratified percentile bootstrap of the test set; each resample scores every seed's model and averages, "
+    "so the interval surrounds the seed mean and reflects test-set sampling (sd reflects seed variation)"
+)
+
+
+def _mean_over_runs(metric_fn: Callable[[np.ndarray, np.ndarray], float]) -> Callable[[np.ndarray, np.ndarray], float]:
+    """Turn metric(y, scores (N, C)) into metric(y, stacked (N, R, C)) averaged over the R runs."""
+    return lambda y, stacked: float(np.mean([metric_fn(y, stacked[:, r]) for r in range(stacked.shape[1])]))
+
+
+def roc_points(y_true: np.ndarray, scores: np.ndarray, max_points: int = 400) -> dict[str, list[float]] | None:
+    """Binary ROC curve of (N, 2) scores as {"fpr", "tpr"} lists (thinned to ≤ max_points); None if C > 2."""
+    if scores.shape[1] != 2:
+        return None
+    fpr, tpr, _ = roc_curve(y_true, scores[:, 1])
+    if len(fpr) > max_points:
+        keep = np.unique(np.linspace(0, len(fpr) - 1, max_points).round().astype(int))
+        fpr, tpr = fpr[keep], tpr[keep]
+    return {"fpr": np.round(fpr, 5).tolist(), "tpr": np.round(tpr, 5).tolist()}
+
+
+def add_bootstrap_ci(
+    result: ProbeResult, test_y: np.ndarray, n_boot: int = 1000, alpha: float = 0.05, seed: int = 0
+) -> ProbeResult:
+    """Fill `result.ci["test"]` with percentile bootstrap intervals of every metric (in place)."""
+    result.ci["test"] = {
+        name: bootstrap_ci(fn, np.asarray(test_y), result.test_scores, n_boot, alpha, seed)[1:]
+        for name, fn in METRICS.items()
+    }
+    return result
+
+
+def _spread(values: list[float]) -> dict[str, Any]:
+    mean, sd = mean_sd(values)
+    return {"mean": mean, "sd": sd, "values": values}
+
+
+def summarise_runs(
+    name: str, runs: Sequence[ProbeResult], test_y: np.ndarray, n_boot: int = 1000, alpha: float = 0.05
+) -> dict[str, Any]:
+    """Mean ± sd over runs per split and metric, a pooled bootstrap CI on test, and the ROC of run 0.
+
+    Returns a JSON-ready dict: {"probe", "runs", "metrics": {split: {metric: {"mean", "sd",
+    "values"}}}, "ci": {"test": {metric: [low, high]}}, "alpha", "ci_method", "selected" (per run),
+    "roc" (binary: {"fpr", "tpr"} of the first run; else None), "n_test", "n_classes"}.
+    """
+    test_y = np.asarray(test_y)
+    metrics = {split: {m: _spread([r.metrics[split][m] for r in runs]) for m in METRICS} for split in runs[0].metrics}
+    stacked = np.stack([r.test_scores for r in runs], axis=1)
+    ci = {m: list(bootstrap_ci(_mean_over_runs(fn), test_y, stacked, n_boot, alpha)[1:]) for m, fn in METRICS.items()}
+    return {
+        "probe": name,
+        "runs": len(runs),
+        "metrics": metrics,
+        "ci": {"test": ci},
+        "alpha": alpha,
+        "ci_method": CI_METHOD_SEEDS,
+        "selected": [r.selected for r in runs],
+        "roc": roc_points(test_y, runs[0].test_scores),
+        "n_test": int(len(test_y)),
+        "n_classes": int(stacked.shape[2]),
+    }
+
+
+def run_probe(
+    name: str,
+    train_x: np.ndarray,
+    train_y: np.ndarray,
+    val_x: np.ndarray,
+    val_y: np.ndarray,
+    test_x: np.ndarray,
+    test_y: np.ndarray,
+    cfg: Any = None,
+    seeds: Sequence[int] = (0, 1, 2, 3, 4),
+    device: str = "cpu",
+    n_boot: int = 1000,
+    alpha: float = 0.05,
+) -> list[dict[str, Any]]:
+    """Run probe `name` ("linear", "logistic", "knn" or "few_shot") and summarise it.
+
+    The linear probe runs once per seed (eva: 5 runs); logistic and kNN are deterministic and run
+    once (seeds[0]; sd 0). "few_shot" runs its episodes from seeds[0] and gives one summary per
+    shot count. Always returns a list of summaries (see `summarise_runs`), each with the config.
+    """
+    if name == "few_shot":
+        return few_shot(train_x, train_y, test_x, test_y, cfg or FewShotConfig(), seed=seeds[0])
+    if name not in PROBES:
+        raise ValueError(f"unknown probe {name!r}; choose from {sorted([*PROBES, 'few_shot'])}")
+    probe, config_class, seeded = PROBES[name]
+    cfg = cfg or config_class()
+    if not isinstance(cfg, config_class):
+        raise TypeError(f"probe {name!r} takes a {config_class.__name__}, got {type(cfg).__name__}")
+    run_seeds = list(seeds) if seeded else list(seeds)[:1]
+    runs = [probe(train_x, train_y, val_x, val_y, test_x, test_y, cfg, seed=s, device=device) for s in run_seeds]
+    summary = summarise_runs(name, runs, test_y, n_boot, alpha)
+    summary.update(seeds=run_seeds, config=dataclasses.asdict(cfg))
+    return [summary]

@@ -1,0 +1,112 @@
+"""`pathgen train-ssl`: an SSL encoder learned from tile stores, and its export as a model folder.
+
+A run folder holds ``config.yaml`` (resolved), ``metrics.jsonl``, ``checkpoints/last.pt`` and,
+when training ends, ``model/`` (the exported encoder: safetensors + config.json).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from pathgen.config import from_dict, load_config, save_config, to_dict
+from pathgen.data.augment import AugmentConfig, build_transform
+from pathgen.data.tiles import TileDataset
+from pathgen.data.views import AugmentedViews
+from pathgen.models.backbone import BackboneConfig, backbone_kwargs, create_backbone
+from pathgen.models.io import EncoderConfig, save_encoder
+from pathgen.ssl.base import SSLMethod
+from pathgen.ssl.registry import build_method
+from pathgen.train import CHECKPOINT, Trainer, TrainConfig
+from pathgen.checkpoint import load_checkpoint
+
+MODEL_DIR = "model"
+
+
+@dataclass
+class SSLConfig:
+    """One SSL run: data, method, backbone, augmentations and optimisation."""
+
+    data: list[str] = field(default_factory=list)  # `pathgen tile` output folders
+    out: str = "runs/ssl"
+    method: str = "dino"  # dino | simclr | mocov2 | mocov3 | byol | simsiam | barlow
+    method_options: dict = field(default_factory=dict)  # fields of the method's config dataclass
+    backbone: BackboneConfig = field(default_factory=BackboneConfig)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    min_tissue: float = 0.0  # train only on tiles with at least this tissue fraction
+    balance_slides: bool = False  # sample every slide equally often instead of every tile
+
+
+def build_ssl_method(cfg: SSLConfig) -> SSLMethod:
+    """Backbone + method heads, checked against the crops the augmentation produces."""
+    backbone, embed_dim = create_backbone(cfg.backbone)
+    method = build_method(cfg.method, backbone, embed_dim, cfg.method_options)
+    transform = build_transform(cfg.augment)
+    produced = (transform.n_global, transform.n_local)
+    if tuple(method.crops) != produced:
+        raise ValueError(f"method {cfg.method} expects (global, local) crops {tuple(method.crops)} but augment "
+                         f"makes {produced}; set augment.n_global / augment.n_local (or method_options) to agree")
+    return method
+
+
+def build_dataset(cfg: SSLConfig) -> TileDataset:
+    """The training tiles with the method's views."""
+    if not cfg.data:
+        raise ValueError("no training data: give data=OUT (a `pathgen tile` output folder, or a list of them)")
+    views = AugmentedViews(build_transform(cfg.augment))
+    return TileDataset(cfg.data, views.views, min_tissue=cfg.min_tissue, seed=cfg.train.seed)
+
+
+def train_ssl(cfg: SSLConfig, resume: bool = False) -> Path:
+    """Train, checkpointing into `cfg.out`, then export the encoder; returns the model folder."""
+    run_dir = Path(cfg.out)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    save_config(cfg, run_dir / "config.yaml")
+    dataset = build_dataset(cfg)
+    method = build_ssl_method(cfg)
+    weights = dataset.slide_weights() if cfg.balance_slides else None
+    trainer = Trainer(cfg.train, method, dataset, run_dir, sampler_weights=weights)
+    trainer.fit(resume=resume)
+    if trainer.dist.is_main:
+        export_encoder(method, cfg, run_dir / MODEL_DIR, dataset, step=trainer.step)
+    trainer.dist.barrier()
+    return run_dir / MODEL_DIR
+
+
+def export_encoder(method: SSLMethod, cfg: SSLConfig, out_dir: Path, dataset: TileDataset | None = None,
+                   step: int | None = None) -> Path:
+    """Save the method's exported backbone (the teacher for DINO) as a model folder."""
+    tiling = dataset.stores[0].attrs["tiling"] if dataset is not None else {}
+    config = EncoderConfig(
+        timm_name=cfg.backbone.name, embed_dim=method.embed_dim, timm_kwargs=backbone_kwargs(cfg.backbone),
+        tile_size_px=int(tiling.get("tile_size_px", cfg.augment.global_size)), mpp=tiling.get("target_mpp"),
+        mean=tuple(cfg.augment.mean), std=tuple(cfg.augment.std),
+        source={"method": cfg.method, "run": str(Path(cfg.out).resolve()), "step": step})
+    return save_encoder(method.export_backbone(), config, out_dir)
+
+
+def load_run_config(run_dir: str | Path, overrides: list[str] | None = None) -> SSLConfig:
+    """The resolved config a run saved, with optional overrides."""
+    return load_config(SSLConfig, Path(run_dir) / "config.yaml", overrides)
+
+
+def export_run(run_dir: str | Path, out_dir: str | Path) -> Path:
+    """`pathgen export RUN --out MODEL`: the encoder of a run's last checkpoint as a model folder."""
+    cfg = load_run_config(run_dir)
+    method = build_ssl_method(cfg)
+    state = load_checkpoint(Path(run_dir) / CHECKPOINT)
+    method.load_state_dict(state["model"])
+    try:
+        dataset = TileDataset(cfg.data) if cfg.data else None
+    except ValueError:
+        dataset = None  # the tiles moved: the tile contract falls back to the augmentation's
+    return export_encoder(method, cfg, Path(out_dir), dataset, step=int(state["step"]))
+
+
+def config_from_values(values: dict) -> SSLConfig:
+    """An SSLConfig from a plain dict (for tests and programmatic use)."""
+    return from_dict(SSLConfig, values)
+
+
+__all__ = ["SSLConfig", "build_ssl_method", "config_from_values", "export_run", "train_ssl", "to_dict"]

@@ -1,0 +1,100 @@
+"""Metrics against hand-worked values; bootstrap intervals; mean ± sd."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from pathgen.eval.metrics import (
+    accuracy,
+    auroc,
+    balanced_accuracy,
+    bootstrap_ci,
+    classification_metrics,
+    macro_f1,
+    mean_sd,
+)
+
+# 5 rows: class 0 recall 2/3, class 1 recall 1/2; precision 2/3 and 1/2.
+Y5 = np.array([0, 0, 0, 1, 1])
+PRED5 = np.array([0, 0, 1, 1, 0])
+
+
+def test_hard_prediction_metrics_by_hand() -> None:
+    assert accuracy(Y5, PRED5) == pytest.approx(3 / 5)
+    assert balanced_accuracy(Y5, PRED5) == pytest.approx((2 / 3 + 1 / 2) / 2)  # 7/12
+    assert macro_f1(Y5, PRED5) == pytest.approx((2 / 3 + 1 / 2) / 2)  # F1 = P = R per class here
+
+
+def test_scores_are_turned_into_argmax_predictions() -> None:
+    positive = np.array([0.2, 0.1, 0.7, 0.9, 0.4])  # > 0.5 → class 1: same as PRED5
+    assert balanced_accuracy(Y5, positive) == pytest.approx(7 / 12)
+    two_columns = np.stack([1 - positive, positive], axis=1)
+    assert classification_metrics(Y5, two_columns)["accuracy"] == pytest.approx(3 / 5)
+
+
+def test_binary_auroc_counts_correctly_ordered_pairs() -> None:
+    y = np.array([0, 0, 1, 1])
+    # positives 0.35, 0.8 against negatives 0.1, 0.4: 3 of 4 pairs ordered correctly
+    assert auroc(y, np.array([0.1, 0.4, 0.35, 0.8])) == pytest.approx(0.75)
+    # a tie between a positive and a negative counts one half
+    assert auroc(np.array([0, 1]), np.array([0.5, 0.5])) == pytest.approx(0.5)
+
+
+def test_multiclass_auroc_is_macro_one_vs_rest() -> None:
+    y = np.array([0, 1, 2, 0])
+    probs = np.array([[0.6, 0.3, 0.1], [0.2, 0.5, 0.3], [0.1, 0.3, 0.6], [0.3, 0.6, 0.1]])
+    # class 0: positives 0.6, 0.3 vs 0.2, 0.1 → 1; class 1: 0.5 vs 0.3, 0.3, 0.6 → 2/3; class 2: 0.6 vs rest → 1
+    assert auroc(y, probs) == pytest.approx((1 + 2 / 3 + 1) / 3)
+
+
+def test_bad_score_shape_is_an_error() -> None:
+    with pytest.raises(ValueError, match="scores must be"):
+        auroc(np.array([0, 1]), np.zeros((2, 2, 2)))
+
+
+def noisy_scores(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Binary labels and positive-class scores with AUROC about 0.8."""
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, 2, size=n)
+    return y, 1 / (1 + np.exp(-(1.2 * (2 * y - 1) + rng.normal(size=n))))
+
+
+def test_bootstrap_interval_contains_point_and_narrows_with_more_samples() -> None:
+    widths = {}
+    for n in (200, 5000):
+        y, scores = noisy_scores(n, seed=n)
+        point, low, high = bootstrap_ci(auroc, y, scores, n_boot=300, seed=0)
+        assert point == pytest.approx(auroc(y, scores))
+        assert low <= point <= high
+        widths[n] = high - low
+    # the width scales like 1/√n: 25× the samples → about 5× narrower; ask for at least 3×
+    assert widths[5000] < widths[200] / 3
+
+
+def test_bootstrap_is_stratified_and_seeded() -> None:
+    y = np.zeros(200, dtype=int)
+    y[:2] = 1  # two positives: an unstratified resample would lack them ~13 % of the time
+    scores = np.linspace(0, 1, 200)
+
+    def needs_both_classes(y_true: np.ndarray, s: np.ndarray) -> float:
+        assert (y_true == 1).sum() == 2 and (y_true == 0).sum() == 198
+        return auroc(y_true, s)
+
+    first = bootstrap_ci(needs_both_classes, y, scores, n_boot=500, seed=3)
+    assert first == bootstrap_ci(needs_both_classes, y, scores, n_boot=500, seed=3)
+    assert first != bootstrap_ci(needs_both_classes, y, scores, n_boot=500, seed=4)
+
+
+def test_bootstrap_rejects_mismatched_inputs() -> None:
+    with pytest.raises(ValueError, match="3 labels but 2"):
+        bootstrap_ci(accuracy, np.array([0, 1, 1]), np.array([0, 1]))
+
+
+def test_mean_sd_uses_the_sample_standard_deviation() -> None:
+    mean, sd = mean_sd([1.0, 2.0, 3.0, 4.0])
+    assert mean == pytest.approx(2.5)
+    assert sd == pytest.approx(np.sqrt(5 / 3))  # Σ(x − 2.5)² = 5, over n − 1 = 3
+    assert mean_sd([0.7]) == (0.7, 0.0)
+    with pytest.raises(ValueError):
+        mean_sd([])
