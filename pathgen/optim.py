@@ -42,7 +42,8 @@ class LARS(torch.optim.Optimizer):
 
 
 def build_optimizer(name: str, param_groups: list[dict], lr: float, weight_decay: float,
-                    betas: tuple[float, float] = (0.9, 0.999), momentum: float = 0.9) -> torch.optim.Optimizer:
+                    betas: tuple[float, float] = (0.9, 0.999), momentum: float = 0.9,
+                    lars_eta: float = 0.02) -> torch.optim.Optimizer:
     """The optimizer `name` over `param_groups`; groups keep their own overrides."""
     for group in param_groups:
         group.setdefault("weight_decay", weight_decay)
@@ -52,7 +53,7 @@ def build_optimizer(name: str, param_groups: list[dict], lr: float, weight_decay
     if name == "sgd":
         return torch.optim.SGD(param_groups, lr=lr, momentum=momentum, weight_decay=weight_decay)
     if name == "lars":
-        return LARS(param_groups, lr=lr, momentum=momentum, weight_decay=weight_decay)
+        return LARS(param_groups, lr=lr, momentum=momentum, weight_decay=weight_decay, eta=lars_eta)
     raise ValueError(f"unknown optimizer {name!r}; choose adamw, sgd or lars")
 
 

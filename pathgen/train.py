@@ -58,6 +58,7 @@ class TrainConfig:
     weight_decay_end: float = 0.4
     betas: tuple[float, float] = (0.9, 0.999)
     momentum: float = 0.9
+    lars_eta: float = 0.02  # LARS trust coefficient (SimCLR 0.02; BYOL / Barlow Twins 0.001)
     clip_grad: float | None = 3.0
     clip_mode: str = "per_param"  # per_param (DINO: each tensor's norm) | global
     precision: str = "auto"  # auto (bf16 on CUDA, fp32 on CPU) | fp32 | bf16 | fp16
@@ -109,7 +110,7 @@ class Trainer:
         total_batch = cfg.batch_size * cfg.grad_accum * self.dist.world_size
         self.peak_lr = cfg.lr * (total_batch / 256 if cfg.lr_scaling == "linear" else 1.0)
         self.optimizer = build_optimizer(cfg.optimizer, model_param_groups(model), self.peak_lr, cfg.weight_decay,
-                                         tuple(cfg.betas), cfg.momentum)
+                                         tuple(cfg.betas), cfg.momentum, cfg.lars_eta)
         self.dtype = _autocast_dtype(cfg.precision, self.dist.device)
         self.scaler = torch.amp.GradScaler(enabled=self.dtype == torch.float16)
         self.engine = self._wrap(model)

@@ -109,7 +109,7 @@ def init_head(in_features: int, n_classes: int, generator: torch.Generator) -> t
     Weights and bias are drawn U(−1/√D, 1/√D) — what nn.Linear's default init gives — from
     `generator`, so the global torch RNG is neither used nor changed.
     """
-    head = torch.nn.Linear(in_features, 1 if n_classes == 2 else n_classes)
+    head = torch.nn.utils.skip_init(torch.nn.Linear, in_features, 1 if n_classes == 2 else n_classes)
     bound = 1.0 / math.sqrt(in_features)
     with torch.no_grad():
         for param in head.parameters():

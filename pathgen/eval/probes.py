@@ -53,6 +53,27 @@ class LogisticProbeConfig:
     standardize: bool = True
 
 
+def sweep_c(
+    train: tuple[np.ndarray, np.ndarray], val: tuple[np.ndarray, np.ndarray], cfg: LogisticProbeConfig
+) -> tuple[LogisticRegression, list[dict[str, float]], list[float]]:
+    """Fit for each C (increasing, warm-started); return the best-on-val model, the history, unconverged Cs."""
+    model = LogisticRegression(max_iter=cfg.max_iter, warm_start=True)
+    best_score, best_model, history, not_converged = -np.inf, None, [], []
+    for c in sorted(cfg.c_grid):
+        with warnings.catch_warnings(record=True) as caught:  # note non-convergence per C instead of printing it
+            warnings.simplefilter("always")
+            model.set_params(C=c).fit(*train)
+        if any(issubclass(w.category, ConvergenceWarning) for w in caught):
+            not_converged.append(c)
+        for other in (w for w in caught if not issubclass(w.category, ConvergenceWarning)):
+            warnings.warn(other.message, other.category, stacklevel=2)
+        score = balanced_accuracy(val[1], model.predict_proba(val[0]))
+        history.append({"C": c, "val_balanced_accuracy": score})
+        if score > best_score:
+            best_score, best_model = score, copy.deepcopy(model)
+    return best_model, history, not_converged
+
+
 def logistic_probe(
     train_x: np.ndarray,
     train_y: np.ndarray,
@@ -75,21 +96,11 @@ def logistic_probe(
     """
     cfg = cfg or LogisticProbeConfig()
     (tx, ty), (vx, vy), (sx, sy), _ = check_splits((train_x, train_y), (val_x, val_y), (test_x, test_y))
+    tx, vx, sx = (a.astype(np.float64) for a in (tx, vx, sx))  # probabilities in float64, like the other probes
     if cfg.standardize:
         scaler = StandardScaler().fit(tx)
         tx, vx, sx = scaler.transform(tx), scaler.transform(vx), scaler.transform(sx)
-    model = LogisticRegression(max_iter=cfg.max_iter, warm_start=True)
-    best_score, best_model, history, not_converged = -np.inf, None, [], []
-    for c in sorted(cfg.c_grid):
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always", ConvergenceWarning)
-            model.set_params(C=c).fit(tx, ty)
-        if any(issubclass(w.category, ConvergenceWarning) for w in caught):
-            not_converged.append(c)
-        score = balanced_accuracy(vy, model.predict_proba(vx))
-        history.append({"C": c, "val_balanced_accuracy": score})
-        if score > best_score:
-            best_score, best_model = score, copy.deepcopy(model)
+    best_model, history, not_converged = sweep_c((tx, ty), (vx, vy), cfg)
     test_scores = best_model.predict_proba(sx)
     return ProbeResult(
         name="logistic",
@@ -111,17 +122,44 @@ class KnnProbeConfig:
         k: Neighbours per query (eva / DINO report k = 20).
         temperature: T in the DINO weight exp(cos / T).
         weighting: "dino" (similarity-weighted) or "majority" (one vote per neighbour).
+        query_block: Query rows scored per pass over the bank.
         chunk_elements: Cap on query × bank similarities held at once (memory bound).
     """
 
     k: int = 20
     temperature: float = 0.07
     weighting: str = "dino"
+    query_block: int = 1024
     chunk_elements: int = 1 << 24
 
 
+def top_k_similar(
+    queries: torch.Tensor, bank: torch.Tensor, k: int, chunk_elements: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(similarities, bank indices) of the k largest q·b per query row, bank read in blocks.
+
+    Blocks keep at most `chunk_elements` similarities in memory; each block's top k is merged
+    into the running top k, so one pass over the bank serves the whole query block.
+    """
+    block = max(k, chunk_elements // max(1, len(queries)))
+    best_sims, best_idx = None, None
+    for start in range(0, len(bank), block):
+        sims, idx = (queries @ bank[start : start + block].T).topk(min(k, len(bank) - start), dim=1)
+        idx = idx + start
+        if best_sims is not None:
+            sims, merged = torch.cat([best_sims, sims], dim=1).topk(k, dim=1)
+            idx = torch.cat([best_idx, idx], dim=1).gather(1, merged)
+        best_sims, best_idx = sims, idx
+    return best_sims, best_idx
+
+
 def knn_scores(
-    bank_x: np.ndarray, bank_y: np.ndarray, query_x: np.ndarray, n_classes: int, cfg: KnnProbeConfig, device: str = "cpu"
+    bank_x: np.ndarray,
+    bank_y: np.ndarray,
+    query_x: np.ndarray,
+    n_classes: int,
+    cfg: KnnProbeConfig,
+    device: str = "cpu",
 ) -> np.ndarray:
     """Class vote shares (N_query, C) from the k most cosine-similar bank rows.
 
@@ -135,10 +173,9 @@ def knn_scores(
     labels = torch.as_tensor(bank_y, device=device)
     queries = F.normalize(torch.as_tensor(query_x, device=device), dim=1)
     k = min(cfg.k, len(bank))
-    rows = max(1, cfg.chunk_elements // len(bank))
     out = []
-    for start in range(0, len(queries), rows):
-        sims, idx = (queries[start : start + rows] @ bank.T).topk(k, dim=1)
+    for start in range(0, len(queries), cfg.query_block):
+        sims, idx = top_k_similar(queries[start : start + cfg.query_block], bank, k, cfg.chunk_elements)
         weights = (sims / cfg.temperature).exp() if cfg.weighting == "dino" else torch.ones_like(sims)
         votes = torch.zeros(len(sims), n_classes, device=device).scatter_add_(1, labels[idx], weights)
         out.append(votes / votes.sum(dim=1, keepdim=True))
@@ -264,7 +301,7 @@ def run_probe(
     shot count. Always returns a list of summaries (see `summarise_runs`), each with the config.
     """
     if name == "few_shot":
-        return few_shot(train_x, train_y, test_x, test_y, cfg or FewShotConfig(), seed=seeds[0])
+        return few_shot(train_x, train_y, test_x, test_y, cfg or FewShotConfig(), seed=seeds[0], device=device)
     if name not in PROBES:
         raise ValueError(f"unknown probe {name!r}; choose from {sorted([*PROBES, 'few_shot'])}")
     probe, config_class, seeded = PROBES[name]

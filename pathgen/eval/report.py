@@ -26,6 +26,7 @@ import numpy as np  # noqa: E402
 import pathgen  # noqa: E402
 
 Result = dict[str, Any]
+LINESTYLES = ("-", "--", ":", "-.")  # ROC curves: one colour per encoder, one line style per probe
 
 
 def _jsonable(value: Any) -> Any:
@@ -111,11 +112,14 @@ def plot_bars(results: Sequence[Result], out_dir: str | Path, metric: str = "bal
         for j, probe in enumerate(probes):
             _bar_series(ax, [r for r in rows if r["probe"] == probe], encoders, j * width - 0.4 + width / 2, width,
                         probe, metric, split)
+        chance = {"balanced_accuracy": 1 / rows[0].get("n_classes", math.inf), "auroc": 0.5}.get(metric, 0.0)
+        if chance > 0:
+            ax.axhline(chance, color="grey", linestyle=":", linewidth=1, label="chance")
         ax.set_xticks(range(len(encoders)), encoders, rotation=20 if len(encoders) > 3 else 0)
         ax.set_ylabel(f"{metric.replace('_', ' ')} ({split})")
         ax.set_ylim(0.0, 1.05)
         ax.set_title(f"{task}: mean over runs, whiskers = {100 * (1 - rows[0].get('alpha', 0.05)):.0f}% CI")
-        ax.legend(fontsize=8, loc="lower right")
+        ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
         ax.grid(axis="y", alpha=0.3)
         paths.append(_save(fig, out_dir / f"bars_{_safe_name(task)}.png"))
     return paths
@@ -144,9 +148,12 @@ def plot_roc(results: Sequence[Result], out_dir: str | Path) -> list[Path]:
             continue
         fig, ax = plt.subplots(figsize=(4.8, 4.6))
         ax.plot([0, 1], [0, 1], color="grey", linestyle=":", linewidth=1, label="chance")
+        colours = {e: f"C{i % 10}" for i, e in enumerate(_ordered([r["encoder"] for r in rows]))}
+        styles = {p: LINESTYLES[i % len(LINESTYLES)] for i, p in enumerate(_ordered([r["probe"] for r in rows]))}
         for r in rows:
             auc = r["metrics"].get("test", {}).get("auroc", {}).get("mean", float("nan"))
-            ax.plot(r["roc"]["fpr"], r["roc"]["tpr"], linewidth=1.5, label=f"{r['encoder']} · {r['probe']} ({auc:.3f})")
+            ax.plot(r["roc"]["fpr"], r["roc"]["tpr"], color=colours[r["encoder"]], linestyle=styles[r["probe"]],
+                    linewidth=1.4, label=f"{r['encoder']} · {r['probe']} ({auc:.3f})")
         ax.set_xlabel("false positive rate")
         ax.set_ylabel("true positive rate")
         ax.set_xlim(0, 1)

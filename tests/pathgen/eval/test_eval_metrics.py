@@ -74,16 +74,16 @@ def test_bootstrap_interval_contains_point_and_narrows_with_more_samples() -> No
 
 def test_bootstrap_is_stratified_and_seeded() -> None:
     y = np.zeros(200, dtype=int)
-    y[:2] = 1  # two positives: an unstratified resample would lack them ~13 % of the time
+    y[[60, 150]] = 1  # two positives: an unstratified resample would lack them ~13 % of the time
     scores = np.linspace(0, 1, 200)
 
     def needs_both_classes(y_true: np.ndarray, s: np.ndarray) -> float:
         assert (y_true == 1).sum() == 2 and (y_true == 0).sum() == 198
         return auroc(y_true, s)
 
-    first = bootstrap_ci(needs_both_classes, y, scores, n_boot=500, seed=3)
-    assert first == bootstrap_ci(needs_both_classes, y, scores, n_boot=500, seed=3)
-    assert first != bootstrap_ci(needs_both_classes, y, scores, n_boot=500, seed=4)
+    first = bootstrap_ci(needs_both_classes, y, scores, n_boot=200, seed=3)
+    assert first == bootstrap_ci(needs_both_classes, y, scores, n_boot=200, seed=3)
+    assert first != bootstrap_ci(needs_both_classes, y, scores, n_boot=200, seed=4)
 
 
 def test_bootstrap_rejects_mismatched_inputs() -> None:

@@ -17,7 +17,14 @@ import pytest
 from eval_features import clustered, linear_signal, random_labels, splits
 from pathgen.eval.few_shot import FewShotConfig, few_shot
 from pathgen.eval.metrics import balanced_accuracy
-from pathgen.eval.probes import KnnProbeConfig, LinearProbeConfig, knn_probe, linear_probe, logistic_probe
+from pathgen.eval.probes import (
+    KnnProbeConfig,
+    LinearProbeConfig,
+    LogisticProbeConfig,
+    knn_probe,
+    linear_probe,
+    logistic_probe,
+)
 
 # 1,500 steps at lr 1e-2 reach what eva's 12,500 at 3e-4 reach (see the slow test in
 # test_eval_linear_probe.py), in about a second.
@@ -83,7 +90,9 @@ def unrelated(request) -> dict:
 
 
 @pytest.mark.parametrize(
-    "probe,cfg", [(linear_probe, FAST_LINEAR), (logistic_probe, None), (knn_probe, None)], ids=["linear", "logistic", "knn"]
+    "probe,cfg",
+    [(linear_probe, FAST_LINEAR), (logistic_probe, None), (knn_probe, None)],
+    ids=["linear", "logistic", "knn"],
 )
 def test_probes_stay_at_chance_on_random_labels(unrelated, probe, cfg) -> None:
     n_classes = unrelated["test"][1].max() + 1
@@ -94,7 +103,7 @@ def test_probes_stay_at_chance_on_random_labels(unrelated, probe, cfg) -> None:
 
 def test_few_shot_stays_at_chance_on_random_labels(unrelated) -> None:
     n_classes = unrelated["test"][1].max() + 1
-    for summary in few_shot(*unrelated["train"], *unrelated["test"], FEW_SHOT):
+    for summary in few_shot(*unrelated["train"], *unrelated["test"], FewShotConfig(shots=(1, 16), episodes=20)):
         assert abs(summary["metrics"]["test"]["balanced_accuracy"]["mean"] - 1 / n_classes) < 0.04
         assert abs(summary["metrics"]["test"]["auroc"]["mean"] - 0.5) < 0.04
 
@@ -110,3 +119,14 @@ def test_probes_reject_inputs_they_cannot_use() -> None:
         knn_probe(tx, ty.astype(float), vx, vy, sx, sy)
     with pytest.raises(ValueError, match="NaN"):
         knn_probe(np.full_like(tx, np.nan), ty, vx, vy, sx, sy)
+
+
+def test_logistic_probe_records_its_c_sweep() -> None:
+    data = linear_signal()
+    result = logistic_probe(*splits(data), LogisticProbeConfig(max_iter=2))  # too few iterations to converge
+    history = result.extra["val_history"]
+    assert [h["C"] for h in history] == sorted(LogisticProbeConfig().c_grid)
+    best = max(history, key=lambda h: h["val_balanced_accuracy"])  # first maximum, as the probe does
+    assert result.selected["C"] == best["C"]
+    assert result.metrics["val"]["balanced_accuracy"] == pytest.approx(best["val_balanced_accuracy"])
+    assert result.extra["not_converged_C"]  # listed, not printed 13 times
