@@ -79,11 +79,17 @@ def read_manifest(out_dir: Path) -> dict[str, dict[str, str]]:
 
 
 def update_manifest(out_dir: Path, rows: list[ManifestRow]) -> None:
-    """Merge `rows` into the manifest (newest wins per slide), atomically and under a lock."""
+    """Merge `rows` into the manifest, atomically and under a lock.
+
+    The newest row wins per slide, except that a "skipped" row (already complete, or being tiled by
+    another run) never replaces the row of the run that did the work.
+    """
     columns = [f.name for f in fields(ManifestRow)]
     with FileLock(out_dir / LOCKS_DIR / "manifest.lock"):
         merged = read_manifest(out_dir)
         for row in rows:
+            if row.status == "skipped" and row.slide_id in merged:
+                continue
             merged[row.slide_id] = {k: ("" if v is None else v) for k, v in asdict(row).items()}
         tmp = out_dir / f".{MANIFEST}.{os.getpid()}.tmp"
         with tmp.open("w", newline="") as handle:

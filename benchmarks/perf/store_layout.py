@@ -357,7 +357,8 @@ def conclusion(res: dict[str, Result], real: dict[str, Result] | None, n_real: i
     text = [
         f"Per CPU-second and against h5py+LZF (one chunk per tile), pathgen's store writes "
         f"{vs(ours, base, 'write')}, reads random single tiles {vs(ours, base, 'single')} and random batches "
-        f"of {BATCH} {vs(ours, base, 'batch')}, at {ours.bytes_per_tile / base.bytes_per_tile:.2f}× the bytes, in {ours.files} files.",
+        f"of {BATCH} {vs(ours, base, 'batch')}, at {ours.bytes_per_tile / base.bytes_per_tile:.2f}× the bytes, "
+        f"in {ours.files} files.",
         f"Through zarr-python the same files read single tiles {vs(zarr_io, ours, 'single')}, batches "
         f"{vs(zarr_io, ours, 'batch')} (best of a loop, {zarr_io.batch_ways['loop'].cpu:.0f} tiles/s, and fancy "
         f"indexing, {zarr_io.batch_ways['fancy'].cpu:.0f} tiles/s) and write {vs(zarr_io, ours, 'write')} than through "

@@ -2,9 +2,11 @@
 
 Patch level, on features already in memory:
     `metrics`       balanced accuracy, AUROC, macro-F1, accuracy; stratified bootstrap CIs; mean ± sd
-    `probes`        logistic-regression and kNN probes, `run_probe` (seeds → summary dict)
+    `probes`        logistic-regression probe, `run_probe` (seeds → summary dict); re-exports all probes
     `linear_probe`  eva's linear head with early stopping counted in validation checks
+    `knn_probe`     DINO's similarity-weighted kNN on cosine similarity
     `few_shot`      SimpleShot nearest-centroid episodes
+    `probe_result`  the `ProbeResult` every probe returns and the input checks
     `report`        summaries → JSON, Markdown table, bar chart with intervals, ROC curves
 
 Nothing is imported here, so ``import pathgen.eval`` stays cheap (no torch).

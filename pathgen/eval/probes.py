@@ -1,9 +1,10 @@
 """Patch-level probes on frozen features and the runner that repeats and summarises them.
 
-Probes: eva's linear head (`linear_probe`, in `pathgen.eval.linear_probe`), scikit-learn
-logistic regression (`logistic_probe`), DINO's weighted kNN (`knn_probe`) and SimpleShot
-few-shot episodes (`few_shot`, in `pathgen.eval.few_shot`). Each takes (N, D) features and
-(N,) labels in [0, C) already in memory and returns a `ProbeResult`.
+Probes: eva's linear head (`linear_probe`, from `pathgen.eval.linear_probe`), scikit-learn
+logistic regression (`logistic_probe`, here), DINO's weighted kNN (`knn_probe`, from
+`pathgen.eval.knn_probe`) and SimpleShot few-shot episodes (`few_shot`, from
+`pathgen.eval.few_shot`); all are importable from this module. Each takes (N, D) features and
+(N,) labels in [0, C) already in memory and returns a `ProbeResult` (few-shot: summaries).
 
 `run_probe` runs one probe over several seeds (eva reports 5 runs for patch tasks) and
 summarises them as a plain, JSON-ready dict that `pathgen.eval.report` turns into tables and
@@ -20,14 +21,13 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-import torch
-import torch.nn.functional as F
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import roc_curve
 from sklearn.preprocessing import StandardScaler
 
 from pathgen.eval.few_shot import FewShotConfig, few_shot
+from pathgen.eval.knn_probe import KnnProbeConfig, knn_probe
 from pathgen.eval.linear_probe import LinearProbeConfig, linear_probe
 from pathgen.eval.metrics import METRICS, balanced_accuracy, bootstrap_ci, classification_metrics, mean_sd
 from pathgen.eval.probe_result import ProbeResult, check_splits
@@ -111,101 +111,6 @@ def logistic_probe(
         selected={"C": float(best_model.C)},
         test_scores=test_scores,
         extra={"val_history": history, "not_converged_C": not_converged},
-    )
-
-
-@dataclass
-class KnnProbeConfig:
-    """k-nearest-neighbour probe on cosine similarity (DINO's eval_knn.py defaults).
-
-    Attributes:
-        k: Neighbours per query (eva / DINO report k = 20).
-        temperature: T in the DINO weight exp(cos / T).
-        weighting: "dino" (similarity-weighted) or "majority" (one vote per neighbour).
-        query_block: Query rows scored per pass over the bank.
-        chunk_elements: Cap on query × bank similarities held at once (memory bound).
-    """
-
-    k: int = 20
-    temperature: float = 0.07
-    weighting: str = "dino"
-    query_block: int = 1024
-    chunk_elements: int = 1 << 24
-
-
-def top_k_similar(
-    queries: torch.Tensor, bank: torch.Tensor, k: int, chunk_elements: int
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """(similarities, bank indices) of the k largest q·b per query row, bank read in blocks.
-
-    Blocks keep at most `chunk_elements` similarities in memory; each block's top k is merged
-    into the running top k, so one pass over the bank serves the whole query block.
-    """
-    block = max(k, chunk_elements // max(1, len(queries)))
-    best_sims, best_idx = None, None
-    for start in range(0, len(bank), block):
-        sims, idx = (queries @ bank[start : start + block].T).topk(min(k, len(bank) - start), dim=1)
-        idx = idx + start
-        if best_sims is not None:
-            sims, merged = torch.cat([best_sims, sims], dim=1).topk(k, dim=1)
-            idx = torch.cat([best_idx, idx], dim=1).gather(1, merged)
-        best_sims, best_idx = sims, idx
-    return best_sims, best_idx
-
-
-def knn_scores(
-    bank_x: np.ndarray,
-    bank_y: np.ndarray,
-    query_x: np.ndarray,
-    n_classes: int,
-    cfg: KnnProbeConfig,
-    device: str = "cpu",
-) -> np.ndarray:
-    """Class vote shares (N_query, C) from the k most cosine-similar bank rows.
-
-    Following DINO (Caron et al., ICCV 2021, ``eval_knn.py``): rows are L2-normalised, the
-    similarity is s = x·b, and neighbour j votes for its class with weight exp(s_j / T)
-    ("dino") or 1 ("majority"); the votes are divided by their sum so each row sums to 1.
-    """
-    if cfg.weighting not in ("dino", "majority"):
-        raise ValueError(f"KnnProbeConfig.weighting must be 'dino' or 'majority', got {cfg.weighting!r}")
-    bank = F.normalize(torch.as_tensor(bank_x, device=device), dim=1)
-    labels = torch.as_tensor(bank_y, device=device)
-    queries = F.normalize(torch.as_tensor(query_x, device=device), dim=1)
-    k = min(cfg.k, len(bank))
-    out = []
-    for start in range(0, len(queries), cfg.query_block):
-        sims, idx = top_k_similar(queries[start : start + cfg.query_block], bank, k, cfg.chunk_elements)
-        weights = (sims / cfg.temperature).exp() if cfg.weighting == "dino" else torch.ones_like(sims)
-        votes = torch.zeros(len(sims), n_classes, device=device).scatter_add_(1, labels[idx], weights)
-        out.append(votes / votes.sum(dim=1, keepdim=True))
-    return torch.cat(out).cpu().numpy().astype(np.float64)
-
-
-def knn_probe(
-    train_x: np.ndarray,
-    train_y: np.ndarray,
-    val_x: np.ndarray,
-    val_y: np.ndarray,
-    test_x: np.ndarray,
-    test_y: np.ndarray,
-    cfg: KnnProbeConfig | None = None,
-    seed: int = 0,
-    device: str = "cpu",
-) -> ProbeResult:
-    """kNN probe: train features are the bank, val and test rows the queries (k fixed, no selection).
-
-    Deterministic; `seed` is accepted for a uniform signature only.
-    """
-    cfg = cfg or KnnProbeConfig()
-    (tx, ty), (vx, vy), (sx, sy), n_classes = check_splits((train_x, train_y), (val_x, val_y), (test_x, test_y))
-    val_scores = knn_scores(tx, ty, vx, n_classes, cfg, device)
-    test_scores = knn_scores(tx, ty, sx, n_classes, cfg, device)
-    return ProbeResult(
-        name="knn",
-        metrics={"val": classification_metrics(vy, val_scores), "test": classification_metrics(sy, test_scores)},
-        selected={"k": min(cfg.k, len(tx)), "weighting": cfg.weighting, "temperature": cfg.temperature},
-        test_scores=test_scores,
     )
 
 

@@ -72,7 +72,8 @@ def test_rerun_skips_complete_slides(synthetic_dir, tmp_path):
     _run([synthetic_dir], tmp_path / "out")
     summary, manifest = _run([synthetic_dir], tmp_path / "out")
     assert summary.count("skipped") == 2 and summary.exit_code == 0
-    assert all(row["reason"] == "already complete" and int(row["tiles"]) > 0 for row in manifest.values())
+    assert all(row.reason == "already complete" and row.tiles > 0 for row in summary.rows)
+    assert all(row["status"] == "done" for row in manifest.values())  # the record of the run that tiled them
 
 
 def test_rerun_with_other_parameters_is_refused(synthetic_dir, tmp_path):
@@ -218,3 +219,18 @@ def test_jpeg_codec_option_is_smaller(synthetic_dir, tmp_path):
     lossless = open_store(tmp_path / "zstd" / "tiles.zarr" / "tumor_a")
     lossy = open_store(tmp_path / "jpeg" / "tiles.zarr" / "tumor_a")
     assert np.abs(lossy[0].astype(int) - lossless[0]).mean() < 4
+
+
+def test_two_runs_on_one_output_folder_at_once(synthetic_dir, tmp_path):
+    out = tmp_path / "out"
+    cmd = [sys.executable, "-m", "pathgen.cli", "tile", str(synthetic_dir), "--out", str(out), "--no-progress",
+           "store.tiles_per_shard=4"]
+    runs = [subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE) for _ in range(2)]
+    assert [run.wait() for run in runs] == [0, 0]
+    manifest = read_manifest(out)
+    assert {row["status"] for row in manifest.values()} == {"done"}  # a skip never hides the run that tiled it
+    assert sorted(manifest) == ["normal_b", "tumor_a"]
+    reference, _ = _run([synthetic_dir], tmp_path / "alone", store=_small_shards())
+    for slide_id in manifest:
+        shared, alone = open_store(out / "tiles.zarr" / slide_id), open_store(tmp_path / "alone" / "tiles.zarr" / slide_id)
+        np.testing.assert_array_equal(shared.read(np.arange(len(shared))), alone.read(np.arange(len(alone))))

@@ -9,7 +9,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from pathgen.eval.probes import KnnProbeConfig, knn_scores, top_k_similar
+from pathgen.eval.knn_probe import KnnProbeConfig, knn_scores, top_k_similar
 
 BANK = np.array([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]], dtype=np.float32)
 BANK_Y = np.array([0, 1, 1])

@@ -64,7 +64,7 @@ def test_bootstrap_interval_contains_point_and_narrows_with_more_samples() -> No
     widths = {}
     for n in (200, 5000):
         y, scores = noisy_scores(n, seed=n)
-        point, low, high = bootstrap_ci(auroc, y, scores, n_boot=300, seed=0)
+        point, low, high = bootstrap_ci(auroc, y, scores, n_boot=200, seed=0)
         assert point == pytest.approx(auroc(y, scores))
         assert low <= point <= high
         widths[n] = high - low
@@ -81,9 +81,9 @@ def test_bootstrap_is_stratified_and_seeded() -> None:
         assert (y_true == 1).sum() == 2 and (y_true == 0).sum() == 198
         return auroc(y_true, s)
 
-    first = bootstrap_ci(needs_both_classes, y, scores, n_boot=200, seed=3)
-    assert first == bootstrap_ci(needs_both_classes, y, scores, n_boot=200, seed=3)
-    assert first != bootstrap_ci(needs_both_classes, y, scores, n_boot=200, seed=4)
+    first = bootstrap_ci(needs_both_classes, y, scores, n_boot=100, seed=3)
+    assert first == bootstrap_ci(needs_both_classes, y, scores, n_boot=100, seed=3)
+    assert first != bootstrap_ci(needs_both_classes, y, scores, n_boot=100, seed=4)
 
 
 def test_bootstrap_rejects_mismatched_inputs() -> None:

@@ -29,7 +29,7 @@ from pathgen.eval.probes import (
 # 1,500 steps at lr 1e-2 reach what eva's 12,500 at 3e-4 reach (see the slow test in
 # test_eval_linear_probe.py), in about a second.
 FAST_LINEAR = LinearProbeConfig(lr=1e-2, max_steps=1500, val_every_steps=100, patience=5)
-FEW_SHOT = FewShotConfig(shots=(1, 8, 16), episodes=40)
+FEW_SHOT = FewShotConfig(shots=(1, 8, 16), episodes=25)
 
 
 @pytest.fixture(scope="module", params=[2, 4], ids=["binary", "4-class"])
@@ -70,7 +70,7 @@ def test_few_shot_recovers_clustered_classes_with_enough_shots() -> None:
     bacc = {k: s["metrics"]["test"]["balanced_accuracy"]["mean"] for k, s in by_k.items()}
     assert bacc[8] >= 0.95 and bacc[16] >= 0.95
     assert bacc[1] < bacc[8]
-    assert by_k[8]["runs"] == 40 and len(by_k[8]["metrics"]["test"]["auroc"]["values"]) == 40
+    assert by_k[8]["runs"] == 25 and len(by_k[8]["metrics"]["test"]["auroc"]["values"]) == 25
     low, high = by_k[8]["ci"]["test"]["balanced_accuracy"]
     assert low <= bacc[8] <= high
 

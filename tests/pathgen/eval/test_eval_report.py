@@ -13,7 +13,7 @@ from pathgen.eval.few_shot import FewShotConfig
 from pathgen.eval.probes import LinearProbeConfig, run_probe
 from pathgen.eval.report import format_cell, markdown_table, write_report
 
-LINEAR = LinearProbeConfig(lr=1e-2, max_steps=300, val_every_steps=50, patience=None)
+LINEAR = LinearProbeConfig(lr=1e-2, max_steps=200, val_every_steps=50, patience=None)
 
 
 @pytest.fixture(scope="module")
@@ -40,7 +40,7 @@ def test_run_probe_summarises_seeds_with_a_pooled_interval(results) -> None:
     assert stats["sd"] == pytest.approx(np.std(stats["values"], ddof=1))
     low, high = linear["ci"]["test"]["balanced_accuracy"]
     assert low <= stats["mean"] <= high  # the interval is around the seed mean
-    assert linear["config"]["max_steps"] == 300 and len(linear["selected"]) == 3
+    assert linear["config"]["max_steps"] == 200 and len(linear["selected"]) == 3
     assert len(linear["roc"]["fpr"]) == len(linear["roc"]["tpr"]) <= 400
     knn = results[1]
     assert knn["runs"] == 1 and knn["metrics"]["test"]["auroc"]["sd"] == 0.0  # deterministic: one run
