@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from pathgen.config import from_dict, load_config, save_config, to_dict
-from pathgen.data.augment import AugmentConfig, build_transform
+from pathgen.data.recipes import AugmentConfig, build_transform
 from pathgen.data.tiles import TileDataset
 from pathgen.data.views import AugmentedViews
 from pathgen.models.backbone import BackboneConfig, backbone_kwargs, create_backbone

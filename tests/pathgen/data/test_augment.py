@@ -12,10 +12,10 @@ import yaml
 from torchvision.transforms.v2 import functional as F
 
 from pathgen.config import from_dict, to_dict
-from pathgen.data.augment import (IMAGENET_MEAN, IMAGENET_STD, RGB_FROM_HED, AugmentConfig, HEDJitter,
-                                  MultiCropTransform, RandomFlip, RandomRot90, ViewSpec, adjust_hue,
-                                  build_transform, crop_box, dino_multicrop, gaussian_blur, hed_to_rgb,
-                                  perturb_stains, rgb_to_hed, two_view)
+from pathgen.data.augment import (IMAGENET_MEAN, IMAGENET_STD, RGB_FROM_HED, HEDJitter, MultiCropTransform,
+                                  RandomFlip, RandomRot90, ViewSpec, adjust_hue, crop_box, gaussian_blur,
+                                  hed_to_rgb, perturb_stains, rgb_to_hed)
+from pathgen.data.recipes import AugmentConfig, build_transform, dino_multicrop, two_view
 
 MEAN = torch.tensor(IMAGENET_MEAN).view(3, 1, 1)
 STD = torch.tensor(IMAGENET_STD).view(3, 1, 1)

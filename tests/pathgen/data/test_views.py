@@ -7,7 +7,8 @@ import pytest
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from pathgen.data.augment import IMAGENET_MEAN, IMAGENET_STD, dino_multicrop, two_view
+from pathgen.data.augment import IMAGENET_MEAN, IMAGENET_STD
+from pathgen.data.recipes import dino_multicrop, two_view
 from pathgen.data.views import AugmentedViews, MixedSourceViews, TileKey, ViewProvider
 
 MEAN = torch.tensor(IMAGENET_MEAN).view(3, 1, 1)
