@@ -99,9 +99,11 @@ def run_tiling(inputs: list[str | Path], out_dir: str | Path, cfg: TilingConfig,
     if n_ignored:
         print(f"pathgen tile: ignored {n_ignored} files without a slide suffix", file=sys.stderr)
     summary = RunSummary(out_dir)
-    with tqdm(total=0, unit="tile", disable=not progress, dynamic_ncols=True) as bar:
-        _Scheduler(jobs, out_dir, cfg, summary, bar).run()
-    update_manifest(out_dir, summary.rows)
+    try:
+        with tqdm(total=0, unit="tile", disable=not progress, dynamic_ncols=True) as bar:
+            _Scheduler(jobs, out_dir, cfg, summary, bar).run()
+    finally:  # an interrupted run still records the slides it finished
+        update_manifest(out_dir, summary.rows)
     write_summary_html(out_dir / QC_DIR / "index.html", list(read_manifest(out_dir).values()), ".")
     return summary
 

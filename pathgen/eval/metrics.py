@@ -99,6 +99,16 @@ def stratified_resample(groups: list[np.ndarray], rng: np.random.Generator) -> n
     return np.concatenate([rng.choice(group, size=len(group)) for group in groups])
 
 
+def _check_bootstrap_args(
+    caller: str, y_true: np.ndarray, arrays: Sequence[np.ndarray], n_boot: int, alpha: float
+) -> None:
+    for values in arrays:
+        if len(y_true) != len(values):
+            raise ValueError(f"{caller}: {len(y_true)} labels but {len(values)} scores/predictions")
+    if not 0.0 < alpha < 1.0 or n_boot < 1:
+        raise ValueError(f"{caller}: need 0 < alpha < 1 and n_boot ≥ 1, got alpha={alpha}, n_boot={n_boot}")
+
+
 def bootstrap_ci(
     metric_fn: MetricFn,
     y_true: np.ndarray,
@@ -117,12 +127,8 @@ def bootstrap_ci(
     Returns:
         (point, low, high), point being `metric_fn` on the full set.
     """
-    y_true = np.asarray(y_true)
-    values = np.asarray(y_score_or_pred)
-    if len(y_true) != len(values):
-        raise ValueError(f"bootstrap_ci: {len(y_true)} labels but {len(values)} scores/predictions")
-    if not 0.0 < alpha < 1.0 or n_boot < 1:
-        raise ValueError(f"bootstrap_ci: need 0 < alpha < 1 and n_boot ≥ 1, got alpha={alpha}, n_boot={n_boot}")
+    y_true, values = np.asarray(y_true), np.asarray(y_score_or_pred)
+    _check_bootstrap_args("bootstrap_ci", y_true, [values], n_boot, alpha)
     rng = np.random.default_rng(seed)
     point = float(metric_fn(y_true, values))
     groups = class_indices(y_true)
@@ -132,6 +138,74 @@ def bootstrap_ci(
         boots[b] = metric_fn(y_true[idx], values[idx])
     low, high = np.quantile(boots, [alpha / 2.0, 1.0 - alpha / 2.0])
     return point, float(low), float(high)
+
+
+class WeightedMetrics:
+    """All of `METRICS` for one (labels, scores) pair under row weights, without re-sorting.
+
+    A bootstrap resample is the full set with integer weights (how often each row was drawn),
+    so the predictions and the score order can be computed once: the confusion matrix is a
+    weighted bincount, and AUROC is the weighted Mann–Whitney statistic (ties count ½) over
+    score groups sorted once — the area scikit-learn's trapezoidal ROC gives. Equality with
+    scikit-learn on the resampled rows is a test; it makes 1,000 resamples of 32k rows take
+    seconds instead of minutes.
+    """
+
+    def __init__(self, y_true: np.ndarray, scores: np.ndarray) -> None:
+        probs = _as_probabilities(scores)
+        self.y, self.n_classes = np.asarray(y_true), probs.shape[1]
+        self.pair = self.y * self.n_classes + probs.argmax(axis=1)
+        if self.n_classes > 2:
+            probs = probs / np.clip(probs.sum(axis=1, keepdims=True), 1e-12, None)  # as `auroc` does
+        columns = [1] if self.n_classes == 2 else range(self.n_classes)
+        self.ranked = [np.unique(probs[:, c], return_inverse=True)[1] for c in columns]
+        self.positive = [(self.y == c).astype(np.float64) for c in columns]
+
+    def __call__(self, weights: np.ndarray) -> dict[str, float]:
+        c = self.n_classes
+        confusion = np.bincount(self.pair, weights=weights, minlength=c * c).reshape(c, c)
+        hits, support, predicted = np.diag(confusion), confusion.sum(axis=1), confusion.sum(axis=0)
+        seen = (support > 0) | (predicted > 0)  # scikit-learn scores the labels present in y or pred
+        f1 = np.divide(2 * hits, support + predicted, out=np.zeros(c), where=support + predicted > 0)
+        aucs = [self._auroc(ranks, pos, weights) for ranks, pos in zip(self.ranked, self.positive)]
+        return {
+            "balanced_accuracy": float((hits[support > 0] / support[support > 0]).mean()),
+            "auroc": float(np.mean(aucs)),
+            "macro_f1": float(f1[seen].mean()),
+            "accuracy": float(hits.sum() / confusion.sum()),
+        }
+
+    @staticmethod
+    def _auroc(ranks: np.ndarray, positive: np.ndarray, weights: np.ndarray) -> float:
+        pos = np.bincount(ranks, weights=weights * positive)
+        neg = np.bincount(ranks, weights=weights * (1.0 - positive))
+        below = np.cumsum(neg) - neg
+        return float((pos * (below + 0.5 * neg)).sum() / (pos.sum() * neg.sum()))
+
+
+def bootstrap_metrics(
+    y_true: np.ndarray, scores_per_run: Sequence[np.ndarray], n_boot: int = 1000, alpha: float = 0.05, seed: int = 0
+) -> dict[str, tuple[float, float, float]]:
+    """(point, low, high) of the mean over runs of every metric in `METRICS`, on shared resamples.
+
+    The same stratified resamples, in the same order, as `bootstrap_ci` with the same seed (so
+    the two agree to rounding; a test holds them to it), but all metrics and all runs are scored
+    on each resample with `WeightedMetrics`. Each resample scores every run and averages, so the
+    interval surrounds the run mean reported beside it. Points use the scikit-learn metrics.
+    """
+    y_true = np.asarray(y_true)
+    _check_bootstrap_args("bootstrap_metrics", y_true, scores_per_run, n_boot, alpha)
+    evaluators = [WeightedMetrics(y_true, scores) for scores in scores_per_run]
+    points = {m: float(np.mean([fn(y_true, s) for s in scores_per_run])) for m, fn in METRICS.items()}
+    rng, groups = np.random.default_rng(seed), class_indices(y_true)
+    boots = {m: np.empty(n_boot) for m in METRICS}
+    for b in range(n_boot):
+        weights = np.bincount(stratified_resample(groups, rng), minlength=len(y_true)).astype(np.float64)
+        per_run = [evaluate(weights) for evaluate in evaluators]
+        for m in METRICS:
+            boots[m][b] = np.mean([values[m] for values in per_run])
+    quantiles = {m: np.quantile(boots[m], [alpha / 2.0, 1.0 - alpha / 2.0]) for m in METRICS}
+    return {m: (points[m], float(quantiles[m][0]), float(quantiles[m][1])) for m in METRICS}
 
 
 def mean_sd(values: Sequence[float]) -> tuple[float, float]:

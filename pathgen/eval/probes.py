@@ -29,7 +29,7 @@ from sklearn.preprocessing import StandardScaler
 from pathgen.eval.few_shot import FewShotConfig, few_shot
 from pathgen.eval.knn_probe import KnnProbeConfig, knn_probe
 from pathgen.eval.linear_probe import LinearProbeConfig, linear_probe
-from pathgen.eval.metrics import METRICS, balanced_accuracy, bootstrap_ci, classification_metrics, mean_sd
+from pathgen.eval.metrics import METRICS, balanced_accuracy, bootstrap_metrics, classification_metrics, mean_sd
 from pathgen.eval.probe_result import ProbeResult, check_splits
 
 __all__ = [
@@ -126,11 +126,6 @@ CI_METHOD_SEEDS = (
 )
 
 
-def _mean_over_runs(metric_fn: Callable[[np.ndarray, np.ndarray], float]) -> Callable[[np.ndarray, np.ndarray], float]:
-    """Turn metric(y, scores (N, C)) into metric(y, stacked (N, R, C)) averaged over the R runs."""
-    return lambda y, stacked: float(np.mean([metric_fn(y, stacked[:, r]) for r in range(stacked.shape[1])]))
-
-
 def roc_points(y_true: np.ndarray, scores: np.ndarray, max_points: int = 400) -> dict[str, list[float]] | None:
     """Binary ROC curve of (N, 2) scores as {"fpr", "tpr"} lists (thinned to ≤ max_points); None if C > 2."""
     if scores.shape[1] != 2:
@@ -146,10 +141,8 @@ def add_bootstrap_ci(
     result: ProbeResult, test_y: np.ndarray, n_boot: int = 1000, alpha: float = 0.05, seed: int = 0
 ) -> ProbeResult:
     """Fill `result.ci["test"]` with percentile bootstrap intervals of every metric (in place)."""
-    result.ci["test"] = {
-        name: bootstrap_ci(fn, np.asarray(test_y), result.test_scores, n_boot, alpha, seed)[1:]
-        for name, fn in METRICS.items()
-    }
+    intervals = bootstrap_metrics(test_y, [result.test_scores], n_boot, alpha, seed)
+    result.ci["test"] = {name: (low, high) for name, (_, low, high) in intervals.items()}
     return result
 
 
@@ -163,14 +156,17 @@ def summarise_runs(
 ) -> dict[str, Any]:
     """Mean ± sd over runs per split and metric, a pooled bootstrap CI on test, and the ROC of run 0.
 
+    The interval comes from `metrics.bootstrap_metrics` (resampling seed 0): every resample of
+    the test set scores every run and averages, so it brackets the run mean shown beside it.
+
     Returns a JSON-ready dict: {"probe", "runs", "metrics": {split: {metric: {"mean", "sd",
     "values"}}}, "ci": {"test": {metric: [low, high]}}, "alpha", "ci_method", "selected" (per run),
     "roc" (binary: {"fpr", "tpr"} of the first run; else None), "n_test", "n_classes"}.
     """
     test_y = np.asarray(test_y)
     metrics = {split: {m: _spread([r.metrics[split][m] for r in runs]) for m in METRICS} for split in runs[0].metrics}
-    stacked = np.stack([r.test_scores for r in runs], axis=1)
-    ci = {m: list(bootstrap_ci(_mean_over_runs(fn), test_y, stacked, n_boot, alpha)[1:]) for m, fn in METRICS.items()}
+    intervals = bootstrap_metrics(test_y, [r.test_scores for r in runs], n_boot, alpha)
+    ci = {m: [low, high] for m, (_, low, high) in intervals.items()}
     return {
         "probe": name,
         "runs": len(runs),
@@ -181,7 +177,7 @@ def summarise_runs(
         "selected": [r.selected for r in runs],
         "roc": roc_points(test_y, runs[0].test_scores),
         "n_test": int(len(test_y)),
-        "n_classes": int(stacked.shape[2]),
+        "n_classes": int(runs[0].test_scores.shape[1]),
     }
 
 
@@ -205,14 +201,14 @@ def run_probe(
     once (seeds[0]; sd 0). "few_shot" runs its episodes from seeds[0] and gives one summary per
     shot count. Always returns a list of summaries (see `summarise_runs`), each with the config.
     """
-    if name == "few_shot":
-        return few_shot(train_x, train_y, test_x, test_y, cfg or FewShotConfig(), seed=seeds[0], device=device)
-    if name not in PROBES:
+    if name not in PROBES and name != "few_shot":
         raise ValueError(f"unknown probe {name!r}; choose from {sorted([*PROBES, 'few_shot'])}")
-    probe, config_class, seeded = PROBES[name]
+    probe, config_class, seeded = PROBES[name] if name in PROBES else (few_shot, FewShotConfig, True)
     cfg = cfg or config_class()
     if not isinstance(cfg, config_class):
         raise TypeError(f"probe {name!r} takes a {config_class.__name__}, got {type(cfg).__name__}")
+    if name == "few_shot":
+        return few_shot(train_x, train_y, test_x, test_y, cfg, seed=seeds[0], device=device)
     run_seeds = list(seeds) if seeded else list(seeds)[:1]
     runs = [probe(train_x, train_y, val_x, val_y, test_x, test_y, cfg, seed=s, device=device) for s in run_seeds]
     summary = summarise_runs(name, runs, test_y, n_boot, alpha)

@@ -6,10 +6,12 @@ import numpy as np
 import pytest
 
 from pathgen.eval.metrics import (
+    METRICS,
     accuracy,
     auroc,
     balanced_accuracy,
     bootstrap_ci,
+    bootstrap_metrics,
     classification_metrics,
     macro_f1,
     mean_sd,
@@ -89,6 +91,32 @@ def test_bootstrap_is_stratified_and_seeded() -> None:
 def test_bootstrap_rejects_mismatched_inputs() -> None:
     with pytest.raises(ValueError, match="3 labels but 2"):
         bootstrap_ci(accuracy, np.array([0, 1, 1]), np.array([0, 1]))
+
+
+def tied_runs(n_classes: int, n_runs: int = 3, n: int = 600) -> tuple[np.ndarray, list[np.ndarray]]:
+    """Labels and per-run probabilities rounded to one decimal (many ties); class 2 is never predicted."""
+    rng = np.random.default_rng(n_classes)
+    y = rng.integers(0, n_classes, size=n)
+    runs = []
+    for _ in range(n_runs):
+        logits = np.round(rng.normal(size=(n, n_classes)) + 1.2 * np.eye(n_classes)[y], 1)
+        if n_classes > 2:
+            logits[:, 2] -= 10.0
+        probs = np.exp(logits)
+        runs.append(probs / probs.sum(axis=1, keepdims=True))
+    return y, runs
+
+
+@pytest.mark.parametrize("n_classes", [2, 3])
+def test_fast_bootstrap_equals_scikit_learn_on_the_same_resamples(n_classes: int) -> None:
+    y, runs = tied_runs(n_classes)
+    fast = bootstrap_metrics(y, runs, n_boot=30, seed=11)
+    stacked = np.stack(runs, axis=1)
+    for name, fn in METRICS.items():
+        def run_mean(y_true: np.ndarray, s: np.ndarray, fn=fn) -> float:
+            return float(np.mean([fn(y_true, s[:, r]) for r in range(s.shape[1])]))
+
+        np.testing.assert_allclose(fast[name], bootstrap_ci(run_mean, y, stacked, n_boot=30, seed=11), atol=1e-12)
 
 
 def test_mean_sd_uses_the_sample_standard_deviation() -> None:

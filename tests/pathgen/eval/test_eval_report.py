@@ -10,7 +10,7 @@ from PIL import Image
 
 from eval_features import clustered, linear_signal, splits
 from pathgen.eval.few_shot import FewShotConfig
-from pathgen.eval.probes import LinearProbeConfig, run_probe
+from pathgen.eval.probes import LinearProbeConfig, add_bootstrap_ci, knn_probe, run_probe
 from pathgen.eval.report import format_cell, markdown_table, write_report
 
 LINEAR = LinearProbeConfig(lr=1e-2, max_steps=200, val_every_steps=50, patience=None)
@@ -44,6 +44,14 @@ def test_run_probe_summarises_seeds_with_a_pooled_interval(results) -> None:
     assert len(linear["roc"]["fpr"]) == len(linear["roc"]["tpr"]) <= 400
     knn = results[1]
     assert knn["runs"] == 1 and knn["metrics"]["test"]["auroc"]["sd"] == 0.0  # deterministic: one run
+
+
+def test_add_bootstrap_ci_fills_the_test_intervals() -> None:
+    data = linear_signal()
+    result = add_bootstrap_ci(knn_probe(*splits(data)), data["test"][1], n_boot=50)
+    for name, (low, high) in result.ci["test"].items():
+        assert low <= result.metrics["test"][name] <= high
+    assert "test_scores" not in result.to_dict() and result.to_dict()["ci"]["test"]
 
 
 def test_run_probe_rejects_unknown_probes_and_wrong_configs() -> None:
