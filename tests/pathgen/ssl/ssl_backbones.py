@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import timm
-import torch
 from torch import nn
 
 TINY_VIT_DIM = 192
