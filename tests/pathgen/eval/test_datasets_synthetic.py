@@ -1,0 +1,163 @@
+"""`pathgen synth-dataset` outputs read back by their readers: counts, shapes, classes, splits, signal."""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import pickle
+
+import h5py
+import numpy as np
+import openslide
+import pytest
+from skimage.color import rgb2hed
+
+from pathgen.commands import synth_dataset
+from pathgen.eval import synth_datasets as sd
+from pathgen.eval.datasets import read_dataset
+from pathgen.eval.datasets.camelyon16 import EVA_VAL_SLIDES
+from tiling.annotations import read_asap_polygons
+
+
+@pytest.fixture(scope="module")
+def synth_root(tmp_path_factory):
+    """Writes each synthetic dataset once, on first use, with small counts."""
+    root, written = tmp_path_factory.mktemp("synth"), {}
+    options = {"pcam": {"n_train": 64, "n_val": 16, "n_test": 16}, "crc": {"n_train": 4, "n_test": 3},
+               "mhist": {"n_train": 12, "n_test": 6}, "bach": {"n_per_class": 4},
+               "camelyon16": {"n_train": 4, "n_test": 2, "size": (2048, 1536)}}
+
+    def get(name: str):
+        if name not in written:
+            written[name] = sd.SYNTHETIC_DATASETS[name](root / name, seed=1, **options[name])
+        return written[name]
+    return get
+
+
+def test_pcam_round_trip(synth_root) -> None:
+    root = synth_root("pcam")
+    with h5py.File(root / "camelyonpatch_level_2_split_valid_y.h5") as f:
+        assert f["y"].shape == (16, 1, 1, 1) and f["y"].dtype == np.uint8
+    pcam = read_dataset("pcam", root)
+    assert pcam.class_names == ("no_tumor", "tumor") and pcam.mpp == pytest.approx(0.972)
+    assert {name: len(split) for name, split in pcam.splits.items()} == {"train": 64, "val": 16, "test": 16}
+    train = pcam.split("train")
+    assert train.class_counts() == {"no_tumor": 32, "tumor": 32}
+    image, label = train[5]
+    assert image.shape == (96, 96, 3) and image.dtype == np.uint8 and label in (0, 1)
+    batch = train.images([7, 2, 7, 40])
+    np.testing.assert_array_equal(batch[0], train.image(7))
+    np.testing.assert_array_equal(batch[3], train.image(40))
+    np.testing.assert_array_equal(pickle.loads(pickle.dumps(train)).image(2), batch[1])  # worker copy reopens
+
+
+def _hematoxylin(images: np.ndarray) -> np.ndarray:
+    return np.array([rgb2hed(image)[..., 0].mean() for image in images])
+
+
+def test_pcam_labels_are_learnable(synth_root) -> None:
+    """Tumor patches carry more hematoxylin (dense, dark nuclei); one threshold fitted on train
+    separates the test split from other slides well."""
+    pcam = read_dataset("pcam", synth_root("pcam"))
+    train, test = pcam.split("train"), pcam.split("test")
+    h_train, h_test = _hematoxylin(train.images(range(len(train)))), _hematoxylin(test.images(range(len(test))))
+    assert h_train[train.labels == 1].mean() > h_train[train.labels == 0].mean()
+    threshold = (np.median(h_train[train.labels == 1]) + np.median(h_train[train.labels == 0])) / 2
+    assert np.mean((h_test > threshold) == test.labels) >= 0.8
+
+
+def test_crc_round_trip_and_protocols(synth_root) -> None:
+    root = synth_root("crc")
+    for folder, per_class in (("NCT-CRC-HE-100K", 4), ("CRC-VAL-HE-7K", 3)):
+        assert sorted(p.name for p in (root / folder).iterdir()) == sorted(sd.crc.CLASS_NAMES)
+        assert all(len(list((root / folder / c).glob(f"{c}-*.tif"))) == per_class for c in sd.crc.CLASS_NAMES)
+    holdout = read_dataset("crc", root)
+    sizes = {name: len(split) for name, split in holdout.splits.items()}
+    assert sizes == {"train": 27, "val": 9, "test": 27} and holdout.report_split == "test"
+    assert set(holdout.split("val").class_counts().values()) == {1}
+    assert holdout.split("train").image(0).shape == (224, 224, 3)
+    eva = read_dataset("crc", root, protocol="eva")
+    assert {n: len(s) for n, s in eva.splits.items()} == {"train": 36, "val": 27} and eva.report_split == "val"
+
+
+def _colour_features(split) -> np.ndarray:
+    images = split.images(range(len(split))).astype(np.float32)
+    return np.concatenate([images.mean((1, 2)), images.std((1, 2))], axis=1)
+
+
+def test_crc_classes_look_different(synth_root) -> None:
+    """Nearest class centroid on colour mean/std, fitted on the train folder, names the class of
+    tiles from the other slides."""
+    crc = read_dataset("crc", synth_root("crc"), protocol="eva")
+    train, test = crc.split("train"), crc.split("val")
+    features, labels = _colour_features(train), train.labels
+    centroids = np.stack([features[labels == c].mean(0) for c in range(9)])
+    guess = np.argmin(((_colour_features(test)[:, None] - centroids) ** 2).sum(-1), axis=1)
+    assert np.mean(guess == test.labels) >= 0.8
+
+
+def test_mhist_round_trip(synth_root) -> None:
+    root = synth_root("mhist")
+    with open(root / "annotations.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert list(rows[0]) == ["Image Name", "Majority Vote Label",
+                             "Number of Annotators who Selected SSA (Out of 7)", "Partition"]
+    assert len(rows) == 18 and all((root / "images" / r["Image Name"]).is_file() for r in rows)
+    assert rows[0]["Image Name"] == "MHIST_aaa.png"
+    mhist = read_dataset("mhist", root)
+    assert mhist.class_names == ("HP", "SSA")
+    assert {n: len(s) for n, s in mhist.splits.items()} == {"train": 10, "val": 2, "test": 6}
+    assert mhist.split("train").class_counts() == {"HP": 7, "SSA": 3}
+    test = mhist.split("test")
+    assert np.all((test.meta["ssa_votes"] >= 4) == (test.labels == 1))
+    assert test.image(0).shape == (224, 224, 3)
+
+
+def test_bach_round_trip(synth_root) -> None:
+    root = synth_root("bach")
+    photos = root / "ICIAR2018_BACH_Challenge" / "Photos"
+    assert sorted(p.name for p in (photos / "InSitu").iterdir()) == [f"is00{i}.tif" for i in range(1, 5)]
+    with pytest.raises(ValueError, match="400 official images.*split_rule='stratified'"):
+        read_dataset("bach", root)
+    bach = read_dataset("bach", root, split_rule="stratified")
+    assert bach.class_names == ("Benign", "InSitu", "Invasive", "Normal")
+    assert {n: len(s) for n, s in bach.splits.items()} == {"train": 8, "val": 4, "test": 4}
+    assert bach.split("test").image(0).shape == (384, 512, 3)
+    assert read_dataset("bach", photos, split_rule="stratified", protocol="eva").report_split == "val"
+
+
+def test_camelyon16_round_trip(synth_root) -> None:
+    root = synth_root("camelyon16")
+    c16 = read_dataset("camelyon16", root)
+    by_id = {r.slide_id: r for r in c16.records}
+    assert sorted(by_id) == ["normal_001", "normal_010", "test_001", "test_002", "tumor_001", "tumor_002"]
+    assert {r.slide_id for r in c16.split("val")} == {"normal_010", "tumor_001"} <= EVA_VAL_SLIDES
+    assert [r.label_name for r in c16.split("test")] == ["tumor", "normal"]
+    for record in c16.records:
+        assert (record.annotation_path is not None) == (record.label == 1)
+        slide = openslide.OpenSlide(record.path)
+        assert slide.dimensions == (2048, 1536) and float(slide.properties["openslide.mpp-x"]) == pytest.approx(0.25)
+        if record.annotation_path:
+            assert record.annotation_path.parent.name == "lesion_annotations"
+            polygons = read_asap_polygons(record.annotation_path)
+            assert polygons and all(0 <= p[:, 0].min() and p[:, 0].max() <= 2048 for p in polygons)
+    stratified = read_dataset("camelyon16", root, val="stratified", val_fraction=0.5)
+    assert len(stratified.split("val")) == 2 and stratified.report_split == "test"
+
+
+def _cli(*argv: str) -> int:
+    parser = argparse.ArgumentParser()
+    synth_dataset.register(parser.add_subparsers(dest="command"))
+    args = parser.parse_args(["synth-dataset", *argv])
+    return args.run(args)
+
+
+def test_synth_dataset_command(tmp_path, capsys) -> None:
+    assert _cli("bach", str(tmp_path / "bach"), "--n", "3", "--seed", "2") == 0
+    assert "bach: 4 classes; train 4, val 4, test 4" in capsys.readouterr().out
+    assert _cli("bach", str(tmp_path / "bach"), "--n", "3") == 2
+    assert "is not an empty folder" in capsys.readouterr().err
+    assert _cli("pcam", str(tmp_path / "pcam"), "--n", "8,4") == 2
+    assert "pcam takes --n n_train,n_val,n_test" in capsys.readouterr().err
+    assert _cli("camelyon16", str(tmp_path / "c16"), "--slide-size", "big") == 2
+    assert "--slide-size 'big' is not WIDTHxHEIGHT" in capsys.readouterr().err
