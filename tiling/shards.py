@@ -43,7 +43,7 @@ class TileCodec:
         if self.name == "zstd":
             return bytes(Zstd(level=self.level_or_quality).encode(np.ascontiguousarray(tile)))
         out = io.BytesIO()
-        Image.fromarray(tile).save(out, format="JPEG", quality=self.level_or_quality)
+        Image.fromarray(tile).save(out, format="JPEG", quality=self.level_or_quality, subsampling=0)
         return out.getvalue()
 
     def decode(self, data: bytes, tile_shape: tuple[int, ...]) -> np.ndarray:
