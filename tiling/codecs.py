@@ -26,6 +26,19 @@ from zarr.registry import register_codec
 CODEC_NAME = "pathgen.jpeg"
 
 
+def encode_jpeg(tile: np.ndarray, quality: int) -> bytes:
+    """One RGB uint8 tile as baseline JPEG bytes, 4:4:4 (the store's one JPEG encoder)."""
+    out = io.BytesIO()
+    Image.fromarray(tile).save(out, format="JPEG", quality=quality, subsampling=0)
+    return out.getvalue()
+
+
+def decode_jpeg(data: bytes) -> np.ndarray:
+    """RGB uint8 (H, W, 3) pixels of JPEG bytes."""
+    with Image.open(io.BytesIO(data)) as image:
+        return np.asarray(image.convert("RGB"))
+
+
 @dataclass(frozen=True)
 class JpegCodec(ArrayBytesCodec):
     """Encode each (1, H, W, 3) uint8 chunk as a baseline JPEG (libjpeg-turbo via Pillow)."""
@@ -57,13 +70,10 @@ class JpegCodec(ArrayBytesCodec):
 
     def _encode_sync(self, chunk_array: NDBuffer, chunk_spec: ArraySpec) -> Buffer | None:
         tile = np.asarray(chunk_array.as_numpy_array())[0]
-        out = io.BytesIO()
-        Image.fromarray(tile).save(out, format="JPEG", quality=self.quality, subsampling=0)
-        return chunk_spec.prototype.buffer.from_bytes(out.getvalue())
+        return chunk_spec.prototype.buffer.from_bytes(encode_jpeg(tile, self.quality))
 
     def _decode_sync(self, chunk_bytes: Buffer, chunk_spec: ArraySpec) -> NDBuffer:
-        with Image.open(io.BytesIO(chunk_bytes.to_bytes())) as image:
-            tile = np.asarray(image.convert("RGB"))
+        tile = decode_jpeg(chunk_bytes.to_bytes())
         return chunk_spec.prototype.nd_buffer.from_numpy_array(tile.reshape(chunk_spec.shape))
 
     async def _encode_single(self, chunk_array: NDBuffer, chunk_spec: ArraySpec) -> Buffer | None:

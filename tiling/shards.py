@@ -12,7 +12,6 @@ writes and this reads what zarr writes, tile for tile.
 
 from __future__ import annotations
 
-import io
 import json
 import os
 from collections import OrderedDict
@@ -21,7 +20,8 @@ from pathlib import Path
 
 import numpy as np
 from numcodecs import CRC32C, Zstd
-from PIL import Image
+
+from tiling.codecs import decode_jpeg, encode_jpeg
 
 EMPTY_CHUNK = np.uint64(2**64 - 1)
 _MAX_OPEN_FILES = 64
@@ -42,16 +42,13 @@ class TileCodec:
         """Bytes of one tile as stored inside a shard."""
         if self.name == "zstd":
             return bytes(Zstd(level=self.level_or_quality).encode(np.ascontiguousarray(tile)))
-        out = io.BytesIO()
-        Image.fromarray(tile).save(out, format="JPEG", quality=self.level_or_quality, subsampling=0)
-        return out.getvalue()
+        return encode_jpeg(tile, self.level_or_quality)
 
     def decode(self, data: bytes, tile_shape: tuple[int, ...]) -> np.ndarray:
         """One tile back from its stored bytes."""
         if self.name == "zstd":
             return np.frombuffer(Zstd.decode(Zstd(), data), dtype=np.uint8).reshape(tile_shape)
-        with Image.open(io.BytesIO(data)) as image:
-            return np.asarray(image.convert("RGB")).reshape(tile_shape)
+        return decode_jpeg(data).reshape(tile_shape)
 
 
 @dataclass(frozen=True)
