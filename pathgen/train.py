@@ -68,6 +68,7 @@ class TrainConfig:
     seed: int = 0
     checkpoint_every: int = 500
     log_every: int = 10
+    tensorboard: bool = False  # also write TensorBoard events to <run>/tensorboard (needs `tensorboard`)
     progress: bool = True
 
 
@@ -116,6 +117,7 @@ class Trainer:
         self.engine = self._wrap(model)
         self.step = 0
         self._stop_requested = False
+        self._writer = _tensorboard_writer(self.run_dir) if cfg.tensorboard and self.dist.is_main else None
 
     def _wrap(self, model: nn.Module) -> nn.Module:
         engine = model
@@ -242,6 +244,9 @@ class Trainer:
         self.run_dir.mkdir(parents=True, exist_ok=True)
         with (self.run_dir / METRICS).open("a") as handle:
             handle.write(json.dumps(record) + "\n")
+        if self._writer is not None:
+            for key, value in record.items():
+                self._writer.add_scalar(key, value, self.step)
         bar.set_postfix(loss=f"{metrics['loss']:.4f}", lr=f"{record['lr']:.2e}")
 
     def save(self) -> None:
@@ -261,6 +266,14 @@ class Trainer:
         self.scaler.load_state_dict(state["scaler"])
         self.step = int(state["step"])
         set_rng_state(state["rng"])
+
+
+def _tensorboard_writer(run_dir: Path):  # noqa: ANN202 -- SummaryWriter, imported lazily
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError as err:
+        raise ValueError("train.tensorboard=true needs the tensorboard package (pip install tensorboard)") from err
+    return SummaryWriter(str(run_dir / "tensorboard"))
 
 
 def _autocast_dtype(precision: str, device: torch.device) -> torch.dtype:
