@@ -6,10 +6,10 @@ import argparse
 import sys
 
 from pathgen import __version__
-from pathgen.commands import embed, export, export_coords, synth, synth_dataset, tile, train_ssl
+from pathgen.commands import bench, embed, export, export_coords, synth, synth_dataset, tile, train_ssl
 from pathgen.config import is_override
 
-COMMANDS = (tile, synth, synth_dataset, export_coords, train_ssl, export, embed)
+COMMANDS = (tile, synth, synth_dataset, export_coords, train_ssl, export, embed, bench)
 
 
 def build_parser() -> argparse.ArgumentParser:

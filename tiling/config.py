@@ -46,6 +46,7 @@ class TilingConfig:
     shard: str = "1/1"  # "K/N": this machine tiles the K-th of N interleaved slide subsets
     mpp_override: str | None = None  # CSV with columns slide, mpp
     max_tiles_per_read: int = 16  # horizontal run of tiles fetched with one read_region
+    reader_cache_mb: int = 256  # decoded-tile cache per worker: holds a row of a large slide's JPEG tiles
     qc: bool = True
     tissue: TissueConfig = field(default_factory=TissueConfig)
     store: StoreConfig = field(default_factory=StoreConfig)

@@ -149,12 +149,19 @@ class Slide:
         self._backend.close()
 
 
-def open_slide(path: str | Path, mpp_override: float | None = None) -> Slide:
-    """Open `path` as a slide, resolving its level-0 resolution; raise SlideError if impossible."""
+def open_slide(path: str | Path, mpp_override: float | None = None, cache_mb: int = 0) -> Slide:
+    """Open `path` as a slide, resolving its level-0 resolution; raise SlideError if impossible.
+
+    `cache_mb` > 0 gives this handle its own cache of decoded slide tiles of that size. OpenSlide's
+    default (32 MB, shared) holds less than one row of a large slide's JPEG tiles, so a raster
+    scan decodes each of them about twice; tiling passes a larger cache.
+    """
     path = Path(path)
     if not path.is_file():
         raise SlideError(path, "no such file")
     backend, vendor = _open_backend(path)
+    if cache_mb > 0:
+        backend.set_cache(openslide.OpenSlideCache(cache_mb * 2**20))
     try:
         resolution = _resolve_resolution(path, backend, mpp_override)
     except ValueError as err:

@@ -28,7 +28,8 @@ from tiling.tissue import detect_tissue, tissue_fractions
 
 _MPP_TOLERANCE = 1e-3
 _OPEN_SLIDES: dict[tuple[str, float | None], Slide] = {}
-_MAX_OPEN_SLIDES = 4
+_MAX_THUMBNAIL_PIXELS = 8_000_000  # 2,800² px: a 20 × 20 mm section at 8 µm/px; larger slides get a coarser one
+_MAX_OPEN_SLIDES = 2  # each holds a decoded-tile cache of TilingConfig.reader_cache_mb
 
 
 @dataclass(frozen=True)
@@ -54,6 +55,7 @@ class ShardTask:
     row_col: np.ndarray  # (n, 2) grid positions of this shard's tiles
     level0_xy: np.ndarray  # (n, 2) their level-0 corners
     max_tiles_per_read: int
+    reader_cache_mb: int
 
 
 @dataclass(frozen=True)
@@ -70,13 +72,13 @@ class SlidePlan:
         return sum(len(task.row_col) for task in self.shards)
 
 
-def cached_slide(path: Path, mpp_override: float | None) -> Slide:
+def cached_slide(path: Path, mpp_override: float | None, cache_mb: int = 0) -> Slide:
     """This process's open handle on a slide (OpenSlide handles must not cross processes)."""
     key = (str(path), mpp_override)
     if key not in _OPEN_SLIDES:
         if len(_OPEN_SLIDES) >= _MAX_OPEN_SLIDES:
             _OPEN_SLIDES.pop(next(iter(_OPEN_SLIDES))).close()
-        _OPEN_SLIDES[key] = open_slide(path, mpp_override)
+        _OPEN_SLIDES[key] = open_slide(path, mpp_override, cache_mb)
     return _OPEN_SLIDES[key]
 
 
@@ -89,7 +91,7 @@ def forget_slide(path: Path) -> None:
 def plan_slide(job: SlideJob, cfg: TilingConfig) -> SlidePlan:
     """Check the slide, find its tissue, create its empty store; raise SlideError if it cannot be tiled."""
     try:
-        slide = cached_slide(job.slide_path, job.mpp_override)
+        slide = cached_slide(job.slide_path, job.mpp_override, cfg.reader_cache_mb)
         return _plan_open_slide(slide, job, cfg)
     except SlideError:
         forget_slide(job.slide_path)
@@ -104,7 +106,7 @@ def _plan_open_slide(slide: Slide, job: SlideJob, cfg: TilingConfig) -> SlidePla
     if 0 in grid.shape:
         raise SlideError(slide.path, f"slide of {slide.dimensions[0]}×{slide.dimensions[1]} px is smaller than one "
                                      f"{cfg.tile_size_px}-px tile at {cfg.target_mpp:g} µm/px")
-    thumbnail = slide.thumbnail(cfg.tissue.thumbnail_mpp)
+    thumbnail = slide.thumbnail(detection_mpp(slide, cfg.tissue.thumbnail_mpp))
     thumb_mpp = slide.level0_mpp * slide.dimensions[0] / thumbnail.shape[1]
     tissue = detect_tissue(thumbnail, thumb_mpp, cfg.tissue)
     row_col = grid_indices(grid)
@@ -125,11 +127,19 @@ def _plan_open_slide(slide: Slide, job: SlideJob, cfg: TilingConfig) -> SlidePla
     return SlidePlan(job, slide.level0_mpp, _shard_tasks(job, layout, grid, slide, row_col[keep], coords[keep], cfg))
 
 
+def detection_mpp(slide: Slide, thumbnail_mpp: float) -> float:
+    """The thumbnail resolution, coarsened for very large slides so that tissue detection (which
+    works in float on every thumbnail pixel) stays within a worker's memory budget."""
+    width, height = slide.dimensions
+    area_um2 = width * height * slide.level0_mpp**2
+    return max(thumbnail_mpp, (area_um2 / _MAX_THUMBNAIL_PIXELS) ** 0.5)
+
+
 def _shard_tasks(job: SlideJob, layout: StoreLayout, grid: GridSpec, slide: Slide, row_col: np.ndarray,
                  coords: np.ndarray, cfg: TilingConfig) -> list[ShardTask]:
     level = slide.best_level_for(cfg.target_mpp)
     return [ShardTask(job, layout, index, grid, level, row_col[layout.shard_slice(index)],
-                      coords[layout.shard_slice(index)], cfg.max_tiles_per_read)
+                      coords[layout.shard_slice(index)], cfg.max_tiles_per_read, cfg.reader_cache_mb)
             for index in range(layout.n_shards)]
 
 
@@ -166,10 +176,10 @@ def quick_checksum(path: Path, block_bytes: int = 2**20) -> str:
 def fill_shard(task: ShardTask) -> int:
     """Read the shard's tiles from the slide and write the shard; returns the tile count."""
     try:
-        slide = cached_slide(task.job.slide_path, task.job.mpp_override)
+        slide = cached_slide(task.job.slide_path, task.job.mpp_override, task.reader_cache_mb)
         tiles = np.empty((len(task.row_col), task.grid.tile_size_px, task.grid.tile_size_px, 3), np.uint8)
         for start, end in horizontal_runs(task.row_col, task.max_tiles_per_read):
-            tiles[start:end] = read_run(slide, task.grid, task.read_level, task.level0_xy[start], end - start)
+            read_run(slide, task.grid, task.read_level, task.level0_xy[start], tiles[start:end])
     except SlideError:
         forget_slide(task.job.slide_path)
         raise
@@ -177,8 +187,9 @@ def fill_shard(task: ShardTask) -> int:
     return len(tiles)
 
 
-def read_run(slide: Slide, grid: GridSpec, level: int, level0_xy: np.ndarray, n_tiles: int) -> np.ndarray:
-    """`n_tiles` horizontally adjacent tiles starting at `level0_xy`, resampled to the target mpp."""
+def read_run(slide: Slide, grid: GridSpec, level: int, level0_xy: np.ndarray, out: np.ndarray) -> None:
+    """Fill `out` (n, T, T, 3) with n horizontally adjacent tiles from `level0_xy`, at the target mpp."""
+    n_tiles = len(out)
     tile, stride = grid.tile_size_px, grid.stride_px
     width_px = (n_tiles - 1) * stride + tile
     to_level = grid.target_mpp / slide.level_mpp(level)
@@ -188,7 +199,8 @@ def read_run(slide: Slide, grid: GridSpec, level: int, level0_xy: np.ndarray, n_
         size = (int(np.ceil(width_px * to_level)), int(np.ceil(tile * to_level)))
         region = slide.read_rgb((int(level0_xy[0]), int(level0_xy[1])), level, size)
         region = np.asarray(Image.fromarray(region).resize((width_px, tile), Image.Resampling.LANCZOS))
-    return np.stack([region[:, i * stride:i * stride + tile] for i in range(n_tiles)])
+    for i in range(n_tiles):
+        out[i] = region[:, i * stride:i * stride + tile]
 
 
 def now_iso() -> str:

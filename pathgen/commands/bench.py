@@ -1,0 +1,41 @@
+"""`pathgen bench TASK_OR_SUITE.yaml --encoder DIR [...] [key=value ...]`: benchmark frozen encoders.
+
+Writes config.yaml (the resolved tasks), results.json, results.md and plots to --out, and prints
+the Markdown table. `--encoder` takes a model folder or random:<timm name> (a random-init baseline).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add the `bench` subcommand."""
+    parser = subparsers.add_parser("bench", help="benchmark frozen encoders on patch and slide tasks",
+                                   description=__doc__)
+    parser.add_argument("config", type=Path, help="a task or suite YAML (benchmarks/suites/)")
+    parser.add_argument("--encoder", action="append", required=True,
+                        help="model folder or random:<timm name>; repeat for several encoders")
+    parser.add_argument("--out", type=Path, default=Path("bench_out"), help="results folder (default bench_out)")
+    parser.add_argument("--cache", type=Path, default=None,
+                        help="feature and tile cache (default: <out>/cache); share it between runs")
+    parser.set_defaults(run=run, overrides=[])
+
+
+def run(args: argparse.Namespace) -> int:
+    """Load the tasks, run every encoder on each, write and print the report."""
+    from pathgen.config import ConfigError
+    from pathgen.eval.bench import load_tasks, run_bench, table
+
+    try:
+        tasks = load_tasks(args.config, list(args.overrides))
+        results = run_bench(tasks, args.encoder, args.out, args.cache or args.out / "cache",
+                            log=lambda text: print(text, file=sys.stderr))
+    except (ConfigError, ValueError, FileNotFoundError) as err:
+        print(f"pathgen bench: {err}", file=sys.stderr)
+        return 2
+    print(table(results))
+    print(f"pathgen bench: {len(results)} results → {args.out}/results.json, results.md")
+    return 0
