@@ -81,7 +81,7 @@ def save_qc_png(
     """Render the QC picture (see ``render_qc``) and write it as a PNG; returns the path."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    render_qc(thumbnail, tissue_mask, ink_mask, tile_boxes_thumb, title).save(path, format="PNG")
+    render_qc(thumbnail, tissue_mask, ink_mask, tile_boxes_thumb, title).save(path, format="PNG", compress_level=1)
     return path
 
 

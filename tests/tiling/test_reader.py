@@ -92,3 +92,16 @@ def test_default_dpi_is_not_taken_for_a_scan_resolution(tmp_path):
     tifffile.imwrite(path, np.full((300, 400, 3), 200, np.uint8), resolution=(72, 72), resolutionunit="INCH")
     with pytest.raises(SlideError, match="implausible resolution 352.8 µm/px.*--mpp-override"):
         open_slide(path)
+
+
+def test_transparent_pixels_become_white_glass(tmp_path):
+    from PIL import Image as PILImage
+
+    rgba = np.zeros((40, 50, 4), np.uint8)
+    rgba[..., :3] = (200, 100, 150)
+    rgba[:, :25, 3] = 255  # left half opaque, right half unscanned (transparent)
+    path = tmp_path / "alpha.png"
+    PILImage.fromarray(rgba, "RGBA").save(path)
+    region = open_slide(path, mpp_override=0.5).read_rgb((0, 0), 0, (50, 40))
+    assert (region[:, :25] == (200, 100, 150)).all()
+    assert (region[:, 25:] == 255).all()
