@@ -8,6 +8,8 @@ set stays on disk (`H5PatchSplit`) and so do CRC's 100,000 TIFFs (`FilePatchSpli
 
 from __future__ import annotations
 
+import abc
+
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -21,7 +23,7 @@ from pathgen.eval.datasets.stratify import stratified_holdout
 SPLITS = ("train", "val", "test")
 
 
-class PatchSplit:
+class PatchSplit(abc.ABC):
     """One split: `labels` (int64, N), `class_names`, and `image(i)` → uint8 (H, W, 3) RGB.
 
     Subclasses implement `image`; `images` reads several at once (stacked when same-sized).
@@ -40,8 +42,9 @@ class PatchSplit:
     def __getitem__(self, index: int) -> tuple[np.ndarray, int]:
         return self.image(index), int(self.labels[index])
 
+    @abc.abstractmethod
     def image(self, index: int) -> np.ndarray:
-        raise NotImplementedError
+        """The RGB uint8 (H, W, 3) image at `index`."""
 
     def images(self, indices: Sequence[int]) -> np.ndarray | list[np.ndarray]:
         """Images at `indices`: an (n, H, W, 3) array if all are one size, else a list."""
