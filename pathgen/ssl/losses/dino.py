@@ -10,9 +10,8 @@ from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
-from torch import nn
 
-from pathgen.ssl.distributed import all_reduce_sum
+from pathgen.ssl.losses.centering import CenteredTeacherLoss
 
 
 def teacher_temperature(epoch: float, warmup_teacher_temp: float, teacher_temp: float, warmup_epochs: float) -> float:
@@ -33,7 +32,7 @@ def teacher_temperature(epoch: float, warmup_teacher_temp: float, teacher_temp: 
     return warmup_teacher_temp + (teacher_temp - warmup_teacher_temp) * epoch / warmup_epochs
 
 
-class DINOLoss(nn.Module):
+class DINOLoss(CenteredTeacherLoss):
     """Cross-entropy between the centred, sharpened teacher and the student over all view pairs.
 
     Loss = mean over pairs (teacher global view a, student view b, b ≠ a) of
@@ -49,10 +48,7 @@ class DINOLoss(nn.Module):
     """
 
     def __init__(self, out_dim: int, student_temp: float = 0.1, center_momentum: float = 0.9):
-        super().__init__()
-        self.student_temp = student_temp
-        self.center_momentum = center_momentum
-        self.register_buffer("center", torch.zeros(1, out_dim))
+        super().__init__(out_dim, student_temp, center_momentum)
 
     def forward(
         self, student_logits: Sequence[torch.Tensor], teacher_logits: Sequence[torch.Tensor], teacher_temp: float
@@ -80,15 +76,3 @@ class DINOLoss(nn.Module):
         self.update_center(torch.cat(list(teacher_logits)))
         return total / n_terms
 
-    @torch.no_grad()
-    def teacher_probabilities(self, teacher_logits: torch.Tensor, teacher_temp: float) -> torch.Tensor:
-        """softmax((t − c) / τ_t) in fp32, detached: the teacher's centred and sharpened targets."""
-        return F.softmax((teacher_logits.float() - self.center) / teacher_temp, dim=-1)
-
-    @torch.no_grad()
-    def update_center(self, teacher_logits: torch.Tensor) -> None:
-        """c ← m·c + (1 − m)·(mean of `teacher_logits` (N, out_dim) over every rank's rows)."""
-        summed = all_reduce_sum(teacher_logits.float().sum(dim=0, keepdim=True))
-        count = all_reduce_sum(torch.tensor(float(teacher_logits.shape[0]), device=teacher_logits.device))
-        batch_center = summed / count
-        self.center.mul_(self.center_momentum).add_(batch_center * (1.0 - self.center_momentum))

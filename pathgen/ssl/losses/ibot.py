@@ -9,12 +9,11 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from torch import nn
 
-from pathgen.ssl.distributed import all_reduce_sum
+from pathgen.ssl.losses.centering import CenteredTeacherLoss
 
 
-class IBOTPatchLoss(nn.Module):
+class IBOTPatchLoss(CenteredTeacherLoss):
     """Cross-entropy between teacher and student patch tokens at the positions masked for the student.
 
     The student sees a global crop with some patches replaced by a mask token; the teacher sees
@@ -31,10 +30,7 @@ class IBOTPatchLoss(nn.Module):
     """
 
     def __init__(self, patch_out_dim: int, student_temp: float = 0.1, center_momentum: float = 0.9):
-        super().__init__()
-        self.student_temp = student_temp
-        self.center_momentum = center_momentum
-        self.register_buffer("center", torch.zeros(1, patch_out_dim))
+        super().__init__(patch_out_dim, student_temp, center_momentum)
 
     def forward(
         self,
@@ -64,16 +60,3 @@ class IBOTPatchLoss(nn.Module):
         self.update_center(teacher_masked_logits)
         return torch.sum(per_patch * weight) / masks.shape[0]
 
-    @torch.no_grad()
-    def teacher_probabilities(self, teacher_logits: torch.Tensor, teacher_temp: float) -> torch.Tensor:
-        """softmax((t − c) / τ_t) in fp32, detached."""
-        return F.softmax((teacher_logits.float() - self.center) / teacher_temp, dim=-1)
-
-    @torch.no_grad()
-    def update_center(self, teacher_logits: torch.Tensor) -> None:
-        """c ← m·c + (1 − m)·(mean of the (M, K) masked teacher tokens over every rank), if M > 0."""
-        summed = all_reduce_sum(teacher_logits.float().sum(dim=0, keepdim=True))
-        count = all_reduce_sum(torch.tensor(float(teacher_logits.shape[0]), device=teacher_logits.device))
-        # with no masked patch on any rank the centre stays where it is
-        batch_center = torch.where(count > 0, summed / count.clamp(min=1.0), self.center)
-        self.center.mul_(self.center_momentum).add_(batch_center * (1.0 - self.center_momentum))
