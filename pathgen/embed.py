@@ -37,11 +37,22 @@ class _StoreTiles(Dataset):
         return torch.from_numpy(np.ascontiguousarray(self.store[index].transpose(2, 0, 1)))
 
 
+def resize_and_crop(images: torch.Tensor, size: int) -> torch.Tensor:
+    """Shorter side resized to `size` (bilinear, antialiased), then a centred `size` square: the
+    usual evaluation transform (eva's ResizeAndCrop); square tiles are only resized."""
+    height, width = images.shape[-2:]
+    if (height, width) == (size, size):
+        return images
+    scale = size / min(height, width)
+    new_hw = (max(size, round(height * scale)), max(size, round(width * scale)))
+    images = F.interpolate(images, size=new_hw, mode="bilinear", antialias=True, align_corners=False)
+    top, left = (new_hw[0] - size) // 2, (new_hw[1] - size) // 2
+    return images[..., top:top + size, left:left + size]
+
+
 def preprocess(tiles_u8: torch.Tensor, config: EncoderConfig) -> torch.Tensor:
-    """uint8 (B, 3, H, W) tiles → the normalised float input the encoder was trained on."""
-    images = tiles_u8.float().div_(255.0)
-    if images.shape[-1] != config.tile_size_px:
-        images = F.interpolate(images, size=config.tile_size_px, mode="bilinear", antialias=True, align_corners=False)
+    """uint8 (B, 3, H, W) images → the normalised float input the encoder was trained on."""
+    images = resize_and_crop(tiles_u8.float().div_(255.0), config.tile_size_px)
     mean = torch.tensor(config.mean, device=images.device).view(1, 3, 1, 1)
     std = torch.tensor(config.std, device=images.device).view(1, 3, 1, 1)
     return (images - mean) / std

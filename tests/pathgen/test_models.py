@@ -51,3 +51,16 @@ def test_bad_config_json_names_the_file(tmp_path):
     (tmp_path / "config.json").write_text("{}")
     with pytest.raises(ValueError, match="config.json: not a pathgen encoder config"):
         load_encoder(tmp_path)
+
+
+def test_evaluation_resize_keeps_aspect_and_crops_the_centre():
+    from pathgen.embed import resize_and_crop
+
+    image = torch.zeros(1, 3, 100, 200)
+    image[..., :, 50:150] = 1.0  # a centred square of ones in a wide image
+    out = resize_and_crop(image, 50)
+    assert out.shape == (1, 3, 50, 50)
+    assert out.mean().item() > 0.95  # only the centre square survives the crop
+    square = torch.rand(2, 3, 64, 64)
+    assert resize_and_crop(square, 64) is square
+    assert resize_and_crop(square, 32).shape == (2, 3, 32, 32)
