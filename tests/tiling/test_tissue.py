@@ -284,3 +284,15 @@ def test_tissue_fractions_empty_and_bad_input():
     assert tissue_fractions(QUARTER, 1.0, 1.0, np.zeros((0, 2), int), 4).shape == (0,)
     with pytest.raises(ValueError, match=r"\(N, 2\)"):
         tissue_fractions(QUARTER, 1.0, 1.0, np.zeros((3,), int), 4)
+
+
+@pytest.mark.parametrize("radius", [1.5, 4, 6, 9.5])
+def test_disk_and_distance_transform_morphology_agree(radius):
+    from scipy import ndimage as ndi
+
+    from tiling.tissue import dilate, erode
+
+    rng = np.random.default_rng(0)
+    mask = ndi.gaussian_filter(rng.random((120, 160)), 4) > 0.5
+    np.testing.assert_array_equal(dilate(mask, radius), ndi.distance_transform_edt(~mask) <= radius)
+    np.testing.assert_array_equal(erode(mask, radius), ndi.distance_transform_edt(mask) > radius)
