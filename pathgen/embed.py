@@ -38,8 +38,8 @@ class _StoreTiles(Dataset):
 
 
 def resize_and_crop(images: torch.Tensor, size: int) -> torch.Tensor:
-    """Shorter side resized to `size` (bilinear, antialiased), then a centred `size` square: the
-    usual evaluation transform (eva's ResizeAndCrop); square tiles are only resized."""
+    """Shorter side resized to `size` (bilinear, antialiased), then a centred `size` square: eva's
+    ResizeAndCrop (torchvision Resize(size) + CenterCrop(size)); square tiles are only resized."""
     height, width = images.shape[-2:]
     if (height, width) == (size, size):
         return images
