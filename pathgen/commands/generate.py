@@ -1,0 +1,11 @@
+"""`pathgen generate` (being built in this change; the owner replaces this module)."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add the `generate` subcommand."""
+    parser = subparsers.add_parser("generate", help="(in progress)")
+    parser.set_defaults(run=lambda args: 2, overrides=[])

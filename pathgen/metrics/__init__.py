@@ -1,0 +1,1 @@
+"""Generation quality: Fréchet distance in an encoder's feature space, conditioning fidelity, diversity."""
