@@ -88,16 +88,21 @@ class DINO(SSLMethod):
 
     def forward(self, views: list[torch.Tensor], info: StepInfo) -> dict[str, torch.Tensor]:
         """DINO loss (+ weighted KoLeo and iBOT terms) on n_global global then n_local local crops."""
+        return self.distillation_terms(views, info)[0]
+
+    def distillation_terms(
+        self, views: list[torch.Tensor], info: StepInfo
+    ) -> tuple[dict[str, torch.Tensor], list[torch.Tensor], float]:
+        """The loss dict of `forward`, plus the teacher's raw logits per global crop and the teacher
+        temperature of this step (extensions such as Gen-SIS reuse them for their own targets)."""
         check_view_count(views, self.crops, "DINO")
         cfg, n_global = self.cfg, self.cfg.n_global
-        temp = teacher_temperature(
-            info.epoch, cfg.warmup_teacher_temp, cfg.teacher_temp, cfg.warmup_teacher_temp_epochs
-        )
+        temp = self.teacher_temp(info)
         globals_batch = torch.cat(views[:n_global])
         masks = self._sample_masks(globals_batch) if cfg.ibot_weight > 0 else None
         with torch.no_grad():
             teacher_features, teacher_patches = self._backbone_outputs(self.teacher_backbone, globals_batch)
-            teacher_logits = self.teacher_head(teacher_features).chunk(n_global)
+            teacher_logits = list(self.teacher_head(teacher_features).chunk(n_global))
         student_features, student_patches = self._backbone_outputs(self.backbone, globals_batch, masks)
         student_per_view = list(student_features.chunk(n_global)) + multicrop_features(self.backbone, views[n_global:])
         student_logits = self.head(torch.cat(student_per_view)).chunk(len(views))
@@ -112,7 +117,12 @@ class DINO(SSLMethod):
             ibot = self._ibot(student_patches, teacher_patches, masks, temp)
             loss = loss + cfg.ibot_weight * ibot
             logs["ibot_loss"] = ibot.detach()
-        return {"loss": loss, **logs}
+        return {"loss": loss, **logs}, teacher_logits, temp
+
+    def teacher_temp(self, info: StepInfo) -> float:
+        """The teacher temperature at this point of training (warm-up schedule)."""
+        cfg = self.cfg
+        return teacher_temperature(info.epoch, cfg.warmup_teacher_temp, cfg.teacher_temp, cfg.warmup_teacher_temp_epochs)
 
     def _backbone_outputs(
         self, backbone: nn.Module, images: torch.Tensor, masks: torch.Tensor | None = None

@@ -1,0 +1,58 @@
+"""Gen-DINO: DINO with generated views and Gen-SIS's disentanglement task (REFERENCES §2).
+
+The generative augmentation itself lives in the data (a view provider swaps real views for bank
+views); this module adds the second term. A batch is either DINO's list of crops, or a dict from
+`pathgen.genaug.sources.InterpolationViews`:
+
+- ``views``: DINO's crops of the primary tile (global crops first);
+- ``interp``: (B, 3, G, G) a global-crop augmentation of the image generated from
+  SLERP(e_primary, e_secondary, α);
+- ``secondary``: (B, 3, G, G) a global-crop augmentation of the secondary tile;
+- ``alpha``: (B,) the interpolation weight on the primary; ``has_interp``: (B,) bool.
+
+The teacher's output on view(I1) is its output on the primary's first global crop, which is a
+vanilla DINO augmentation of I1 — the page's "apply vanilla DINO augmentation to I1" — so no extra
+teacher pass is spent on it; view(I2) costs one teacher pass, view(I_int) one student pass.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from pathgen.genaug.disentangle import disentangle_loss
+from pathgen.ssl.base import StepInfo
+from pathgen.ssl.dino import DINO, DINOConfig
+
+
+class GenSISDINO(DINO):
+    """DINO plus `disentangle_weight` × L_dis on batches that carry interpolated views.
+
+    Args:
+        backbone: Maps (B, 3, H, W) → (B, embed_dim).
+        embed_dim: Backbone feature size.
+        cfg: DINO hyper-parameters.
+        disentangle_weight: Weight of L_dis against the DINO loss (the page does not give it; 1.0
+            treats both pretext tasks alike).
+    """
+
+    def __init__(self, backbone: nn.Module, embed_dim: int, cfg: DINOConfig | None = None,
+                 disentangle_weight: float = 1.0):
+        super().__init__(backbone, embed_dim, cfg)
+        self.disentangle_weight = disentangle_weight
+
+    def forward(self, batch, info: StepInfo) -> dict[str, torch.Tensor]:  # noqa: ANN001 -- list or dict
+        """DINO on the crops; plus the weighted disentanglement loss when the batch has interpolations."""
+        if not isinstance(batch, dict):
+            return super().forward(batch, info)
+        outputs, teacher_logits, temp = self.distillation_terms(batch["views"], info)
+        if self.disentangle_weight <= 0:
+            return outputs
+        with torch.no_grad():
+            teacher_secondary = self.teacher_head(self.teacher_backbone(batch["secondary"]))
+        student_interp = self.head(self.backbone(batch["interp"]))
+        loss = disentangle_loss(student_interp, teacher_logits[0], teacher_secondary, batch["alpha"],
+                                self.dino_loss, temp, batch["has_interp"])
+        outputs["loss"] = outputs["loss"] + self.disentangle_weight * loss
+        outputs["disentangle_loss"] = loss.detach()
+        return outputs
