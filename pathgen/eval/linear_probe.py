@@ -3,10 +3,22 @@
 Recipe (kaiko-ai/eva ``configs/vision/pathology/offline/classification/patch_camelyon.yaml`` at
 HEAD 73b61a79, and its leaderboard conventions in ``docs/leaderboards.md``): a linear head on
 frozen embeddings (no normalisation of the embeddings), AdamW lr 3e-4 (torch defaults otherwise:
-weight decay 0.01, betas 0.9/0.999), batch 256, 12,500 steps, no LR scheduler (eva removed
-CosineAnnealingLR in commit c36237c7; "cosine" stays as an option for the older protocol), a
-binary head Linear(D, 1) + BCEWithLogits, a C-way head + cross-entropy otherwise; the head with
-the best validation balanced accuracy is kept.
+weight decay 0.01, betas 0.9/0.999), batch 256, 12,500 steps, a binary head Linear(D, 1) +
+BCEWithLogits, a C-way head + cross-entropy otherwise; the head with the best validation score
+(`monitor`) is kept. The per-task settings (patience, schedule) live in benchmarks/suites/*.yaml.
+
+Two eva details that the defaults here do not reproduce (the suite YAMLs set them):
+- The LR schedule. A config without ``lr_scheduler`` still gets one: eva's HeadModule defaults to
+  ``torch.optim.lr_scheduler.ConstantLR`` (LR × 1/3 for the first 5 scheduler steps;
+  src/eva/core/models/modules/head.py, kaiko-eva 0.4.5), and Lightning steps a scheduler once
+  per epoch unless told otherwise, so the CosineAnnealingLR with T_max = max_steps of the
+  MHIST/BACH configs barely decays (eva PR #772 removed it elsewhere as "wrongly configured").
+  `lr_schedule="eva_default"` with `lr_schedule_interval="epoch"` reproduces the first;
+  "cosine" + "epoch" the second.
+- The monitored metric's name. eva's ``val/MulticlassAccuracy`` is torchmetrics
+  MulticlassAccuracy with eva's default average="macro", i.e. mean per-class recall: balanced
+  accuracy, not plain accuracy (it differs from scikit-learn's only when a class is absent from
+  the validation labels). "accuracy" is plain accuracy, e.g. eva's ``val/BinaryAccuracy``.
 
 One deliberate change: eva validates once per epoch and counts patience (3) in epochs, which on a
 small training set stops runs after a few dozen steps (eva 0.4.5 on 1,279 real tiles, measured
@@ -27,36 +39,69 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from pathgen.eval.metrics import balanced_accuracy, classification_metrics
+from pathgen.eval.metrics import METRICS, classification_metrics
 from pathgen.eval.probe_result import ProbeResult, check_splits
 
 
 @dataclass
 class LinearProbeConfig:
-    """Linear-head training; defaults are eva's PCam recipe (see the module docstring).
+    """Linear-head training; defaults are eva's PCam recipe bar the LR schedule (module docstring).
 
     Attributes:
-        lr: AdamW learning rate.
-        weight_decay: AdamW weight decay (torch's default, which eva leaves unchanged).
+        lr: Learning rate.
+        optimizer: "adamw" (torch.optim.AdamW, eva since Oct 2024) or "sgd" (torch.optim.SGD with
+            `momentum`, eva's earlier protocol).
+        weight_decay: Weight decay; None leaves torch's default for the optimizer (AdamW 0.01,
+            SGD 0), which is what eva's AdamW configs do (its SGD configs set 0 explicitly).
+        momentum: SGD momentum (eva 0.9); ignored by AdamW.
         batch_size: Training rows per step (the last batch of an epoch may be smaller).
         max_steps: Optimiser steps at most.
-        lr_schedule: "constant" (current eva) or "cosine" (CosineAnnealingLR over max_steps).
+        lr_schedule: "constant" (the LR never changes), "cosine" (CosineAnnealingLR, T_max =
+            `max_steps`, down to 0) or "eva_default" (torch ConstantLR's defaults: LR × 1/3 for
+            the first 5 scheduler steps, then the full LR; what eva's HeadModule uses when a
+            config names no scheduler).
+        lr_schedule_interval: When the scheduler steps: "step" (after every optimiser step) or
+            "epoch" (after every pass over the training rows, ceil(N / batch_size) steps, as
+            Lightning does for eva). T_max stays `max_steps` either way, as in eva's configs.
         val_every_steps: Validate every this many steps (and after the last step).
+        monitor: The validation metric that selects the checkpoint and drives early stopping,
+            a key of `pathgen.eval.metrics.METRICS` (higher is better): "balanced_accuracy" (eva's
+            val/BinaryBalancedAccuracy, and its val/MulticlassAccuracy, which is macro-averaged)
+            or "accuracy" (eva's val/BinaryAccuracy of the older protocol).
         patience: Stop after this many validation checks without a strict improvement of the
-            best validation balanced accuracy; None trains all `max_steps`.
+            best `monitor` value; None trains all `max_steps`.
         cpu_threads: torch threads while training on CPU (restored afterwards); None leaves them.
             A linear head's steps are tiny, so one thread avoids thread-sync overhead: on the
             2-core dev machine under load, 0.44 ms/step with 1 thread against 8.9 ms with 2.
     """
 
     lr: float = 3e-4
-    weight_decay: float = 0.01
+    optimizer: str = "adamw"
+    weight_decay: float | None = None
+    momentum: float = 0.9
     batch_size: int = 256
     max_steps: int = 12_500
     lr_schedule: str = "constant"
+    lr_schedule_interval: str = "step"
     val_every_steps: int = 1024
+    monitor: str = "balanced_accuracy"
     patience: int | None = 3
     cpu_threads: int | None = 1
+
+
+OPTIMIZERS = ("adamw", "sgd")
+LR_SCHEDULES = ("constant", "cosine", "eva_default")
+LR_SCHEDULE_INTERVALS = ("step", "epoch")
+
+
+def check_config(cfg: LinearProbeConfig) -> None:
+    """Raise ValueError naming the first field of `cfg` that cannot run."""
+    if cfg.val_every_steps < 1 or cfg.max_steps < 1 or cfg.batch_size < 1:
+        raise ValueError(f"LinearProbeConfig: steps, val_every_steps and batch_size must be ≥ 1, got {cfg}")
+    for name, allowed in (("optimizer", OPTIMIZERS), ("lr_schedule", LR_SCHEDULES),
+                          ("lr_schedule_interval", LR_SCHEDULE_INTERVALS), ("monitor", tuple(METRICS))):
+        if getattr(cfg, name) not in allowed:
+            raise ValueError(f"LinearProbeConfig.{name} must be one of {allowed}, got {getattr(cfg, name)!r}")
 
 
 @dataclass
@@ -136,27 +181,40 @@ def head_probabilities(head: torch.nn.Module, features: torch.Tensor) -> np.ndar
     return torch.softmax(logits, dim=1).cpu().numpy()
 
 
+def make_optimizer(params, cfg: LinearProbeConfig) -> torch.optim.Optimizer:
+    """AdamW or SGD (with `momentum`); weight decay None = torch's default for that optimizer."""
+    decay = {} if cfg.weight_decay is None else {"weight_decay": cfg.weight_decay}
+    if cfg.optimizer == "sgd":
+        return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, **decay)
+    return torch.optim.AdamW(params, lr=cfg.lr, **decay)
+
+
 def make_scheduler(optimizer: torch.optim.Optimizer, cfg: LinearProbeConfig) -> torch.optim.lr_scheduler.LRScheduler:
-    """Constant LR (eva today) or cosine annealing to 0 over `max_steps` (older eva)."""
+    """Constant LR, cosine annealing to 0 with T_max = `max_steps`, or torch ConstantLR's defaults."""
     if cfg.lr_schedule == "cosine":
         return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=cfg.max_steps)
+    if cfg.lr_schedule == "eva_default":
+        return torch.optim.lr_scheduler.ConstantLR(optimizer)
     if cfg.lr_schedule == "constant":
         return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda _: 1.0)
-    raise ValueError(f"LinearProbeConfig.lr_schedule must be 'constant' or 'cosine', got {cfg.lr_schedule!r}")
+    raise ValueError(f"LinearProbeConfig.lr_schedule must be one of {LR_SCHEDULES}, got {cfg.lr_schedule!r}")
 
 
 def train_head(
     train: tuple[torch.Tensor, torch.Tensor], val: tuple[torch.Tensor, np.ndarray], n_classes: int,
     cfg: LinearProbeConfig, generator: torch.Generator,
-) -> tuple[torch.nn.Module, CheckpointSelector]:
-    """Train the head with periodic validation; returns it loaded with the selected weights."""
-    if cfg.val_every_steps < 1 or cfg.max_steps < 1 or cfg.batch_size < 1:
-        raise ValueError(f"LinearProbeConfig: steps, val_every_steps and batch_size must be ≥ 1, got {cfg}")
+) -> tuple[torch.nn.Module, CheckpointSelector, list[float]]:
+    """Train the head with periodic validation; returns it loaded with the selected weights.
+
+    Also returns, per validation check, the learning rate of the step just taken.
+    """
+    check_config(cfg)
     (x, y), (val_x, val_y) = train, val
     head = init_head(x.shape[1], n_classes, generator).to(x.device)
-    optimizer = torch.optim.AdamW(head.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    optimizer = make_optimizer(head.parameters(), cfg)
     scheduler = make_scheduler(optimizer, cfg)
-    selector = CheckpointSelector(cfg.patience)
+    steps_per_epoch = math.ceil(len(x) / cfg.batch_size)  # what shuffled_batches yields per pass
+    selector, check_lrs = CheckpointSelector(cfg.patience), []
     batches = shuffled_batches(len(x), cfg.batch_size, generator)
     for step in range(1, cfg.max_steps + 1):
         idx = next(batches).to(x.device)
@@ -164,12 +222,15 @@ def train_head(
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
-        scheduler.step()
+        lr = optimizer.param_groups[0]["lr"]
+        if cfg.lr_schedule_interval == "step" or step % steps_per_epoch == 0:
+            scheduler.step()
         if step % cfg.val_every_steps == 0 or step == cfg.max_steps:
-            if selector.update(step, balanced_accuracy(val_y, head_probabilities(head, val_x)), head):
+            check_lrs.append(lr)
+            if selector.update(step, METRICS[cfg.monitor](val_y, head_probabilities(head, val_x)), head):
                 break
     head.load_state_dict(selector.best_state)
-    return head, selector
+    return head, selector, check_lrs
 
 
 def linear_probe(
@@ -191,7 +252,9 @@ def linear_probe(
 
     Returns:
         A ProbeResult with val/test metrics of the selected head, `selected["step"]`, the test
-        probabilities, and in `extra` the validation history and the step training stopped at.
+        probabilities, and in `extra` the validation history (per check: the step, the monitored
+        value as ``val_<monitor>`` and the learning rate of that step) and the step training
+        stopped at.
     """
     cfg = cfg or LinearProbeConfig()
     (tx, ty), (vx, vy), (sx, sy), n_classes = check_splits((train_x, train_y), (val_x, val_y), (test_x, test_y))
@@ -199,7 +262,7 @@ def linear_probe(
     to_tensor = lambda a: torch.as_tensor(a, device=device)  # noqa: E731
     train = (to_tensor(tx), to_tensor(ty))
     with torch_threads(cfg.cpu_threads if torch.device(device).type == "cpu" else None):
-        head, selector = train_head(train, (to_tensor(vx), vy), n_classes, cfg, generator)
+        head, selector, check_lrs = train_head(train, (to_tensor(vx), vy), n_classes, cfg, generator)
     test_scores = head_probabilities(head, to_tensor(sx))
     return ProbeResult(
         name="linear",
@@ -210,7 +273,8 @@ def linear_probe(
         selected={"step": selector.best_step},
         test_scores=test_scores,
         extra={
-            "val_history": [{"step": s, "val_balanced_accuracy": v} for s, v in selector.history],
+            "val_history": [{"step": s, f"val_{cfg.monitor}": v, "lr": lr}
+                            for (s, v), lr in zip(selector.history, check_lrs, strict=True)],
             "stopped_step": selector.history[-1][0],
             "seed": seed,
         },

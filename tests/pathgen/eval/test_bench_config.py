@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import pytest
@@ -30,6 +31,32 @@ def test_pcam_is_evas_linear_recipe_and_camelyon16_small_caps_patches():
     abmil = small.mil_configs()["abmil"]
     assert abmil == MILConfig.eva_camelyon16_small()
     assert (small.tiling.target_mpp, small.tiling.tile_size_px, len(small.seeds)) == (0.25, 224, 20)
+
+
+# eva's offline linear probes (kaiko-ai/eva configs/vision/pathology/offline/classification/):
+# (task, eva commit): optimizer, lr schedule (+ per-epoch stepping), monitor, patience in epochs,
+# and eva's training-set size, whose epoch (batch 256) sets val_every_steps.
+EVA_LINEAR = {
+    "pcam": ("adamw", "eva_default", "balanced_accuracy", 3, 262_144),  # c36237c7 (REFERENCES §7)
+    "crc": ("adamw", "eva_default", "balanced_accuracy", 7, 100_000),  # 0fa9bce6
+    "mhist": ("adamw", "cosine", "balanced_accuracy", 70, 2_175),  # 2fea425c
+    "bach": ("adamw", "cosine", "balanced_accuracy", 400, 268),  # 2fea425c
+}
+
+
+@pytest.mark.parametrize("name", sorted(EVA_LINEAR))
+def test_patch_suites_carry_evas_linear_probe(name):
+    (task,) = load_tasks(SUITES / f"{name}.yaml")
+    linear = task.probes.selected()["linear"]
+    optimizer, schedule, monitor, patience, n_train = EVA_LINEAR[name]
+    assert (linear.optimizer, linear.lr, linear.weight_decay) == (optimizer, 3e-4, None)
+    assert (linear.lr_schedule, linear.lr_schedule_interval) == (schedule, "epoch")
+    assert (linear.monitor, linear.patience) == (monitor, patience)
+    assert (linear.batch_size, linear.max_steps) == (256, 12_500)
+    assert linear.val_every_steps == math.ceil(n_train / linear.batch_size)
+    assert task.seeds == [0, 1, 2, 3, 4]
+    # eva's splits: selection (and, without a test split, the report) on eva's val
+    assert task.data.options.get("protocol", "eva") == "eva"
 
 
 def test_overrides_reach_all_tasks_or_one_task():

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from eval_features import linear_signal, random_labels, splits
-from pathgen.eval.linear_probe import CheckpointSelector, LinearProbeConfig, linear_probe
+from pathgen.eval.linear_probe import CheckpointSelector, LinearProbeConfig, linear_probe, make_optimizer
 from pathgen.eval.metrics import balanced_accuracy
 
 QUICK = LinearProbeConfig(lr=1e-2, max_steps=400, val_every_steps=20, patience=None)
@@ -90,8 +90,11 @@ def test_cosine_schedule_runs_and_unknown_schedule_is_an_error() -> None:
 
 def test_defaults_are_evas_pcam_recipe() -> None:
     cfg = LinearProbeConfig()
-    assert (cfg.lr, cfg.weight_decay, cfg.batch_size, cfg.max_steps) == (3e-4, 0.01, 256, 12_500)
-    assert (cfg.lr_schedule, cfg.val_every_steps, cfg.patience) == ("constant", 1024, 3)
+    assert (cfg.lr, cfg.optimizer, cfg.batch_size, cfg.max_steps) == (3e-4, "adamw", 256, 12_500)
+    assert (cfg.lr_schedule, cfg.lr_schedule_interval, cfg.val_every_steps) == ("constant", "step", 1024)
+    assert (cfg.monitor, cfg.patience) == ("balanced_accuracy", 3)
+    optimizer = make_optimizer(torch.nn.Linear(2, 1).parameters(), cfg)
+    assert isinstance(optimizer, torch.optim.AdamW) and optimizer.param_groups[0]["weight_decay"] == 0.01
 
 
 @pytest.mark.slow
