@@ -3,18 +3,30 @@
 A method owns its student backbone, heads, and any teacher / momentum copies. The loop gives it a
 batch of views and the training progress; it returns its loss and scalars to log. After each
 optimizer step the loop calls `after_step`, where momentum encoders are updated.
+
+Pairwise methods (MoCo v3, SimSiam, BYOL, SimCLR) can weight each positive pair in their loss by
+an optional `pair_weighter`, GenView's quality-driven contrastive loss (Li et al., ECCV 2024;
+pathgen.genaug.quality.QualityWeighter). DINO, Barlow Twins and MoCo v2 take no pair weights:
+DINO and Barlow Twins are not per-pair contrastive losses (a distillation over all crop pairs, a
+batch cross-correlation matrix), and GenView's released configs weight only MoCo v3 and SimSiam;
+its MoCo v2 recipe is not public (REFERENCES §1b), though MoCo v2's per-query InfoNCE could take
+weights the same way.
 """
 
 from __future__ import annotations
 
 import abc
+from collections.abc import Callable
 
 import torch
 from torch import nn
 
 from pathgen.schedules import StepInfo
 
-__all__ = ["SSLMethod", "StepInfo"]
+__all__ = ["PairWeighter", "SSLMethod", "StepInfo"]
+
+#: views (global crops first, each (B, 3, H, W)) → (B,) loss weight per image, or None for unweighted
+PairWeighter = Callable[[list[torch.Tensor]], torch.Tensor | None]
 
 
 class SSLMethod(nn.Module, abc.ABC):
@@ -27,6 +39,39 @@ class SSLMethod(nn.Module, abc.ABC):
         super().__init__()
         self.backbone = backbone
         self.embed_dim = embed_dim
+        #: optional GenView pair weighter, set after construction; read by `pair_weights`
+        self.pair_weighter: PairWeighter | None = None
+
+    def __setattr__(self, name: str, value: object) -> None:
+        if name == "pair_weighter" and isinstance(value, nn.Module):
+            raise TypeError(
+                "pair_weighter must be a plain callable, not an nn.Module: a module would be registered "
+                "into this method (its state dict, optimizer groups, train()/eval() and DDP); keep the frozen "
+                "scorer inside a plain object such as pathgen.genaug.quality.QualityWeighter"
+            )
+        super().__setattr__(name, value)
+
+    def pair_weights(self, views: list[torch.Tensor]) -> torch.Tensor | None:
+        """(B,) detached fp32 loss weights from `pair_weighter` (GenView), or None when there is none.
+
+        Methods whose loss takes per-pair weights call this in `forward` and pass the result on;
+        None keeps their loss exactly the unweighted one.
+        """
+        if self.pair_weighter is None:
+            return None
+        with torch.no_grad():
+            weights = self.pair_weighter(views)
+        if weights is None:
+            return None
+        batch = views[0].shape[0]
+        if weights.shape != (batch,):
+            raise ValueError(f"pair_weighter returned shape {tuple(weights.shape)}; expected ({batch},), one per image")
+        return weights.detach().float()
+
+    @staticmethod
+    def pair_weight_logs(weights: torch.Tensor | None) -> dict[str, torch.Tensor]:
+        """Scalars to log about the pair weights: none when unweighted, else their largest value."""
+        return {} if weights is None else {"pair_weight_max": weights.max()}
 
     @abc.abstractmethod
     def forward(self, views: list[torch.Tensor], info: StepInfo) -> dict[str, torch.Tensor]:

@@ -38,7 +38,8 @@ class BYOL(SSLMethod):
     Targets come from the global crops only; predictions from every crop (solo-learn's
     multi-crop BYOL). Each view goes through the networks on its own, so batch-norm statistics
     are per view as in the reference code. The loss sums 2 − 2·cos over ordered pairs (target view a, prediction
-    view b ≠ a), so two views give BYOL's symmetrised loss.
+    view b ≠ a), so two views give BYOL's symmetrised loss. Pair weights (GenView, `pair_weighter`)
+    are per image and apply to every ordered pair of that image's views.
 
     Args:
         backbone: Maps (B, 3, H, W) → (B, embed_dim).
@@ -64,10 +65,14 @@ class BYOL(SSLMethod):
         predictions = [self.predictor(self.projector(self.backbone(view))) for view in views]
         with torch.no_grad():
             targets = [self.target_projector(self.target_backbone(view)) for view in views[:n_global]]
+        weights = self.pair_weights(views)
         loss = sum(
-            byol_loss(predictions[b], targets[a]) for a in range(n_global) for b in range(len(views)) if b != a
+            byol_loss(predictions[b], targets[a], weights)
+            for a in range(n_global)
+            for b in range(len(views))
+            if b != a
         )
-        return {"loss": loss}
+        return {"loss": loss, **self.pair_weight_logs(weights)}
 
     @torch.no_grad()
     def after_step(self, info: StepInfo) -> None:

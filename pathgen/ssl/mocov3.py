@@ -67,8 +67,9 @@ class MoCoV3(SSLMethod):
         query_1, query_2 = (self.predictor(self.projector(self.backbone(view))) for view in views)
         with torch.no_grad():
             key_1, key_2 = (self.momentum_projector(self.momentum_backbone(view)) for view in views)
-        loss = mocov3_loss(query_1, query_2, key_1, key_2, self.cfg.temperature)
-        return {"loss": loss}
+        weights = self.pair_weights(views)
+        loss = mocov3_loss(query_1, query_2, key_1, key_2, self.cfg.temperature, weights)
+        return {"loss": loss, **self.pair_weight_logs(weights)}
 
     @torch.no_grad()
     def after_step(self, info: StepInfo) -> None:

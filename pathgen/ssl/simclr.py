@@ -56,5 +56,6 @@ class SimCLR(SSLMethod):
         """
         check_view_count(views, self.crops, "SimCLR")
         projections = [self.projector(self.backbone(view)) for view in views]
-        loss = nt_xent_loss(projections, self.cfg.temperature)
-        return {"loss": loss}
+        weights = self.pair_weights(views)
+        loss = nt_xent_loss(projections, self.cfg.temperature, weights)
+        return {"loss": loss, **self.pair_weight_logs(weights)}

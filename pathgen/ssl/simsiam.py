@@ -54,8 +54,9 @@ class SimSiam(SSLMethod):
         check_view_count(views, self.crops, "SimSiam")
         projection_1, projection_2 = (self.projector(self.backbone(view)) for view in views)
         prediction_1, prediction_2 = self.predictor(projection_1), self.predictor(projection_2)
-        loss = simsiam_loss(prediction_1, prediction_2, projection_1, projection_2)
-        return {"loss": loss}
+        weights = self.pair_weights(views)
+        loss = simsiam_loss(prediction_1, prediction_2, projection_1, projection_2, weights)
+        return {"loss": loss, **self.pair_weight_logs(weights)}
 
     def param_groups(self) -> list[dict]:
         """The base decay / no-decay split, with the predictor's groups marked "fixed_lr" when configured."""

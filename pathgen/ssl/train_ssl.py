@@ -12,15 +12,40 @@ from pathlib import Path
 from pathgen.config import from_dict, load_config, save_config, to_dict
 from pathgen.data.recipes import AugmentConfig, build_transform
 from pathgen.data.tiles import TileDataset
-from pathgen.data.views import AugmentedViews
+from pathgen.data.augment import MultiCropTransform
+from pathgen.data.views import AugmentedViews, MixedSourceViews, ViewProvider
 from pathgen.models.backbone import BackboneConfig, backbone_kwargs, create_backbone
 from pathgen.models.io import EncoderConfig, save_encoder
 from pathgen.ssl.base import SSLMethod
-from pathgen.ssl.registry import build_method
+from pathgen.ssl.registry import build_config, build_method
 from pathgen.train import CHECKPOINT, Trainer, TrainConfig
 from pathgen.checkpoint import load_checkpoint
 
 MODEL_DIR = "model"
+
+
+@dataclass
+class DisentangleConfig:
+    """Gen-SIS's disentanglement task (DINO only): an interpolate-mode view bank and the loss weight."""
+
+    bank: str | None = None  # `pathgen generate --mode interpolate` output folder
+    weight: float = 1.0
+
+
+@dataclass
+class GenAugConfig:
+    """Generated views as augmentations (pathgen.genaug.sources): which bank, how often, which views.
+
+    `adaptive_noise` asks for GenView's adaptive noise: the bank must then be an img2img bank whose
+    strengths were chosen per tile from its foreground proportion (`pathgen generate --mode img2img
+    --adaptive-noise`); training refuses any other bank rather than silently using fixed noise.
+    """
+
+    bank: str | None = None  # `pathgen generate` output folder (views or img2img mode)
+    p: float = 1.0
+    policy: str = "generativessl"  # generativessl (view 0 real, later views generated) | genview (one global view)
+    adaptive_noise: bool = False
+    disentangle: DisentangleConfig = field(default_factory=DisentangleConfig)
 
 
 @dataclass
@@ -36,12 +61,20 @@ class SSLConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
     min_tissue: float = 0.0  # train only on tiles with at least this tissue fraction
     balance_slides: bool = False  # sample every slide equally often instead of every tile
+    genaug: GenAugConfig = field(default_factory=GenAugConfig)
 
 
 def build_ssl_method(cfg: SSLConfig) -> SSLMethod:
     """Backbone + method heads, checked against the crops the augmentation produces."""
     backbone, embed_dim = create_backbone(cfg.backbone)
-    method = build_method(cfg.method, backbone, embed_dim, cfg.method_options)
+    if cfg.genaug.disentangle.bank:
+        if cfg.method != "dino":
+            raise ValueError(f"genaug.disentangle (Gen-SIS) is defined for DINO, not {cfg.method}; unset "
+                             "genaug.disentangle.bank or use method=dino")
+        from pathgen.genaug.gensis import GenSISDINO
+        method = GenSISDINO(backbone, embed_dim, build_config("dino", cfg.method_options), cfg.genaug.disentangle.weight)
+    else:
+        method = build_method(cfg.method, backbone, embed_dim, cfg.method_options)
     transform = build_transform(cfg.augment)
     produced = (transform.n_global, transform.n_local)
     if tuple(method.crops) != produced:
@@ -54,8 +87,25 @@ def build_dataset(cfg: SSLConfig) -> TileDataset:
     """The training tiles with the method's views."""
     if not cfg.data:
         raise ValueError("no training data: give data=OUT (a `pathgen tile` output folder, or a list of them)")
-    views = AugmentedViews(build_transform(cfg.augment))
-    return TileDataset(cfg.data, views.views, min_tissue=cfg.min_tissue, seed=cfg.train.seed)
+    transform = build_transform(cfg.augment)
+    return TileDataset(cfg.data, view_provider(cfg.genaug, transform).views, min_tissue=cfg.min_tissue,
+                       seed=cfg.train.seed)
+
+
+def view_provider(genaug: GenAugConfig, transform: MultiCropTransform) -> ViewProvider:
+    """Real-tile augmentations, with bank views mixed in and Gen-SIS interpolation samples when asked."""
+    provider: ViewProvider = AugmentedViews(transform)
+    if genaug.bank:
+        from pathgen.genaug.sources import BankViewSource, check_adaptive_noise_bank
+        if genaug.adaptive_noise:
+            check_adaptive_noise_bank(genaug.bank)
+        provider = MixedSourceViews(transform, BankViewSource(genaug.bank, genaug.p, genaug.policy, transform.n_global))
+    elif genaug.adaptive_noise:
+        raise ValueError("genaug.adaptive_noise=true needs genaug.bank (an adaptive-noise img2img bank)")
+    if genaug.disentangle.bank:
+        from pathgen.genaug.sources import InterpolationViews
+        provider = InterpolationViews(provider, transform, genaug.disentangle.bank)
+    return provider
 
 
 def train_ssl(cfg: SSLConfig, resume: bool = False) -> Path:

@@ -13,9 +13,12 @@ import torch.nn.functional as F
 from torch import nn
 
 from pathgen.ssl.distributed import all_gather_cat, rank
+from pathgen.ssl.losses.weighting import weighted_mean
 
 
-def mocov3_contrastive(query: torch.Tensor, key: torch.Tensor, temperature: float) -> torch.Tensor:
+def mocov3_contrastive(
+    query: torch.Tensor, key: torch.Tensor, temperature: float, weights: torch.Tensor | None = None
+) -> torch.Tensor:
     """2τ · CE(q̂·k̂ᵀ / τ, labels = i + B·rank), keys gathered from every rank (MoCo v3 Alg. 1).
 
     The 2τ factor makes the loss scale independent of τ, as in the official code.
@@ -24,20 +27,31 @@ def mocov3_contrastive(query: torch.Tensor, key: torch.Tensor, temperature: floa
         query: (B, D) predictor outputs of the online branch for one view.
         key: (B, D) momentum-projector outputs for the other view (no gradient).
         temperature: τ (MoCo v3: 0.2 for ViT, 1.0 for ResNet-50).
+        weights: Optional (B,) per-sample weights (GenView's quality-driven loss): the cross-entropy
+            reduces as Σ w_i·ℓ_i / B instead of the plain mean. None is the unweighted loss.
     """
     with torch.autocast(device_type=query.device.type, enabled=False):
         query = F.normalize(query.float(), dim=1)
         key = F.normalize(key.detach().float(), dim=1)
         logits = query @ all_gather_cat(key).T / temperature
     labels = torch.arange(query.shape[0], device=query.device) + query.shape[0] * rank()
-    return F.cross_entropy(logits, labels) * (2.0 * temperature)
+    if weights is None:
+        return F.cross_entropy(logits, labels) * (2.0 * temperature)
+    return weighted_mean(F.cross_entropy(logits, labels, reduction="none"), weights) * (2.0 * temperature)
 
 
 def mocov3_loss(
-    query_1: torch.Tensor, query_2: torch.Tensor, key_1: torch.Tensor, key_2: torch.Tensor, temperature: float = 0.2
+    query_1: torch.Tensor,
+    query_2: torch.Tensor,
+    key_1: torch.Tensor,
+    key_2: torch.Tensor,
+    temperature: float = 0.2,
+    weights: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """Symmetrised MoCo v3 loss: L(q1, k2) + L(q2, k1)."""
-    return mocov3_contrastive(query_1, key_2, temperature) + mocov3_contrastive(query_2, key_1, temperature)
+    """Symmetrised MoCo v3 loss: L(q1, k2) + L(q2, k1); optional (B,) weights apply to both terms (GenView)."""
+    return mocov3_contrastive(query_1, key_2, temperature, weights) + mocov3_contrastive(
+        query_2, key_1, temperature, weights
+    )
 
 
 def mocov2_loss(query: torch.Tensor, key: torch.Tensor, queue: torch.Tensor, temperature: float = 0.2) -> torch.Tensor:

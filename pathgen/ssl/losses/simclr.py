@@ -14,9 +14,12 @@ import torch
 import torch.nn.functional as F
 
 from pathgen.ssl.distributed import all_gather_cat, rank, world_size
+from pathgen.ssl.losses.weighting import weighted_mean
 
 
-def nt_xent_loss(views: Sequence[torch.Tensor], temperature: float = 0.2) -> torch.Tensor:
+def nt_xent_loss(
+    views: Sequence[torch.Tensor], temperature: float = 0.2, weights: torch.Tensor | None = None
+) -> torch.Tensor:
     """−mean_i log(pos_i / (pos_i + neg_i)), with similarities gathered from every rank.
 
     For anchor i, pos_i = Σ exp(ẑ_i·ẑ_j / τ) over the other views j of the same image and neg_i
@@ -27,6 +30,9 @@ def nt_xent_loss(views: Sequence[torch.Tensor], temperature: float = 0.2) -> tor
     Args:
         views: V ≥ 2 projections (B, D), view v row i being image i; every rank the same B.
         temperature: τ (solo-learn config 0.2; SimCLR paper 0.1 at batch 4096).
+        weights: Optional (B,) per-image weights (GenView's quality-driven loss): every anchor of
+            image i (each of its V views, so both anchors of a two-view pair) gets w_i, and the
+            mean becomes Σ w·ℓ / (V·B). None is the unweighted loss.
 
     Returns:
         The scalar loss, the mean over this rank's V·B anchors.
@@ -34,6 +40,8 @@ def nt_xent_loss(views: Sequence[torch.Tensor], temperature: float = 0.2) -> tor
     if len(views) < 2:
         raise ValueError(f"nt_xent_loss needs at least 2 views per image, got {len(views)}")
     n_views, batch = len(views), views[0].shape[0]
+    if weights is not None and weights.shape != (batch,):
+        raise ValueError(f"nt_xent_loss weights must have shape ({batch},), one per image; got {tuple(weights.shape)}")
     device = views[0].device
     with torch.autocast(device_type=device.type, enabled=False):
         anchors = F.normalize(torch.cat(list(views)).float(), dim=-1)  # (V·B, D), view-major
@@ -47,4 +55,4 @@ def nt_xent_loss(views: Sequence[torch.Tensor], temperature: float = 0.2) -> tor
     is_positive = (anchor_ids[:, None] == column_ids[None, :]) & ~is_self
     log_pos = torch.logsumexp(logits.masked_fill(~is_positive, float("-inf")), dim=1)
     log_all = torch.logsumexp(logits.masked_fill(is_self, float("-inf")), dim=1)
-    return (log_all - log_pos).mean()
+    return weighted_mean(log_all - log_pos, None if weights is None else weights.repeat(n_views))

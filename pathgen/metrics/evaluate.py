@@ -1,0 +1,314 @@
+"""`pathgen eval-gen`: generation quality of a view bank, written to `BANK/eval/metrics.{json,md}`.
+
+For every encoder (the bank's conditioning encoder, `MODEL/encoder/` of the LDM folder recorded in
+the bank, plus any the user names) the source tiles, the generated views, random non-source real
+tiles (the reference) and a dihedral augmentation of each source are embedded once, then:
+
+- Fréchet distance sources ↔ views (with its bootstrap spread) and sources ↔ reference real tiles,
+  the sampling floor at the same sample sizes (pathgen.metrics.frechet);
+- conditioning fidelity: cosine(view, the embedding it was conditioned on) — the source's
+  embedding, or for interpolation banks the SLERP of both sources' embeddings with the recorded α
+  (pathgen.diffusion.conditioning.slerp) — against random real pairs and augmented copies
+  (pathgen.metrics.fidelity); for an encoder that is not the conditioning one the same targets are
+  built in its own space;
+- diversity among the K views of a source against K random real tiles (pathgen.metrics.diversity).
+
+Optional FID: Fréchet distance of torchvision Inception-v3 pool3 (2048-d) features at 299 px from a
+local safetensors file the user gives (never downloaded). Its numbers compare runs within pathgen;
+they are not the published-FID TF-Inception graph.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from pathgen.diffusion.bank import ViewBank
+from pathgen.diffusion.conditioning import slerp
+from pathgen.diffusion.images import to_model_range
+from pathgen.diffusion.ldm_io import ENCODER_DIR
+from pathgen.distributed import pick_device
+from pathgen.embed import preprocess
+from pathgen.metrics.diversity import view_diversity
+from pathgen.metrics.fidelity import conditioning_fidelity
+from pathgen.metrics.frechet import bootstrap_frechet, frechet_distance_features
+from pathgen.models.io import load_encoder
+from tiling.store import TileStore
+
+INCEPTION_SIZE = 299
+INCEPTION_SKIPPED = "skipped: no --inception weights given (a local torchvision inception_v3 safetensors file)"
+
+
+@dataclass
+class Extractor:
+    """A named feature function on uint8 (B, H, W, 3) tiles; `conditioning` marks the bank's own encoder."""
+
+    name: str
+    path: str
+    features: Callable[[np.ndarray], np.ndarray]
+    conditioning: bool = False
+    frechet_only: bool = False
+
+
+def _bchw(tiles_u8: np.ndarray, device: torch.device) -> torch.Tensor:
+    return torch.from_numpy(np.ascontiguousarray(tiles_u8)).permute(0, 3, 1, 2).to(device)
+
+
+def encoder_extractor(model_dir: str | Path, device: torch.device, name: str, conditioning: bool = False) -> Extractor:
+    """An SSL encoder folder as a feature function: encoder(preprocess(tiles)), as `pathgen embed` does."""
+    model, config = load_encoder(model_dir, device)
+
+    @torch.no_grad()
+    def features(tiles_u8: np.ndarray) -> np.ndarray:
+        return model(preprocess(_bchw(tiles_u8, device), config)).float().cpu().numpy()
+
+    return Extractor(name, str(model_dir), features, conditioning)
+
+
+def load_inception(weights: str | Path, device: torch.device) -> torch.nn.Module:
+    """torchvision Inception-v3 from a local safetensors state dict, fc removed (pool3 2048-d output)."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+    from torchvision.models import inception_v3
+
+    weights = Path(weights)
+    if not weights.is_file():
+        raise FileNotFoundError(f"{weights}: no such Inception weights file")
+    try:
+        state = load_file(str(weights))
+    except SafetensorError as err:
+        raise ValueError(f"{weights}: not a safetensors state dict ({err})") from err
+    aux = any(key.startswith("AuxLogits.") for key in state)
+    model = inception_v3(weights=None, aux_logits=aux, init_weights=False, transform_input=False)
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as err:
+        raise ValueError(f"{weights}: not a torchvision inception_v3 state dict ({str(err).splitlines()[0]})") from err
+    model.fc = torch.nn.Identity()
+    return model.to(device).eval()
+
+
+def inception_extractor(weights: str | Path, device: torch.device) -> Extractor:
+    """Inception pool3 features of tiles resized to 299 px in [-1, 1] (what torchvision's weights expect
+    once their transform_input step is folded in)."""
+    model = load_inception(weights, device)
+
+    @torch.no_grad()
+    def features(tiles_u8: np.ndarray) -> np.ndarray:
+        images = to_model_range(_bchw(tiles_u8, device))
+        images = F.interpolate(images, size=(INCEPTION_SIZE, INCEPTION_SIZE), mode="bilinear", antialias=True,
+                               align_corners=False)
+        return model(images).float().cpu().numpy()
+
+    return Extractor("inception", str(weights), features, frechet_only=True)
+
+
+def _embed_batches(extractors: list[Extractor], batches) -> dict[str, np.ndarray]:
+    """Run every extractor on every batch of uint8 tiles; concatenated features per extractor."""
+    out: dict[str, list[np.ndarray]] = {e.name: [] for e in extractors}
+    for tiles in batches:
+        for extractor in extractors:
+            out[extractor.name].append(extractor.features(tiles))
+    return {name: np.concatenate(parts) for name, parts in out.items()}
+
+
+class _Tiles:
+    """Real tiles by (store path, index), stores opened once."""
+
+    def __init__(self):
+        self.stores: dict[str, TileStore] = {}
+
+    def store(self, path: str) -> TileStore:
+        if path not in self.stores:
+            self.stores[path] = TileStore(path)
+        return self.stores[path]
+
+    def batches(self, keys: list[tuple[str, int]], batch_size: int):
+        for start in range(0, len(keys), batch_size):
+            yield np.stack([self.store(s).read([i])[0] for s, i in keys[start:start + batch_size]])
+
+
+def _dihedral(tile: np.ndarray, code: int) -> np.ndarray:
+    """One of the 7 non-identity flips/rotations of an (H, W, 3) tile (code 1..7)."""
+    tile = np.rot90(tile, code % 4)
+    return np.ascontiguousarray(tile[:, ::-1] if code >= 4 else tile)
+
+
+def _reference_keys(tiles: _Tiles, stores: list[str], sources: set[tuple[str, int]], n: int,
+                    rng: np.random.Generator) -> list:
+    """Up to n random real tiles of the bank's stores that are not sources, with at least the least
+    tissue a source has (so the reference is tissue, as the sources are)."""
+    min_tissue = min(float(tiles.store(s).array("tissue_fraction")[i]) for s, i in sources)
+    pool = [(s, int(i)) for s in stores
+            for i in np.flatnonzero(tiles.store(s).array("tissue_fraction") >= min_tissue) if (s, int(i)) not in sources]
+    pick = rng.choice(len(pool), min(n, len(pool)), replace=False) if pool else []
+    return [pool[j] for j in sorted(pick)]
+
+
+def _model_encoder(bank: ViewBank, bank_dir: Path) -> Path | None:
+    """The conditioning encoder folder of the LDM recorded in the bank, if it is still on disk."""
+    model = bank.attrs.get("model") or {}
+    model_dir = model.get("dir") if isinstance(model, dict) else model
+    if not model_dir:
+        return None
+    for base in (Path(model_dir), bank_dir / model_dir):
+        if (base / ENCODER_DIR / "config.json").is_file():
+            return base / ENCODER_DIR
+    return None
+
+
+def _build_extractors(bank: ViewBank, bank_dir: Path, encoders: list, inception, device) -> list[Extractor]:
+    default = _model_encoder(bank, bank_dir)
+    paths = ([default] if default is not None else []) + [Path(p) for p in encoders]
+    if not paths:
+        raise ValueError(f"{bank_dir}: the bank's model folder ({bank.attrs.get('model', {}).get('dir')}) has no "
+                         f"{ENCODER_DIR}/; name an encoder with --encoder MODEL")
+    extractors, seen, names = [], set(), set()
+    for path in paths:
+        if path.resolve() in seen:
+            continue
+        seen.add(path.resolve())
+        name = "conditioning" if path == default else path.resolve().name
+        while name in names:
+            name += "_"
+        names.add(name)
+        extractors.append(encoder_extractor(path, device, name, conditioning=path == default))
+    if inception is not None:
+        extractors.append(inception_extractor(inception, device))
+    return extractors
+
+
+def _targets(feats: dict, mode: str, alpha: np.ndarray) -> np.ndarray:
+    """What each view was conditioned on, in this encoder's space: (N, D), or (N, K, D) when interpolating."""
+    if mode != "interpolate" or "secondary" not in feats:
+        return feats["sources"]
+    n, k = alpha.shape
+    e1 = torch.from_numpy(np.repeat(feats["sources"], k, axis=0))
+    e2 = torch.from_numpy(np.repeat(feats["secondary"], k, axis=0))
+    return slerp(e1, e2, torch.from_numpy(alpha.reshape(-1).astype(np.float32))).numpy().reshape(n, k, -1)
+
+
+def _metrics(ex: Extractor, feats: dict, mode: str, alpha: np.ndarray, n_bootstrap: int, seed: int) -> dict:
+    """FD, fidelity and diversity of one extractor's features."""
+    sources, views, reference = feats["sources"], feats["views"], feats.get("reference")
+    flat = views.reshape(-1, views.shape[-1])
+    frechet = {"views_vs_sources": frechet_distance_features(sources, flat), "n_sources": len(sources),
+               "n_views": len(flat), "n_reference": 0 if reference is None else len(reference)}
+    if n_bootstrap > 0:
+        frechet["views_vs_sources_bootstrap"] = bootstrap_frechet(sources, flat, n_bootstrap, seed=seed)
+    frechet["real_vs_sources"] = (frechet_distance_features(sources, reference)
+                                  if reference is not None and len(reference) >= 2 else None)
+    result = {"path": ex.path, "conditioning": ex.conditioning, "dim": int(flat.shape[1]), "frechet": frechet}
+    if ex.frechet_only:
+        return result
+    real = sources if reference is None else np.concatenate([sources, reference])
+    result["fidelity"] = conditioning_fidelity(views, _targets(feats, mode, alpha), real,
+                                               augmented=(sources, feats["augmented"]), seed=seed)
+    result["fidelity"]["target"] = ("slerp(source, secondary, alpha)" if mode == "interpolate" and "secondary" in feats
+                                    else "source embedding")
+    result["diversity"] = (view_diversity(views, real, seed=seed) if views.shape[1] >= 2 and len(real) >= views.shape[1]
+                           else {"skipped": "needs K >= 2 views per source"})
+    return result
+
+
+def _row_plan(bank: ViewBank, rows: np.ndarray) -> dict:
+    """Source keys, secondary keys (interpolation, else None) and α (N, K) of the evaluated rows, read
+    from the bank's arrays in one go."""
+    g, stores = bank.group, bank.stores
+    sources = [(stores[s], int(i)) for s, i in zip(g["source_store_id"][:][rows], g["source_index"][:][rows])]
+    sec_store, sec_index = g["secondary_store_id"][:][rows], g["secondary_index"][:][rows]
+    secondary = None
+    if bank.attrs["mode"] == "interpolate" and (sec_store >= 0).all():
+        secondary = [(stores[s], int(i)) for s, i in zip(sec_store, sec_index)]
+    return {"sources": sources, "secondary": secondary, "alpha": g["alpha"][:][rows].astype(np.float32)}
+
+
+def _collect_features(bank: ViewBank, rows: np.ndarray, plan: dict, extractors: list[Extractor], batch_size: int,
+                      rng: np.random.Generator) -> tuple[dict, int]:
+    """{part: {extractor: features}} for sources, augmented sources, views (N, K, D), secondaries and
+    reference real tiles; and the number of reference tiles."""
+    tiles, views, k = _Tiles(), bank.group["views"], int(bank.attrs["n_views"])
+    sources = plan["sources"]
+    feats = {"sources": _embed_batches(extractors, tiles.batches(sources, batch_size))}
+    codes = rng.integers(1, 8, len(sources))
+    feats["augmented"] = _embed_batches(extractors, (
+        np.stack([_dihedral(t, c) for t, c in zip(batch, codes[j * batch_size:])])
+        for j, batch in enumerate(tiles.batches(sources, batch_size))))
+    per_batch = max(1, batch_size // k)
+    flat = _embed_batches(extractors, (np.asarray(views.oindex[rows[i:i + per_batch]]).reshape(-1, *views.shape[2:])
+                                       for i in range(0, len(rows), per_batch)))
+    feats["views"] = {name: v.reshape(len(rows), k, -1) for name, v in flat.items()}
+    if plan["secondary"] is not None:
+        feats["secondary"] = _embed_batches(extractors, tiles.batches(plan["secondary"], batch_size))
+    taken = set(sources) | set(plan["secondary"] or [])
+    reference = _reference_keys(tiles, bank.stores, taken, len(rows) * k, rng)
+    if len(reference) >= 2:
+        feats["reference"] = _embed_batches(extractors, tiles.batches(reference, batch_size))
+    return feats, len(reference)
+
+
+def eval_gen(bank_dir: str | Path, encoders: list[str | Path] | None = None, out_dir: str | Path | None = None,
+             batch_size: int = 64, device: str = "auto", inception: str | Path | None = None,
+             max_sources: int | None = None, n_bootstrap: int = 20, seed: int = 0) -> dict:
+    """Evaluate a view bank (its finished rows; a random `max_sources` of them when given) and write
+    metrics.json + metrics.md into `out_dir` (default BANK/eval); returns the metrics dict."""
+    bank_dir = Path(bank_dir)
+    bank = ViewBank(bank_dir, require_complete=False)
+    attrs, torch_device = bank.attrs, pick_device(device)
+    extractors = _build_extractors(bank, bank_dir, list(encoders or []), inception, torch_device)
+    rng = np.random.default_rng(seed)
+    rows = np.flatnonzero(bank.group["done"][:])
+    if len(rows) < 2:
+        raise ValueError(f"{bank_dir}: the bank has {len(rows)} finished rows, at least 2 are needed; "
+                         "run (or finish) `pathgen generate`")
+    if max_sources is not None and len(rows) > max_sources:
+        rows = np.sort(rng.choice(rows, max_sources, replace=False))
+    plan = _row_plan(bank, rows)
+    feats, n_reference = _collect_features(bank, rows, plan, extractors, batch_size, rng)
+    per_encoder = {ex.name: _metrics(ex, {part: f[ex.name] for part, f in feats.items()}, attrs["mode"],
+                                     plan["alpha"], n_bootstrap, seed) for ex in extractors}
+    metrics = {"bank": str(bank_dir.resolve()), "mode": attrs["mode"], "complete": bank.complete,
+               "rows_total": len(bank), "rows_evaluated": len(rows), "n_views": int(attrs["n_views"]),
+               "image_size": int(attrs["image_size"]), "n_reference": n_reference,
+               "settings": {"batch_size": batch_size, "device": str(torch_device), "max_sources": max_sources,
+                            "n_bootstrap": n_bootstrap, "seed": seed},
+               "encoders": {n: m for n, m in per_encoder.items() if n != "inception"},
+               "inception": per_encoder.get("inception", {"skipped": INCEPTION_SKIPPED})}
+    write_report(metrics, Path(out_dir) if out_dir is not None else bank_dir / "eval")
+    return metrics
+
+
+def _fmt(value) -> str:
+    return "—" if value is None else f"{value:.4g}" if isinstance(value, float) else str(value)
+
+
+def write_report(metrics: dict, out_dir: Path) -> None:
+    """metrics.json (everything) and metrics.md (the headline numbers as tables) in `out_dir`."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2, default=float))
+    lines = [f"# Generation quality: {metrics['bank']}", "",
+             f"mode {metrics['mode']}, {metrics['rows_evaluated']} of {metrics['rows_total']} sources, "
+             f"K = {metrics['n_views']} views, {metrics['image_size']} px, {metrics['n_reference']} reference tiles"
+             + ("" if metrics["complete"] else " (bank incomplete: finished rows only)"), "",
+             "| encoder | FD views↔sources | bootstrap std | FD real↔sources (floor) | fidelity | random pairs "
+             "| augmented self | normalised | diversity (cos) | random real (cos) |", "|" + "---|" * 10]
+    for name, m in metrics["encoders"].items():
+        fd, fid, div = m["frechet"], m["fidelity"], m["diversity"].get("cosine", {})
+        boot = fd.get("views_vs_sources_bootstrap")
+        label = f"{name} (conditioning)" if m["conditioning"] and name != "conditioning" else name
+        lines.append(f"| {label} | {_fmt(fd['views_vs_sources'])} | {'—' if boot is None else _fmt(boot['std'])} | "
+                     f"{_fmt(fd['real_vs_sources'])} | {_fmt(fid['fidelity'])} | {_fmt(fid['random_pairs'])} | "
+                     f"{_fmt(fid.get('augmented_self'))} | {_fmt(fid.get('normalised'))} | {_fmt(div.get('views'))} | "
+                     f"{_fmt(div.get('random_real'))} |")
+    inception = metrics["inception"]
+    lines += ["", "Inception FID (torchvision Inception-v3 pool3, 299 px): " + (
+        inception["skipped"] if "skipped" in inception else
+        f"{_fmt(inception['frechet']['views_vs_sources'])} views↔sources, "
+        f"{_fmt(inception['frechet']['real_vs_sources'])} real↔sources (floor); weights {inception['path']}"), ""]
+    (out_dir / "metrics.md").write_text("\n".join(lines))
