@@ -49,6 +49,24 @@ class GenAugConfig:
 
 
 @dataclass
+class LossConfig:
+    """GenView's quality-driven weighting of positive pairs (MoCo v3, SimSiam, BYOL, SimCLR).
+
+    The scorer is a frozen encoder folder (the stage-1 SSL encoder) whose patch tokens give the
+    foreground / background pooling; `quality_foreground` "pca" uses the ForegroundPCA saved beside
+    it (`pathgen.genaug.fit_foreground`), "hematoxylin" the stain-density map instead.
+    """
+
+    quality_weighting: bool = False
+    quality_scorer: str | None = None
+    quality_foreground: str = "pca"  # pca | hematoxylin
+    quality_gamma: float = 1.0
+
+
+QUALITY_METHODS = ("mocov3", "simsiam", "byol", "simclr")
+
+
+@dataclass
 class SSLConfig:
     """One SSL run: data, method, backbone, augmentations and optimisation."""
 
@@ -62,6 +80,7 @@ class SSLConfig:
     min_tissue: float = 0.0  # train only on tiles with at least this tissue fraction
     balance_slides: bool = False  # sample every slide equally often instead of every tile
     genaug: GenAugConfig = field(default_factory=GenAugConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
 
 
 def build_ssl_method(cfg: SSLConfig) -> SSLMethod:
@@ -75,12 +94,32 @@ def build_ssl_method(cfg: SSLConfig) -> SSLMethod:
         method = GenSISDINO(backbone, embed_dim, build_config("dino", cfg.method_options), cfg.genaug.disentangle.weight)
     else:
         method = build_method(cfg.method, backbone, embed_dim, cfg.method_options)
+    if cfg.loss.quality_weighting:
+        method.pair_weighter = quality_weighter(cfg)
     transform = build_transform(cfg.augment)
     produced = (transform.n_global, transform.n_local)
     if tuple(method.crops) != produced:
         raise ValueError(f"method {cfg.method} expects (global, local) crops {tuple(method.crops)} but augment "
                          f"makes {produced}; set augment.n_global / augment.n_local (or method_options) to agree")
     return method
+
+
+def quality_weighter(cfg: SSLConfig):  # noqa: ANN201 -- QualityWeighter, imported lazily
+    """GenView's pair weighter for `cfg.loss`, checked against the method."""
+    from pathgen.genaug.foreground import HematoxylinForeground
+    from pathgen.genaug.quality import QualityWeighter
+
+    loss = cfg.loss
+    if cfg.method not in QUALITY_METHODS:
+        raise ValueError(f"loss.quality_weighting applies to {', '.join(QUALITY_METHODS)} (GenView's pairwise losses), "
+                         f"not {cfg.method}")
+    if not loss.quality_scorer:
+        raise ValueError("loss.quality_weighting=true needs loss.quality_scorer=MODEL (a frozen encoder folder)")
+    if loss.quality_foreground not in ("pca", "hematoxylin"):
+        raise ValueError(f"loss.quality_foreground must be pca or hematoxylin, got {loss.quality_foreground!r}")
+    foreground = HematoxylinForeground() if loss.quality_foreground == "hematoxylin" else None
+    return QualityWeighter.from_model_dir(loss.quality_scorer, cfg.augment.mean, cfg.augment.std, loss.quality_gamma,
+                                          foreground=foreground)
 
 
 def build_dataset(cfg: SSLConfig) -> TileDataset:
