@@ -1,0 +1,199 @@
+"""`pathgen generate`: a trained LDM's views of real tiles, written to a view bank (+ grid.png).
+
+Three modes (see pathgen.diffusion.sampling): `views` (Gen-SIS generative augmentation: K samples
+conditioned on the source tile's SSL embedding), `interpolate` (Gen-SIS interpolated augmentation:
+conditioned on slerp(source, random other tile, alpha), alpha the weight on the source) and
+`img2img` (GenView-style: the source's latent noised at `strength` and denoised). The run is
+resumable: rows are marked done as they are written, the bank is marked complete last.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from pathgen.config import save_config
+from pathgen.data.tiles import TileDataset
+from pathgen.diffusion.bank import MODES, BankWriter, ViewBank, bank_path
+from pathgen.diffusion.grid import write_grid
+from pathgen.diffusion.sampling import (SAMPLERS, SamplerConfig, generate_views, img2img_views, interpolate_views,
+                                       view_seeds)
+
+
+@dataclass
+class GenerateConfig:
+    """One `pathgen generate` run."""
+
+    model: str = ""  # an LDM folder (pathgen train-ldm <out>/model)
+    tiles: list[str] = field(default_factory=list)  # `pathgen tile` output folders (the sources)
+    out: str = ""  # bank folder: bank.zarr, grid.png, config.yaml
+    mode: str = "views"  # views | interpolate | img2img
+    n_views: int = 4  # K views per source
+    sampler: SamplerConfig = field(default_factory=SamplerConfig)
+    strength: float = 0.5  # img2img: fraction of the schedule the source latent is noised to
+    alpha: float | list[float] = 0.5  # interpolate: weight on the source; [a, b] = uniform in [a, b] per view
+    max_sources: int | None = None  # None: every tile; N: a seeded random choice of N tiles
+    min_tissue: float = 0.0  # only tiles with at least this tissue fraction (sources and secondaries)
+    embeddings_name: str | None = None  # read `pathgen embed` output instead of embedding on the fly
+    seed: int = 0
+    batch_size: int = 16  # samples per denoiser call (guidance doubles it)
+    device: str = "auto"
+    grid_rows: int = 8  # sources shown in grid.png (0: no grid)
+    grid_labels: bool = True
+
+
+def check_config(cfg: GenerateConfig) -> None:
+    """Refuse a config that cannot run, naming the key."""
+    if not cfg.model or not cfg.tiles or not cfg.out:
+        raise ValueError("generate needs model, tiles and out (pathgen generate MODEL TILES --out BANK)")
+    if cfg.mode not in MODES:
+        raise ValueError(f"mode must be one of {MODES}, got {cfg.mode!r}")
+    if cfg.sampler.sampler not in SAMPLERS:
+        raise ValueError(f"sampler.sampler must be one of {SAMPLERS}, got {cfg.sampler.sampler!r}")
+    if cfg.n_views < 1 or cfg.sampler.steps < 1 or cfg.batch_size < 1:
+        raise ValueError("n_views, sampler.steps and batch_size must be at least 1")
+    if not 0.0 <= cfg.strength <= 1.0:
+        raise ValueError(f"strength must be in [0, 1], got {cfg.strength}")
+    alphas = cfg.alpha if isinstance(cfg.alpha, list) else [cfg.alpha]
+    if len(alphas) not in (1, 2) or not all(0.0 <= a <= 1.0 for a in alphas) or alphas != sorted(alphas):
+        raise ValueError(f"alpha must be a number in [0, 1] or a range [a, b] within [0, 1], got {cfg.alpha}")
+
+
+def select_sources(n_tiles: int, max_sources: int | None, seed: int) -> np.ndarray:
+    """Global tile indices of the sources, sorted: all tiles, or a seeded choice of max_sources of them."""
+    if max_sources is None or max_sources >= n_tiles:
+        return np.arange(n_tiles)
+    return np.sort(np.random.default_rng([seed, 0x50524345]).choice(n_tiles, size=max_sources, replace=False))
+
+
+def interpolation_plan(row: int, source: int, n_tiles: int, alpha: float | list[float], n_views: int,
+                       seed: int) -> tuple[int, np.ndarray]:
+    """(secondary global tile index ≠ source, alphas (K,)) of one bank row: a function of (seed, row) only."""
+    rng = np.random.default_rng([seed, int(row), 0x534C5250])
+    secondary = int(rng.integers(n_tiles - 1)) if n_tiles > 1 else source
+    secondary += int(n_tiles > 1 and secondary >= source)
+    if isinstance(alpha, list) and len(alpha) == 2:
+        return secondary, rng.uniform(alpha[0], alpha[1], n_views).astype(np.float32)
+    value = alpha[0] if isinstance(alpha, list) else alpha
+    return secondary, np.full(n_views, value, np.float32)
+
+
+class _Sources:
+    """Tiles and conditioning embeddings by global index (embedded on the fly or read from `pathgen embed`)."""
+
+    def __init__(self, dataset: TileDataset, ldm, embeddings_name: str | None):  # noqa: ANN001 -- LoadedLDM
+        self.dataset, self.ldm, self.name = dataset, ldm, embeddings_name
+        self._stored: dict[int, np.ndarray] = {}
+
+    def tiles(self, indices: np.ndarray) -> torch.Tensor:
+        """uint8 (B, 3, H, W) tiles."""
+        return torch.from_numpy(np.stack([self.dataset.tile(int(i)) for i in indices]).transpose(0, 3, 1, 2).copy())
+
+    def embeddings(self, indices: np.ndarray, tiles: torch.Tensor | None = None) -> torch.Tensor:
+        """float32 (B, D) conditioning embeddings."""
+        if self.name is None:
+            return self.ldm.embed(self.tiles(indices) if tiles is None else tiles).cpu()
+        from pathgen.embed import read_embeddings
+
+        rows = []
+        for i in indices:
+            store_id = int(self.dataset.store_ids[i])
+            if store_id not in self._stored:
+                self._stored[store_id] = read_embeddings(self.dataset.stores[store_id].path, self.name)
+            rows.append(self._stored[store_id][int(self.dataset.local_ids[i])])
+        return torch.from_numpy(np.stack(rows).astype(np.float32))
+
+
+def _bank_attrs(cfg: GenerateConfig, ldm) -> dict:  # noqa: ANN001 -- LoadedLDM
+    settings = {"alpha": cfg.alpha if cfg.mode == "interpolate" else None,
+                "strength": cfg.strength if cfg.mode == "img2img" else None,
+                "embeddings_name": cfg.embeddings_name, "min_tissue": cfg.min_tissue}
+    return {"mode": cfg.mode, "n_views": cfg.n_views, "image_size": ldm.image_size, "seed": cfg.seed,
+            "sampler": asdict(cfg.sampler), "settings": settings,
+            "model": {"dir": str(Path(cfg.model).resolve()), "config": asdict(ldm.config)}}
+
+
+def _generate_rows(cfg: GenerateConfig, ldm, src: _Sources, rows: np.ndarray, sources: np.ndarray,  # noqa: ANN001
+                   strengths: np.ndarray | None) -> tuple[np.ndarray, dict]:
+    """uint8 (B, K, S, S, 3) views of bank `rows` and their per-row metadata."""
+    indices = sources[rows]
+    tiles = src.tiles(indices)
+    emb = src.embeddings(indices, tiles)
+    args = (cfg.sampler, cfg.seed)
+    if cfg.mode == "views":
+        return generate_views(ldm, emb, cfg.n_views, *args, rows=rows, batch_size=cfg.batch_size), {}
+    if cfg.mode == "interpolate":
+        plans = [interpolation_plan(r, s, len(src.dataset), cfg.alpha, cfg.n_views, cfg.seed) for r, s in
+                 zip(rows, indices)]
+        secondary = np.array([p[0] for p in plans])
+        alphas = np.stack([p[1] for p in plans])
+        views = interpolate_views(ldm, emb, src.embeddings(secondary), alphas, *args, rows=rows,
+                                  batch_size=cfg.batch_size)
+        return views, {"secondary": secondary, "alpha": alphas}
+    strength = np.full((len(rows), cfg.n_views), cfg.strength, np.float32) if strengths is None else \
+        np.broadcast_to(np.asarray(strengths, np.float32)[rows].reshape(len(rows), -1), (len(rows), cfg.n_views))
+    views = img2img_views(ldm, tiles, emb, strength, *args, n_views=cfg.n_views, rows=rows, batch_size=cfg.batch_size)
+    return views, {"strength": strength}
+
+
+def generate_bank(cfg: GenerateConfig, strengths: np.ndarray | None = None, progress: bool = True) -> dict:
+    """Write (or resume) the view bank of `cfg`; returns {"bank", "generated", "skipped", "rows"}.
+
+    `strengths` (img2img only): one strength per source row (N,) or per view (N, K), overriding
+    cfg.strength (GenView's adaptive noise level per source).
+    """
+    from pathgen.diffusion.ldm_io import load_ldm
+    from pathgen.distributed import pick_device
+
+    check_config(cfg)
+    out = Path(cfg.out)
+    ldm = load_ldm(cfg.model, pick_device(cfg.device))
+    dataset = TileDataset([Path(t).resolve() for t in cfg.tiles], min_tissue=cfg.min_tissue, seed=cfg.seed)
+    sources = select_sources(len(dataset), cfg.max_sources, cfg.seed)
+    if strengths is not None and len(strengths) != len(sources):
+        raise ValueError(f"strengths has {len(strengths)} rows but the bank has {len(sources)} sources")
+    out.mkdir(parents=True, exist_ok=True)
+    writer = BankWriter(out, [str(s.path) for s in dataset.stores], dataset.store_ids[sources],
+                        dataset.local_ids[sources], _bank_attrs(cfg, ldm))
+    save_config(cfg, out / "config.yaml")
+    pending = writer.pending_rows()
+    src = _Sources(dataset, ldm, cfg.embeddings_name)
+    per_call = max(1, cfg.batch_size // cfg.n_views)
+    for start in tqdm(range(0, len(pending), per_call), disable=not progress, desc="generate", unit="batch"):
+        rows = pending[start:start + per_call]
+        views, meta = _generate_rows(cfg, ldm, src, rows, sources, strengths)
+        seeds = view_seeds(cfg.seed, rows, cfg.n_views)
+        for i, row in enumerate(rows):
+            secondary = None
+            if "secondary" in meta:
+                g = int(meta["secondary"][i])
+                secondary = (int(dataset.store_ids[g]), int(dataset.local_ids[g]))
+            writer.write_row(int(row), views[i], seeds[i], meta.get("alpha", [None] * len(rows))[i],
+                             meta.get("strength", [None] * len(rows))[i], secondary)
+    writer.finish()
+    if cfg.grid_rows > 0:
+        write_bank_grid(out, dataset, sources, cfg.grid_rows, cfg.grid_labels)
+    return {"bank": bank_path(out), "generated": len(pending), "skipped": len(sources) - len(pending),
+            "rows": len(sources)}
+
+
+def write_bank_grid(out: Path, dataset: TileDataset, sources: np.ndarray, n_rows: int, labels: bool) -> Path:
+    """grid.png of the bank's first `n_rows` rows: each source tile beside its K views."""
+    bank = ViewBank(out)
+    mode = bank.attrs["mode"]
+    rows = range(min(n_rows, len(bank)))
+    cells = []
+    for row in rows:
+        meta = bank.meta(row)
+        if mode == "interpolate":
+            cells.append([f"r{row}"] + [f"a{a:.2f}"[0:5] for a in meta["alpha"]])
+        elif mode == "img2img":
+            cells.append([f"r{row}"] + [f"s{s:.2f}"[0:5] for s in meta["strength"]])
+        else:
+            cells.append([f"r{row}"] + [f"v{k}" for k in range(len(meta["seed"]))])
+    return write_grid(out / "grid.png", [dataset.tile(int(sources[r])) for r in rows], [bank.views(r) for r in rows],
+                      labels=cells if labels else None)
