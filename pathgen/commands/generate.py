@@ -43,6 +43,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--seed", type=int)
     parser.add_argument("--batch-size", type=int, help="samples per denoiser call (default 16)")
     parser.add_argument("--device", choices=["auto", "cpu", "cuda"])
+    parser.add_argument("--adaptive-noise", action="store_true",
+                        help="img2img: GenView's strength per tile from its foreground proportion (foreground=pca|hematoxylin)")
     parser.add_argument("--no-progress", action="store_true")
     parser.set_defaults(run=run, overrides=[])
 
@@ -62,6 +64,8 @@ def resolve_config(args: argparse.Namespace):  # noqa: ANN201 -- GenerateConfig,
             setattr(cfg, key, getattr(args, flag))
     if args.sampler is not None:
         cfg.sampler.sampler = args.sampler
+    if args.adaptive_noise:
+        cfg.adaptive_noise = True
     return cfg
 
 

@@ -35,6 +35,9 @@ class GenerateConfig:
     n_views: int = 4  # K views per source
     sampler: SamplerConfig = field(default_factory=SamplerConfig)
     strength: float = 0.5  # img2img: fraction of the schedule the source latent is noised to
+    adaptive_noise: bool = False  # img2img: GenView's strength per source from its foreground proportion
+    foreground: str = "pca"  # adaptive_noise estimator: pca (the LDM's SSL encoder tokens) | hematoxylin
+    noise_strengths: list[float] = field(default_factory=lambda: [0.3, 0.4, 0.5, 0.6, 0.7])  # per GenView level
     alpha: float | list[float] = 0.5  # interpolate: weight on the source; [a, b] = uniform in [a, b] per view
     max_sources: int | None = None  # None: every tile; N: a seeded random choice of N tiles
     min_tissue: float = 0.0  # only tiles with at least this tissue fraction (sources and secondaries)
@@ -56,6 +59,8 @@ def check_config(cfg: GenerateConfig) -> None:
         raise ValueError(f"sampler.sampler must be one of {SAMPLERS}, got {cfg.sampler.sampler!r}")
     if cfg.n_views < 1 or cfg.sampler.steps < 1 or cfg.batch_size < 1:
         raise ValueError("n_views, sampler.steps and batch_size must be at least 1")
+    if cfg.adaptive_noise and cfg.mode != "img2img":
+        raise ValueError("adaptive_noise needs mode img2img (GenView's noise level is an img2img strength)")
     if not 0.0 <= cfg.strength <= 1.0:
         raise ValueError(f"strength must be in [0, 1], got {cfg.strength}")
     alphas = cfg.alpha if isinstance(cfg.alpha, list) else [cfg.alpha]
@@ -110,7 +115,10 @@ class _Sources:
 
 def _bank_attrs(cfg: GenerateConfig, ldm) -> dict:  # noqa: ANN001 -- LoadedLDM
     settings = {"alpha": cfg.alpha if cfg.mode == "interpolate" else None,
-                "strength": cfg.strength if cfg.mode == "img2img" else None,
+                "strength": cfg.strength if cfg.mode == "img2img" and not cfg.adaptive_noise else None,
+                "adaptive_noise": cfg.adaptive_noise,
+                "foreground": cfg.foreground if cfg.adaptive_noise else None,
+                "noise_strengths": list(cfg.noise_strengths) if cfg.adaptive_noise else None,
                 "embeddings_name": cfg.embeddings_name, "min_tissue": cfg.min_tissue}
     return {"mode": cfg.mode, "n_views": cfg.n_views, "image_size": ldm.image_size, "seed": cfg.seed,
             "sampler": asdict(cfg.sampler), "settings": settings,
@@ -154,6 +162,8 @@ def generate_bank(cfg: GenerateConfig, strengths: np.ndarray | None = None, prog
     ldm = load_ldm(cfg.model, pick_device(cfg.device))
     dataset = TileDataset([Path(t).resolve() for t in cfg.tiles], min_tissue=cfg.min_tissue, seed=cfg.seed)
     sources = select_sources(len(dataset), cfg.max_sources, cfg.seed)
+    if cfg.adaptive_noise and strengths is None:
+        strengths = _adaptive_strengths(cfg, ldm, dataset, sources)
     if strengths is not None and len(strengths) != len(sources):
         raise ValueError(f"strengths has {len(strengths)} rows but the bank has {len(sources)} sources")
     out.mkdir(parents=True, exist_ok=True)
@@ -179,6 +189,14 @@ def generate_bank(cfg: GenerateConfig, strengths: np.ndarray | None = None, prog
         write_bank_grid(out, dataset, sources, cfg.grid_rows, cfg.grid_labels)
     return {"bank": bank_path(out), "generated": len(pending), "skipped": len(sources) - len(pending),
             "rows": len(sources)}
+
+
+def _adaptive_strengths(cfg: GenerateConfig, ldm, dataset: TileDataset, sources: np.ndarray) -> np.ndarray:  # noqa: ANN001
+    from pathgen.genaug.adaptive_bank import adaptive_strengths, foreground_estimator
+    from pathgen.diffusion.ldm_io import ENCODER_DIR
+
+    estimator = foreground_estimator(cfg.foreground, Path(cfg.model) / ENCODER_DIR, ldm.device)
+    return adaptive_strengths([dataset.tile(int(i)) for i in sources], estimator, cfg.noise_strengths)[0]
 
 
 def write_bank_grid(out: Path, dataset: TileDataset, sources: np.ndarray, n_rows: int, labels: bool) -> Path:
