@@ -16,11 +16,12 @@ venv: $(STAMP)
 demo: $(STAMP)
 	$(PY) -m pathgen.demo --out demo_out
 
+# one torch thread per test process: two xdist workers fill the two cores; more threads only contend
 test: $(STAMP)
-	$(PY) -m pytest -q -n 2 --durations=15
+	OMP_NUM_THREADS=1 $(PY) -m pytest -q -n 2 --durations=15
 
 test-all: $(STAMP)
-	$(PY) -m pytest -q -n 2 -m "slow or not slow"
+	OMP_NUM_THREADS=1 $(PY) -m pytest -q -n 2 -m "slow or not slow"
 
 perf: $(STAMP)
 	$(PY) benchmarks/perf/tile_throughput.py
