@@ -135,6 +135,14 @@ def subsample_indices(n_instances: int, max_patches: int | None, rng: np.random.
     return np.sort(rng.choice(n_instances, size=max_patches, replace=False))
 
 
+def bag_subset(bag: np.ndarray, max_patches: int | None, rng: np.random.Generator) -> np.ndarray:
+    """The bag itself when it fits `max_patches` (no copy: full Camelyon16 bags are ~15 MB each),
+    else a random subset of its rows (`subsample_indices`)."""
+    if max_patches is None or len(bag) <= max_patches:
+        return bag
+    return bag[subsample_indices(len(bag), max_patches, rng)]
+
+
 def pad_bags(bags: Sequence[np.ndarray], device: str | torch.device) -> tuple[torch.Tensor, torch.Tensor]:
     """Bags (N_i, D) → zero-padded (B, max N_i, D) float32 tensor and (B, max N_i) mask of real rows."""
     longest = max(len(bag) for bag in bags)
@@ -164,7 +172,7 @@ def predict_bags(model: MILModel, bags: Sequence[np.ndarray], batch_size: int = 
     probabilities, attention = [], []
     for start in range(0, len(bags), batch_size):
         chunk = range(start, min(start + batch_size, len(bags)))
-        x, mask = pad_bags([bags[i][subsets[i]] for i in chunk], device)
+        x, mask = pad_bags([bags[i] if len(subsets[i]) == len(bags[i]) else bags[i][subsets[i]] for i in chunk], device)
         output = model(x, mask)
         probabilities.append(logits_to_probabilities(output.logits))
         if output.attention is not None:
@@ -221,7 +229,7 @@ def fit_mil(train: tuple[list[np.ndarray], np.ndarray], val: tuple[list[np.ndarr
         optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
         for step, batch in zip(range(1, total_steps + 1), training_batches(len(bags), cfg.batch_size, rng)):
             model.train()
-            x, mask = pad_bags([bags[i][subsample_indices(len(bags[i]), cfg.max_patches, rng)] for i in batch], device)
+            x, mask = pad_bags([bag_subset(bags[i], cfg.max_patches, rng) for i in batch], device)
             y = torch.as_tensor(labels[batch], device=device)
             loss = model.loss(model(x, mask), y, mask)
             optimizer.zero_grad(set_to_none=True)
