@@ -1,0 +1,74 @@
+"""The status file of a multi-stage run: `OUT/status.json`, one entry per stage.
+
+Each entry records the stage's folder, its status in the latest invocation (pending, running, done,
+skipped = complete from an earlier invocation, failed with the error), the wall seconds of the run
+that produced its output, and a fingerprint of the settings that output was made with. The
+fingerprint chains through a stage's inputs, so changing round 1 of Gen-SIS marks every later
+stage as made with other settings, and a re-run refuses to mix them (see `stale_stages`).
+The file is rewritten after every change, so a killed run leaves an accurate record.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+STATUS_FILE = "status.json"
+IGNORED_KEYS = ("progress",)  # settings that do not change outputs
+
+
+def _strip(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _strip(v) for k, v in value.items() if k not in IGNORED_KEYS}
+    if isinstance(value, (list, tuple)):
+        return [_strip(v) for v in value]
+    return value
+
+
+def fingerprint(settings: Any, inputs: Iterable[str] = ()) -> str:
+    """A short hash of a stage's resolved settings and its inputs' fingerprints."""
+    text = json.dumps({"settings": _strip(settings), "inputs": list(inputs)}, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _now() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S%z")
+
+
+class Manifest:
+    """Read-modify-write access to `status.json` (written only by the main process)."""
+
+    def __init__(self, path: str | Path, write: bool = True):
+        self.path, self.write = Path(path), write
+        self.stages: dict[str, dict] = {}
+        if self.path.is_file():
+            try:
+                self.stages = json.loads(self.path.read_text()).get("stages", {})
+            except json.JSONDecodeError as err:
+                raise ValueError(f"{self.path}: unreadable status file ({err}); delete it to start the record "
+                                 "afresh (finished stage outputs are kept and skipped)") from err
+
+    def recorded_fingerprint(self, stage: str) -> str | None:
+        """The fingerprint the stage's existing output was made with, if one was recorded."""
+        return self.stages.get(stage, {}).get("fingerprint")
+
+    def update(self, stage: str, **fields: Any) -> None:
+        """Merge `fields` into the stage's entry and rewrite the file."""
+        self.stages.setdefault(stage, {}).update(fields, updated=_now())
+        if self.write:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self.path.write_text(json.dumps({"stages": self.stages}, indent=1) + "\n")
+
+    def seconds(self) -> dict[str, float]:
+        """{stage: wall seconds of the run that produced its output} for the stages that have one."""
+        return {name: entry["seconds"] for name, entry in self.stages.items() if entry.get("seconds") is not None}
+
+
+def read_status(out_dir: str | Path) -> dict[str, dict]:
+    """The stages of `OUT/status.json` ({} when there is none)."""
+    path = Path(out_dir) / STATUS_FILE
+    return json.loads(path.read_text()).get("stages", {}) if path.is_file() else {}

@@ -1,0 +1,267 @@
+"""The stages a Gen-SIS run is made of, each a resumable step that writes one documented folder.
+
+A `Stage` knows its resolved settings (hashed into its fingerprint, pathgen.genaug.manifest), how
+to tell that its output is complete (a model folder's config.json, written after its weights; a
+bank's `complete` attribute; a results.json) and how to make it. `run_stages` runs the incomplete
+ones in order, skipping the rest, and refuses outputs that were made with other settings.
+The stage functions here wrap the existing stage APIs (train_ssl, embed_folder, train_vae,
+train_ldm, generate_bank, eval_gen, run_bench) without changing what they do.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+import traceback
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pathgen.config import load_config, save_config, to_dict
+from pathgen.genaug.manifest import STATUS_FILE, Manifest, fingerprint
+from pathgen.train import CHECKPOINT
+
+
+class PipelineError(RuntimeError):
+    """A run that cannot continue as asked (stale outputs, a missing input stage, a stage under torchrun)."""
+
+
+@dataclass
+class Stage:
+    """One step: `run()` writes `folder`; `done()` says whether a complete output is already there.
+
+    `distributed` stages (training) run on every torchrun rank; the others only in a single process.
+    `owns_folder`: the folder is the stage's alone (a run or bank folder), so anything in it counts
+    as its output; False for stages that add files to another stage's folder.
+    """
+
+    name: str
+    folder: Path
+    settings: Any
+    done: Callable[[], bool]
+    run: Callable[[], Any]
+    inputs: tuple[str, ...] = ()
+    distributed: bool = False
+    owns_folder: bool = True
+
+
+def model_complete(model_dir: Path) -> bool:
+    """A pathgen model folder (encoder, VAE or LDM) is complete once config.json, written last, exists."""
+    return (model_dir / "model.safetensors").is_file() and (model_dir / "config.json").is_file()
+
+
+def _resume(run_dir: Path) -> bool:
+    return (run_dir / CHECKPOINT).is_file()
+
+
+def ssl_stage(name: str, run_dir: Path, config: str | None, overrides: list[str],
+              inputs: tuple[str, ...] = ()) -> Stage:
+    """`pathgen train-ssl` into run_dir (continuing from its checkpoint after a kill); output run_dir/model."""
+    from pathgen.ssl.train_ssl import SSLConfig, train_ssl
+
+    cfg = load_config(SSLConfig, config, [*overrides, f"out={run_dir}"])
+
+    def run() -> Path:
+        import torch
+
+        # train_ssl seeds the Trainer only after building the model; seeding first gives runs of one
+        # seed the same initial weights (round 1 and round 2 then differ only in what they learn from)
+        torch.manual_seed(cfg.train.seed)
+        return train_ssl(cfg, resume=_resume(run_dir))
+
+    return Stage(name, run_dir, to_dict(cfg), lambda: model_complete(run_dir / "model"), run, inputs,
+                 distributed=True)
+
+
+def ssl_init_stage(name: str, out_dir: Path, config: str | None, overrides: list[str]) -> Stage:
+    """The SSL config's encoder before its first step (the seed's initial weights, exported as train_ssl
+    would): the floor that shows how much an SSL run learned beyond its random initialisation."""
+    from pathgen.ssl.train_ssl import SSLConfig, build_dataset, build_ssl_method, export_encoder
+
+    cfg = load_config(SSLConfig, config, [*overrides, f"out={out_dir}"])
+
+    def run() -> Path:
+        import torch
+
+        out_dir.mkdir(parents=True, exist_ok=True)
+        save_config(cfg, out_dir / "config.yaml")
+        torch.manual_seed(cfg.train.seed)  # as in ssl_stage: the same draws, in the same order, as step 0
+        dataset = build_dataset(cfg)
+        return export_encoder(build_ssl_method(cfg), cfg, out_dir / "model", dataset, step=0)
+
+    return Stage(name, out_dir, to_dict(cfg), lambda: model_complete(out_dir / "model"), run)
+
+
+def vae_stage(name: str, run_dir: Path, config: str | None, overrides: list[str]) -> Stage:
+    """`pathgen train-vae` into run_dir; output run_dir/model."""
+    from pathgen.diffusion.train_vae import VAETrainConfig, train_vae
+
+    cfg = load_config(VAETrainConfig, config, [*overrides, f"out={run_dir}"])
+    return Stage(name, run_dir, to_dict(cfg), lambda: model_complete(run_dir / "model"),
+                 lambda: train_vae(cfg, resume=_resume(run_dir)), distributed=True)
+
+
+def ldm_stage(name: str, run_dir: Path, config: str | None, overrides: list[str], inputs: tuple[str, ...]) -> Stage:
+    """`pathgen train-ldm` into run_dir; output run_dir/model (EMA denoiser + VAE and encoder copies)."""
+    from pathgen.diffusion.train_ldm import LDMTrainConfig, train_ldm
+
+    cfg = load_config(LDMTrainConfig, config, [*overrides, f"out={run_dir}"])
+    return Stage(name, run_dir, to_dict(cfg), lambda: model_complete(run_dir / "model"),
+                 lambda: train_ldm(cfg, resume=_resume(run_dir)), inputs, distributed=True)
+
+
+def embed_stage(name: str, model_dir: Path, tiles: list[str], embeddings_name: str, device: str, progress: bool,
+                inputs: tuple[str, ...]) -> Stage:
+    """`pathgen embed` of every tile folder with the encoder in model_dir, as `embeddings_name`."""
+    from pathgen.embed import embed_folder, embeddings_complete
+    from tiling.store import is_complete, list_store_paths
+
+    def done() -> bool:
+        paths = [p for t in tiles for p in list_store_paths(t) if is_complete(p)]
+        return bool(paths) and all(embeddings_complete(p, embeddings_name) for p in paths)
+
+    def run() -> None:
+        for tile_dir in tiles:
+            embed_folder(model_dir, tile_dir, embeddings_name, device, progress=progress)
+
+    settings = {"model": str(model_dir), "tiles": list(tiles), "name": embeddings_name}
+    return Stage(name, Path(tiles[0]), settings, done, run, inputs, owns_folder=False)
+
+
+def foreground_stage(name: str, model_dir: Path, tiles: list[str], max_tiles: int, device: str,
+                     inputs: tuple[str, ...]) -> Stage:
+    """GenView's foreground PCA fitted on the encoder's patch tokens, saved beside the encoder."""
+    from pathgen.genaug.fit_foreground import fit_foreground
+    from pathgen.genaug.foreground import PCA_CONFIG, PCA_WEIGHTS
+
+    settings = {"model": str(model_dir), "tiles": list(tiles), "max_tiles": max_tiles}
+    return Stage(name, model_dir, settings,
+                 lambda: (model_dir / PCA_WEIGHTS).is_file() and (model_dir / PCA_CONFIG).is_file(),
+                 lambda: fit_foreground(model_dir, list(tiles), max_tiles=max_tiles, device=device), inputs,
+                 owns_folder=False)
+
+
+def bank_stage(name: str, bank_dir: Path, config: str | None, overrides: list[str], progress: bool,
+               inputs: tuple[str, ...]) -> Stage:
+    """`pathgen generate` into bank_dir (resuming unfinished rows); complete once the bank says so."""
+    from pathgen.diffusion.bank import bank_complete
+    from pathgen.diffusion.generate import GenerateConfig, generate_bank
+
+    cfg = load_config(GenerateConfig, config, [*overrides, f"out={bank_dir}"])
+
+    def done() -> bool:
+        return bank_complete(bank_dir) and (cfg.grid_rows <= 0 or (bank_dir / "grid.png").is_file())
+
+    return Stage(name, bank_dir, to_dict(cfg), done, lambda: generate_bank(cfg, progress=progress), inputs)
+
+
+def eval_gen_stage(name: str, bank_dirs: list[Path], settings: dict, device: str, inputs: tuple[str, ...]) -> Stage:
+    """`pathgen eval-gen` of each bank (BANK/eval/metrics.json)."""
+    from pathgen.metrics.evaluate import eval_gen
+
+    def run() -> None:
+        for bank_dir in bank_dirs:
+            eval_gen(bank_dir, device=device, **settings)
+
+    return Stage(name, bank_dirs[0] / "eval", {"banks": [str(b) for b in bank_dirs], **settings},
+                 lambda: all((b / "eval" / "metrics.json").is_file() for b in bank_dirs), run, inputs)
+
+
+def link_encoder(model_dir: Path, named_dir: Path) -> Path:
+    """A folder named for the table (`pathgen bench` names an encoder by its folder, and every
+    training run's is `model/`) holding hard links to (or, across file systems, copies of) the files."""
+    import shutil
+
+    if named_dir.exists():
+        shutil.rmtree(named_dir)
+    named_dir.mkdir(parents=True)
+    for path in sorted(model_dir.iterdir()):
+        if path.is_file():
+            try:
+                os.link(path, named_dir / path.name)
+            except OSError:
+                shutil.copy2(path, named_dir / path.name)
+    return named_dir
+
+
+def bench_stage(name: str, bench_dir: Path, tasks: list, encoders: dict[str, Path], inputs: tuple[str, ...]) -> Stage:
+    """`pathgen bench` of the named encoders ({table name: model folder}) on the resolved tasks."""
+    from pathgen.eval.bench import run_bench
+
+    def run() -> None:
+        named = [link_encoder(model_dir, bench_dir / "encoders" / label) for label, model_dir in encoders.items()]
+        run_bench(tasks, [str(p) for p in named], bench_dir, bench_dir / "cache")
+
+    settings = {"encoders": {k: str(v) for k, v in encoders.items()}, "tasks": [to_dict(t) for t in tasks]}
+    return Stage(name, bench_dir, settings, lambda: (bench_dir / "results.json").is_file(), run, inputs)
+
+
+def run_stages(stages: Sequence[Stage], out_dir: Path, only: Sequence[str] | None = None,
+               log: Callable[[str], None] = print, config: Any = None) -> Manifest:
+    """Run every incomplete stage in order (only those named in `only`, when given); skip complete ones.
+
+    Refuses, before running anything, output folders made with other settings than these; then
+    saves `config` (the resolved run config) as out_dir/config.yaml.
+    """
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    main = int(os.environ.get("RANK", "0")) == 0
+    manifest = Manifest(out_dir / STATUS_FILE, write=main)
+    log = log if main else (lambda _: None)  # under torchrun, rank 0 speaks for all
+    prints = _fingerprints(stages)
+    _refuse_stale(stages, manifest, prints)
+    by_name = {s.name: s for s in stages}
+    unknown = sorted(set(only or ()) - set(by_name))
+    if unknown:
+        raise PipelineError(f"unknown stage {unknown[0]!r}; stages are: {', '.join(by_name)}")
+    if config is not None and main:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        save_config(config, out_dir / "config.yaml")
+    for stage in stages:
+        if only and stage.name not in only:
+            continue
+        if stage.done():
+            manifest.update(stage.name, status="skipped", folder=str(stage.folder), fingerprint=prints[stage.name])
+            log(f"stage {stage.name:<18} skipped (complete: {stage.folder})")
+            continue
+        missing = [i for i in stage.inputs if not by_name[i].done()]
+        if missing:
+            raise PipelineError(f"stage {stage.name} needs {', '.join(missing)} first (run without --only, "
+                                f"or with --only {','.join(missing)})")
+        if world > 1 and not stage.distributed:
+            raise PipelineError(f"stage {stage.name} runs in one process; run it without torchrun "
+                                "(torchrun only for the training stages, with --only)")
+        _run_one(stage, manifest, prints[stage.name], log)
+    return manifest
+
+
+def _fingerprints(stages: Sequence[Stage]) -> dict[str, str]:
+    prints: dict[str, str] = {}
+    for stage in stages:
+        prints[stage.name] = fingerprint(stage.settings, [prints[i] for i in stage.inputs])
+    return prints
+
+
+def _refuse_stale(stages: Sequence[Stage], manifest: Manifest, prints: dict[str, str]) -> None:
+    stale = [s for s in stages if manifest.recorded_fingerprint(s.name) not in (None, prints[s.name])
+             and (s.done() or (s.owns_folder and s.folder.exists()))]
+    if stale:
+        folders = ", ".join(f"{s.name} ({s.folder})" for s in stale)
+        raise PipelineError(f"{manifest.path}: these stages were made with other settings than the ones given "
+                            f"(or from other inputs): {folders}. Delete those folders to redo them, or give a new "
+                            "out= folder")
+
+
+def _run_one(stage: Stage, manifest: Manifest, print_: str, log: Callable[[str], None]) -> None:
+    log(f"stage {stage.name:<18} running → {stage.folder}")
+    manifest.update(stage.name, status="running", folder=str(stage.folder), fingerprint=print_, seconds=None)
+    start = time.perf_counter()
+    try:
+        stage.run()
+    except BaseException as err:
+        manifest.update(stage.name, status="failed", error=f"{type(err).__name__}: {err}",
+                        traceback=traceback.format_exc(limit=4))
+        raise
+    seconds = round(time.perf_counter() - start, 1)
+    manifest.update(stage.name, status="done", seconds=seconds, error=None, traceback=None)
+    log(f"stage {stage.name:<18} done in {seconds:.1f} s")
