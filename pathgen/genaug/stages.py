@@ -63,11 +63,8 @@ def ssl_stage(name: str, run_dir: Path, config: str | None, overrides: list[str]
     cfg = load_config(SSLConfig, config, [*overrides, f"out={run_dir}"])
 
     def run() -> Path:
-        import torch
-
-        # train_ssl seeds the Trainer only after building the model; seeding first gives runs of one
-        # seed the same initial weights (round 1 and round 2 then differ only in what they learn from)
-        torch.manual_seed(cfg.train.seed)
+        # train_ssl seeds before building the model, so runs of one seed start from the same weights
+        # (round 1 and round 2 then differ only in what they learn from)
         return train_ssl(cfg, resume=_resume(run_dir))
 
     return Stage(name, run_dir, to_dict(cfg), lambda: model_complete(run_dir / "model"), run, inputs,
@@ -86,8 +83,8 @@ def ssl_init_stage(name: str, out_dir: Path, config: str | None, overrides: list
 
         out_dir.mkdir(parents=True, exist_ok=True)
         save_config(cfg, out_dir / "config.yaml")
-        torch.manual_seed(cfg.train.seed)  # as in ssl_stage: the same draws, in the same order, as step 0
         dataset = build_dataset(cfg)
+        torch.manual_seed(cfg.train.seed)  # as train_ssl does: the same draws, in the same order, as step 0
         return export_encoder(build_ssl_method(cfg), cfg, out_dir / "model", dataset, step=0)
 
     return Stage(name, out_dir, to_dict(cfg), lambda: model_complete(out_dir / "model"), run)

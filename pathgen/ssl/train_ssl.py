@@ -9,6 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import torch
+
 from pathgen.config import from_dict, load_config, save_config, to_dict
 from pathgen.data.recipes import AugmentConfig, build_transform
 from pathgen.data.tiles import TileDataset
@@ -153,6 +155,7 @@ def train_ssl(cfg: SSLConfig, resume: bool = False) -> Path:
     run_dir.mkdir(parents=True, exist_ok=True)
     save_config(cfg, run_dir / "config.yaml")
     dataset = build_dataset(cfg)
+    torch.manual_seed(cfg.train.seed)  # the initial weights depend on the seed only (baselines and ablations share them)
     method = build_ssl_method(cfg)
     weights = dataset.slide_weights() if cfg.balance_slides else None
     trainer = Trainer(cfg.train, method, dataset, run_dir, sampler_weights=weights)
