@@ -17,7 +17,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                                    description=__doc__)
     parser.add_argument("config", type=Path, help="a task or suite YAML (benchmarks/suites/)")
     parser.add_argument("--encoder", action="append", required=True,
-                        help="model folder or random:<timm name>; repeat for several encoders")
+                        help="model folder or random:<timm name>, optionally NAME=… to name its table row; repeat for several")
     parser.add_argument("--out", type=Path, default=Path("bench_out"), help="results folder (default bench_out)")
     parser.add_argument("--cache", type=Path, default=None,
                         help="feature and tile cache (default: <out>/cache); share it between runs")

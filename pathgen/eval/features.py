@@ -85,19 +85,30 @@ def materialise_random(spec: str, cache_dir: Path) -> Path:
     return folder
 
 
+def split_label(spec: str) -> tuple[str | None, str]:
+    """``NAME=SPEC`` → (NAME, SPEC), so two folders both called ``model`` get their own table rows; a spec
+    without a plain-name prefix comes back unlabelled."""
+    label, sep, rest = spec.partition("=")
+    if sep and label and "/" not in label and all(c.isalnum() or c in "_.-" for c in label):
+        return label, rest
+    return None, spec
+
+
 class FrozenEncoder:
     """An encoder folder with its cache id; the model itself is loaded only when features are missing."""
 
     def __init__(self, spec: str | Path, cache_dir: str | Path, device: str = "cpu") -> None:
-        self.spec, self.cache_dir, self.device = str(spec), Path(cache_dir), torch.device(device)
+        label, self.spec = split_label(str(spec))
+        self.cache_dir, self.device = Path(cache_dir), torch.device(device)
         if self.spec.startswith(RANDOM_PREFIX):
             self.model_dir, self.name = materialise_random(self.spec, self.cache_dir), self.spec
         else:
-            self.model_dir = Path(spec)
+            self.model_dir = Path(self.spec)
             if not (self.model_dir / CONFIG).is_file() or not (self.model_dir / WEIGHTS).is_file():
-                raise ValueError(f"{spec}: not an encoder folder (needs {CONFIG} and {WEIGHTS}; see pathgen export) "
-                                 f"and not random:<timm name>")
+                raise ValueError(f"{self.spec}: not an encoder folder (needs {CONFIG} and {WEIGHTS}; see pathgen "
+                                 "export) and not random:<timm name>")
             self.name = self.model_dir.resolve().name
+        self.name = label or self.name
         self.config: EncoderConfig = read_encoder_config(self.model_dir)
         weights = (self.model_dir / WEIGHTS).stat()
         digest = short_hash((self.model_dir / CONFIG).read_text(), weights.st_size, weights.st_mtime_ns)

@@ -46,3 +46,13 @@ def test_encoder_id_changes_with_weights(tmp_path):
 def test_not_an_encoder_folder_says_so(tmp_path):
     with pytest.raises(ValueError, match="not an encoder folder"):
         FrozenEncoder(tmp_path, tmp_path)
+
+
+def test_named_encoders_get_their_own_rows(tmp_path):
+    from pathgen.eval.features import FrozenEncoder, split_label
+    assert split_label("baseline=runs/a/model") == ("baseline", "runs/a/model")
+    assert split_label("runs/a=b/model") == (None, "runs/a=b/model")
+    assert split_label("random:test_vit") == (None, "random:test_vit")
+    named = FrozenEncoder("init=random:test_vit", tmp_path)
+    assert named.name == "init" and named.spec == "random:test_vit"
+    assert named.encoder_id == FrozenEncoder("random:test_vit", tmp_path).encoder_id  # one feature cache
