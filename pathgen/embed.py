@@ -116,7 +116,9 @@ def embed_folder(model_dir: str | Path, tile_dir: str | Path, name: str | None =
 
 
 def _warn_on_mpp_mismatch(store: TileStore, config: EncoderConfig) -> None:
-    tiles_mpp = store.attrs["tiling"]["target_mpp"]
+    tiling = store.attrs["tiling"]
+    # tiles are resized to the encoder's input, so compare µm per input pixel
+    tiles_mpp = tiling["target_mpp"] * tiling["tile_size_px"] / config.tile_size_px
     if config.mpp and abs(tiles_mpp - config.mpp) > 0.01 * config.mpp:
-        print(f"pathgen embed: warning: {store.path} tiles are {tiles_mpp} µm/px but the encoder was trained "
-              f"at {config.mpp} µm/px", file=sys.stderr)
+        print(f"pathgen embed: warning: {store.path} tiles give {tiles_mpp:.3g} µm per input pixel but the encoder "
+              f"was trained at {config.mpp:.3g}", file=sys.stderr)

@@ -1,8 +1,9 @@
 """Trained encoders on disk: ``model.safetensors`` + ``config.json``, loadable with one call.
 
 ``config.json`` records the timm name and keyword arguments (so ``timm.create_model`` rebuilds
-the architecture), the feature size, and the tile contract the encoder was trained on: tile size,
-µm/px and the input normalisation.
+the architecture), the feature size, and the input contract the encoder was trained on: the input
+size in pixels that whole tiles are resized to (``tile_size_px``), the µm per input pixel that gives
+(``mpp``: a 224-px tile at 0.5 µm/px fed at 64 px is 1.75) and the input normalisation.
 """
 
 from __future__ import annotations
@@ -29,8 +30,8 @@ class EncoderConfig:
     timm_name: str
     embed_dim: int
     timm_kwargs: dict = field(default_factory=dict)
-    tile_size_px: int = 224
-    mpp: float | None = 0.5
+    tile_size_px: int = 224  # input size: tiles are resized (shorter side) and centre-cropped to it
+    mpp: float | None = 0.5  # µm per input pixel
     mean: tuple[float, float, float] = (0.485, 0.456, 0.406)
     std: tuple[float, float, float] = (0.229, 0.224, 0.225)
     source: dict = field(default_factory=dict)  # method, run folder, step …

@@ -170,11 +170,14 @@ def export_encoder(method: SSLMethod, cfg: SSLConfig, out_dir: Path, dataset: Ti
                    step: int | None = None) -> Path:
     """Save the method's exported backbone (the teacher for DINO) as a model folder."""
     tiling = dataset.stores[0].attrs["tiling"] if dataset is not None else {}
+    input_px = cfg.augment.global_size  # the network's input: tiles are resized to it, as in training
+    tile_px, tile_mpp = int(tiling.get("tile_size_px", input_px)), tiling.get("target_mpp")
     config = EncoderConfig(
         timm_name=cfg.backbone.name, embed_dim=method.embed_dim, timm_kwargs=backbone_kwargs(cfg.backbone),
-        tile_size_px=int(tiling.get("tile_size_px", cfg.augment.global_size)), mpp=tiling.get("target_mpp"),
+        tile_size_px=input_px, mpp=tile_mpp * tile_px / input_px if tile_mpp else None,
         mean=tuple(cfg.augment.mean), std=tuple(cfg.augment.std),
-        source={"method": cfg.method, "run": str(Path(cfg.out).resolve()), "step": step})
+        source={"method": cfg.method, "run": str(Path(cfg.out).resolve()), "step": step,
+                "tiles": {"tile_size_px": tile_px, "mpp": tile_mpp}})
     return save_encoder(method.export_backbone(), config, out_dir)
 
 
