@@ -24,16 +24,6 @@ PLAIN = dict(global_size=32, local_size=32, global_scale=(1.0, 1.0), local_scale
              hed_theta=0.0, color_jitter_p=0.0, grayscale_p=0.0)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """One intra-op thread, as in a DataLoader worker: on small tensors two threads on a busy
-    2-core machine make these tests ~5× slower."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def random_tile(size: int = 64, seed: int = 0) -> np.ndarray:
     return np.random.default_rng(seed).integers(0, 256, (size, size, 3), dtype=np.uint8)
 

@@ -16,16 +16,6 @@ STD = torch.tensor(IMAGENET_STD).view(3, 1, 1)
 KEY = TileKey("slides/a.zarr", 17)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """One intra-op thread, as in a DataLoader worker: on small tensors two threads on a busy
-    2-core machine make these tests ~5× slower."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def constant_tile(value: int, size: int = 48) -> np.ndarray:
     return np.full((size, size, 3), value, dtype=np.uint8)
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-import pytest
 import torch
 
 from pathgen.config import load_config
@@ -24,14 +23,6 @@ from tiling.store import StoreLayout, create_store, mark_complete, write_shard
 CONFIGS = Path(__file__).resolve().parents[3] / "configs" / "diffusion"
 N_TILES, SIZE = 96, 32
 FAST = ["train.progress=false", "train.log_every=50", "train.checkpoint_every=100000"]
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def _population(kind: str, rng: np.random.Generator) -> np.ndarray:

@@ -6,7 +6,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 import yaml
 from PIL import Image
 
@@ -15,34 +14,9 @@ from pathgen.config import load_config
 from pathgen.diffusion.bank import BankWriter, ViewBank, bank_complete
 from pathgen.diffusion.generate import GenerateConfig, generate_bank
 from pathgen.diffusion.grid import grid_size
-from pathgen.diffusion.ldm import ConditionedDenoiser, LDMConfig
-from pathgen.diffusion.ldm_io import save_ldm
 from pathgen.diffusion.sampling import SamplerConfig
-from pathgen.diffusion.vae import VAEConfig, build_vae, save_vae
-from pathgen.models.io import read_encoder_config
 
 CONFIGS = Path(__file__).resolve().parents[3] / "configs" / "diffusion"
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """One intra-op thread: tiny models are slower with more, and far slower on a shared machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-@pytest.fixture(scope="module")
-def tiny_ldm_dir(tiny_encoder, tmp_path_factory) -> Path:
-    """A saved random-init LDM (f4 VAE, 8×8×4 latents, 32-px images) conditioned by the tiny encoder."""
-    torch.manual_seed(0)
-    root = tmp_path_factory.mktemp("tiny_ldm")
-    vae_cfg = VAEConfig(block_out_channels=[16, 32, 32], norm_num_groups=8)
-    vae_dir = save_vae(build_vae(vae_cfg), vae_cfg, 0.5, root / "vae", image_size=32)
-    cfg = LDMConfig(block_out_channels=[16, 32], attention_head_dim=8, cross_attention_dim=16, norm_num_groups=8)
-    denoiser = ConditionedDenoiser(cfg, read_encoder_config(tiny_encoder).embed_dim, 4, 8)
-    return save_ldm(denoiser, root / "model", vae_dir, tiny_encoder, image_size=32)
 
 
 def config(model, tiles, out, **kw) -> GenerateConfig:

@@ -26,15 +26,6 @@ TINY = CONFIGS / "ldm_tiny.yaml"
 QUIET = ["train.progress=false", "train.checkpoint_every=1000"]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def single_thread():
-    """Tiny models are op-overhead bound: one thread is as fast alone and far faster on a busy machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def _tiny_denoiser(embed_dim: int = 64) -> ConditionedDenoiser:
     torch.manual_seed(0)
     return ConditionedDenoiser(load_config(LDMTrainConfig, TINY).ldm, embed_dim, latent_channels=4, latent_size=8)

@@ -34,15 +34,6 @@ def assert_same_u8(a: np.ndarray, b: np.ndarray) -> None:
     assert a.shape == b.shape and np.abs(a.astype(int) - b.astype(int)).max() <= 1
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """One intra-op thread: tiny models are slower with more, and far slower on a shared machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture(scope="module")
 def ldm(tiny_encoder) -> LoadedLDM:
     return tiny_ldm(tiny_encoder)

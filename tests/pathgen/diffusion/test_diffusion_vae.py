@@ -32,15 +32,6 @@ TINY = CONFIGS / "vae_tiny.yaml"
 STEPS = 150
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """One torch thread: on a shared 2-core machine, two spinning threads per process are several times slower."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def trained(tiny_tiles, tmp_path_factory) -> Path:
     """The run folder of the tiny config trained for STEPS steps (every step logged)."""

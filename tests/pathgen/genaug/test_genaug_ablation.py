@@ -7,7 +7,6 @@ import json
 from pathlib import Path
 
 import pytest
-import torch
 import yaml
 
 from pathgen.config import ConfigError, load_config
@@ -18,14 +17,6 @@ from pathgen.genaug.manifest import read_status
 from gensis_tiny import ROOT, SSL_TINY, tiny_words
 
 ABLATION = ROOT / "configs" / "genaug" / "ablation_tiny.yaml"
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def tiny_ablation(tiles: Path, out: Path) -> AblationConfig:

@@ -10,24 +10,9 @@ import torch
 from pathgen.cli import main
 from pathgen.config import load_config
 from pathgen.diffusion.bank import ViewBank
-from pathgen.diffusion.ldm import ConditionedDenoiser, LDMConfig
-from pathgen.diffusion.ldm_io import save_ldm
-from pathgen.diffusion.vae import VAEConfig, build_vae, save_vae
 from pathgen.genaug.adaptive_bank import adaptive_strengths, foreground_estimator
 from pathgen.genaug.foreground import HematoxylinForeground
-from pathgen.models.io import read_encoder_config
 from pathgen.ssl.train_ssl import SSLConfig, build_dataset
-
-
-@pytest.fixture(scope="module")
-def tiny_ldm(tiny_encoder, tmp_path_factory):
-    torch.manual_seed(0)
-    root = tmp_path_factory.mktemp("adaptive_ldm")
-    vae_cfg = VAEConfig(block_out_channels=[16, 32, 32], norm_num_groups=8)
-    vae_dir = save_vae(build_vae(vae_cfg), vae_cfg, 0.5, root / "vae", image_size=32)
-    cfg = LDMConfig(block_out_channels=[16, 32], attention_head_dim=8, cross_attention_dim=16, norm_num_groups=8)
-    denoiser = ConditionedDenoiser(cfg, read_encoder_config(tiny_encoder).embed_dim, 4, 8)
-    return save_ldm(denoiser, root / "model", vae_dir, tiny_encoder, image_size=32)
 
 
 def test_strength_follows_foreground_monotonically():
@@ -47,9 +32,9 @@ def test_pca_estimator_needs_a_fitted_direction(tiny_encoder):
         foreground_estimator("pca", tiny_encoder, torch.device("cpu"))
 
 
-def test_adaptive_bank_is_written_and_accepted_by_train_ssl(tiny_ldm, tiny_tiles, tmp_path):
+def test_adaptive_bank_is_written_and_accepted_by_train_ssl(tiny_ldm_dir, tiny_tiles, tmp_path):
     bank_dir = tmp_path / "bank"
-    assert main(["generate", str(tiny_ldm), str(tiny_tiles), "--out", str(bank_dir), "--mode", "img2img",
+    assert main(["generate", str(tiny_ldm_dir), str(tiny_tiles), "--out", str(bank_dir), "--mode", "img2img",
                  "--adaptive-noise", "foreground=hematoxylin", "--n-views", "1", "--max-sources", "6",
                  "--sampler", "ddim", "--steps", "4", "--device", "cpu", "--no-progress"]) == 0
     bank = ViewBank(bank_dir)
@@ -62,8 +47,8 @@ def test_adaptive_bank_is_written_and_accepted_by_train_ssl(tiny_ldm, tiny_tiles
     assert len(build_dataset(cfg)) > 0
 
 
-def test_adaptive_noise_outside_img2img_is_refused(tiny_ldm, tiny_tiles, tmp_path):
-    assert main(["generate", str(tiny_ldm), str(tiny_tiles), "--out", str(tmp_path / "b"), "--adaptive-noise",
+def test_adaptive_noise_outside_img2img_is_refused(tiny_ldm_dir, tiny_tiles, tmp_path):
+    assert main(["generate", str(tiny_ldm_dir), str(tiny_tiles), "--out", str(tmp_path / "b"), "--adaptive-noise",
                  "--device", "cpu", "--no-progress"]) == 2
 
 

@@ -20,15 +20,6 @@ from pathgen.genaug.stages import PipelineError, Stage, run_stages
 from gensis_tiny import DEMO, ROOT, SSL_TINY, tiny_words
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """One intra-op thread: tiny models are slower with more, and far slower on a shared machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def tiny_config(tiles: Path, out: Path, *more: str) -> GenSISConfig:
     return load_config(GenSISConfig, DEMO, [*tiny_words(tiles, out), *more])
 
