@@ -243,8 +243,15 @@ _CRC_CLASSES = {  # class: (crop kind or None for painted, maker)
 
 # ----------------------------------------------------------------------------------- writers
 
-def write_synthetic_pcam(out: str | Path, n_train: int = 256, n_val: int = 64, n_test: int = 64, seed: int = 0) -> Path:
-    """PCam's six HDF5 files; each split's patches come from its own 2048 × 1536 slides."""
+def write_synthetic_pcam(out: str | Path, n_train: int = 256, n_val: int = 64, n_test: int = 64, seed: int = 0,
+                         stain_shift: float = 0.0) -> Path:
+    """PCam's six HDF5 files; each split's patches come from its own 2048 × 1536 slides.
+
+    `stain_shift` θ > 0 makes validation and test a multi-site cohort: every run of SITE_PATCHES
+    patches gets its own H&E stain change (HED scale U(1 ± θ), shift U(±θ)), while train keeps the
+    generator's stain. The plain task is separable by colour alone (a random-init encoder reaches the
+    ceiling); across sites an encoder must have learned stain-robust features.
+    """
     import h5py
 
     _check_counts("pcam", n_train=(n_train, 2), n_val=(n_val, 1), n_test=(n_test, 1))
@@ -253,10 +260,31 @@ def write_synthetic_pcam(out: str | Path, n_train: int = 256, n_val: int = 64, n
         sources = [_source(_seed(seed, 0, index, j), pcam.MPP, (2048, 1536), ds=2, tissue=2)
                    for j in range(1 + n // 1024)]
         x, y = _pcam_patches(sources, n, np.random.default_rng([seed, 0, index]))
+        if stain_shift > 0 and split != "train":
+            x = shift_sites(x, stain_shift, np.random.default_rng([seed, 1, index]))
         with h5py.File(pcam.pcam_file(out, split, "x"), "w") as f:
             f.create_dataset("x", data=x, chunks=(1, 96, 96, 3) if n else None)
         with h5py.File(pcam.pcam_file(out, split, "y"), "w") as f:
             f.create_dataset("y", data=y.reshape(-1, 1, 1, 1))
+    return out
+
+
+SITE_PATCHES = 8  # patches per simulated site in stain-shifted splits
+
+
+def shift_sites(patches: np.ndarray, theta: float, rng: np.random.Generator) -> np.ndarray:
+    """uint8 (N, H, W, 3) patches with one random H&E stain change per run of SITE_PATCHES patches."""
+    import torch
+
+    from pathgen.data.augment import perturb_stains
+
+    out = patches.copy()
+    for start in range(0, len(patches), SITE_PATCHES):
+        alpha = torch.from_numpy(rng.uniform(1 - theta, 1 + theta, 3))
+        beta = torch.from_numpy(rng.uniform(-theta, theta, 3))
+        block = torch.from_numpy(patches[start:start + SITE_PATCHES]).permute(0, 3, 1, 2).double() / 255
+        shifted = torch.stack([perturb_stains(tile, alpha, beta) for tile in block])
+        out[start:start + SITE_PATCHES] = (shifted * 255).round().clamp(0, 255).byte().permute(0, 2, 3, 1).numpy()
     return out
 
 

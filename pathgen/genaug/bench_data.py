@@ -11,7 +11,7 @@ COMPLETE = "complete.json"
 
 
 def write_bench_data(folder: str | Path, pcam: list[int], camelyon16: list[int], slide_size: list[int],
-                     seed: int = 0) -> Path:
+                     seed: int = 0, pcam_stain_shift: float = 0.0) -> Path:
     """folder/pcam (train, val, test patches) and folder/camelyon16 (train, test slides of slide_size)."""
     from pathgen.eval.datasets import read_dataset
     from pathgen.eval.synth_datasets import write_synthetic_camelyon16, write_synthetic_pcam
@@ -23,7 +23,7 @@ def write_bench_data(folder: str | Path, pcam: list[int], camelyon16: list[int],
     for name in ("pcam", "camelyon16"):
         if (folder / name).exists():  # left by a killed run: the writers need an empty folder
             shutil.rmtree(folder / name)
-    write_synthetic_pcam(folder / "pcam", *pcam, seed=seed)
+    write_synthetic_pcam(folder / "pcam", *pcam, seed=seed, stain_shift=pcam_stain_shift)
     write_synthetic_camelyon16(folder / "camelyon16", *camelyon16, seed=seed, size=(slide_size[0], slide_size[1]))
     summaries = {name: read_dataset(name, folder / name).summary() for name in ("pcam", "camelyon16")}
     (folder / COMPLETE).write_text(json.dumps(summaries, indent=1) + "\n")

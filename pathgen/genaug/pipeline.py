@@ -96,6 +96,7 @@ class SyntheticBenchData:
     pcam: list[int] = field(default_factory=lambda: [256, 64, 64])  # train, val, test patches
     camelyon16: list[int] = field(default_factory=lambda: [8, 8])  # train, test slides
     slide_size: list[int] = field(default_factory=lambda: [4096, 3072])  # camelyon16 width, height at 0.25 µm/px
+    pcam_stain_shift: float = 0.0  # θ of the per-site H&E shift of PCam val/test (write_synthetic_pcam)
     seed: int = 0
 
 
@@ -239,7 +240,8 @@ def bench_tasks(cfg: GenSISConfig) -> list:
 def bench_data_stage(cfg: GenSISConfig) -> Stage:
     """Synthetic PCam and Camelyon16 copies (pathgen synth-dataset) in out/bench_data."""
     syn, folder = cfg.bench.synthetic, Path(cfg.out) / "bench_data"
-    settings = {"pcam": syn.pcam, "camelyon16": syn.camelyon16, "slide_size": syn.slide_size, "seed": syn.seed}
+    settings = {"pcam": syn.pcam, "camelyon16": syn.camelyon16, "slide_size": syn.slide_size, "seed": syn.seed,
+                "pcam_stain_shift": syn.pcam_stain_shift}
     return Stage("bench_data", folder, settings, lambda: (folder / COMPLETE).is_file(),
                  lambda: write_bench_data(folder, **settings))
 

@@ -161,3 +161,19 @@ def test_synth_dataset_command(tmp_path, capsys) -> None:
     assert "pcam takes --n n_train,n_val,n_test" in capsys.readouterr().err
     assert _cli("camelyon16", str(tmp_path / "c16"), "--slide-size", "big") == 2
     assert "--slide-size 'big' is not WIDTHxHEIGHT" in capsys.readouterr().err
+
+
+def test_stain_shifted_pcam_changes_evaluation_sites_only(tmp_path):
+    from pathgen.eval.datasets.pcam import pcam_file
+    from pathgen.eval.synth_datasets import SITE_PATCHES, write_synthetic_pcam
+
+    plain = write_synthetic_pcam(tmp_path / "plain", 8, 16, 16, seed=3)
+    shifted = write_synthetic_pcam(tmp_path / "shifted", 8, 16, 16, seed=3, stain_shift=0.3)
+    read = {name: {split: h5py.File(pcam_file(root, split, "x"))["x"][:] for split in ("train", "val", "test")}
+            for name, root in (("plain", plain), ("shifted", shifted))}
+    assert np.array_equal(read["plain"]["train"], read["shifted"]["train"])  # train keeps the generator's stain
+    for split in ("val", "test"):
+        a, b = read["plain"][split].astype(float), read["shifted"][split].astype(float)
+        assert np.abs(a - b).mean() > 3  # the sites' stain moved the pixels
+        site_means = [(b - a)[i:i + SITE_PATCHES].mean((0, 1, 2)) for i in range(0, len(a), SITE_PATCHES)]
+        assert np.abs(site_means[0] - site_means[1]).max() > 1  # each site has its own stain change
