@@ -22,6 +22,8 @@ BANK_NAME = "bank.zarr"
 BANK_SCHEMA = 1
 MODES = ("views", "interpolate", "img2img")
 # attrs that must agree for a re-run to resume an existing bank rather than refuse it
+META_ARRAYS = ("source_store_id", "source_index", "secondary_store_id", "secondary_index", "alpha", "strength",
+               "seed", "done")
 RESUME_KEYS = ("mode", "stores", "n_views", "image_size", "sampler", "model", "seed", "settings")
 
 
@@ -152,6 +154,7 @@ class ViewBank:
         self.require_complete = require_complete
         self._group: zarr.Group | None = None
         self._rows: dict[tuple[str, int], int] | None = None
+        self._row_meta: dict[str, np.ndarray] | None = None
         self._resolved: dict[str, str] = {}
         self._done: np.ndarray | None = None
         _ = self.group  # fail early, in the constructing process

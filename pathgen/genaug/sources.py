@@ -58,9 +58,9 @@ class BankViewSource:
 
     def _decide(self, key: TileKey, rng: torch.Generator | None) -> None:
         coin, pick_view, pick_variant = _draw(rng), _draw(rng), _draw(rng)
-        variants = self.bank.lookup(key)
         self._swapped, self._variant = range(0), None
-        if variants is None or coin >= self.p:
+        variants = self.bank.lookup(key) if coin < self.p else None  # no read for a sample that stays real
+        if variants is None:
             return
         self._variant = variants[min(int(pick_variant * len(variants)), len(variants) - 1)]
         if self.policy == "genview":
