@@ -37,9 +37,6 @@ def adaptive_strengths(tiles_u8: Sequence[np.ndarray], estimator: TileForeground
     ratios = []
     for start in range(0, len(tiles_u8), batch_size):
         batch = torch.from_numpy(np.stack(tiles_u8[start:start + batch_size]).transpose(0, 3, 1, 2).copy())
-        device = getattr(estimator, "model", None)
-        if device is not None:
-            batch = batch.to(next(device.parameters()).device)
         ratios.append(estimator.foreground_ratio(batch).float().cpu())
     ratio = torch.cat(ratios).clamp(0.0, 1.0) if ratios else torch.empty(0)
     return table.strength(ratio).numpy().astype(np.float32), ratio.numpy()
