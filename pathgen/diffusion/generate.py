@@ -196,7 +196,9 @@ def _adaptive_strengths(cfg: GenerateConfig, ldm, dataset: TileDataset, sources:
     from pathgen.diffusion.ldm_io import ENCODER_DIR
 
     estimator = foreground_estimator(cfg.foreground, Path(cfg.model) / ENCODER_DIR, ldm.device)
-    return adaptive_strengths([dataset.tile(int(i)) for i in sources], estimator, cfg.noise_strengths)[0]
+    chunks = [sources[start:start + 1024] for start in range(0, len(sources), 1024)]  # bounded memory on big banks
+    return np.concatenate([np.empty(0, np.float32)] + [
+        adaptive_strengths([dataset.tile(int(i)) for i in chunk], estimator, cfg.noise_strengths)[0] for chunk in chunks])
 
 
 def write_bank_grid(out: Path, dataset: TileDataset, sources: np.ndarray, n_rows: int, labels: bool) -> Path:
