@@ -96,8 +96,6 @@ def build_ssl_method(cfg: SSLConfig) -> SSLMethod:
         method = GenSISDINO(backbone, embed_dim, build_config("dino", cfg.method_options), cfg.genaug.disentangle.weight)
     else:
         method = build_method(cfg.method, backbone, embed_dim, cfg.method_options)
-    if cfg.loss.quality_weighting:
-        method.pair_weighter = quality_weighter(cfg)
     transform = build_transform(cfg.augment)
     produced = (transform.n_global, transform.n_local)
     if tuple(method.crops) != produced:
@@ -157,6 +155,8 @@ def train_ssl(cfg: SSLConfig, resume: bool = False) -> Path:
     dataset = build_dataset(cfg)
     torch.manual_seed(cfg.train.seed)  # the initial weights depend on the seed only (baselines and ablations share them)
     method = build_ssl_method(cfg)
+    if cfg.loss.quality_weighting:  # a training-time scorer: exports and step-0 copies do not load it
+        method.pair_weighter = quality_weighter(cfg)
     weights = dataset.slide_weights() if cfg.balance_slides else None
     trainer = Trainer(cfg.train, method, dataset, run_dir, sampler_weights=weights)
     trainer.fit(resume=resume)

@@ -75,6 +75,9 @@ def test_misconfigured_switches_are_refused(tmp_path, tiny_tiles, overrides, mes
         if overrides[0].startswith("genaug.adaptive"):
             from pathgen.ssl.train_ssl import build_dataset
             build_dataset(cfg)
+        elif overrides[0].startswith("loss."):
+            from pathgen.ssl.train_ssl import quality_weighter
+            quality_weighter(cfg)
         else:
             build_ssl_method(cfg)
 
