@@ -60,7 +60,7 @@ def shared_config(cfg: AblationConfig) -> GenSISConfig:
 
 
 def encoder_label(family: str, variant: str, seed: int) -> str:
-    """The variant encoder's name in the bench tables (its folder name)."""
+    """The variant encoder's name in the bench tables (passed to bench as NAME=DIR)."""
     return f"{family}_{variant}_s{seed}"
 
 

@@ -165,30 +165,13 @@ def eval_gen_stage(name: str, bank_dirs: list[Path], settings: dict, device: str
                  lambda: all((b / "eval" / "metrics.json").is_file() for b in bank_dirs), run, inputs)
 
 
-def link_encoder(model_dir: Path, named_dir: Path) -> Path:
-    """A folder named for the table (`pathgen bench` names an encoder by its folder, and every
-    training run's is `model/`) holding hard links to (or, across file systems, copies of) the files."""
-    import shutil
-
-    if named_dir.exists():
-        shutil.rmtree(named_dir)
-    named_dir.mkdir(parents=True)
-    for path in sorted(model_dir.iterdir()):
-        if path.is_file():
-            try:
-                os.link(path, named_dir / path.name)
-            except OSError:
-                shutil.copy2(path, named_dir / path.name)
-    return named_dir
-
-
 def bench_stage(name: str, bench_dir: Path, tasks: list, encoders: dict[str, Path], inputs: tuple[str, ...]) -> Stage:
     """`pathgen bench` of the named encoders ({table name: model folder}) on the resolved tasks."""
     from pathgen.eval.bench import run_bench
 
     def run() -> None:
-        named = [link_encoder(model_dir, bench_dir / "encoders" / label) for label, model_dir in encoders.items()]
-        run_bench(tasks, [str(p) for p in named], bench_dir, bench_dir / "cache")
+        run_bench(tasks, [f"{label}={model_dir}" for label, model_dir in encoders.items()], bench_dir,
+                  bench_dir / "cache")
 
     settings = {"encoders": {k: str(v) for k, v in encoders.items()}, "tasks": [to_dict(t) for t in tasks]}
     return Stage(name, bench_dir, settings, lambda: (bench_dir / "results.json").is_file(), run, inputs)
