@@ -36,11 +36,14 @@ class DINOConfig:
     bottleneck_dim: int = 256
     head_layers: int = 3
     norm_last_layer: bool = True
+    use_bn_in_head: bool = False
     student_temp: float = 0.1
     teacher_temp: float = 0.04
     warmup_teacher_temp: float = 0.04
     warmup_teacher_temp_epochs: float = 0
     center_momentum: float = 0.9
+    centering: str = "centering"  # centering (DINO) | sinkhorn_knopp (DINOv2): how the teacher's targets are made
+    sinkhorn_iterations: int = 3
     momentum_teacher: float = 0.996
     freeze_last_layer_epochs: float = 1
     koleo_weight: float = 0.0
@@ -77,14 +80,16 @@ class DINO(SSLMethod):
             )
         self.crops = (cfg.n_global, cfg.n_local)
         self.head = DINOHead(
-            embed_dim, cfg.out_dim, cfg.hidden_dim, cfg.bottleneck_dim, cfg.head_layers, cfg.norm_last_layer
+            embed_dim, cfg.out_dim, cfg.hidden_dim, cfg.bottleneck_dim, cfg.head_layers, cfg.norm_last_layer,
+            cfg.use_bn_in_head,
         )
         self.teacher_backbone = disable_drop_path_(momentum_copy(backbone))
         self.teacher_head = momentum_copy(self.head)
-        self.dino_loss = DINOLoss(cfg.out_dim, cfg.student_temp, cfg.center_momentum)
+        teacher_side = (cfg.student_temp, cfg.center_momentum, cfg.centering, cfg.sinkhorn_iterations)
+        self.dino_loss = DINOLoss(cfg.out_dim, *teacher_side)
         if cfg.ibot_weight > 0:
             self.mask_token = nn.Parameter(torch.zeros(1, embed_dim))
-            self.ibot_loss = IBOTPatchLoss(cfg.out_dim, cfg.student_temp, cfg.center_momentum)
+            self.ibot_loss = IBOTPatchLoss(cfg.out_dim, *teacher_side)
 
     def forward(self, views: list[torch.Tensor], info: StepInfo) -> dict[str, torch.Tensor]:
         """DINO loss (+ weighted KoLeo and iBOT terms) on n_global global then n_local local crops."""

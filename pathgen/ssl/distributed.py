@@ -86,3 +86,12 @@ def all_reduce_sum(local: torch.Tensor) -> torch.Tensor:
     if world_size() > 1:
         dist.all_reduce(reduced, op=dist.ReduceOp.SUM)
     return reduced
+
+
+@torch.no_grad()
+def all_reduce_max(local: torch.Tensor) -> torch.Tensor:
+    """Element-wise maximum of `local` over ranks as a new tensor, without gradient."""
+    reduced = local.clone()
+    if world_size() > 1:
+        dist.all_reduce(reduced, op=dist.ReduceOp.MAX)
+    return reduced

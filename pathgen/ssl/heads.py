@@ -11,8 +11,8 @@ from torch.nn.utils.parametrizations import weight_norm
 class DINOHead(nn.Module):
     """DINO projection head: MLP → L2-normalise → weight-normalised linear to `out_dim` prototypes.
 
-    The MLP is in → hidden → … → bottleneck with GELU between layers, no batch norm, trunc-normal
-    (std 0.02) weights and zero biases. The last layer has no bias and its weight-norm gain is
+    The MLP is in → hidden → … → bottleneck with GELU between layers (and BatchNorm before each
+    GELU with `use_bn`, DINO's `--use_bn_in_head`), trunc-normal (std 0.02) weights and zero biases. The last layer has no bias and its weight-norm gain is
     filled with 1; with `norm_last_layer` the gain is frozen, so every prototype has unit norm and
     the logits are cosine similarities, which DINO found stabilises training (Caron et al.,
     ICCV 2021, Sec. 3.1 and Appendix; facebookresearch/dino vision_transformer.DINOHead).
@@ -24,6 +24,9 @@ class DINOHead(nn.Module):
         bottleneck_dim: Size before the last layer (256).
         n_layers: Linear layers in the MLP, ≥ 1 (3).
         norm_last_layer: Freeze the last layer's weight-norm gain at 1 (True).
+        use_bn: BatchNorm1d after each hidden Linear (False). Batch statistics remove what every
+            image shares, so a small randomly initialised backbone whose features differ little
+            between images still gives the teacher targets that differ between images.
     """
 
     def __init__(
@@ -34,6 +37,7 @@ class DINOHead(nn.Module):
         bottleneck_dim: int = 256,
         n_layers: int = 3,
         norm_last_layer: bool = True,
+        use_bn: bool = False,
     ):
         super().__init__()
         if n_layers < 1:
@@ -43,7 +47,7 @@ class DINOHead(nn.Module):
         for index, (d_in, d_out) in enumerate(zip(dims[:-1], dims[1:])):
             layers.append(nn.Linear(d_in, d_out))
             if index < n_layers - 1:
-                layers.append(nn.GELU())
+                layers.extend([nn.BatchNorm1d(d_out), nn.GELU()] if use_bn else [nn.GELU()])
         self.mlp = nn.Sequential(*layers)
         self.mlp.apply(_trunc_normal_init)
         self.last_layer = weight_norm(nn.Linear(bottleneck_dim, out_dim, bias=False))

@@ -45,10 +45,13 @@ class DINOLoss(CenteredTeacherLoss):
         out_dim: Number of prototypes (head output size, DINO 65536).
         student_temp: Student temperature τ_s (DINO 0.1).
         center_momentum: Centre momentum m (DINO 0.9).
+        centering: `centering` (DINO) or `sinkhorn_knopp` (DINOv2; over all global crops together).
+        sinkhorn_iterations: Sinkhorn-Knopp iterations (DINOv2 3).
     """
 
-    def __init__(self, out_dim: int, student_temp: float = 0.1, center_momentum: float = 0.9):
-        super().__init__(out_dim, student_temp, center_momentum)
+    def __init__(self, out_dim: int, student_temp: float = 0.1, center_momentum: float = 0.9,
+                 centering: str = "centering", sinkhorn_iterations: int = 3):
+        super().__init__(out_dim, student_temp, center_momentum, centering, sinkhorn_iterations)
 
     def forward(
         self, student_logits: Sequence[torch.Tensor], teacher_logits: Sequence[torch.Tensor], teacher_temp: float
@@ -64,7 +67,8 @@ class DINOLoss(CenteredTeacherLoss):
         Returns:
             The scalar loss (fp32).
         """
-        teacher_probs = [self.teacher_probabilities(t, teacher_temp) for t in teacher_logits]
+        teacher_probs = self.teacher_probabilities(torch.cat(list(teacher_logits)), teacher_temp).chunk(
+            len(teacher_logits))
         student_log_probs = [F.log_softmax(s.float() / self.student_temp, dim=-1) for s in student_logits]
         total, n_terms = student_log_probs[0].new_zeros(()), 0
         for a, probs in enumerate(teacher_probs):

@@ -27,10 +27,13 @@ class IBOTPatchLoss(CenteredTeacherLoss):
         patch_out_dim: Number of prototypes of the patch head.
         student_temp: Student temperature τ_s (iBOT / DINOv2 0.1).
         center_momentum: Centre momentum m (0.9).
+        centering: `centering` (iBOT) or `sinkhorn_knopp` (DINOv2; over every masked patch of the batch).
+        sinkhorn_iterations: Sinkhorn-Knopp iterations (DINOv2 3).
     """
 
-    def __init__(self, patch_out_dim: int, student_temp: float = 0.1, center_momentum: float = 0.9):
-        super().__init__(patch_out_dim, student_temp, center_momentum)
+    def __init__(self, patch_out_dim: int, student_temp: float = 0.1, center_momentum: float = 0.9,
+                 centering: str = "centering", sinkhorn_iterations: int = 3):
+        super().__init__(patch_out_dim, student_temp, center_momentum, centering, sinkhorn_iterations)
 
     def forward(
         self,

@@ -1,4 +1,4 @@
-"""Two CPU processes (gloo): distributed centring and differentiable gathers equal one process on
+"""Two CPU processes (gloo): distributed centring, Sinkhorn-Knopp and differentiable gathers equal one process on
 the concatenated batch (losses average over ranks; gradients are W × the global-batch gradient
 before DDP divides them by W)."""
 
@@ -12,6 +12,7 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 
 from pathgen.ssl.distributed import all_gather_cat, all_reduce_mean, rank, world_size
+from pathgen.ssl.losses.centering import sinkhorn_knopp
 from pathgen.ssl.losses.dino import DINOLoss
 from pathgen.ssl.losses.moco import mocov3_contrastive
 from pathgen.ssl.losses.simclr import nt_xent_loss
@@ -48,6 +49,9 @@ def _rank_results(data: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     dino.center.fill_(0.1)
     results["dino_loss"] = dino(list(data["student"][:, mine]), list(data["teacher"][:, mine]), 0.04)
     results["center"] = dino.center.clone()
+    results["sinkhorn"] = sinkhorn_knopp(data["teacher"][0, mine] / 0.04)
+    sk_dino = DINOLoss(5, centering="sinkhorn_knopp")
+    results["sk_dino_loss"] = sk_dino(list(data["student"][:, mine]), list(data["teacher"][:, mine]), 0.04)
     views = data["views"][:, mine].clone().requires_grad_(True)
     results["simclr_loss"] = nt_xent_loss(list(views), 0.2)
     results["simclr_loss"].backward()
@@ -87,6 +91,12 @@ def test_two_process_results_equal_single_process_on_concatenated_batch(tmp_path
     for result in ranks:  # the centre is the all-reduced one, identical on every rank
         assert torch.allclose(result["center"], single_dino.center, atol=1e-6)
     assert torch.allclose(torch.stack([r["dino_loss"] for r in ranks]).mean(), single_loss, atol=1e-6)
+    # Sinkhorn-Knopp normalises over the global batch: each rank's rows equal the single process's
+    single_sinkhorn = sinkhorn_knopp(data["teacher"][0] / 0.04)
+    for r, result in enumerate(ranks):
+        assert torch.allclose(result["sinkhorn"], single_sinkhorn[r * LOCAL_BATCH:(r + 1) * LOCAL_BATCH], atol=1e-6)
+    single_sk = DINOLoss(5, centering="sinkhorn_knopp")(list(data["student"]), list(data["teacher"]), 0.04)
+    assert torch.allclose(torch.stack([r["sk_dino_loss"] for r in ranks]).mean(), single_sk, atol=1e-5)
 
     views = data["views"].clone().requires_grad_(True)
     single_simclr = nt_xent_loss(list(views), 0.2)
