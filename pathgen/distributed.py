@@ -61,3 +61,22 @@ def setup_distributed(preference: str = "auto") -> DistContext:
         dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
     rank = dist.get_rank() if dist.is_initialized() else 0
     return DistContext(rank, world_size, local_rank, device)
+
+
+def sync_batchnorm_(model: torch.nn.Module, context: DistContext) -> bool:
+    """Swap every BatchNorm of `model` for SyncBatchNorm in place when training on several GPUs, so
+    batch statistics cover the global batch as in DINO (`use_bn_in_head`), BYOL, SimSiam and MoCo v3.
+
+    The parameters and buffers are the same objects afterwards (an optimizer built before stays
+    valid). gloo / CPU jobs keep per-rank statistics: SyncBatchNorm runs on accelerators only.
+    Returns True when anything was converted.
+    """
+    if context.world_size <= 1 or context.device.type != "cuda":
+        return False
+    has_batchnorm = any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in model.modules())
+    if not has_batchnorm:
+        return False
+    converted = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)  # children replaced in place
+    if converted is not model:
+        raise TypeError("sync_batchnorm_ needs a model that holds its BatchNorm layers, not a bare BatchNorm")
+    return True

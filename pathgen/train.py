@@ -29,7 +29,7 @@ from tqdm import tqdm
 
 from pathgen.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from pathgen.data.tiles import ResumableSampler
-from pathgen.distributed import DistContext, setup_distributed
+from pathgen.distributed import DistContext, setup_distributed, sync_batchnorm_
 from pathgen.optim import build_optimizer, model_param_groups
 from pathgen.schedules import StepInfo, warmup_cosine
 
@@ -121,6 +121,8 @@ class Trainer:
 
     def _wrap(self, model: nn.Module) -> nn.Module:
         engine = model
+        if sync_batchnorm_(model, self.dist) and self.dist.is_main:
+            print("pathgen: BatchNorm layers synchronised across ranks (SyncBatchNorm)", flush=True)
         if self.dist.world_size > 1:
             device_ids = [self.dist.device.index] if self.dist.device.type == "cuda" else None
             engine = DistributedDataParallel(model, device_ids=device_ids)
