@@ -3,7 +3,11 @@
 The embedding is L2-normalised and linearly projected to `n_tokens` cross-attention tokens. The
 unconditional (classifier-free guidance) input is an all-zero embedding, so its context is the
 projection bias: LID's dataset zeroes the SSL feature with probability 0.1 and its PatchEmbedder
-normalises and projects it. `slerp` mixes two embeddings on the unit sphere (Gen-SIS interpolation).
+normalises and projects it. Optionally the embedding is first standardised with the training
+embeddings' per-dimension mean and std, as RCG does with its representations (Li et al.,
+"Return of Unconditional Generation", NeurIPS 2024): SSL embeddings often share one dominant
+direction (a small encoder's tiles: cosine 0.998 between random pairs), which the unit sphere keeps and
+which leaves the projection nearly the same input for every tile. `slerp` mixes two embeddings on the unit sphere (Gen-SIS interpolation).
 """
 
 from __future__ import annotations
@@ -38,22 +42,36 @@ def slerp(e1: Tensor, e2: Tensor, alpha: float | Tensor) -> Tensor:
 
 
 class EmbeddingConditioner(nn.Module):
-    """L2-normalise the SSL embedding, Linear(D -> n_tokens * context_dim), reshape to (B, n_tokens, context_dim).
+    """Standardise (when statistics are set), L2-normalise the SSL embedding, Linear(D -> n_tokens * context_dim),
+    reshape to (B, n_tokens, context_dim).
 
-    A dropped (unconditional) sample uses an all-zero embedding, so its context is the projection
-    bias (Large-Image-Diffusion's null conditioning).
+    A dropped (unconditional) sample uses an all-zero unit embedding, so its context is the projection
+    bias (Large-Image-Diffusion's null conditioning). The statistics are buffers (mean 0, std 1 until
+    `set_statistics`), saved with the weights.
     """
 
     def __init__(self, embed_dim: int, context_dim: int, n_tokens: int = 1):
         super().__init__()
         self.embed_dim, self.context_dim, self.n_tokens = embed_dim, context_dim, n_tokens
         self.proj = nn.Linear(embed_dim, n_tokens * context_dim)
+        self.register_buffer("embedding_mean", torch.zeros(embed_dim))
+        self.register_buffer("embedding_std", torch.ones(embed_dim))
+
+    @torch.no_grad()
+    def set_statistics(self, embeddings: Tensor, eps: float = 1e-6) -> None:
+        """Standardise every later input with the per-dimension mean and std of (N, D) training embeddings."""
+        if embeddings.ndim != 2 or embeddings.shape[1] != self.embed_dim or len(embeddings) < 2:
+            raise ValueError(f"statistics need (N >= 2, {self.embed_dim}) embeddings, got {tuple(embeddings.shape)}")
+        embeddings = embeddings.to(self.embedding_mean.device, torch.float64)
+        self.embedding_mean.copy_(embeddings.mean(dim=0))
+        self.embedding_std.copy_(embeddings.std(dim=0).clamp(min=eps))
 
     def forward(self, embeddings: Tensor, drop: Tensor | None = None) -> Tensor:
         """(B, D) embeddings -> (B, n_tokens, context_dim) context; rows where `drop` (bool (B,)) is True get null()."""
         if embeddings.ndim != 2 or embeddings.shape[1] != self.embed_dim:
             raise ValueError(f"embeddings must be (B, {self.embed_dim}), got {tuple(embeddings.shape)}")
-        unit = F.normalize(embeddings.to(self.proj.weight.dtype), dim=-1)  # a zero row stays zero
+        standardised = (embeddings.float() - self.embedding_mean.float()) / self.embedding_std.float()
+        unit = F.normalize(standardised.to(self.proj.weight.dtype), dim=-1)
         if drop is not None:
             unit = unit.masked_fill(drop.to(unit.device, torch.bool)[:, None], 0.0)
         return self.proj(unit).view(len(unit), self.n_tokens, self.context_dim)

@@ -32,6 +32,8 @@ class LDMConfig:
     norm_num_groups: int = 32
     cross_attention_levels: list[int] | None = None  # levels with cross-attention; None: all but the first (LID)
     p_uncond: float = 0.1
+    # standardise embeddings with the training tiles' mean and std before the unit sphere (RCG); LID: false
+    standardize_embeddings: bool = False
     num_train_timesteps: int = 1000
     beta_schedule: str = "scaled_linear"  # CompVis "linear" = diffusers scaled_linear
     beta_start: float = 0.0015

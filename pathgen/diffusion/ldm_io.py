@@ -29,6 +29,7 @@ CONFIG = "config.json"
 KIND = "pathgen-ldm"
 VAE_DIR = "vae"
 ENCODER_DIR = "encoder"
+STATISTICS = ("conditioner.embedding_mean", "conditioner.embedding_std")  # absent from older folders
 
 
 @dataclass
@@ -110,7 +111,10 @@ def load_ldm(model_dir: str | Path, device: str | torch.device = "cpu") -> Loade
                          f"expects {config['latent_channels']}")
     denoiser = ConditionedDenoiser(config["ldm"], config["embed_dim"], config["latent_channels"], config["latent_size"])
     try:
-        denoiser.load_state_dict(load_file(str(model_dir / WEIGHTS)))
+        state = load_file(str(model_dir / WEIGHTS))
+        for name in STATISTICS:  # folders saved before embedding standardisation existed: mean 0, std 1
+            state.setdefault(name, denoiser.state_dict()[name])
+        denoiser.load_state_dict(state)
     except (OSError, RuntimeError) as err:
         raise ValueError(f"{model_dir / WEIGHTS}: cannot load the denoiser weights ({err})") from err
     denoiser = denoiser.to(device).eval().requires_grad_(False)

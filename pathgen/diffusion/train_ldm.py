@@ -17,6 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from diffusers import DDPMScheduler
@@ -63,6 +64,7 @@ class LDMTrainConfig:
     image_size: int = 256  # pixels per generated tile (tiles are resized to it)
     min_tissue: float = 0.0
     sample_posterior: bool = True  # latents drawn from the VAE posterior (CompVis) rather than its mode
+    statistics_tiles: int = 4096  # ldm.standardize_embeddings: tiles (evenly spaced) the mean and std come from
     ldm: LDMConfig = field(default_factory=LDMConfig)
     train: LDMOptimConfig = field(default_factory=LDMOptimConfig)
 
@@ -164,6 +166,30 @@ def build_dataset(cfg: LDMTrainConfig, embed_dim: int) -> DiffusionTiles:
     return dataset
 
 
+@torch.no_grad()
+def training_embeddings(objective: LDMObjective, dataset: DiffusionTiles, max_tiles: int, batch_size: int = 64
+                        ) -> Tensor:
+    """(N, D) embeddings of up to `max_tiles` evenly spaced training tiles, as the denoiser will see them."""
+    if len(dataset) < 2:
+        raise ValueError(f"embedding statistics need at least 2 training tiles, got {len(dataset)}")
+    indices = np.unique(np.linspace(0, len(dataset) - 1, min(max_tiles, len(dataset))).round().astype(int))
+    rows = []
+    for start in range(0, len(indices), batch_size):
+        items = [dataset[int(i)] for i in indices[start:start + batch_size]]
+        if "embedding" in items[0]:
+            rows.append(torch.stack([item["embedding"] for item in items]).float())
+        else:
+            rows.append(objective.embed(torch.stack([item["tile_u8"] for item in items])).cpu())
+    return torch.cat(rows)
+
+
+def set_embedding_statistics(objective: LDMObjective, embeddings: Tensor) -> None:
+    """Standardise the conditioning of the denoiser (and of its EMA copy) with these training embeddings."""
+    objective.denoiser.conditioner.set_statistics(embeddings)
+    if objective.ema is not None:
+        objective.ema.shadow.conditioner.set_statistics(embeddings)
+
+
 def resolve_schedule(train: LDMOptimConfig, steps_per_epoch: int) -> LDMOptimConfig:
     """The Trainer's view of the LR schedule: warm-up in epochs, and min_lr = lr for a constant schedule."""
     if train.lr_schedule not in ("constant", "cosine"):
@@ -179,6 +205,8 @@ def train_ldm(cfg: LDMTrainConfig, resume: bool = False) -> Path:
     save_config(cfg, run_dir / "config.yaml")
     objective = build_objective(cfg)
     dataset = build_dataset(cfg, objective.denoiser.embed_dim)
+    if cfg.ldm.standardize_embeddings:
+        set_embedding_statistics(objective, training_embeddings(objective, dataset, cfg.statistics_tiles))
     trainer = Trainer(cfg.train, objective, dataset, run_dir)
     trainer.cfg = resolve_schedule(cfg.train, trainer.steps_per_epoch)
     trainer.fit(resume=resume)

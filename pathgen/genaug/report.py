@@ -203,7 +203,10 @@ def generation_section(out: Path, report_dir: Path, banks: list[str]) -> list[st
                 div = m["diversity"].get("cosine", {})
                 lines += [f"- eval-gen ({name} encoder): Fréchet distance views↔sources {_num(fd['views_vs_sources'])} "
                           f"against the real↔real floor {_num(fd['real_vs_sources'])}, conditioning fidelity "
-                          f"{_num(fid['fidelity'])} (random real pairs {_num(fid['random_pairs'])}), cosine "
+                          f"{_num(fid['fidelity'])} (random real pairs {_num(fid['random_pairs'])}), source "
+                          f"retrieval top-1 {_num(fid.get('retrieval_top1'))} (augmented real copies "
+                          f"{_num(fid.get('retrieval_augmented'))}, chance "
+                          f"{_num(fid.get('retrieval_chance'))}), cosine "
                           f"diversity among views {_num(div.get('views'))} (random real tiles "
                           f"{_num(div.get('random_real'))}); "
                           f"[metrics]({Path('..') / metrics_path.relative_to(out)})", ""]

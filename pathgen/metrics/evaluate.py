@@ -297,14 +297,17 @@ def write_report(metrics: dict, out_dir: Path) -> None:
              f"K = {metrics['n_views']} views, {metrics['image_size']} px, {metrics['n_reference']} reference tiles"
              + ("" if metrics["complete"] else " (bank incomplete: finished rows only)"), "",
              "| encoder | FD views↔sources | bootstrap std | FD real↔sources (floor) | fidelity | random pairs "
-             "| augmented self | normalised | diversity (cos) | random real (cos) |", "|" + "---|" * 10]
+             "| augmented self | normalised | source retrieval top-1 (augmented copies; chance) | diversity (cos) | random real (cos) |",
+             "|" + "---|" * 11]
     for name, m in metrics["encoders"].items():
         fd, fid, div = m["frechet"], m["fidelity"], m["diversity"].get("cosine", {})
         boot = fd.get("views_vs_sources_bootstrap")
         label = f"{name} (conditioning)" if m["conditioning"] and name != "conditioning" else name
         lines.append(f"| {label} | {_fmt(fd['views_vs_sources'])} | {'—' if boot is None else _fmt(boot['std'])} | "
                      f"{_fmt(fd['real_vs_sources'])} | {_fmt(fid['fidelity'])} | {_fmt(fid['random_pairs'])} | "
-                     f"{_fmt(fid.get('augmented_self'))} | {_fmt(fid.get('normalised'))} | {_fmt(div.get('views'))} | "
+                     f"{_fmt(fid.get('augmented_self'))} | {_fmt(fid.get('normalised'))} | "
+                     f"{_fmt(fid.get('retrieval_top1'))} ({_fmt(fid.get('retrieval_augmented'))}; "
+                     f"{_fmt(fid.get('retrieval_chance'))}) | {_fmt(div.get('views'))} | "
                      f"{_fmt(div.get('random_real'))} |")
     inception = metrics["inception"]
     lines += ["", "Inception FID (torchvision Inception-v3 pool3, 299 px): " + (

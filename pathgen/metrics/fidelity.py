@@ -13,6 +13,11 @@ beside two references in the same feature space:
 `difference` = fidelity − random_pairs and `ratio` = fidelity / random_pairs; `normalised` =
 (fidelity − random_pairs) / (augmented_self − random_pairs) puts the fidelity on the scale
 0 = random tile, 1 = augmented copy of the source.
+
+`retrieval_top1` needs no reference scale: the share of views whose own target is the nearest of
+all N targets (cosine after subtracting the real tiles' mean embedding, so a direction every tile
+shares does not decide). Chance is 1 / N (`retrieval_chance`); `retrieval_augmented` is the same
+for augmented copies of real tiles among their sources (the ceiling a flip or rotation reaches).
 """
 
 from __future__ import annotations
@@ -74,9 +79,24 @@ def conditioning_fidelity(view_features: np.ndarray, condition: np.ndarray, real
               "difference": fidelity - baseline,
               "ratio": fidelity / baseline if abs(baseline) > 1e-8 else float("nan"),
               "n_views": int(per_view.size)}
+    result.update(source_retrieval(view_features, condition, real_features.mean(axis=0)))
     if augmented is not None:
         reference = float(row_cosine(*augmented).mean())
         result["augmented_self"] = reference
         gap = reference - baseline
         result["normalised"] = (fidelity - baseline) / gap if abs(gap) > 1e-8 else float("nan")
+        real_copies, augmented_copies = augmented
+        result["retrieval_augmented"] = source_retrieval(augmented_copies[:, None, :], real_copies[:, None, :],
+                                                         real_features.mean(axis=0))["retrieval_top1"]
     return result
+
+
+def source_retrieval(view_features: np.ndarray, condition: np.ndarray, real_mean: np.ndarray) -> dict:
+    """Top-1 retrieval of each view's own target among the N sources' targets, in embeddings centred on
+    `real_mean`: views (N, K, D), condition (N, 1 or K, D). With per-view targets (interpolation) a view
+    is scored against every source's target for the same view slot."""
+    views = l2_normalise(np.asarray(view_features) - real_mean)
+    targets = l2_normalise(np.broadcast_to(np.asarray(condition), views.shape) - real_mean)
+    n, k, _ = views.shape
+    hits = [np.argmax(views[:, slot] @ targets[:, slot].T, axis=1) == np.arange(n) for slot in range(k)]
+    return {"retrieval_top1": float(np.mean(hits)), "retrieval_chance": 1.0 / n}

@@ -76,3 +76,24 @@ def test_dropped_rows_and_zero_embeddings_get_the_null_context_which_is_the_bias
     torch.testing.assert_close(context[~drop], conditioner(embeddings[~drop]))
     torch.testing.assert_close(conditioner(torch.zeros(2, 16)), conditioner.null(2))
     assert conditioner.null(3, dtype=torch.float64).dtype == torch.float64
+
+
+def test_standardised_conditioner_tells_apart_embeddings_that_share_one_direction():
+    """A small encoder's embeddings: one shared direction plus small per-tile parts (cosine ~0.999)."""
+    torch.manual_seed(0)
+    common = 30 * torch.randn(16)
+    embeddings = common + torch.randn(64, 16)
+    conditioner = EmbeddingConditioner(embed_dim=16, context_dim=8)
+    unit_raw = torch.nn.functional.normalize(embeddings, dim=-1)
+    assert (unit_raw @ unit_raw.T).min() > 0.99
+    before = conditioner(embeddings).flatten(1)
+    conditioner.set_statistics(embeddings)
+    after = conditioner(embeddings).flatten(1)
+    standardised = (embeddings - embeddings.mean(0)) / embeddings.std(0)
+    torch.testing.assert_close(after, conditioner.proj(torch.nn.functional.normalize(standardised, dim=-1)))
+    assert after.std(dim=0).mean() > 5 * before.std(dim=0).mean()
+    drop = torch.zeros(64, dtype=torch.bool)
+    drop[:3] = True
+    torch.testing.assert_close(conditioner(embeddings, drop)[:3], conditioner.null(3))
+    with pytest.raises(ValueError, match="statistics"):
+        conditioner.set_statistics(embeddings[:1])

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 from diffusers import DDPMScheduler
+from safetensors.torch import load_file, save_file
 from torch.utils.data import default_collate
 
 from pathgen.checkpoint import load_checkpoint
@@ -189,3 +190,27 @@ def test_precomputed_embeddings_are_pathgen_embed_output(tiny_tiles, tiny_encode
     assert main(["train-ldm", "--config", str(TINY), f"data={tiles}", f"encoder={tiny_encoder}", f"vae={vae_dir}",
                  f"out={out}", "embeddings_name=tiny", "train.max_steps=2", *QUIET]) == 0
     assert load_ldm(out / "model").denoiser.embed_dim == 64
+
+
+def test_standardised_conditioning_uses_the_training_embeddings_and_old_folders_still_load(tiny_tiles, tiny_encoder,
+                                                                                            vae_dir, tmp_path):
+    tiles = tmp_path / "tiles"
+    shutil.copytree(tiny_tiles, tiles)
+    assert main(["embed", str(tiny_encoder), str(tiles), "--name", "tiny", "--workers", "0", "--no-progress"]) == 0
+    out = tmp_path / "run"
+    assert main(["train-ldm", "--config", str(TINY), f"data={tiles}", f"encoder={tiny_encoder}", f"vae={vae_dir}",
+                 f"out={out}", "embeddings_name=tiny", "ldm.standardize_embeddings=true", "train.max_steps=2",
+                 *QUIET]) == 0
+    stores = DiffusionTiles([tiles], 32).stores
+    rows = torch.cat([torch.from_numpy(read_embeddings(store.path, "tiny")) for store in stores]).double()
+    assert len(stores) == 2 and len(rows) == 401
+    conditioner = load_ldm(out / "model").denoiser.conditioner
+    torch.testing.assert_close(conditioner.embedding_mean, rows.mean(0).float())
+    torch.testing.assert_close(conditioner.embedding_std, rows.std(0).float())
+    # a folder saved before the statistics existed: its weights lack them, it loads as unstandardised
+    weights = out / "model" / "model.safetensors"
+    state = load_file(str(weights))
+    save_file({k: v for k, v in state.items() if "embedding_" not in k}, str(weights))
+    old = load_ldm(out / "model").denoiser.conditioner
+    assert torch.count_nonzero(old.embedding_mean) == 0 and torch.all(old.embedding_std == 1)
+    torch.testing.assert_close(old.proj.weight, conditioner.proj.weight)
