@@ -26,10 +26,11 @@ from pathgen.config import ConfigError
 from pathgen.genaug.bench_data import COMPLETE, write_bench_data
 from pathgen.genaug.manifest import fingerprint
 from pathgen.genaug.stages import (Stage, bank_stage, bench_stage, embed_stage, eval_gen_stage, foreground_stage,
-                                   ldm_stage, run_stages, ssl_init_stage, ssl_stage, vae_stage)
+                                   ldm_stage, real_bank_stage, run_stages, ssl_init_stage, ssl_stage, vae_stage)
 
 BANK_KINDS = ("views", "interpolate", "img2img")  # each is also the bank's `pathgen generate` mode
-SWITCHES = ("bank_views", "disentangle", "adaptive_noise", "quality")
+SWITCHES = ("bank_views", "bank_real", "disentangle", "adaptive_noise", "quality")
+REAL_BANK = "real"  # bank_real: the views bank's rows with real tiles at its resolution (a control, not generated)
 INIT, BASELINE, GENSIS = "init", "baseline", "gensis"  # the encoders' names in the bench tables
 
 
@@ -59,6 +60,7 @@ class BanksConfig:
     views: BankRef = field(default_factory=BankRef)
     interpolate: BankRef = field(default_factory=BankRef)
     img2img: BankRef = field(default_factory=lambda: BankRef(enabled=False))
+    real_views: bool = False  # also write the views bank's resolution-matched real control (switch bank_real)
 
 
 @dataclass
@@ -144,7 +146,7 @@ def train_words(cfg: GenSISConfig, seed: int | None = None) -> list[str]:
 
 
 def bank_dir(cfg: GenSISConfig, kind: str) -> Path:
-    """Where bank `kind` (views | interpolate | img2img) is written."""
+    """Where bank `kind` (views | interpolate | img2img | real) is written."""
     return Path(cfg.out) / f"bank_{kind}"
 
 
@@ -156,25 +158,33 @@ def round1_model(cfg: GenSISConfig) -> Path:
 def switch_overrides(cfg: GenSISConfig, switches: list[str]) -> tuple[list[str], tuple[str, ...]]:
     """The train-ssl overrides that turn the generative switches on, and the stages they read from.
 
-    bank_views: GenerativeSSL views from the `views` bank; adaptive_noise: GenView's policy on the
+    bank_views: GenerativeSSL views from the `views` bank; bank_real: the same policy on the views
+    bank's rows with the real tiles at the bank's resolution (a control); adaptive_noise: GenView's policy on the
     adaptive-noise img2img bank; disentangle: Gen-SIS's task on the `interpolate` bank (DINO only);
     quality: GenView's quality-weighted loss scored by round 1 (not DINO; needs the foreground PCA).
     """
     unknown = sorted(set(switches) - set(SWITCHES))
     if unknown:
         raise ConfigError(f"unknown generative switch {unknown[0]!r} (known: {', '.join(SWITCHES)})")
-    if {"bank_views", "adaptive_noise"} <= set(switches):
-        raise ConfigError("bank_views and adaptive_noise each set genaug.bank; a run takes one bank")
+    banked = [switch for switch in ("bank_views", "bank_real", "adaptive_noise") if switch in switches]
+    if len(banked) > 1:
+        raise ConfigError(f"{' and '.join(banked)} each set genaug.bank; a run takes one bank")
     needs = {"bank_views": "views", "adaptive_noise": "img2img", "disentangle": "interpolate"}
     for switch, kind in needs.items():
         if switch in switches and not getattr(cfg.banks, kind).enabled:
             raise ConfigError(f"switch {switch} needs the {kind} bank: set banks.{kind}.enabled=true")
+    if "bank_real" in switches and not (cfg.banks.views.enabled and cfg.banks.real_views):
+        raise ConfigError("switch bank_real needs the views bank and its real control: set banks.views.enabled=true "
+                          "and banks.real_views=true")
     if "quality" in switches and not cfg.foreground.enabled:
         raise ConfigError("switch quality needs the foreground PCA of round 1: set foreground.enabled=true")
     words, inputs = [], []
     if "bank_views" in switches:
         words += [f"genaug.bank={bank_dir(cfg, 'views')}", "genaug.policy=generativessl"]
         inputs.append("bank_views")
+    if "bank_real" in switches:
+        words += [f"genaug.bank={bank_dir(cfg, REAL_BANK)}", "genaug.policy=generativessl"]
+        inputs.append(f"bank_{REAL_BANK}")
     if "adaptive_noise" in switches:
         words += [f"genaug.bank={bank_dir(cfg, 'img2img')}", "genaug.adaptive_noise=true", "genaug.policy=genview"]
         inputs.append("bank_img2img")
@@ -216,6 +226,9 @@ def generative_stages(cfg: GenSISConfig) -> list[Stage]:
                  f"device={cfg.device}", f"embeddings_name={embeddings}"]
         stages.append(bank_stage(f"bank_{kind}", bank_dir(cfg, kind), cfg.banks.config, words, cfg.progress,
                                  ("ldm", "embed")))
+    if "views" in banks and cfg.banks.real_views:
+        stages.append(real_bank_stage(f"bank_{REAL_BANK}", bank_dir(cfg, REAL_BANK), bank_dir(cfg, "views"),
+                                      ("bank_views",)))
     if cfg.eval_gen.enabled and banks:
         settings = {"max_sources": cfg.eval_gen.max_sources, "n_bootstrap": cfg.eval_gen.n_bootstrap,
                     "batch_size": cfg.eval_gen.batch_size, "seed": cfg.seed}

@@ -153,6 +153,15 @@ def bank_stage(name: str, bank_dir: Path, config: str | None, overrides: list[st
     return Stage(name, bank_dir, to_dict(cfg), done, lambda: generate_bank(cfg, progress=progress), inputs)
 
 
+def real_bank_stage(name: str, bank_dir: Path, source_bank_dir: Path, inputs: tuple[str, ...]) -> Stage:
+    """The resolution-matched real control of a generated bank (pathgen.diffusion.real_bank)."""
+    from pathgen.diffusion.bank import bank_complete
+    from pathgen.diffusion.real_bank import write_real_views_bank
+
+    return Stage(name, bank_dir, {"control_of": str(source_bank_dir)}, lambda: bank_complete(bank_dir),
+                 lambda: write_real_views_bank(source_bank_dir, bank_dir), inputs)
+
+
 def eval_gen_stage(name: str, bank_dirs: list[Path], settings: dict, device: str, inputs: tuple[str, ...]) -> Stage:
     """`pathgen eval-gen` of each bank (BANK/eval/metrics.json)."""
     from pathgen.metrics.evaluate import eval_gen

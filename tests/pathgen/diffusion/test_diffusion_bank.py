@@ -11,7 +11,10 @@ from PIL import Image
 
 from pathgen.data.views import TileKey
 from pathgen.diffusion.bank import BankError, BankWriter, ViewBank, bank_complete
+from pathgen.diffusion.data import DiffusionTiles
 from pathgen.diffusion.grid import grid_size, make_grid, write_grid
+from pathgen.diffusion.real_bank import write_real_views_bank
+from tiling.store import open_tile_folder
 
 K, S = 3, 8
 ATTRS = {"mode": "interpolate", "n_views": K, "image_size": S, "seed": 0, "sampler": {"sampler": "ddim", "steps": 5},
@@ -96,3 +99,23 @@ def test_grid_has_the_expected_pixel_size(tmp_path):
     assert np.array(picture)[2 + 1, 2 + S + 2 + 1].tolist() == [10, 10, 10]  # row 0, first view
     labelled = make_grid(sources, views, cell_px=32, labels=[["r0", "v0", "v1", "v2"]] * 2, label_px=11)
     assert labelled.size == grid_size(2, K, 32, pad=2, label_px=11)
+
+
+def test_real_views_bank_copies_rows_with_the_resized_source_tiles(tiny_tiles, tmp_path):
+    """The resolution-matched control: same rows and sources as the generated bank, real pixels as views."""
+    stores = [str(s.path) for s in open_tile_folder(tiny_tiles).stores]
+    generated = tmp_path / "generated"
+    writer = BankWriter(generated, stores, np.array([0, 1, 0]), np.array([3, 7, 11]),
+                        {"mode": "views", "n_views": 2, "image_size": 16, "sampler": {"sampler": "ddim"},
+                         "model": "m", "seed": 0, "settings": {}})
+    for row in range(3):
+        writer.write_row(row, np.full((2, 16, 16, 3), 200, np.uint8), seeds=np.arange(2))
+    writer.finish()
+    real = ViewBank(write_real_views_bank(generated, tmp_path / "real"))
+    assert real.complete and real.keys() == ViewBank(generated).keys()
+    dataset = DiffusionTiles([tiny_tiles], 16, flips=False)  # the LDM's training view of the same tiles
+    for row, key in enumerate(real.keys()):
+        index = next(i for i in range(len(dataset)) if dataset.key(i) == key)
+        expected = dataset[index]["tile_u8"].permute(1, 2, 0).numpy()
+        assert np.array_equal(real.views(row)[0], expected) and np.array_equal(real.views(row)[1], expected)
+    assert write_real_views_bank(generated, tmp_path / "real") == tmp_path / "real"  # complete: nothing redone

@@ -33,7 +33,7 @@ def test_every_variant_trains_at_one_budget_and_is_tabled(tiny_tiles, tmp_path):
     cfg = tiny_ablation(tiny_tiles, out)
     run_ablation(cfg, log=lambda _: None)
     labels = {f"{f.name}_{v}_s0" for f in cfg.families for v in [*f.variants, "step0"]}
-    assert len(labels) == 12
+    assert len(labels) == 14
     results = json.loads((out / "report" / "results.json").read_text())["results"]
     assert {r["encoder"] for r in results} == labels
     trains = {}
@@ -42,6 +42,9 @@ def test_every_variant_trains_at_one_budget_and_is_tabled(tiny_tiles, tmp_path):
         trains.setdefault(run_cfg["method"], []).append(run_cfg["train"])
     assert set(trains) == {"dino", "mocov3"} and all(t == runs[0] for runs in trains.values() for t in runs)
     assert ViewBank(out / "shared" / "bank_img2img").attrs["settings"]["adaptive_noise"] is True
+    real_run = yaml.safe_load((out / "ssl" / "dino_views_real_s0" / "config.yaml").read_text())
+    assert real_run["genaug"]["bank"] == str(out / "shared" / "bank_real")
+    assert ViewBank(out / "shared" / "bank_real").keys() == ViewBank(out / "shared" / "bank_views").keys()
     assert "pair_weight_max" in (out / "ssl" / "mocov3_quality_s0" / "metrics.jsonl").read_text()
     assert "disentangle_loss" in (out / "ssl" / "dino_combined_s0" / "metrics.jsonl").read_text()
     table = (out / "report" / "ablation.md").read_text()

@@ -124,6 +124,8 @@ def test_only_runs_named_stages_and_needs_their_inputs(tmp_path):
 
 @pytest.mark.parametrize("switches, message", [
     (["bank_views", "adaptive_noise"], "one bank"),
+    (["bank_views", "bank_real"], "one bank"),
+    (["bank_real"], "banks.real_views=true"),
     (["adaptive_noise"], "banks.img2img.enabled=true"),
     (["quality"], "foreground.enabled=true"),
     (["mixup"], "unknown generative switch"),
@@ -131,6 +133,15 @@ def test_only_runs_named_stages_and_needs_their_inputs(tmp_path):
 def test_switches_are_checked(tmp_path, switches, message):
     with pytest.raises(ConfigError, match=message):
         switch_overrides(GenSISConfig(out=str(tmp_path), tiles=["t"]), switches)
+
+
+def test_bank_real_switch_trains_on_the_real_control_after_the_views_bank(tiny_tiles, tmp_path):
+    cfg = load_config(GenSISConfig, DEMO, [f"tiles={tiny_tiles}", f"out={tmp_path}", "banks.real_views=true"])
+    words, inputs = switch_overrides(cfg, ["bank_real", "disentangle"])
+    assert f"genaug.bank={tmp_path / 'bank_real'}" in words and inputs == ("bank_real", "bank_interpolate")
+    names = [stage.name for stage in gensis_stages(cfg)]
+    assert names.index("bank_views") < names.index("bank_real")
+    assert next(s for s in gensis_stages(cfg) if s.name == "bank_real").inputs == ("bank_views",)
 
 
 @pytest.mark.parametrize("name", ["gensis_demo.yaml", "gensis_vits16.yaml"])
