@@ -42,8 +42,9 @@ def slerp(e1: Tensor, e2: Tensor, alpha: float | Tensor) -> Tensor:
 
 
 class EmbeddingConditioner(nn.Module):
-    """Standardise (when statistics are set), L2-normalise the SSL embedding, Linear(D -> n_tokens * context_dim),
-    reshape to (B, n_tokens, context_dim).
+    """L2-normalise the SSL embedding, standardise it (when statistics are set) and normalise again,
+    Linear(D -> n_tokens * context_dim), reshape to (B, n_tokens, context_dim). Any positive scale of
+    an embedding gives the same context, standardised or not.
 
     A dropped (unconditional) sample uses an all-zero unit embedding, so its context is the projection
     bias (Large-Image-Diffusion's null conditioning). The statistics are buffers (mean 0, std 1 until
@@ -59,10 +60,11 @@ class EmbeddingConditioner(nn.Module):
 
     @torch.no_grad()
     def set_statistics(self, embeddings: Tensor, eps: float = 1e-6) -> None:
-        """Standardise every later input with the per-dimension mean and std of (N, D) training embeddings."""
+        """Standardise every later input with the per-dimension mean and std of (N, D) training embeddings,
+        taken on the unit sphere so that raw embeddings and SLERP outputs (unit norm) are treated alike."""
         if embeddings.ndim != 2 or embeddings.shape[1] != self.embed_dim or len(embeddings) < 2:
             raise ValueError(f"statistics need (N >= 2, {self.embed_dim}) embeddings, got {tuple(embeddings.shape)}")
-        embeddings = embeddings.to(self.embedding_mean.device, torch.float64)
+        embeddings = F.normalize(embeddings.to(self.embedding_mean.device, torch.float64), dim=-1)
         self.embedding_mean.copy_(embeddings.mean(dim=0))
         self.embedding_std.copy_(embeddings.std(dim=0).clamp(min=eps))
 
@@ -70,7 +72,8 @@ class EmbeddingConditioner(nn.Module):
         """(B, D) embeddings -> (B, n_tokens, context_dim) context; rows where `drop` (bool (B,)) is True get null()."""
         if embeddings.ndim != 2 or embeddings.shape[1] != self.embed_dim:
             raise ValueError(f"embeddings must be (B, {self.embed_dim}), got {tuple(embeddings.shape)}")
-        standardised = (embeddings.float() - self.embedding_mean.float()) / self.embedding_std.float()
+        unit = F.normalize(embeddings.float(), dim=-1)
+        standardised = (unit - self.embedding_mean.float()) / self.embedding_std.float()
         unit = F.normalize(standardised.to(self.proj.weight.dtype), dim=-1)
         if drop is not None:
             unit = unit.masked_fill(drop.to(unit.device, torch.bool)[:, None], 0.0)

@@ -89,8 +89,12 @@ def test_standardised_conditioner_tells_apart_embeddings_that_share_one_directio
     before = conditioner(embeddings).flatten(1)
     conditioner.set_statistics(embeddings)
     after = conditioner(embeddings).flatten(1)
-    standardised = (embeddings - embeddings.mean(0)) / embeddings.std(0)
+    unit = torch.nn.functional.normalize(embeddings, dim=-1)
+    standardised = (unit - unit.mean(0)) / unit.std(0)
     torch.testing.assert_close(after, conditioner.proj(torch.nn.functional.normalize(standardised, dim=-1)))
+    # statistics live on the unit sphere: a SLERP output (unit norm) and the raw embedding condition alike
+    torch.testing.assert_close(conditioner(slerp(embeddings[:4], embeddings[4:8], 1.0)), after[:4].view(4, 1, 8))
+    torch.testing.assert_close(conditioner(7 * embeddings[:4]), after[:4].view(4, 1, 8))
     assert after.std(dim=0).mean() > 5 * before.std(dim=0).mean()
     drop = torch.zeros(64, dtype=torch.bool)
     drop[:3] = True
