@@ -7,7 +7,8 @@ normalises and projects it. Optionally the embedding is first standardised with 
 embeddings' per-dimension mean and std, as RCG does with its representations (Li et al.,
 "Return of Unconditional Generation", NeurIPS 2024): SSL embeddings often share one dominant
 direction (a small encoder's tiles: cosine 0.998 between random pairs), which the unit sphere keeps and
-which leaves the projection nearly the same input for every tile. `slerp` mixes two embeddings on the unit sphere (Gen-SIS interpolation).
+which leaves the projection nearly the same input for every tile. `slerp` mixes two embeddings on
+the unit sphere (Gen-SIS interpolation).
 """
 
 from __future__ import annotations

@@ -297,7 +297,8 @@ def write_report(metrics: dict, out_dir: Path) -> None:
              f"K = {metrics['n_views']} views, {metrics['image_size']} px, {metrics['n_reference']} reference tiles"
              + ("" if metrics["complete"] else " (bank incomplete: finished rows only)"), "",
              "| encoder | FD views↔sources | bootstrap std | FD real↔sources (floor) | fidelity | random pairs "
-             "| augmented self | normalised | source retrieval top-1 (augmented copies; chance) | diversity (cos) | random real (cos) |",
+             "| augmented self | normalised | source retrieval top-1 (augmented copies; chance) | diversity (cos) "
+             "| random real (cos) |",
              "|" + "---|" * 11]
     for name, m in metrics["encoders"].items():
         fd, fid, div = m["frechet"], m["fidelity"], m["diversity"].get("cosine", {})

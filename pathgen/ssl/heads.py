@@ -12,10 +12,11 @@ class DINOHead(nn.Module):
     """DINO projection head: MLP → L2-normalise → weight-normalised linear to `out_dim` prototypes.
 
     The MLP is in → hidden → … → bottleneck with GELU between layers (and BatchNorm before each
-    GELU with `use_bn`, DINO's `--use_bn_in_head`), trunc-normal (std 0.02) weights and zero biases. The last layer has no bias and its weight-norm gain is
-    filled with 1; with `norm_last_layer` the gain is frozen, so every prototype has unit norm and
-    the logits are cosine similarities, which DINO found stabilises training (Caron et al.,
-    ICCV 2021, Sec. 3.1 and Appendix; facebookresearch/dino vision_transformer.DINOHead).
+    GELU with `use_bn`, DINO's `--use_bn_in_head`), trunc-normal (std 0.02) weights and zero biases.
+    The last layer has no bias and its weight-norm gain is filled with 1; with `norm_last_layer` the
+    gain is frozen, so every prototype has unit norm and the logits are cosine similarities, which DINO
+    found stabilises training (Caron et al., ICCV 2021, Sec. 3.1 and Appendix; facebookresearch/dino
+    vision_transformer.DINOHead).
 
     Args:
         in_dim: Backbone feature size.
