@@ -21,8 +21,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from pathgen.config import ConfigError, load_config
+from pathgen.eval.linear_probe import torch_threads
 from pathgen.genaug.pipeline import (GenSISConfig, StageRef, bench_data_stage, bench_tasks, generative_stages,
-                                     switch_overrides, torch_threads, train_words)
+                                     switch_overrides, train_words)
 from pathgen.genaug.stages import Stage, bench_stage, run_stages, ssl_init_stage, ssl_stage
 
 INIT_ROW = "step0"  # the row of a family's initial weights in the tables

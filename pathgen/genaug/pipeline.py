@@ -17,12 +17,11 @@ device and the folders one stage hands the next).
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from pathgen.config import ConfigError
+from pathgen.eval.linear_probe import torch_threads
 from pathgen.genaug.bench_data import COMPLETE, write_bench_data
 from pathgen.genaug.manifest import fingerprint
 from pathgen.genaug.stages import (Stage, bank_stage, bench_stage, embed_stage, eval_gen_stage, foreground_stage,
@@ -281,20 +280,6 @@ def gensis_stages(cfg: GenSISConfig) -> list[Stage]:
     stages.append(bench_stage("bench", out / "bench", bench_tasks(cfg), encoders, bench_inputs))
     stages.append(report_stage(cfg, [s.name for s in stages]))
     return stages
-
-
-@contextmanager
-def torch_threads(n: int | None) -> Iterator[None]:
-    """Run the block with `n` intra-op threads (tiny CPU models are faster with one), then restore."""
-    import torch
-
-    before = torch.get_num_threads()
-    if n is not None:
-        torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 
 def run_gensis(cfg: GenSISConfig, only: list[str] | None = None, log=print) -> Path:  # noqa: ANN001

@@ -80,18 +80,19 @@ def all_reduce_mean(local: torch.Tensor) -> torch.Tensor:
 
 
 @torch.no_grad()
+def _all_reduce_copy(local: torch.Tensor, op: dist.ReduceOp) -> torch.Tensor:
+    """`local` reduced with `op` over ranks as a new tensor, without gradient."""
+    reduced = local.clone()
+    if world_size() > 1:
+        dist.all_reduce(reduced, op=op)
+    return reduced
+
+
 def all_reduce_sum(local: torch.Tensor) -> torch.Tensor:
     """Sum of `local` over ranks as a new tensor, without gradient (for statistics like centres)."""
-    reduced = local.clone()
-    if world_size() > 1:
-        dist.all_reduce(reduced, op=dist.ReduceOp.SUM)
-    return reduced
+    return _all_reduce_copy(local, dist.ReduceOp.SUM)
 
 
-@torch.no_grad()
 def all_reduce_max(local: torch.Tensor) -> torch.Tensor:
     """Element-wise maximum of `local` over ranks as a new tensor, without gradient."""
-    reduced = local.clone()
-    if world_size() > 1:
-        dist.all_reduce(reduced, op=dist.ReduceOp.MAX)
-    return reduced
+    return _all_reduce_copy(local, dist.ReduceOp.MAX)
