@@ -21,7 +21,7 @@ import time
 import numpy as np
 import torch
 
-from pathgen.embed import preprocess
+from pathgen.models.embeddings import preprocess
 from pathgen.eval.datasets import PatchSplit
 from pathgen.eval.features import FrozenEncoder, extract_patch_features
 from pathgen.eval.mil import MILConfig, build_mil_model, fit_mil, pad_bags

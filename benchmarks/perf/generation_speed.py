@@ -52,16 +52,16 @@ import torch.nn.functional as F
 
 from pathgen.config import load_config
 from pathgen.data.tiles import TileDataset
-from pathgen.diffusion.data import DiffusionTiles, resize_u8
-from pathgen.diffusion.generate import select_sources
+from pathgen.diffusion.training_data import DiffusionTiles, resize_u8
+from pathgen.stages.generate import select_sources
 from pathgen.diffusion.images import to_model_range, to_uint8
 from pathgen.diffusion.ldm_io import LoadedLDM, load_ldm, read_ldm_config
 from pathgen.diffusion.sampling import SamplerConfig, generate_views
-from pathgen.diffusion.train_ldm import LDMObjective, LDMOptimConfig, LDMTrainConfig, train_ldm
-from pathgen.diffusion.train_vae import VAETrainConfig, train_vae
+from pathgen.stages.train_ldm import LDMObjective, LDMOptimConfig, LDMTrainConfig, train_ldm
+from pathgen.stages.train_vae import VAETrainConfig, train_vae
 from pathgen.distributed import pick_device
-from pathgen.metrics.fidelity import conditioning_fidelity
-from pathgen.metrics.frechet import bootstrap_frechet, frechet_distance_features
+from pathgen.generation_metrics.fidelity import conditioning_fidelity
+from pathgen.generation_metrics.frechet import bootstrap_frechet, frechet_distance_features
 from pathgen.train import Trainer
 
 REPO = Path(__file__).resolve().parents[2]

@@ -42,7 +42,7 @@ from pathgen.config import load_config
 from pathgen.data.recipes import build_transform
 from pathgen.data.tiles import ResumableSampler, TileDataset
 from pathgen.data.views import AugmentedViews, TileKey
-from pathgen.ssl.train_ssl import SSLConfig
+from pathgen.stages.train_ssl import SSLConfig
 from tiling.store import is_complete, list_store_paths
 
 REPO = Path(__file__).resolve().parents[2]

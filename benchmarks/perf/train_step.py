@@ -39,7 +39,7 @@ from torch.utils.flop_counter import FlopCounterMode, sdpa_backward_flop_count, 
 from pathgen.config import load_config
 from pathgen.models.backbone import create_backbone
 from pathgen.schedules import StepInfo
-from pathgen.ssl.train_ssl import SSLConfig, build_ssl_method
+from pathgen.stages.train_ssl import SSLConfig, build_ssl_method
 from pathgen.train import Trainer
 
 REPO = Path(__file__).resolve().parents[2]

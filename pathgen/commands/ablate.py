@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import argparse
 
-from pathgen.commands.pipeline import add_pipeline_arguments, run_pipeline, stage_list
+from pathgen.commands.staged_run import add_pipeline_arguments, run_pipeline, stage_list
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -22,7 +22,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     """Resolve the config and run (or continue) the ablation; exit status 2 if it could not start."""
     from pathgen.config import load_config
-    from pathgen.genaug.ablation import AblationConfig, run_ablation
+    from pathgen.stages.ablate import AblationConfig, run_ablation
 
     def start():  # noqa: ANN202
         cfg = load_config(AblationConfig, args.config, args.overrides)

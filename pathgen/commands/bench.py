@@ -27,7 +27,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     """Load the tasks, run every encoder on each, write and print the report."""
     from pathgen.config import ConfigError
-    from pathgen.eval.bench import load_tasks, run_bench, table
+    from pathgen.stages.bench import load_tasks, run_bench, table
 
     try:
         tasks = load_tasks(args.config, list(args.overrides))

@@ -22,7 +22,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Embed the folder."""
-    from pathgen.embed import embed_folder
+    from pathgen.models.embeddings import embed_folder
     from tiling.store import StoreError
 
     try:

@@ -32,7 +32,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Evaluate the bank and print where the report went."""
-    from pathgen.metrics.evaluate import eval_gen
+    from pathgen.stages.eval_gen import eval_gen
     from tiling.store import StoreError
 
     if args.batch_size < 1 or (args.max_sources is not None and args.max_sources < 2) or args.bootstrap == 1 \

@@ -18,7 +18,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     """Export the backbone of the run's last checkpoint."""
     from pathgen.config import ConfigError
-    from pathgen.ssl.train_ssl import export_run
+    from pathgen.stages.train_ssl import export_run
 
     try:
         out = export_run(args.run_dir, args.out)

@@ -52,7 +52,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def resolve_config(args: argparse.Namespace):  # noqa: ANN201 -- GenerateConfig, imported lazily
     """Defaults, then --config, then key=value words, then positionals and flags."""
     from pathgen.config import load_config
-    from pathgen.diffusion.generate import GenerateConfig
+    from pathgen.stages.generate import GenerateConfig
 
     overrides = [f"{key}={getattr(args, flag)}" for flag, key in FLAG_KEYS.items() if getattr(args, flag) is not None]
     cfg = load_config(GenerateConfig, args.config, list(args.overrides) + overrides)
@@ -73,7 +73,7 @@ def run(args: argparse.Namespace) -> int:
     """Generate (or resume) the bank; exit status 2 if the run could not start."""
     from pathgen.config import ConfigError
     from pathgen.diffusion.bank import BankError
-    from pathgen.diffusion.generate import generate_bank
+    from pathgen.stages.generate import generate_bank
     from tiling.store import StoreError
 
     try:

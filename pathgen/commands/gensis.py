@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import argparse
 
-from pathgen.commands.pipeline import add_pipeline_arguments, run_pipeline, stage_list
+from pathgen.commands.staged_run import add_pipeline_arguments, run_pipeline, stage_list
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -23,7 +23,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     """Resolve the config and run (or continue) the loop; exit status 2 if it could not start."""
     from pathgen.config import load_config
-    from pathgen.genaug.pipeline import GenSISConfig, run_gensis
+    from pathgen.stages.gensis import GenSISConfig, run_gensis
 
     def start():  # noqa: ANN202
         overrides = args.overrides + (["progress=false"] if args.no_progress else [])

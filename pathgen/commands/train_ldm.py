@@ -20,6 +20,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Resolve the config and train."""
-    from pathgen.diffusion.train_ldm import LDMTrainConfig, train_ldm
+    from pathgen.stages.train_ldm import LDMTrainConfig, train_ldm
 
     return run_training("train-ldm", args, LDMTrainConfig, lambda cfg, resume: train_ldm(cfg, resume=resume), "model")

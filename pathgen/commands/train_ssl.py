@@ -19,6 +19,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Resolve the config and train."""
-    from pathgen.ssl.train_ssl import SSLConfig, train_ssl
+    from pathgen.stages.train_ssl import SSLConfig, train_ssl
 
     return run_training("train-ssl", args, SSLConfig, lambda cfg, resume: train_ssl(cfg, resume=resume), "encoder")

@@ -20,6 +20,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Resolve the config and train."""
-    from pathgen.diffusion.train_vae import VAETrainConfig, train_vae
+    from pathgen.stages.train_vae import VAETrainConfig, train_vae
 
     return run_training("train-vae", args, VAETrainConfig, lambda cfg, resume: train_vae(cfg, resume=resume), "VAE")

@@ -21,7 +21,7 @@ from torch import Tensor, nn
 from pathgen import __version__
 from pathgen.diffusion.ldm import ConditionedDenoiser, LDMConfig
 from pathgen.diffusion.vae import LatentCodec, load_codec
-from pathgen.embed import preprocess
+from pathgen.models.embeddings import preprocess
 from pathgen.models.io import EncoderConfig, load_encoder
 
 WEIGHTS = "model.safetensors"

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from pathgen.diffusion.bank import BankWriter, ViewBank
-from pathgen.diffusion.data import resize_u8
+from pathgen.diffusion.training_data import resize_u8
 
 REAL_MODEL = "real source tiles"
 

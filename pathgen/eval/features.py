@@ -31,7 +31,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from pathgen.embed import embed_folder, preprocess, read_embeddings
+from pathgen.models.embeddings import embed_folder, preprocess, read_embeddings
 from pathgen.eval.datasets import PatchSplit, SlideDataset
 from pathgen.models.backbone import BackboneConfig, backbone_kwargs, create_backbone
 from pathgen.models.io import (
@@ -195,7 +195,7 @@ def slide_features(encoder: FrozenEncoder, dataset: SlideDataset, key: str, tili
     """Bags {slide_id: (N, D)} and tile coords {slide_id: (N, 2) level-0 x, y} of every slide.
 
     Tiles with `tiling.pipeline.run_tiling` into CACHE/tiles/<key>-<tiling hash> and embeds with
-    `pathgen.embed.embed_folder` under the encoder id; both skip what an earlier run finished.
+    `pathgen.models.embeddings.embed_folder` under the encoder id; both skip what an earlier run finished.
     """
     tile_dir = encoder.cache_dir / "tiles" / tiling_key(key, tiling)
     run_tiling([record.path for record in dataset.records], tile_dir, tiling, progress=progress)

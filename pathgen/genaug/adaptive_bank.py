@@ -18,14 +18,14 @@ FOREGROUNDS = ("pca", "hematoxylin")
 
 def foreground_estimator(kind: str, encoder_dir: str | Path | None, device: torch.device) -> TileForeground:
     """The tile-level estimator: "pca" (GenView's top PCA direction of the SSL encoder's patch tokens,
-    fitted by `pathgen.genaug.fit_foreground` into `encoder_dir`) or "hematoxylin" (stain density)."""
+    fitted by `pathgen.stages.fit_foreground` into `encoder_dir`) or "hematoxylin" (stain density)."""
     if kind == "hematoxylin":
         return HematoxylinForeground()
     if kind != "pca":
         raise ValueError(f"foreground must be one of {FOREGROUNDS}, got {kind!r}")
     if encoder_dir is None or not (Path(encoder_dir) / "foreground_pca.json").is_file():
         raise ValueError(f"{encoder_dir}: no foreground_pca.json beside the encoder; fit it with "
-                         "pathgen.genaug.fit_foreground (or use foreground=hematoxylin)")
+                         "pathgen.stages.fit_foreground (or use foreground=hematoxylin)")
     return EncoderForeground.from_model_dir(encoder_dir, device)
 
 

@@ -54,7 +54,7 @@ def test_bad_config_json_names_the_file(tmp_path):
 
 
 def test_evaluation_resize_keeps_aspect_and_crops_the_centre():
-    from pathgen.embed import resize_and_crop
+    from pathgen.models.embeddings import resize_and_crop
 
     image = torch.zeros(1, 3, 100, 200)
     image[..., :, 50:150] = 1.0  # a centred square of ones in a wide image

@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from pathgen.ssl.distributed import all_reduce_mean
+from pathgen.ssl.collectives import all_reduce_mean
 
 
 def cross_correlation(projection_1: torch.Tensor, projection_2: torch.Tensor) -> torch.Tensor:

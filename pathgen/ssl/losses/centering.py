@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from pathgen.ssl.distributed import all_reduce_max, all_reduce_sum
+from pathgen.ssl.collectives import all_reduce_max, all_reduce_sum
 
 CENTERING = ("centering", "sinkhorn_knopp")
 

@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from pathgen.ssl.distributed import all_gather_cat, rank
+from pathgen.ssl.collectives import all_gather_cat, rank
 from pathgen.ssl.losses.weighting import weighted_mean
 
 

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 import torch
 import torch.nn.functional as F
 
-from pathgen.ssl.distributed import all_gather_cat, rank, world_size
+from pathgen.ssl.collectives import all_gather_cat, rank, world_size
 from pathgen.ssl.losses.weighting import weighted_mean
 
 

@@ -11,8 +11,8 @@ from PIL import Image
 
 from pathgen.data.views import TileKey
 from pathgen.diffusion.bank import BankError, BankWriter, ViewBank, bank_complete
-from pathgen.diffusion.data import DiffusionTiles
-from pathgen.diffusion.grid import grid_size, make_grid, write_grid
+from pathgen.diffusion.training_data import DiffusionTiles
+from pathgen.diffusion.image_grid import grid_size, make_grid, write_grid
 from pathgen.diffusion.real_bank import write_real_views_bank
 from tiling.store import open_tile_folder
 

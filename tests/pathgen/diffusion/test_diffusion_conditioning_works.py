@@ -14,9 +14,9 @@ import torch
 from pathgen.config import load_config
 from pathgen.diffusion.ldm_io import load_ldm
 from pathgen.diffusion.sampling import SamplerConfig, generate_views
-from pathgen.diffusion.train_ldm import LDMTrainConfig, train_ldm
-from pathgen.diffusion.train_vae import VAETrainConfig, train_vae
-from pathgen.embed import preprocess
+from pathgen.stages.train_ldm import LDMTrainConfig, train_ldm
+from pathgen.stages.train_vae import VAETrainConfig, train_vae
+from pathgen.models.embeddings import preprocess
 from tiling.config import StoreConfig
 from tiling.store import StoreLayout, create_store, mark_complete, write_shard
 

@@ -15,11 +15,11 @@ from torch.utils.data import default_collate
 from pathgen.checkpoint import load_checkpoint
 from pathgen.cli import main
 from pathgen.config import load_config
-from pathgen.diffusion.data import DiffusionTiles
+from pathgen.diffusion.training_data import DiffusionTiles
 from pathgen.diffusion.ldm import EMA, ConditionedDenoiser, LDMConfig, ema_decay_at, load_ldm, save_ldm, scheduler_kwargs
-from pathgen.diffusion.train_ldm import LDMTrainConfig, build_objective
+from pathgen.stages.train_ldm import LDMTrainConfig, build_objective
 from pathgen.diffusion.vae import VAEConfig, build_vae, save_vae
-from pathgen.embed import preprocess, read_embeddings
+from pathgen.models.embeddings import preprocess, read_embeddings
 from pathgen.models.io import load_encoder
 
 CONFIGS = Path(__file__).resolve().parents[3] / "configs" / "diffusion"

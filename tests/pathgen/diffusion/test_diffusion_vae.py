@@ -16,8 +16,8 @@ from diffusers import AutoencoderKL
 
 from pathgen.cli import main
 from pathgen.config import load_config
-from pathgen.diffusion.data import DiffusionTiles
-from pathgen.diffusion.train_vae import VAETrainConfig, gradient_loss, ssim, train_vae
+from pathgen.diffusion.training_data import DiffusionTiles
+from pathgen.stages.train_vae import VAETrainConfig, gradient_loss, ssim, train_vae
 from pathgen.diffusion.vae import (
     LatentCodec,
     VAEConfig,

@@ -12,7 +12,7 @@ from pathgen.config import load_config
 from pathgen.diffusion.bank import ViewBank
 from pathgen.genaug.adaptive_bank import adaptive_strengths, foreground_estimator
 from pathgen.genaug.foreground import HematoxylinForeground
-from pathgen.ssl.train_ssl import SSLConfig, build_dataset
+from pathgen.stages.train_ssl import SSLConfig, build_dataset
 
 
 def test_strength_follows_foreground_monotonically():

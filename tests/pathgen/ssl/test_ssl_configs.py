@@ -9,7 +9,7 @@ import torch
 
 from pathgen.cli import main
 from pathgen.config import load_config
-from pathgen.ssl.train_ssl import SSLConfig, build_ssl_method, train_ssl
+from pathgen.stages.train_ssl import SSLConfig, build_ssl_method, train_ssl
 
 CONFIGS = Path(__file__).resolve().parents[3] / "configs" / "ssl"
 ALL = sorted(CONFIGS.glob("*.yaml"))

@@ -11,7 +11,7 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-from pathgen.ssl.distributed import all_gather_cat, all_reduce_mean, rank, world_size
+from pathgen.ssl.collectives import all_gather_cat, all_reduce_mean, rank, world_size
 from pathgen.ssl.losses.centering import sinkhorn_knopp
 from pathgen.ssl.losses.dino import DINOLoss
 from pathgen.ssl.losses.moco import mocov3_contrastive

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from pathgen.ssl.distributed import all_gather_cat, all_reduce_mean, all_reduce_sum, is_distributed, rank, world_size
+from pathgen.ssl.collectives import all_gather_cat, all_reduce_mean, all_reduce_sum, is_distributed, rank, world_size
 
 
 def test_single_process_fallbacks():

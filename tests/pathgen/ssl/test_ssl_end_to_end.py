@@ -18,9 +18,9 @@ from sklearn.neighbors import KNeighborsClassifier
 from pathgen.cli import main
 from pathgen.config import from_dict
 from pathgen.data.augment import perturb_stains
-from pathgen.embed import preprocess, read_embeddings
+from pathgen.models.embeddings import preprocess, read_embeddings
 from pathgen.models import load_encoder
-from pathgen.ssl.train_ssl import SSLConfig, build_ssl_method, export_encoder, train_ssl
+from pathgen.stages.train_ssl import SSLConfig, build_ssl_method, export_encoder, train_ssl
 from tiling.store import open_tile_folder
 from tiling.synthetic import SyntheticSlideSpec, tumor_truth_mask, write_synthetic_folder
 

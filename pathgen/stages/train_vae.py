@@ -25,7 +25,7 @@ from diffusers import AutoencoderKL
 from torch import nn
 
 from pathgen.config import save_config
-from pathgen.diffusion.data import DiffusionTiles
+from pathgen.diffusion.training_data import DiffusionTiles
 from pathgen.diffusion.vae import VAEConfig, build_vae, save_vae
 from pathgen.schedules import StepInfo
 from pathgen.train import TrainConfig, Trainer

@@ -12,9 +12,9 @@ import torch
 import torch.nn.functional as F
 
 from pathgen.cli import main
-from pathgen.diffusion.data import DiffusionTiles
+from pathgen.diffusion.training_data import DiffusionTiles
 from pathgen.diffusion.images import to_model_range
-from pathgen.embed import read_embeddings
+from pathgen.models.embeddings import read_embeddings
 
 EMBEDDINGS = "tiny"
 

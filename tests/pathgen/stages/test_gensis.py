@@ -13,9 +13,9 @@ import torch
 from pathgen.cli import main
 from pathgen.config import ConfigError, load_config
 from pathgen.diffusion.bank import bank_complete
-from pathgen.genaug.manifest import read_status
-from pathgen.genaug.pipeline import GenSISConfig, gensis_stages, run_gensis, switch_overrides
-from pathgen.genaug.stages import PipelineError, Stage, run_stages
+from pathgen.stages.run_status import read_status
+from pathgen.stages.gensis import GenSISConfig, gensis_stages, run_gensis, switch_overrides
+from pathgen.stages.steps import PipelineError, Stage, run_stages
 
 from gensis_tiny import DEMO, ROOT, SSL_TINY, tiny_words
 
@@ -80,7 +80,7 @@ def test_changed_settings_are_refused_not_mixed(toy_run):
 
 
 def test_killed_training_stage_resumes_from_its_checkpoint(tiny_tiles, tmp_path, monkeypatch):
-    import pathgen.ssl.train_ssl as train_ssl
+    import pathgen.stages.train_ssl as train_ssl
 
     cfg = tiny_config(tiny_tiles, tmp_path / "run")
     real, calls = train_ssl.train_ssl, []
@@ -155,7 +155,7 @@ def test_shipped_configs_build_every_stage(name, tiny_tiles, tmp_path):
 def test_a_seed_fixes_the_ssl_run(tiny_tiles, tmp_path):
     from safetensors.torch import load_file
 
-    from pathgen.genaug.stages import ssl_stage
+    from pathgen.stages.steps import ssl_stage
 
     words = [*SSL_TINY, f"data={tiny_tiles}", "train.seed=3", "train.progress=false"]
     weights = []
@@ -170,7 +170,7 @@ def test_the_init_encoder_is_round_ones_starting_point(tiny_tiles, tmp_path):
     export up to the EMA's float rounding; a different initialisation would differ by ~1e-2."""
     from safetensors.torch import load_file
 
-    from pathgen.genaug.stages import ssl_init_stage, ssl_stage
+    from pathgen.stages.steps import ssl_init_stage, ssl_stage
 
     config = str(ROOT / "configs" / "ssl" / "dino_tiny.yaml")
     words = [*SSL_TINY, f"data={tiny_tiles}", "train.seed=5", "train.progress=false"]

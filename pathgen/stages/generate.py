@@ -19,7 +19,7 @@ from tqdm import tqdm
 from pathgen.config import save_config
 from pathgen.data.tiles import TileDataset
 from pathgen.diffusion.bank import MODES, BankWriter, ViewBank, bank_path
-from pathgen.diffusion.grid import write_grid
+from pathgen.diffusion.image_grid import write_grid
 from pathgen.diffusion.sampling import (SAMPLERS, SamplerConfig, generate_views, img2img_views, interpolate_views,
                                        view_seeds)
 
@@ -102,7 +102,7 @@ class _Sources:
         """float32 (B, D) conditioning embeddings."""
         if self.name is None:
             return self.ldm.embed(self.tiles(indices) if tiles is None else tiles).cpu()
-        from pathgen.embed import read_embeddings
+        from pathgen.models.embeddings import read_embeddings
 
         rows = []
         for i in indices:

@@ -1,6 +1,6 @@
 """The stages a Gen-SIS run is made of, each a resumable step that writes one documented folder.
 
-A `Stage` knows its resolved settings (hashed into its fingerprint, pathgen.genaug.manifest), how
+A `Stage` knows its resolved settings (hashed into its fingerprint, pathgen.stages.run_status), how
 to tell that its output is complete (a model folder's config.json, written after its weights; a
 bank's `complete` attribute; a results.json) and how to make it. `run_stages` runs the incomplete
 ones in order, skipping the rest, and refuses outputs that were made with other settings.
@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from pathgen.config import load_config, save_config, to_dict
-from pathgen.genaug.manifest import STATUS_FILE, Manifest, fingerprint
+from pathgen.stages.run_status import STATUS_FILE, Manifest, fingerprint
 from pathgen.train import CHECKPOINT
 
 
@@ -58,7 +58,7 @@ def _resume(run_dir: Path) -> bool:
 def ssl_stage(name: str, run_dir: Path, config: str | None, overrides: list[str],
               inputs: tuple[str, ...] = ()) -> Stage:
     """`pathgen train-ssl` into run_dir (continuing from its checkpoint after a kill); output run_dir/model."""
-    from pathgen.ssl.train_ssl import SSLConfig, train_ssl
+    from pathgen.stages.train_ssl import SSLConfig, train_ssl
 
     cfg = load_config(SSLConfig, config, [*overrides, f"out={run_dir}"])
 
@@ -74,7 +74,7 @@ def ssl_stage(name: str, run_dir: Path, config: str | None, overrides: list[str]
 def ssl_init_stage(name: str, out_dir: Path, config: str | None, overrides: list[str]) -> Stage:
     """The SSL config's encoder before its first step (the seed's initial weights, exported as train_ssl
     would): the floor that shows how much an SSL run learned beyond its random initialisation."""
-    from pathgen.ssl.train_ssl import SSLConfig, build_dataset, build_ssl_method, export_encoder
+    from pathgen.stages.train_ssl import SSLConfig, build_dataset, build_ssl_method, export_encoder
 
     cfg = load_config(SSLConfig, config, [*overrides, f"out={out_dir}"])
 
@@ -92,7 +92,7 @@ def ssl_init_stage(name: str, out_dir: Path, config: str | None, overrides: list
 
 def vae_stage(name: str, run_dir: Path, config: str | None, overrides: list[str]) -> Stage:
     """`pathgen train-vae` into run_dir; output run_dir/model."""
-    from pathgen.diffusion.train_vae import VAETrainConfig, train_vae
+    from pathgen.stages.train_vae import VAETrainConfig, train_vae
 
     cfg = load_config(VAETrainConfig, config, [*overrides, f"out={run_dir}"])
     return Stage(name, run_dir, to_dict(cfg), lambda: model_complete(run_dir / "model"),
@@ -101,7 +101,7 @@ def vae_stage(name: str, run_dir: Path, config: str | None, overrides: list[str]
 
 def ldm_stage(name: str, run_dir: Path, config: str | None, overrides: list[str], inputs: tuple[str, ...]) -> Stage:
     """`pathgen train-ldm` into run_dir; output run_dir/model (EMA denoiser + VAE and encoder copies)."""
-    from pathgen.diffusion.train_ldm import LDMTrainConfig, train_ldm
+    from pathgen.stages.train_ldm import LDMTrainConfig, train_ldm
 
     cfg = load_config(LDMTrainConfig, config, [*overrides, f"out={run_dir}"])
     return Stage(name, run_dir, to_dict(cfg), lambda: model_complete(run_dir / "model"),
@@ -111,7 +111,7 @@ def ldm_stage(name: str, run_dir: Path, config: str | None, overrides: list[str]
 def embed_stage(name: str, model_dir: Path, tiles: list[str], embeddings_name: str, device: str, progress: bool,
                 inputs: tuple[str, ...]) -> Stage:
     """`pathgen embed` of every tile folder with the encoder in model_dir, as `embeddings_name`."""
-    from pathgen.embed import embed_folder, embeddings_complete
+    from pathgen.models.embeddings import embed_folder, embeddings_complete
     from tiling.store import is_complete, list_store_paths
 
     def done() -> bool:
@@ -129,7 +129,7 @@ def embed_stage(name: str, model_dir: Path, tiles: list[str], embeddings_name: s
 def foreground_stage(name: str, model_dir: Path, tiles: list[str], max_tiles: int, device: str,
                      inputs: tuple[str, ...]) -> Stage:
     """GenView's foreground PCA fitted on the encoder's patch tokens, saved beside the encoder."""
-    from pathgen.genaug.fit_foreground import fit_foreground
+    from pathgen.stages.fit_foreground import fit_foreground
     from pathgen.genaug.foreground import PCA_CONFIG, PCA_WEIGHTS
 
     settings = {"model": str(model_dir), "tiles": list(tiles), "max_tiles": max_tiles}
@@ -143,7 +143,7 @@ def bank_stage(name: str, bank_dir: Path, config: str | None, overrides: list[st
                inputs: tuple[str, ...]) -> Stage:
     """`pathgen generate` into bank_dir (resuming unfinished rows); complete once the bank says so."""
     from pathgen.diffusion.bank import bank_complete
-    from pathgen.diffusion.generate import GenerateConfig, generate_bank
+    from pathgen.stages.generate import GenerateConfig, generate_bank
 
     cfg = load_config(GenerateConfig, config, [*overrides, f"out={bank_dir}"])
 
@@ -164,7 +164,7 @@ def real_bank_stage(name: str, bank_dir: Path, source_bank_dir: Path, inputs: tu
 
 def eval_gen_stage(name: str, bank_dirs: list[Path], settings: dict, device: str, inputs: tuple[str, ...]) -> Stage:
     """`pathgen eval-gen` of each bank (BANK/eval/metrics.json)."""
-    from pathgen.metrics.evaluate import eval_gen
+    from pathgen.stages.eval_gen import eval_gen
 
     def run() -> None:
         for bank_dir in bank_dirs:
@@ -176,7 +176,7 @@ def eval_gen_stage(name: str, bank_dirs: list[Path], settings: dict, device: str
 
 def bench_stage(name: str, bench_dir: Path, tasks: list, encoders: dict[str, Path], inputs: tuple[str, ...]) -> Stage:
     """`pathgen bench` of the named encoders ({table name: model folder}) on the resolved tasks."""
-    from pathgen.eval.bench import run_bench
+    from pathgen.stages.bench import run_bench
 
     def run() -> None:
         run_bench(tasks, [f"{label}={model_dir}" for label, model_dir in encoders.items()], bench_dir,

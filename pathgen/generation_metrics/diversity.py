@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from pathgen.metrics.fidelity import l2_normalise
+from pathgen.generation_metrics.fidelity import l2_normalise
 
 METRICS = ("cosine", "l2")
 

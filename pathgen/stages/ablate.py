@@ -1,9 +1,9 @@
 """`pathgen ablate`: each generative augmentation alone and combined, against a baseline, at one budget.
 
 The generative part of a Gen-SIS run (round 1, embeddings, foreground PCA, VAE, LDM, the views,
-interpolation and adaptive-noise img2img banks; pathgen.genaug.pipeline) is made once in
+interpolation and adaptive-noise img2img banks; pathgen.stages.gensis) is made once in
 `out/shared` and every variant learns from it. A variant is a family's SSL config plus a set of
-switches (pathgen.genaug.pipeline.SWITCHES); within a family every variant keeps the family's
+switches (pathgen.stages.gensis.SWITCHES); within a family every variant keeps the family's
 config, optimizer steps, batch and seeds, so the budget held equal is steps × batch (the switches
 add passes per step: disentanglement a student and a teacher pass, quality weighting a scorer pass).
 
@@ -22,9 +22,9 @@ from pathlib import Path
 
 from pathgen.config import ConfigError, load_config
 from pathgen.eval.linear_probe import torch_threads
-from pathgen.genaug.pipeline import (GenSISConfig, StageRef, bench_data_stage, bench_tasks, generative_stages,
+from pathgen.stages.gensis import (GenSISConfig, StageRef, bench_data_stage, bench_tasks, generative_stages,
                                      switch_overrides, train_words)
-from pathgen.genaug.stages import Stage, bench_stage, run_stages, ssl_init_stage, ssl_stage
+from pathgen.stages.steps import Stage, bench_stage, run_stages, ssl_init_stage, ssl_stage
 
 INIT_ROW = "step0"  # the row of a family's initial weights in the tables
 
@@ -96,7 +96,7 @@ def variant_stages(cfg: AblationConfig, shared: GenSISConfig) -> tuple[list[Stag
 
 def ablation_stages(cfg: AblationConfig) -> list[Stage]:
     """Shared generative stages, every variant's SSL run, one bench of all encoders, the table."""
-    from pathgen.genaug.ablation_report import ablation_report_stage
+    from pathgen.stages.ablate_report import ablation_report_stage
 
     if not cfg.seeds or not cfg.families:
         raise ConfigError("an ablation needs at least one seed and one family")

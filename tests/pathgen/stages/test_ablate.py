@@ -11,8 +11,8 @@ import yaml
 
 from pathgen.config import ConfigError, load_config
 from pathgen.diffusion.bank import ViewBank
-from pathgen.genaug.ablation import AblationConfig, FamilyConfig, ablation_stages, run_ablation
-from pathgen.genaug.manifest import read_status
+from pathgen.stages.ablate import AblationConfig, FamilyConfig, ablation_stages, run_ablation
+from pathgen.stages.run_status import read_status
 
 from gensis_tiny import ROOT, SSL_TINY, tiny_words
 

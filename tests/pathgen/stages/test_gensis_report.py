@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from pathgen.genaug.report import comparison_rows, comparison_table, learned_sentence, summary_sentence, verdict
+from pathgen.stages.gensis_report import comparison_rows, comparison_table, learned_sentence, summary_sentence, verdict
 
 
 def result(encoder: str, values: list[float], ci: list[float], probe: str = "abmil") -> dict:

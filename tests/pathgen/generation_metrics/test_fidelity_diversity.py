@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from pathgen.metrics.diversity import mean_pairwise_distance, pairwise_distances, random_groups, view_diversity
-from pathgen.metrics.fidelity import conditioning_fidelity, random_pair_cosine, row_cosine, source_retrieval
+from pathgen.generation_metrics.diversity import mean_pairwise_distance, pairwise_distances, random_groups, view_diversity
+from pathgen.generation_metrics.fidelity import conditioning_fidelity, random_pair_cosine, row_cosine, source_retrieval
 
 
 def _embeddings(n: int = 200, d: int = 32, seed: int = 0) -> np.ndarray:

@@ -26,7 +26,7 @@ def run_pipeline(command: str, start: Callable[[], Path], result_file: str, what
     """Run `start()` (resolve the config, run the stages; returns the report folder) and say where
     `result_file` went, or print one line of error and return 2."""
     from pathgen.config import ConfigError
-    from pathgen.genaug.stages import PipelineError
+    from pathgen.stages.steps import PipelineError
     from tiling.store import StoreError
 
     try:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from pathgen.cli import main
-from pathgen.commands.pipeline import stage_list
+from pathgen.commands.staged_run import stage_list
 
 
 def test_stage_list_splits_and_drops_blanks():

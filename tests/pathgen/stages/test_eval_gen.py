@@ -13,7 +13,7 @@ from safetensors.torch import save_file
 
 from pathgen.cli import main
 from pathgen.diffusion.bank import BankWriter
-from pathgen.metrics.evaluate import INCEPTION_SKIPPED, eval_gen
+from pathgen.stages.eval_gen import INCEPTION_SKIPPED, eval_gen
 from tiling.store import TileStore, list_store_paths
 
 K = 3
@@ -95,7 +95,7 @@ def test_interpolation_fidelity_uses_the_recorded_alpha(tmp_path, tiny_tiles, ti
 def test_cli_extra_encoder_and_inception(tmp_path, tiny_tiles, tiny_encoder, capsys, monkeypatch):
     from torchvision.models import inception_v3
 
-    monkeypatch.setattr("pathgen.metrics.evaluate.INCEPTION_SIZE", 75)  # its smallest input: keeps CPU time low
+    monkeypatch.setattr("pathgen.stages.eval_gen.INCEPTION_SIZE", 75)  # its smallest input: keeps CPU time low
 
     bank = _write_bank(tmp_path / "bank", tiny_tiles, _model_dir(tmp_path, tiny_encoder), n=2, views="noisy")
     other = shutil.copytree(tiny_encoder, tmp_path / "other_encoder")

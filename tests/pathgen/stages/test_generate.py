@@ -12,8 +12,8 @@ from PIL import Image
 from pathgen.cli import main
 from pathgen.config import load_config
 from pathgen.diffusion.bank import BankWriter, ViewBank, bank_complete
-from pathgen.diffusion.generate import GenerateConfig, generate_bank
-from pathgen.diffusion.grid import grid_size
+from pathgen.stages.generate import GenerateConfig, generate_bank
+from pathgen.diffusion.image_grid import grid_size
 from pathgen.diffusion.sampling import SamplerConfig
 
 CONFIGS = Path(__file__).resolve().parents[3] / "configs" / "diffusion"

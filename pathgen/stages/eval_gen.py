@@ -5,13 +5,13 @@ the bank, plus any the user names) the source tiles, the generated views, random
 tiles (the reference) and a dihedral augmentation of each source are embedded once, then:
 
 - Fréchet distance sources ↔ views (with its bootstrap spread) and sources ↔ reference real tiles,
-  the sampling floor at the same sample sizes (pathgen.metrics.frechet);
+  the sampling floor at the same sample sizes (pathgen.generation_metrics.frechet);
 - conditioning fidelity: cosine(view, the embedding it was conditioned on) — the source's
   embedding, or for interpolation banks the SLERP of both sources' embeddings with the recorded α
   (pathgen.diffusion.conditioning.slerp) — against random real pairs and augmented copies
-  (pathgen.metrics.fidelity); for an encoder that is not the conditioning one the same targets are
+  (pathgen.generation_metrics.fidelity); for an encoder that is not the conditioning one the same targets are
   built in its own space;
-- diversity among the K views of a source against K random real tiles (pathgen.metrics.diversity).
+- diversity among the K views of a source against K random real tiles (pathgen.generation_metrics.diversity).
 
 Optional FID: Fréchet distance of torchvision Inception-v3 pool3 (2048-d) features at 299 px from a
 local safetensors file the user gives (never downloaded). Its numbers compare runs within pathgen;
@@ -34,10 +34,10 @@ from pathgen.diffusion.conditioning import slerp
 from pathgen.diffusion.images import to_model_range
 from pathgen.diffusion.ldm_io import ENCODER_DIR
 from pathgen.distributed import pick_device
-from pathgen.embed import preprocess
-from pathgen.metrics.diversity import view_diversity
-from pathgen.metrics.fidelity import conditioning_fidelity
-from pathgen.metrics.frechet import bootstrap_frechet, frechet_distance_features
+from pathgen.models.embeddings import preprocess
+from pathgen.generation_metrics.diversity import view_diversity
+from pathgen.generation_metrics.fidelity import conditioning_fidelity
+from pathgen.generation_metrics.frechet import bootstrap_frechet, frechet_distance_features
 from pathgen.models.io import load_encoder
 from tiling.store import TileStore
 

@@ -56,7 +56,7 @@ class LossConfig:
 
     The scorer is a frozen encoder folder (the stage-1 SSL encoder) whose patch tokens give the
     foreground / background pooling; `quality_foreground` "pca" uses the ForegroundPCA saved beside
-    it (`pathgen.genaug.fit_foreground`), "hematoxylin" the stain-density map instead.
+    it (`pathgen.stages.fit_foreground`), "hematoxylin" the stain-density map instead.
     """
 
     quality_weighting: bool = False

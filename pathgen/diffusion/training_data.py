@@ -20,7 +20,7 @@ from torch.utils.data import Dataset
 from pathgen.data.tiles import TileDataset
 from pathgen.data.views import TileKey
 from pathgen.diffusion.images import to_model_range
-from pathgen.embed import embedding_path, embeddings_complete, read_embeddings
+from pathgen.models.embeddings import embedding_path, embeddings_complete, read_embeddings
 
 
 def resize_u8(tile: torch.Tensor, size: int) -> torch.Tensor:

@@ -18,7 +18,7 @@ import numpy as np
 import yaml
 
 from pathgen.eval.report import format_cell
-from pathgen.genaug.manifest import read_status
+from pathgen.stages.run_status import read_status
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402  (the backend must be chosen first)
@@ -276,8 +276,8 @@ def write_gensis_report(out: str | Path, banks: list[str]) -> Path:
 
 def report_stage(cfg, stage_names: list[str]):  # noqa: ANN001, ANN201 -- GenSISConfig -> Stage (import cycle)
     """The report as the last stage of `pathgen gensis`."""
-    from pathgen.genaug.pipeline import BANK_KINDS
-    from pathgen.genaug.stages import Stage
+    from pathgen.stages.gensis import BANK_KINDS
+    from pathgen.stages.steps import Stage
 
     out = Path(cfg.out)
     banks = [kind for kind in BANK_KINDS if getattr(cfg.banks, kind).enabled]

@@ -6,7 +6,7 @@ metrics → SSL round 2, trained from scratch with the same config, seed and num
 round 1 plus the generated views and Gen-SIS's disentanglement task → a benchmark of both encoders
 → one report. Round 1 is the baseline: the two encoders differ only in the generative augmentation.
 
-Every stage writes one folder under `out` (pathgen.genaug.stages) and is skipped when that folder
+Every stage writes one folder under `out` (pathgen.stages.steps) and is skipped when that folder
 is complete, so a killed run continues where it stopped; `out/status.json` records each stage's
 status, wall time and settings fingerprint, and `out/config.yaml` the resolved config. Each
 sub-stage is configured by its own YAML (configs/ssl, configs/diffusion, benchmarks/suites) plus
@@ -22,9 +22,9 @@ from pathlib import Path
 
 from pathgen.config import ConfigError
 from pathgen.eval.linear_probe import torch_threads
-from pathgen.genaug.bench_data import COMPLETE, write_bench_data
-from pathgen.genaug.manifest import fingerprint
-from pathgen.genaug.stages import (Stage, bank_stage, bench_stage, embed_stage, eval_gen_stage, foreground_stage,
+from pathgen.stages.bench_data import COMPLETE, write_bench_data
+from pathgen.stages.run_status import fingerprint
+from pathgen.stages.steps import (Stage, bank_stage, bench_stage, embed_stage, eval_gen_stage, foreground_stage,
                                    ldm_stage, real_bank_stage, run_stages, ssl_init_stage, ssl_stage, vae_stage)
 
 BANK_KINDS = ("views", "interpolate", "img2img")  # each is also the bank's `pathgen generate` mode
@@ -238,7 +238,7 @@ def generative_stages(cfg: GenSISConfig) -> list[Stage]:
 
 def bench_tasks(cfg: GenSISConfig) -> list:
     """The suite's tasks with the bench overrides, seeds and device; synthetic data roots when asked."""
-    from pathgen.eval.bench import load_tasks
+    from pathgen.stages.bench import load_tasks
 
     tasks = load_tasks(cfg.bench.suite, [*cfg.bench.overrides, f"seeds={_word(cfg.bench.seeds)}",
                                          f"device={cfg.device}"])
@@ -260,7 +260,7 @@ def bench_data_stage(cfg: GenSISConfig) -> Stage:
 
 def gensis_stages(cfg: GenSISConfig) -> list[Stage]:
     """Every stage of `pathgen gensis`, in order."""
-    from pathgen.genaug.report import report_stage
+    from pathgen.stages.gensis_report import report_stage
 
     out = Path(cfg.out)
     stages = generative_stages(cfg)

@@ -12,8 +12,8 @@ import pytest
 from pathgen.cli import main
 from pathgen.config import load_config
 from pathgen.diffusion.bank import BankWriter
-from pathgen.genaug.fit_foreground import fit_foreground
-from pathgen.ssl.train_ssl import SSLConfig, build_ssl_method, train_ssl
+from pathgen.stages.fit_foreground import fit_foreground
+from pathgen.stages.train_ssl import SSLConfig, build_ssl_method, train_ssl
 from tiling.store import open_tile_folder
 
 TINY = ["backbone.img_size=32", "augment.global_size=32", "augment.local_size=16", "train.max_steps=3",
@@ -73,10 +73,10 @@ def test_misconfigured_switches_are_refused(tmp_path, tiny_tiles, overrides, mes
     cfg = load_config(SSLConfig, "configs/ssl/dino_tiny.yaml", [f"data={tiny_tiles}", *TINY, *overrides])
     with pytest.raises(ValueError, match=message):
         if overrides[0].startswith("genaug.adaptive"):
-            from pathgen.ssl.train_ssl import build_dataset
+            from pathgen.stages.train_ssl import build_dataset
             build_dataset(cfg)
         elif overrides[0].startswith("loss."):
-            from pathgen.ssl.train_ssl import quality_weighter
+            from pathgen.stages.train_ssl import quality_weighter
             quality_weighter(cfg)
         else:
             build_ssl_method(cfg)
@@ -86,6 +86,6 @@ def test_adaptive_noise_refuses_a_fixed_noise_bank(tmp_path, tiny_tiles):
     bank = _bank(tmp_path / "views", tiny_tiles, "views")
     cfg = load_config(SSLConfig, "configs/ssl/dino_tiny.yaml",
                       [f"data={tiny_tiles}", *TINY, f"genaug.bank={bank}", "genaug.adaptive_noise=true"])
-    from pathgen.ssl.train_ssl import build_dataset
+    from pathgen.stages.train_ssl import build_dataset
     with pytest.raises(ValueError, match="adaptive-noise"):
         build_dataset(cfg)

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import scipy.linalg
 
-from pathgen.metrics.frechet import (bootstrap_frechet, feature_stats, frechet_distance, frechet_distance_features,
+from pathgen.generation_metrics.frechet import (bootstrap_frechet, feature_stats, frechet_distance, frechet_distance_features,
                                      trace_sqrt_product)
 
 

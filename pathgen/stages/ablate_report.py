@@ -17,8 +17,8 @@ import numpy as np
 import yaml
 
 from pathgen.eval.report import format_cell
-from pathgen.genaug.ablation import INIT_ROW
-from pathgen.genaug.report import METRICS, interval_note, plot_comparison, verdict
+from pathgen.stages.ablate import INIT_ROW
+from pathgen.stages.gensis_report import METRICS, interval_note, plot_comparison, verdict
 
 
 def _label(family: str, variant: str, seed: int) -> str:
@@ -105,7 +105,7 @@ def write_ablation_report(out: str | Path, plan: dict, seeds: list[int]) -> Path
 
 def ablation_report_stage(out: Path, plan: dict, seeds: list[int]):  # noqa: ANN201 -- Stage
     """The table as the last stage of `pathgen ablate`."""
-    from pathgen.genaug.stages import Stage
+    from pathgen.stages.steps import Stage
 
     return Stage("report", out / "report", {"plan": plan, "seeds": seeds},
                  lambda: (out / "report" / "ablation.md").is_file(),

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from pathgen.config import ConfigError
-from pathgen.eval.bench import load_tasks
+from pathgen.stages.bench import load_tasks
 from pathgen.eval.mil import MILConfig
 
 SUITES = Path(__file__).resolve().parents[3] / "benchmarks" / "suites"
