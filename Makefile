@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: venv demo test test-all perf clean
+.PHONY: venv demo test test-all lint perf clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -22,6 +22,10 @@ test: $(STAMP)
 
 test-all: $(STAMP)
 	OMP_NUM_THREADS=1 $(PY) -m pytest -q -n 2 -m "slow or not slow"
+
+# ruff with the config in pyproject.toml ([tool.ruff]); `ruff format --check` joins once the tree is formatted
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
 
 perf: $(STAMP)
 	$(PY) benchmarks/perf/tile_throughput.py

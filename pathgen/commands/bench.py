@@ -26,6 +26,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Load the tasks, run every encoder on each, write and print the report."""
+    # lazy: start-up time (a command loads its stage, and torch, only when it runs)
     from pathgen.config import ConfigError
     from pathgen.stages.bench import load_tasks, run_bench, table
 

@@ -22,6 +22,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Embed the folder."""
+    # lazy: start-up time (a command loads its stage, and torch, only when it runs)
     from pathgen.models.embeddings import embed_folder
     from tiling.store import StoreError
 

@@ -32,6 +32,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Evaluate the bank and print where the report went."""
+    # lazy: start-up time (a command loads its stage, and torch, only when it runs)
     from pathgen.stages.eval_gen import eval_gen
     from tiling.store import StoreError
 

@@ -17,6 +17,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Export the backbone of the run's last checkpoint."""
+    # lazy: start-up time (a command loads its stage, and torch, only when it runs)
     from pathgen.config import ConfigError
     from pathgen.stages.train_ssl import export_run
 

@@ -18,6 +18,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Export every complete store's coordinates."""
+    # lazy: start-up time (a command loads its stage, and torch, only when it runs)
     from tiling.export import export_folder_h5
     from tiling.store import StoreError
 

@@ -51,6 +51,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def resolve_config(args: argparse.Namespace):  # noqa: ANN201 -- GenerateConfig, imported lazily
     """Defaults, then --config, then key=value words, then positionals and flags."""
+    # lazy: start-up time (a command loads its stage, and torch, only when it runs)
     from pathgen.config import load_config
     from pathgen.stages.generate import GenerateConfig
 
@@ -71,6 +72,7 @@ def resolve_config(args: argparse.Namespace):  # noqa: ANN201 -- GenerateConfig,
 
 def run(args: argparse.Namespace) -> int:
     """Generate (or resume) the bank; exit status 2 if the run could not start."""
+    # lazy: start-up time (a command loads its stage, and torch, only when it runs)
     from pathgen.config import ConfigError
     from pathgen.diffusion.bank import BankError
     from pathgen.stages.generate import generate_bank

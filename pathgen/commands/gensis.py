@@ -22,6 +22,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Resolve the config and run (or continue) the loop; exit status 2 if it could not start."""
+    # lazy: start-up time (a command loads its stage, and torch, only when it runs)
     from pathgen.config import load_config
     from pathgen.stages.gensis import GenSISConfig, run_gensis
 

@@ -25,6 +25,7 @@ def stage_list(only: str | None) -> list[str] | None:
 def run_pipeline(command: str, start: Callable[[], Path], result_file: str, what: str) -> int:
     """Run `start()` (resolve the config, run the stages; returns the report folder) and say where
     `result_file` went, or print one line of error and return 2."""
+    # lazy: start-up time (a command loads its stage, and torch, only when it runs)
     from pathgen.config import ConfigError
     from pathgen.stages.steps import PipelineError
     from tiling.store import StoreError

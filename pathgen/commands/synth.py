@@ -24,6 +24,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Write the slides and print where they are."""
+    # lazy: start-up time (a command loads its stage, and torch, only when it runs)
     from tiling.synthetic import SyntheticSlideSpec, write_synthetic_folder
 
     spec = SyntheticSlideSpec(width_px=args.width, height_px=args.height, mpp=args.mpp, seed=args.seed,

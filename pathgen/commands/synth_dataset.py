@@ -47,6 +47,7 @@ def _slide_size(text: str) -> tuple[int, int]:
 
 def run(args: argparse.Namespace) -> int:
     """Write the dataset, read it back with its reader and print what is there."""
+    # lazy: start-up time (a command loads its stage, and torch, only when it runs)
     from pathgen.eval.datasets import read_dataset
     from pathgen.eval.synth_datasets import (
         COUNT_NAMES,

@@ -36,6 +36,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def resolve_config(args: argparse.Namespace):  # noqa: ANN201 -- TilingConfig, imported lazily
     """Defaults, then --config, then key=value words, then flags."""
+    # lazy: start-up time (a command loads its stage, and torch, only when it runs)
     from tiling.config import TilingConfig
 
     overrides = list(args.overrides)
@@ -48,6 +49,7 @@ def resolve_config(args: argparse.Namespace):  # noqa: ANN201 -- TilingConfig, i
 
 def run(args: argparse.Namespace) -> int:
     """Tile the inputs; exit status 1 if any slide failed, 2 if the run could not start."""
+    # lazy: start-up time (a command loads its stage, and torch, only when it runs)
     from tiling.pipeline import OutputError, prepare_output, run_tiling
 
     inputs = args.inputs

@@ -20,6 +20,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Resolve the config and train."""
+    # lazy: start-up time (a command loads its stage, and torch, only when it runs)
     from pathgen.stages.train_ldm import LDMTrainConfig, train_ldm
 
     return run_training("train-ldm", args, LDMTrainConfig, lambda cfg, resume: train_ldm(cfg, resume=resume), "model")

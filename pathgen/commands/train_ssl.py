@@ -19,6 +19,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Resolve the config and train."""
+    # lazy: start-up time (a command loads its stage, and torch, only when it runs)
     from pathgen.stages.train_ssl import SSLConfig, train_ssl
 
     return run_training("train-ssl", args, SSLConfig, lambda cfg, resume: train_ssl(cfg, resume=resume), "encoder")

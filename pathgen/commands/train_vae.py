@@ -20,6 +20,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Resolve the config and train."""
+    # lazy: start-up time (a command loads its stage, and torch, only when it runs)
     from pathgen.stages.train_vae import VAETrainConfig, train_vae
 
     return run_training("train-vae", args, VAETrainConfig, lambda cfg, resume: train_vae(cfg, resume=resume), "VAE")

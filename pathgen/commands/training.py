@@ -20,6 +20,7 @@ def add_training_arguments(parser: argparse.ArgumentParser, config_glob: str, ru
 def run_training(command: str, args: argparse.Namespace, config_class: type, train: Callable[[Any, bool], Path],
                  what: str) -> int:
     """Resolve the config of `command` and train; print where the result went, or one line of error."""
+    # lazy: start-up time (a command loads its stage, and torch, only when it runs)
     from pathgen.config import ConfigError, is_override, load_config, parse_override
     from pathgen.train import TrainingDiverged
     from tiling.store import StoreError

@@ -134,9 +134,3 @@ class EMA(nn.Module):
         self.shadow.eval()
         return self
 
-
-def __getattr__(name: str):  # noqa: ANN202 -- PEP 562: the saved-model API lives in ldm_io
-    if name in ("LoadedLDM", "save_ldm", "load_ldm", "read_ldm_config"):
-        from pathgen.diffusion import ldm_io
-        return getattr(ldm_io, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

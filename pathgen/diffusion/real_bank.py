@@ -17,6 +17,7 @@ import torch
 
 from pathgen.diffusion.bank import BankWriter, ViewBank
 from pathgen.diffusion.training_data import resize_u8
+from tiling.store import open_store
 
 REAL_MODEL = "real source tiles"
 
@@ -30,7 +31,6 @@ def real_view(tile_hwc: np.ndarray, image_size: int) -> np.ndarray:
 def write_real_views_bank(source_bank_dir: str | Path, out_dir: str | Path) -> Path:
     """Copy the rows of a complete bank into `out_dir` with each row's K views replaced by its real
     source tile at the bank's resolution; resumes an unfinished copy and marks it complete last."""
-    from tiling.store import open_store
 
     source = ViewBank(source_bank_dir)
     attrs = source.attrs

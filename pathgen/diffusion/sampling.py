@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from diffusers import DDIMScheduler, DPMSolverMultistepScheduler
 from torch import Tensor
 
+from pathgen.diffusion.conditioning import slerp
 from pathgen.diffusion.images import to_model_range, to_uint8
 from pathgen.diffusion.ldm import LDMConfig, scheduler_kwargs
 
@@ -177,7 +178,6 @@ def interpolate_views(ldm, e1: Tensor, e2: Tensor, alphas: np.ndarray | float, c
                       seed: int, rows: Sequence[int] | None = None, batch_size: int = 16) -> np.ndarray:
     """Gen-SIS interpolated views: view k of source b is conditioned on slerp(e1[b], e2[b], alphas[b, k])
     (alpha = weight on e1; alphas (B, K), or a scalar with K = 1). uint8 (B, K, S, S, 3)."""
-    from pathgen.diffusion.conditioning import slerp
 
     b = len(e1)
     alphas = np.asarray(alphas, np.float32)

@@ -30,17 +30,17 @@ where eva's do, and patience counts those checks.
 
 from __future__ import annotations
 
-import contextlib
 import math
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
+from pathgen.eval.head_training import CheckpointSelector, head_loss
 from pathgen.eval.metrics import METRICS, classification_metrics
 from pathgen.eval.probe_result import ProbeResult, check_splits
+from pathgen.threads import torch_threads
 
 
 @dataclass
@@ -104,50 +104,11 @@ def check_config(cfg: LinearProbeConfig) -> None:
             raise ValueError(f"LinearProbeConfig.{name} must be one of {allowed}, got {getattr(cfg, name)!r}")
 
 
-@dataclass
-class CheckpointSelector:
-    """Keeps the head with the best validation score and counts checks without improvement.
-
-    Mirrors Lightning's ModelCheckpoint(mode="max") + EarlyStopping(min_delta=0) as eva uses
-    them: only a strictly higher score is an improvement, so ties keep the earlier step.
-    """
-
-    patience: int | None
-    best_score: float = -math.inf
-    best_step: int = 0
-    best_state: dict[str, torch.Tensor] | None = None
-    checks_without_improvement: int = 0
-    history: list[tuple[int, float]] = field(default_factory=list)
-
-    def update(self, step: int, score: float, head: torch.nn.Module) -> bool:
-        """Record one validation check; True when training should stop."""
-        self.history.append((step, score))
-        if score > self.best_score:
-            self.best_score, self.best_step = score, step
-            self.best_state = {k: v.detach().clone() for k, v in head.state_dict().items()}
-            self.checks_without_improvement = 0
-        else:
-            self.checks_without_improvement += 1
-        return self.patience is not None and self.checks_without_improvement >= self.patience
-
-
 def shuffled_batches(n_rows: int, batch_size: int, generator: torch.Generator) -> Iterator[torch.Tensor]:
     """Endless row-index batches: a fresh permutation per epoch, the last batch may be short."""
     while True:
         order = torch.randperm(n_rows, generator=generator)
         yield from order.split(batch_size)
-
-
-@contextlib.contextmanager
-def torch_threads(n_threads: int | None) -> Iterator[None]:
-    """Temporarily set torch's intra-op thread count (None: leave it as it is)."""
-    previous = torch.get_num_threads()
-    if n_threads is not None:
-        torch.set_num_threads(n_threads)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(previous)
 
 
 def init_head(in_features: int, n_classes: int, generator: torch.Generator) -> torch.nn.Linear:
@@ -162,13 +123,6 @@ def init_head(in_features: int, n_classes: int, generator: torch.Generator) -> t
         for param in head.parameters():
             param.copy_(torch.rand(param.shape, generator=generator) * 2 * bound - bound)
     return head
-
-
-def head_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """Binary cross-entropy on one logit, or cross-entropy on C logits."""
-    if logits.shape[1] == 1:
-        return F.binary_cross_entropy_with_logits(logits[:, 0], labels.float())
-    return F.cross_entropy(logits, labels)
 
 
 @torch.no_grad()

@@ -30,11 +30,12 @@ import numpy as np
 import torch
 from sklearn.model_selection import StratifiedKFold
 
-from pathgen.eval.linear_probe import CheckpointSelector, torch_threads
+from pathgen.eval.head_training import CheckpointSelector
 from pathgen.eval.metrics import METRICS, classification_metrics
 from pathgen.eval.mil_models import MIL_MODELS, MILModel
 from pathgen.eval.probe_result import ProbeResult, count_classes
 from pathgen.eval.probes import summarise_runs
+from pathgen.threads import torch_threads
 
 EVAL_SUBSAMPLE_SEED = 42  # eva's ForegroundGridSampler shuffle seed
 

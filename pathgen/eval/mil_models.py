@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from pathgen.eval.linear_probe import head_loss
+from pathgen.eval.head_training import head_loss
 
 
 class MILOutput(NamedTuple):

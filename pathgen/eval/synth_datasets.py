@@ -274,6 +274,7 @@ SITE_PATCHES = 8  # patches per simulated site in stain-shifted splits
 
 def shift_sites(patches: np.ndarray, theta: float, rng: np.random.Generator) -> np.ndarray:
     """uint8 (N, H, W, 3) patches with one random H&E stain change per run of SITE_PATCHES patches."""
+    # lazy: torch only for the stain-shifted copies; synth-dataset otherwise stays torch-free
     import torch
 
     from pathgen.data.augment import perturb_stains

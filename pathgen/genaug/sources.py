@@ -12,7 +12,7 @@ Two policies, both as the papers define them (REFERENCES §1 and §3):
 
 The usual augmentations run on top of either source. A sample whose tile has no bank row stays
 all-real. `BankViewSource` is the `source_for_view` callable of `pathgen.data.views.MixedSourceViews`.
-`InterpolationViews` adds what Gen-SIS's disentanglement task needs (see pathgen.genaug.gensis).
+`InterpolationViews` adds what Gen-SIS's disentanglement task needs (see pathgen.genaug.gensis_dino).
 """
 
 from __future__ import annotations

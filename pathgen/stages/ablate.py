@@ -21,12 +21,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from pathgen.config import ConfigError, load_config
-from pathgen.eval.linear_probe import torch_threads
-from pathgen.stages.gensis import (GenSISConfig, StageRef, bench_data_stage, bench_tasks, generative_stages,
-                                     switch_overrides, train_words)
+from pathgen.stages.ablate_report import INIT_ROW, ablation_report_stage
+from pathgen.stages.gensis import (
+    GenSISConfig,
+    StageRef,
+    bench_data_stage,
+    bench_tasks,
+    generative_stages,
+    switch_overrides,
+    train_words,
+)
 from pathgen.stages.steps import Stage, bench_stage, run_stages, ssl_init_stage, ssl_stage
-
-INIT_ROW = "step0"  # the row of a family's initial weights in the tables
+from pathgen.threads import torch_threads
 
 
 @dataclass
@@ -96,7 +102,6 @@ def variant_stages(cfg: AblationConfig, shared: GenSISConfig) -> tuple[list[Stag
 
 def ablation_stages(cfg: AblationConfig) -> list[Stage]:
     """Shared generative stages, every variant's SSL run, one bench of all encoders, the table."""
-    from pathgen.stages.ablate_report import ablation_report_stage
 
     if not cfg.seeds or not cfg.families:
         raise ConfigError("an ablation needs at least one seed and one family")

@@ -17,8 +17,10 @@ import numpy as np
 import yaml
 
 from pathgen.eval.report import format_cell
-from pathgen.stages.ablate import INIT_ROW
 from pathgen.stages.gensis_report import METRICS, interval_note, plot_comparison, verdict
+from pathgen.stages.steps import Stage
+
+INIT_ROW = "step0"  # the row of a family's initial weights in the tables
 
 
 def _label(family: str, variant: str, seed: int) -> str:
@@ -103,9 +105,8 @@ def write_ablation_report(out: str | Path, plan: dict, seeds: list[int]) -> Path
     return report_dir / "ablation.md"
 
 
-def ablation_report_stage(out: Path, plan: dict, seeds: list[int]):  # noqa: ANN201 -- Stage
+def ablation_report_stage(out: Path, plan: dict, seeds: list[int]) -> Stage:
     """The table as the last stage of `pathgen ablate`."""
-    from pathgen.stages.steps import Stage
 
     return Stage("report", out / "report", {"plan": plan, "seeds": seeds},
                  lambda: (out / "report" / "ablation.md").is_file(),

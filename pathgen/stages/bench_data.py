@@ -7,14 +7,15 @@ import json
 import shutil
 from pathlib import Path
 
+from pathgen.eval.datasets import read_dataset
+from pathgen.eval.synth_datasets import write_synthetic_camelyon16, write_synthetic_pcam
+
 COMPLETE = "complete.json"
 
 
 def write_bench_data(folder: str | Path, pcam: list[int], camelyon16: list[int], slide_size: list[int],
                      seed: int = 0, pcam_stain_shift: float = 0.0) -> Path:
     """folder/pcam (train, val, test patches) and folder/camelyon16 (train, test slides of slide_size)."""
-    from pathgen.eval.datasets import read_dataset
-    from pathgen.eval.synth_datasets import write_synthetic_camelyon16, write_synthetic_pcam
 
     if len(pcam) != 3 or len(camelyon16) != 2 or len(slide_size) != 2:
         raise ValueError(f"bench.synthetic needs pcam [train, val, test], camelyon16 [train, test] and slide_size "

@@ -34,10 +34,10 @@ from pathgen.diffusion.conditioning import slerp
 from pathgen.diffusion.images import to_model_range
 from pathgen.diffusion.ldm_io import ENCODER_DIR
 from pathgen.distributed import pick_device
-from pathgen.models.embeddings import preprocess
 from pathgen.generation_metrics.diversity import view_diversity
 from pathgen.generation_metrics.fidelity import conditioning_fidelity
 from pathgen.generation_metrics.frechet import bootstrap_frechet, frechet_distance_features
+from pathgen.models.embeddings import preprocess
 from pathgen.models.io import load_encoder
 from tiling.store import TileStore
 

@@ -20,8 +20,18 @@ from pathgen.config import save_config
 from pathgen.data.tiles import TileDataset
 from pathgen.diffusion.bank import MODES, BankWriter, ViewBank, bank_path
 from pathgen.diffusion.image_grid import write_grid
-from pathgen.diffusion.sampling import (SAMPLERS, SamplerConfig, generate_views, img2img_views, interpolate_views,
-                                       view_seeds)
+from pathgen.diffusion.ldm_io import ENCODER_DIR, load_ldm
+from pathgen.diffusion.sampling import (
+    SAMPLERS,
+    SamplerConfig,
+    generate_views,
+    img2img_views,
+    interpolate_views,
+    view_seeds,
+)
+from pathgen.distributed import pick_device
+from pathgen.genaug.adaptive_bank import adaptive_strengths, foreground_estimator
+from pathgen.models.embeddings import read_embeddings
 
 
 @dataclass
@@ -102,7 +112,6 @@ class _Sources:
         """float32 (B, D) conditioning embeddings."""
         if self.name is None:
             return self.ldm.embed(self.tiles(indices) if tiles is None else tiles).cpu()
-        from pathgen.models.embeddings import read_embeddings
 
         rows = []
         for i in indices:
@@ -154,8 +163,6 @@ def generate_bank(cfg: GenerateConfig, strengths: np.ndarray | None = None, prog
     `strengths` (img2img only): one strength per source row (N,) or per view (N, K), overriding
     cfg.strength (GenView's adaptive noise level per source).
     """
-    from pathgen.diffusion.ldm_io import load_ldm
-    from pathgen.distributed import pick_device
 
     check_config(cfg)
     out = Path(cfg.out)
@@ -192,8 +199,6 @@ def generate_bank(cfg: GenerateConfig, strengths: np.ndarray | None = None, prog
 
 
 def _adaptive_strengths(cfg: GenerateConfig, ldm, dataset: TileDataset, sources: np.ndarray) -> np.ndarray:  # noqa: ANN001
-    from pathgen.genaug.adaptive_bank import adaptive_strengths, foreground_estimator
-    from pathgen.diffusion.ldm_io import ENCODER_DIR
 
     estimator = foreground_estimator(cfg.foreground, Path(cfg.model) / ENCODER_DIR, ldm.device)
     chunks = [sources[start:start + 1024] for start in range(0, len(sources), 1024)]  # bounded memory on big banks

@@ -21,11 +21,26 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from pathgen.config import ConfigError
-from pathgen.eval.linear_probe import torch_threads
+from pathgen.stages.bench import load_tasks
 from pathgen.stages.bench_data import COMPLETE, write_bench_data
+from pathgen.stages.gensis_report import report_stage
 from pathgen.stages.run_status import fingerprint
-from pathgen.stages.steps import (Stage, bank_stage, bench_stage, embed_stage, eval_gen_stage, foreground_stage,
-                                   ldm_stage, real_bank_stage, run_stages, ssl_init_stage, ssl_stage, vae_stage)
+from pathgen.stages.steps import (
+    Stage,
+    bank_stage,
+    bench_stage,
+    embed_stage,
+    eval_gen_stage,
+    foreground_stage,
+    ldm_stage,
+    real_bank_stage,
+    run_stages,
+    ssl_init_stage,
+    ssl_stage,
+    vae_stage,
+)
+from pathgen.threads import torch_threads
+from tiling.store import list_store_paths
 
 BANK_KINDS = ("views", "interpolate", "img2img")  # each is also the bank's `pathgen generate` mode
 SWITCHES = ("bank_views", "bank_real", "disentangle", "adaptive_noise", "quality")
@@ -154,6 +169,11 @@ def round1_model(cfg: GenSISConfig) -> Path:
     return Path(cfg.out) / "ssl_round1" / "model"
 
 
+def enabled_banks(cfg: GenSISConfig) -> list[str]:
+    """The bank kinds (BANK_KINDS) this run generates."""
+    return [kind for kind in BANK_KINDS if getattr(cfg.banks, kind).enabled]
+
+
 def switch_overrides(cfg: GenSISConfig, switches: list[str]) -> tuple[list[str], tuple[str, ...]]:
     """The train-ssl overrides that turn the generative switches on, and the stages they read from.
 
@@ -199,7 +219,6 @@ def switch_overrides(cfg: GenSISConfig, switches: list[str]) -> tuple[list[str],
 
 def generative_stages(cfg: GenSISConfig) -> list[Stage]:
     """Round 1 → embeddings → (foreground PCA) → VAE → LDM → banks → eval-gen: what round 2 learns from."""
-    from tiling.store import list_store_paths
 
     if not cfg.tiles:
         raise ConfigError("no tiles: give tiles=OUT (a `pathgen tile` output folder, or a list of them)")
@@ -218,7 +237,7 @@ def generative_stages(cfg: GenSISConfig) -> list[Stage]:
                  f"vae={out / 'vae' / 'model'}", f"embeddings_name={embeddings}"]
     ldm_inputs = ("ssl_round1", "embed", "vae") + (("foreground",) if cfg.foreground.enabled else ())
     stages.append(ldm_stage("ldm", out / "ldm", cfg.ldm.config, ldm_words, ldm_inputs))
-    banks = [kind for kind in BANK_KINDS if getattr(cfg.banks, kind).enabled]
+    banks = enabled_banks(cfg)
     for kind in banks:
         words = [f"mode={kind}", *cfg.banks.overrides, *getattr(cfg.banks, kind).overrides,
                  f"model={out / 'ldm' / 'model'}", f"tiles={_word(cfg.tiles)}", f"seed={cfg.seed}",
@@ -238,7 +257,6 @@ def generative_stages(cfg: GenSISConfig) -> list[Stage]:
 
 def bench_tasks(cfg: GenSISConfig) -> list:
     """The suite's tasks with the bench overrides, seeds and device; synthetic data roots when asked."""
-    from pathgen.stages.bench import load_tasks
 
     tasks = load_tasks(cfg.bench.suite, [*cfg.bench.overrides, f"seeds={_word(cfg.bench.seeds)}",
                                          f"device={cfg.device}"])
@@ -260,7 +278,6 @@ def bench_data_stage(cfg: GenSISConfig) -> Stage:
 
 def gensis_stages(cfg: GenSISConfig) -> list[Stage]:
     """Every stage of `pathgen gensis`, in order."""
-    from pathgen.stages.gensis_report import report_stage
 
     out = Path(cfg.out)
     stages = generative_stages(cfg)
@@ -278,7 +295,7 @@ def gensis_stages(cfg: GenSISConfig) -> list[Stage]:
         stages.append(bench_data_stage(cfg))
         bench_inputs += ("bench_data",)
     stages.append(bench_stage("bench", out / "bench", bench_tasks(cfg), encoders, bench_inputs))
-    stages.append(report_stage(cfg, [s.name for s in stages]))
+    stages.append(report_stage(out, enabled_banks(cfg), [s.name for s in stages]))
     return stages
 
 

@@ -19,6 +19,7 @@ import yaml
 
 from pathgen.eval.report import format_cell
 from pathgen.stages.run_status import read_status
+from pathgen.stages.steps import Stage
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402  (the backend must be chosen first)
@@ -274,13 +275,8 @@ def write_gensis_report(out: str | Path, banks: list[str]) -> Path:
     return report_dir / "report.md"
 
 
-def report_stage(cfg, stage_names: list[str]):  # noqa: ANN001, ANN201 -- GenSISConfig -> Stage (import cycle)
-    """The report as the last stage of `pathgen gensis`."""
-    from pathgen.stages.gensis import BANK_KINDS
-    from pathgen.stages.steps import Stage
-
-    out = Path(cfg.out)
-    banks = [kind for kind in BANK_KINDS if getattr(cfg.banks, kind).enabled]
+def report_stage(out: Path, banks: list[str], stage_names: list[str]) -> Stage:
+    """The report as the last stage of `pathgen gensis`: run folder `out`, the bank kinds it made."""
     inputs = tuple(name for name in ("bench", "eval_gen") if name in stage_names)
     return Stage("report", out / "report", {"banks": banks}, lambda: (out / "report" / "report.md").is_file(),
                  lambda: write_gensis_report(out, banks), inputs)

@@ -19,8 +19,20 @@ from pathlib import Path
 from typing import Any
 
 from pathgen.config import load_config, save_config, to_dict
+from pathgen.diffusion.bank import bank_complete
+from pathgen.diffusion.real_bank import write_real_views_bank
+from pathgen.genaug.foreground import PCA_CONFIG, PCA_WEIGHTS
+from pathgen.models.embeddings import embed_folder, embeddings_complete
+from pathgen.stages.bench import run_bench
+from pathgen.stages.eval_gen import eval_gen
+from pathgen.stages.fit_foreground import fit_foreground
+from pathgen.stages.generate import GenerateConfig, generate_bank
 from pathgen.stages.run_status import STATUS_FILE, Manifest, fingerprint
+from pathgen.stages.train_ldm import LDMTrainConfig, train_ldm
+from pathgen.stages.train_ssl import SSLConfig, build_dataset, build_ssl_method, export_encoder, train_ssl
+from pathgen.stages.train_vae import VAETrainConfig, train_vae
 from pathgen.train import CHECKPOINT
+from tiling.store import is_complete, list_store_paths
 
 
 class PipelineError(RuntimeError):
@@ -58,7 +70,6 @@ def _resume(run_dir: Path) -> bool:
 def ssl_stage(name: str, run_dir: Path, config: str | None, overrides: list[str],
               inputs: tuple[str, ...] = ()) -> Stage:
     """`pathgen train-ssl` into run_dir (continuing from its checkpoint after a kill); output run_dir/model."""
-    from pathgen.stages.train_ssl import SSLConfig, train_ssl
 
     cfg = load_config(SSLConfig, config, [*overrides, f"out={run_dir}"])
 
@@ -74,7 +85,6 @@ def ssl_stage(name: str, run_dir: Path, config: str | None, overrides: list[str]
 def ssl_init_stage(name: str, out_dir: Path, config: str | None, overrides: list[str]) -> Stage:
     """The SSL config's encoder before its first step (the seed's initial weights, exported as train_ssl
     would): the floor that shows how much an SSL run learned beyond its random initialisation."""
-    from pathgen.stages.train_ssl import SSLConfig, build_dataset, build_ssl_method, export_encoder
 
     cfg = load_config(SSLConfig, config, [*overrides, f"out={out_dir}"])
 
@@ -92,7 +102,6 @@ def ssl_init_stage(name: str, out_dir: Path, config: str | None, overrides: list
 
 def vae_stage(name: str, run_dir: Path, config: str | None, overrides: list[str]) -> Stage:
     """`pathgen train-vae` into run_dir; output run_dir/model."""
-    from pathgen.stages.train_vae import VAETrainConfig, train_vae
 
     cfg = load_config(VAETrainConfig, config, [*overrides, f"out={run_dir}"])
     return Stage(name, run_dir, to_dict(cfg), lambda: model_complete(run_dir / "model"),
@@ -101,7 +110,6 @@ def vae_stage(name: str, run_dir: Path, config: str | None, overrides: list[str]
 
 def ldm_stage(name: str, run_dir: Path, config: str | None, overrides: list[str], inputs: tuple[str, ...]) -> Stage:
     """`pathgen train-ldm` into run_dir; output run_dir/model (EMA denoiser + VAE and encoder copies)."""
-    from pathgen.stages.train_ldm import LDMTrainConfig, train_ldm
 
     cfg = load_config(LDMTrainConfig, config, [*overrides, f"out={run_dir}"])
     return Stage(name, run_dir, to_dict(cfg), lambda: model_complete(run_dir / "model"),
@@ -111,8 +119,6 @@ def ldm_stage(name: str, run_dir: Path, config: str | None, overrides: list[str]
 def embed_stage(name: str, model_dir: Path, tiles: list[str], embeddings_name: str, device: str, progress: bool,
                 inputs: tuple[str, ...]) -> Stage:
     """`pathgen embed` of every tile folder with the encoder in model_dir, as `embeddings_name`."""
-    from pathgen.models.embeddings import embed_folder, embeddings_complete
-    from tiling.store import is_complete, list_store_paths
 
     def done() -> bool:
         paths = [p for t in tiles for p in list_store_paths(t) if is_complete(p)]
@@ -129,8 +135,6 @@ def embed_stage(name: str, model_dir: Path, tiles: list[str], embeddings_name: s
 def foreground_stage(name: str, model_dir: Path, tiles: list[str], max_tiles: int, device: str,
                      inputs: tuple[str, ...]) -> Stage:
     """GenView's foreground PCA fitted on the encoder's patch tokens, saved beside the encoder."""
-    from pathgen.stages.fit_foreground import fit_foreground
-    from pathgen.genaug.foreground import PCA_CONFIG, PCA_WEIGHTS
 
     settings = {"model": str(model_dir), "tiles": list(tiles), "max_tiles": max_tiles}
     return Stage(name, model_dir, settings,
@@ -142,8 +146,6 @@ def foreground_stage(name: str, model_dir: Path, tiles: list[str], max_tiles: in
 def bank_stage(name: str, bank_dir: Path, config: str | None, overrides: list[str], progress: bool,
                inputs: tuple[str, ...]) -> Stage:
     """`pathgen generate` into bank_dir (resuming unfinished rows); complete once the bank says so."""
-    from pathgen.diffusion.bank import bank_complete
-    from pathgen.stages.generate import GenerateConfig, generate_bank
 
     cfg = load_config(GenerateConfig, config, [*overrides, f"out={bank_dir}"])
 
@@ -155,8 +157,6 @@ def bank_stage(name: str, bank_dir: Path, config: str | None, overrides: list[st
 
 def real_bank_stage(name: str, bank_dir: Path, source_bank_dir: Path, inputs: tuple[str, ...]) -> Stage:
     """The resolution-matched real control of a generated bank (pathgen.diffusion.real_bank)."""
-    from pathgen.diffusion.bank import bank_complete
-    from pathgen.diffusion.real_bank import write_real_views_bank
 
     return Stage(name, bank_dir, {"control_of": str(source_bank_dir)}, lambda: bank_complete(bank_dir),
                  lambda: write_real_views_bank(source_bank_dir, bank_dir), inputs)
@@ -164,7 +164,6 @@ def real_bank_stage(name: str, bank_dir: Path, source_bank_dir: Path, inputs: tu
 
 def eval_gen_stage(name: str, bank_dirs: list[Path], settings: dict, device: str, inputs: tuple[str, ...]) -> Stage:
     """`pathgen eval-gen` of each bank (BANK/eval/metrics.json)."""
-    from pathgen.stages.eval_gen import eval_gen
 
     def run() -> None:
         for bank_dir in bank_dirs:
@@ -176,7 +175,6 @@ def eval_gen_stage(name: str, bank_dirs: list[Path], settings: dict, device: str
 
 def bench_stage(name: str, bench_dir: Path, tasks: list, encoders: dict[str, Path], inputs: tuple[str, ...]) -> Stage:
     """`pathgen bench` of the named encoders ({table name: model folder}) on the resolved tasks."""
-    from pathgen.stages.bench import run_bench
 
     def run() -> None:
         run_bench(tasks, [f"{label}={model_dir}" for label, model_dir in encoders.items()], bench_dir,

@@ -24,14 +24,14 @@ from diffusers import DDPMScheduler
 from torch import Tensor, nn
 
 from pathgen.config import save_config
-from pathgen.diffusion.training_data import DiffusionTiles
 from pathgen.diffusion.ldm import EMA, ConditionedDenoiser, LDMConfig, scheduler_kwargs
 from pathgen.diffusion.ldm_io import save_ldm
+from pathgen.diffusion.training_data import DiffusionTiles
 from pathgen.diffusion.vae import LatentCodec, load_codec
 from pathgen.models.embeddings import preprocess
 from pathgen.models.io import EncoderConfig, load_encoder
 from pathgen.schedules import StepInfo
-from pathgen.train import Trainer, TrainConfig
+from pathgen.train import TrainConfig, Trainer
 
 MODEL_DIR = "model"
 

@@ -11,17 +11,21 @@ from pathlib import Path
 
 import torch
 
+from pathgen.checkpoint import load_checkpoint
 from pathgen.config import from_dict, load_config, save_config, to_dict
+from pathgen.data.augment import MultiCropTransform
 from pathgen.data.recipes import AugmentConfig, build_transform
 from pathgen.data.tiles import TileDataset
-from pathgen.data.augment import MultiCropTransform
 from pathgen.data.views import AugmentedViews, MixedSourceViews, ViewProvider
+from pathgen.genaug.foreground import HematoxylinForeground
+from pathgen.genaug.gensis_dino import GenSISDINO
+from pathgen.genaug.quality import QualityWeighter
+from pathgen.genaug.sources import BankViewSource, InterpolationViews, check_adaptive_noise_bank
 from pathgen.models.backbone import BackboneConfig, backbone_kwargs, create_backbone
 from pathgen.models.io import EncoderConfig, save_encoder
 from pathgen.ssl.base import SSLMethod
 from pathgen.ssl.registry import build_config, build_method
-from pathgen.train import CHECKPOINT, Trainer, TrainConfig
-from pathgen.checkpoint import load_checkpoint
+from pathgen.train import CHECKPOINT, TrainConfig, Trainer
 
 MODEL_DIR = "model"
 
@@ -92,7 +96,6 @@ def build_ssl_method(cfg: SSLConfig) -> SSLMethod:
         if cfg.method != "dino":
             raise ValueError(f"genaug.disentangle (Gen-SIS) is defined for DINO, not {cfg.method}; unset "
                              "genaug.disentangle.bank or use method=dino")
-        from pathgen.genaug.gensis import GenSISDINO
         method = GenSISDINO(backbone, embed_dim, build_config("dino", cfg.method_options), cfg.genaug.disentangle.weight)
     else:
         method = build_method(cfg.method, backbone, embed_dim, cfg.method_options)
@@ -106,8 +109,6 @@ def build_ssl_method(cfg: SSLConfig) -> SSLMethod:
 
 def quality_weighter(cfg: SSLConfig):  # noqa: ANN201 -- QualityWeighter, imported lazily
     """GenView's pair weighter for `cfg.loss`, checked against the method."""
-    from pathgen.genaug.foreground import HematoxylinForeground
-    from pathgen.genaug.quality import QualityWeighter
 
     loss = cfg.loss
     if cfg.method not in QUALITY_METHODS:
@@ -135,14 +136,12 @@ def view_provider(genaug: GenAugConfig, transform: MultiCropTransform) -> ViewPr
     """Real-tile augmentations, with bank views mixed in and Gen-SIS interpolation samples when asked."""
     provider: ViewProvider = AugmentedViews(transform)
     if genaug.bank:
-        from pathgen.genaug.sources import BankViewSource, check_adaptive_noise_bank
         if genaug.adaptive_noise:
             check_adaptive_noise_bank(genaug.bank)
         provider = MixedSourceViews(transform, BankViewSource(genaug.bank, genaug.p, genaug.policy, transform.n_global))
     elif genaug.adaptive_noise:
         raise ValueError("genaug.adaptive_noise=true needs genaug.bank (an adaptive-noise img2img bank)")
     if genaug.disentangle.bank:
-        from pathgen.genaug.sources import InterpolationViews
         provider = InterpolationViews(provider, transform, genaug.disentangle.bank)
     return provider
 

@@ -16,7 +16,8 @@ from pathgen.checkpoint import load_checkpoint
 from pathgen.cli import main
 from pathgen.config import load_config
 from pathgen.diffusion.training_data import DiffusionTiles
-from pathgen.diffusion.ldm import EMA, ConditionedDenoiser, LDMConfig, ema_decay_at, load_ldm, save_ldm, scheduler_kwargs
+from pathgen.diffusion.ldm import EMA, ConditionedDenoiser, LDMConfig, ema_decay_at, scheduler_kwargs
+from pathgen.diffusion.ldm_io import load_ldm, save_ldm
 from pathgen.stages.train_ldm import LDMTrainConfig, build_objective
 from pathgen.diffusion.vae import VAEConfig, build_vae, save_vae
 from pathgen.models.embeddings import preprocess, read_embeddings

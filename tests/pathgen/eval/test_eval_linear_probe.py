@@ -9,7 +9,8 @@ import pytest
 import torch
 
 from eval_features import linear_signal, random_labels, splits
-from pathgen.eval.linear_probe import CheckpointSelector, LinearProbeConfig, linear_probe, make_optimizer
+from pathgen.eval.head_training import CheckpointSelector
+from pathgen.eval.linear_probe import LinearProbeConfig, linear_probe, make_optimizer
 from pathgen.eval.metrics import balanced_accuracy
 
 QUICK = LinearProbeConfig(lr=1e-2, max_steps=400, val_every_steps=20, patience=None)

@@ -18,7 +18,7 @@ import pytest
 import torch
 
 from pathgen.eval import mil
-from pathgen.eval.linear_probe import torch_threads
+from pathgen.threads import torch_threads
 from pathgen.eval.metrics import auroc
 from pathgen.eval.mil import (
     MILConfig,

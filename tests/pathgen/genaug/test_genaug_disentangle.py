@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 
 from pathgen.genaug.disentangle import disentangle_loss, entangled_logits
-from pathgen.genaug.gensis import GenSISDINO
+from pathgen.genaug.gensis_dino import GenSISDINO
 from pathgen.ssl.base import StepInfo
 from pathgen.ssl.dino import DINO, DINOConfig
 from pathgen.ssl.losses.dino import DINOLoss

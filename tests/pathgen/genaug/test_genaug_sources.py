@@ -12,7 +12,7 @@ from pathgen.data.recipes import dino_multicrop
 from pathgen.data.tiles import TileDataset
 from pathgen.data.views import AugmentedViews, MixedSourceViews, TileKey
 from pathgen.diffusion.bank import BankWriter
-from pathgen.genaug.gensis import GenSISDINO
+from pathgen.genaug.gensis_dino import GenSISDINO
 from pathgen.genaug.sources import BankViewSource, InterpolationViews
 from pathgen.ssl.base import StepInfo
 from pathgen.ssl.dino import DINOConfig
