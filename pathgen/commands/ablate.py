@@ -23,10 +23,11 @@ def run(args: argparse.Namespace) -> int:
     """Resolve the config and run (or continue) the ablation; exit status 2 if it could not start."""
     # lazy: start-up time (a command loads its stage, and torch, only when it runs)
     from pathgen.config import load_config
+    from pathgen.resources import optional_packaged_file
     from pathgen.stages.ablate import AblationConfig, run_ablation
 
     def start():  # noqa: ANN202
-        cfg = load_config(AblationConfig, args.config, args.overrides)
+        cfg = load_config(AblationConfig, optional_packaged_file(args.config), args.overrides)
         if args.no_progress:
             cfg.shared_overrides.append("progress=false")
         return run_ablation(cfg, stage_list(args.only), log=lambda text: print(text, flush=True))

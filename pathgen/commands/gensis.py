@@ -24,11 +24,12 @@ def run(args: argparse.Namespace) -> int:
     """Resolve the config and run (or continue) the loop; exit status 2 if it could not start."""
     # lazy: start-up time (a command loads its stage, and torch, only when it runs)
     from pathgen.config import load_config
+    from pathgen.resources import optional_packaged_file
     from pathgen.stages.gensis import GenSISConfig, run_gensis
 
     def start():  # noqa: ANN202
         overrides = args.overrides + (["progress=false"] if args.no_progress else [])
-        cfg = load_config(GenSISConfig, args.config, overrides)
+        cfg = load_config(GenSISConfig, optional_packaged_file(args.config), overrides)
         return run_gensis(cfg, stage_list(args.only), log=lambda text: print(text, flush=True))
 
     return run_pipeline("gensis", start, "report.md", "report")

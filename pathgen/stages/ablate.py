@@ -16,22 +16,25 @@ each variant with its own family's baseline only.
 
 from __future__ import annotations
 
-import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from pathgen.config import ConfigError, load_config
+from pathgen.resources import optional_packaged_file
 from pathgen.stages.ablate_report import INIT_ROW, ablation_report_stage
 from pathgen.stages.gensis import (
     GenSISConfig,
     StageRef,
     bench_data_stage,
     bench_tasks,
+    for_run,
     generative_stages,
-    switch_overrides,
-    train_words,
+    stage_config,
+    with_overrides,
+    with_switches,
 )
 from pathgen.stages.steps import Stage, bench_stage, run_stages, ssl_init_stage, ssl_stage
+from pathgen.stages.train_ssl import SSLConfig
 from pathgen.threads import torch_threads
 
 
@@ -61,9 +64,11 @@ class AblationConfig:
 
 
 def shared_config(cfg: AblationConfig) -> GenSISConfig:
-    """The Gen-SIS config of the shared generative stages."""
-    words = [f"out={Path(cfg.out) / 'shared'}"] + ([f"tiles={json.dumps(cfg.tiles)}"] if cfg.tiles else [])
-    return load_config(GenSISConfig, cfg.shared, [*words, *cfg.shared_overrides])
+    """The Gen-SIS config of the shared generative stages: the `shared` YAML, then out/shared and the
+    ablation's tiles (when given), then `shared_overrides` (which may point `out` at a finished run)."""
+    shared = load_config(GenSISConfig, optional_packaged_file(cfg.shared))
+    shared = replace(shared, out=str(Path(cfg.out) / "shared"), tiles=list(cfg.tiles or shared.tiles))
+    return with_overrides(shared, cfg.shared_overrides)
 
 
 def encoder_label(family: str, variant: str, seed: int) -> str:
@@ -86,16 +91,15 @@ def variant_stages(cfg: AblationConfig, shared: GenSISConfig) -> tuple[list[Stag
         plan[family.name] = {"baseline": baselines[0], "variants": dict(family.variants), "init": family.init_encoder}
         for seed in cfg.seeds if family.init_encoder else []:
             label = encoder_label(family.name, INIT_ROW, seed)
-            stages.append(ssl_init_stage(f"ssl_{label}", Path(cfg.out) / "ssl" / label, family.ssl.config,
-                                         [*family.ssl.overrides, *train_words(shared, seed)]))
+            init = for_run(stage_config(SSLConfig, family.ssl), shared, Path(cfg.out) / "ssl" / label, seed)
+            stages.append(ssl_init_stage(f"ssl_{label}", init))
             encoders[label] = Path(cfg.out) / "ssl" / label / "model"
         for variant, switches in family.variants.items():
-            words, inputs = switch_overrides(shared, list(switches))
+            ssl, inputs = with_switches(stage_config(SSLConfig, family.ssl), shared, list(switches))
             for seed in cfg.seeds:
                 label = encoder_label(family.name, variant, seed)
                 run_dir = Path(cfg.out) / "ssl" / label
-                stages.append(ssl_stage(f"ssl_{label}", run_dir, family.ssl.config,
-                                        [*family.ssl.overrides, *train_words(shared, seed), *words], inputs))
+                stages.append(ssl_stage(f"ssl_{label}", for_run(ssl, shared, run_dir, seed), inputs))
                 encoders[label] = run_dir / "model"
     return stages, encoders, plan
 

@@ -9,20 +9,24 @@ round 1 plus the generated views and Gen-SIS's disentanglement task → a benchm
 Every stage writes one folder under `out` (pathgen.stages.steps) and is skipped when that folder
 is complete, so a killed run continues where it stopped; `out/status.json` records each stage's
 status, wall time and settings fingerprint, and `out/config.yaml` the resolved config. Each
-sub-stage is configured by its own YAML (configs/ssl, configs/diffusion, benchmarks/suites) plus
-`key=value` overrides; the pipeline sets only what ties the stages together (data, out, seed,
-device and the folders one stage hands the next).
+sub-stage is configured by its own YAML (configs/ssl, configs/diffusion, benchmarks/suites; the
+packaged copies when the path is not found from the working directory) plus the user's `key=value`
+overrides; the pipeline then sets, on the typed configs (`dataclasses.replace`), only what ties the
+stages together (data, out, seed, device and the folders one stage hands the next), so a folder name
+is never re-parsed as YAML.
 """
 
 from __future__ import annotations
 
-import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import TypeVar
 
-from pathgen.config import ConfigError
-from pathgen.stages.bench import load_tasks
+from pathgen.config import ConfigError, from_dict, load_config, parse_override, to_dict
+from pathgen.resources import optional_packaged_file, packaged_file
+from pathgen.stages.bench import TaskConfig, load_tasks
 from pathgen.stages.bench_data import COMPLETE, write_bench_data
+from pathgen.stages.generate import GenerateConfig
 from pathgen.stages.gensis_report import report_stage
 from pathgen.stages.run_status import fingerprint
 from pathgen.stages.steps import (
@@ -39,6 +43,9 @@ from pathgen.stages.steps import (
     ssl_stage,
     vae_stage,
 )
+from pathgen.stages.train_ldm import LDMTrainConfig
+from pathgen.stages.train_ssl import SSLConfig
+from pathgen.stages.train_vae import VAETrainConfig
 from pathgen.threads import torch_threads
 from tiling.store import list_store_paths
 
@@ -46,6 +53,8 @@ BANK_KINDS = ("views", "interpolate", "img2img")  # each is also the bank's `pat
 SWITCHES = ("bank_views", "bank_real", "disentangle", "adaptive_noise", "quality")
 REAL_BANK = "real"  # bank_real: the views bank's rows with real tiles at its resolution (a control, not generated)
 INIT, BASELINE, GENSIS = "init", "baseline", "gensis"  # the encoders' names in the bench tables
+T = TypeVar("T")
+TrainedStage = TypeVar("TrainedStage", SSLConfig, VAETrainConfig, LDMTrainConfig)  # each has data, out, train
 
 
 @dataclass
@@ -148,15 +157,33 @@ class GenSISConfig:
     bench: BenchConfig = field(default_factory=BenchConfig)
 
 
-def _word(value: object) -> str:
-    """A value as an override's right-hand side (JSON is YAML, so lists and booleans survive)."""
-    return value if isinstance(value, str) else json.dumps(value)
+def stage_config(cls: type[T], ref: StageRef | BanksConfig | BankRef, *more_overrides: list[str]) -> T:
+    """A sub-stage's typed config: its dataclass defaults, its YAML (a packaged default when the path is not
+    found from here, pathgen.resources) and the user's `key=value` overrides, in that order."""
+    overrides = [*ref.overrides, *(word for words in more_overrides for word in words)]
+    return load_config(cls, optional_packaged_file(getattr(ref, "config", None)), overrides)
 
 
-def train_words(cfg: GenSISConfig, seed: int | None = None) -> list[str]:
-    """The overrides every training stage takes from the run: tiles, seed, device, progress bars."""
-    return [f"data={_word(cfg.tiles)}", f"train.seed={cfg.seed if seed is None else seed}",
-            f"train.device={cfg.device}", f"train.progress={_word(cfg.progress)}"]
+def with_overrides(config: T, overrides: list[str]) -> T:
+    """`config` with the user's `key=value` overrides on top (the same checks as load_config's)."""
+    values = to_dict(config)
+    for text in overrides:
+        key, value = parse_override(text)
+        *parents, leaf = key.split(".")
+        node = values
+        for part in parents:
+            node = node.get(part) if isinstance(node, dict) else None
+            if not isinstance(node, dict):
+                raise ConfigError(f"override {text}: {part} is not a section")
+        node[leaf] = value
+    return from_dict(type(config), values)
+
+
+def for_run(cfg: TrainedStage, run: GenSISConfig, out: Path, seed: int | None = None) -> TrainedStage:
+    """A training stage's config with what the run ties together: its tiles, output folder, seed, device and
+    progress bars (`seed` overrides the run's, for the ablation's per-seed runs)."""
+    train = replace(cfg.train, seed=run.seed if seed is None else seed, device=run.device, progress=run.progress)
+    return replace(cfg, data=list(run.tiles), out=str(out), train=train)
 
 
 def bank_dir(cfg: GenSISConfig, kind: str) -> Path:
@@ -174,14 +201,34 @@ def enabled_banks(cfg: GenSISConfig) -> list[str]:
     return [kind for kind in BANK_KINDS if getattr(cfg.banks, kind).enabled]
 
 
-def switch_overrides(cfg: GenSISConfig, switches: list[str]) -> tuple[list[str], tuple[str, ...]]:
-    """The train-ssl overrides that turn the generative switches on, and the stages they read from.
+def with_switches(ssl: SSLConfig, cfg: GenSISConfig, switches: list[str]) -> tuple[SSLConfig, tuple[str, ...]]:
+    """`ssl` with the generative switches turned on, and the stages they read from.
 
     bank_views: GenerativeSSL views from the `views` bank; bank_real: the same policy on the views
     bank's rows with the real tiles at the bank's resolution (a control); adaptive_noise: GenView's policy on the
     adaptive-noise img2img bank; disentangle: Gen-SIS's task on the `interpolate` bank (DINO only);
     quality: GenView's quality-weighted loss scored by round 1 (not DINO; needs the foreground PCA).
     """
+    check_switches(cfg, switches)
+    genaug, loss, inputs = ssl.genaug, ssl.loss, []
+    for switch, kind in (("bank_views", "views"), ("bank_real", REAL_BANK)):
+        if switch in switches:
+            genaug = replace(genaug, bank=str(bank_dir(cfg, kind)), policy="generativessl")
+            inputs.append(f"bank_{kind}")
+    if "adaptive_noise" in switches:
+        genaug = replace(genaug, bank=str(bank_dir(cfg, "img2img")), adaptive_noise=True, policy="genview")
+        inputs.append("bank_img2img")
+    if "disentangle" in switches:
+        genaug = replace(genaug, disentangle=replace(genaug.disentangle, bank=str(bank_dir(cfg, "interpolate"))))
+        inputs.append("bank_interpolate")
+    if "quality" in switches:
+        loss = replace(loss, quality_weighting=True, quality_scorer=str(round1_model(cfg)), quality_foreground="pca")
+        inputs.append("foreground")
+    return replace(ssl, genaug=genaug, loss=loss), tuple(inputs)
+
+
+def check_switches(cfg: GenSISConfig, switches: list[str]) -> None:
+    """ConfigError naming the first switch that is unknown, clashes with another or lacks its input stage."""
     unknown = sorted(set(switches) - set(SWITCHES))
     if unknown:
         raise ConfigError(f"unknown generative switch {unknown[0]!r} (known: {', '.join(SWITCHES)})")
@@ -197,53 +244,30 @@ def switch_overrides(cfg: GenSISConfig, switches: list[str]) -> tuple[list[str],
                           "and banks.real_views=true")
     if "quality" in switches and not cfg.foreground.enabled:
         raise ConfigError("switch quality needs the foreground PCA of round 1: set foreground.enabled=true")
-    words, inputs = [], []
-    if "bank_views" in switches:
-        words += [f"genaug.bank={bank_dir(cfg, 'views')}", "genaug.policy=generativessl"]
-        inputs.append("bank_views")
-    if "bank_real" in switches:
-        words += [f"genaug.bank={bank_dir(cfg, REAL_BANK)}", "genaug.policy=generativessl"]
-        inputs.append(f"bank_{REAL_BANK}")
-    if "adaptive_noise" in switches:
-        words += [f"genaug.bank={bank_dir(cfg, 'img2img')}", "genaug.adaptive_noise=true", "genaug.policy=genview"]
-        inputs.append("bank_img2img")
-    if "disentangle" in switches:
-        words.append(f"genaug.disentangle.bank={bank_dir(cfg, 'interpolate')}")
-        inputs.append("bank_interpolate")
-    if "quality" in switches:
-        words += ["loss.quality_weighting=true", f"loss.quality_scorer={round1_model(cfg)}",
-                  "loss.quality_foreground=pca"]
-        inputs.append("foreground")
-    return words, tuple(inputs)
 
 
 def generative_stages(cfg: GenSISConfig) -> list[Stage]:
     """Round 1 → embeddings → (foreground PCA) → VAE → LDM → banks → eval-gen: what round 2 learns from."""
-
     if not cfg.tiles:
         raise ConfigError("no tiles: give tiles=OUT (a `pathgen tile` output folder, or a list of them)")
     for tile_dir in cfg.tiles:
         list_store_paths(tile_dir)  # a StoreError that names the folder, before any stage starts
     out = Path(cfg.out)
-    round1 = ssl_stage("ssl_round1", out / "ssl_round1", cfg.ssl.config, [*cfg.ssl.overrides, *train_words(cfg)])
+    round1 = ssl_stage("ssl_round1", for_run(stage_config(SSLConfig, cfg.ssl), cfg, out / "ssl_round1"))
     embeddings = f"gensis_{fingerprint(round1.settings)[:8]}"  # a new round 1 never reuses old embeddings
     stages = [round1, embed_stage("embed", round1_model(cfg), cfg.tiles, embeddings, cfg.device, cfg.progress,
                                   ("ssl_round1",))]
     if cfg.foreground.enabled:  # before the LDM, whose copy of the encoder then carries the PCA too
         stages.append(foreground_stage("foreground", round1_model(cfg), cfg.tiles, cfg.foreground.max_tiles,
                                        cfg.device, ("ssl_round1",)))
-    stages.append(vae_stage("vae", out / "vae", cfg.vae.config, [*cfg.vae.overrides, *train_words(cfg)]))
-    ldm_words = [*cfg.ldm.overrides, *train_words(cfg), f"encoder={round1_model(cfg)}",
-                 f"vae={out / 'vae' / 'model'}", f"embeddings_name={embeddings}"]
+    stages.append(vae_stage("vae", for_run(stage_config(VAETrainConfig, cfg.vae), cfg, out / "vae")))
+    ldm = replace(for_run(stage_config(LDMTrainConfig, cfg.ldm), cfg, out / "ldm"), encoder=str(round1_model(cfg)),
+                  vae=str(out / "vae" / "model"), embeddings_name=embeddings)
     ldm_inputs = ("ssl_round1", "embed", "vae") + (("foreground",) if cfg.foreground.enabled else ())
-    stages.append(ldm_stage("ldm", out / "ldm", cfg.ldm.config, ldm_words, ldm_inputs))
+    stages.append(ldm_stage("ldm", ldm, ldm_inputs))
     banks = enabled_banks(cfg)
-    for kind in banks:
-        words = [f"mode={kind}", *cfg.banks.overrides, *getattr(cfg.banks, kind).overrides,
-                 f"model={out / 'ldm' / 'model'}", f"tiles={_word(cfg.tiles)}", f"seed={cfg.seed}",
-                 f"device={cfg.device}", f"embeddings_name={embeddings}"]
-        stages.append(bank_stage(f"bank_{kind}", bank_dir(cfg, kind), cfg.banks.config, words, cfg.progress,
-                                 ("ldm", "embed")))
+    stages += [bank_stage(f"bank_{kind}", bank_config(cfg, kind, embeddings), cfg.progress, ("ldm", "embed"))
+               for kind in banks]
     if "views" in banks and cfg.banks.real_views:
         stages.append(real_bank_stage(f"bank_{REAL_BANK}", bank_dir(cfg, REAL_BANK), bank_dir(cfg, "views"),
                                       ("bank_views",)))
@@ -255,15 +279,22 @@ def generative_stages(cfg: GenSISConfig) -> list[Stage]:
     return stages
 
 
-def bench_tasks(cfg: GenSISConfig) -> list:
-    """The suite's tasks with the bench overrides, seeds and device; synthetic data roots when asked."""
+def bank_config(cfg: GenSISConfig, kind: str, embeddings: str) -> GenerateConfig:
+    """Bank `kind`'s generate config: banks.config + banks.overrides + its own overrides, then its mode (the
+    kind), the run's LDM, tiles, seed and device, and round 1's embeddings."""
+    generate = stage_config(GenerateConfig, cfg.banks, getattr(cfg.banks, kind).overrides)
+    return replace(generate, mode=kind, model=str(Path(cfg.out) / "ldm" / "model"), tiles=list(cfg.tiles),
+                   seed=cfg.seed, device=cfg.device, embeddings_name=embeddings, out=str(bank_dir(cfg, kind)))
 
-    tasks = load_tasks(cfg.bench.suite, [*cfg.bench.overrides, f"seeds={_word(cfg.bench.seeds)}",
-                                         f"device={cfg.device}"])
+
+def bench_tasks(cfg: GenSISConfig) -> list[TaskConfig]:
+    """The suite's tasks with the bench overrides, seeds and device; synthetic data roots when asked."""
+    tasks = [replace(task, seeds=list(cfg.bench.seeds), device=cfg.device)
+             for task in load_tasks(packaged_file(cfg.bench.suite), cfg.bench.overrides)]
     if cfg.bench.synthetic.enabled:
         for task in tasks:
             if task.data.dataset in ("pcam", "camelyon16"):
-                task.data.root = str(Path(cfg.out) / "bench_data" / task.data.dataset)
+                task.data = replace(task.data, root=str(Path(cfg.out) / "bench_data" / task.data.dataset))
     return tasks
 
 
@@ -278,17 +309,14 @@ def bench_data_stage(cfg: GenSISConfig) -> Stage:
 
 def gensis_stages(cfg: GenSISConfig) -> list[Stage]:
     """Every stage of `pathgen gensis`, in order."""
-
     out = Path(cfg.out)
     stages = generative_stages(cfg)
-    words, inputs = switch_overrides(cfg, cfg.round2.switches)
-    stages.append(ssl_stage("ssl_round2", out / "ssl_round2", cfg.ssl.config,
-                            [*cfg.ssl.overrides, *cfg.round2.overrides, *train_words(cfg), *words], inputs))
+    round2, inputs = with_switches(stage_config(SSLConfig, cfg.ssl, cfg.round2.overrides), cfg, cfg.round2.switches)
+    stages.append(ssl_stage("ssl_round2", for_run(round2, cfg, out / "ssl_round2"), inputs))
     bench_inputs: tuple[str, ...] = ("ssl_round1", "ssl_round2")
     encoders = {BASELINE: round1_model(cfg), GENSIS: out / "ssl_round2" / "model"}
     if cfg.bench.init_encoder:
-        stages.append(ssl_init_stage("ssl_init", out / "ssl_init", cfg.ssl.config,
-                                     [*cfg.ssl.overrides, *train_words(cfg)]))
+        stages.append(ssl_init_stage("ssl_init", for_run(stage_config(SSLConfig, cfg.ssl), cfg, out / "ssl_init")))
         bench_inputs += ("ssl_init",)
         encoders = {INIT: out / "ssl_init" / "model", **encoders}
     if cfg.bench.synthetic.enabled:

@@ -18,7 +18,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pathgen.config import load_config, save_config, to_dict
+import torch
+
+from pathgen.config import save_config, to_dict
 from pathgen.diffusion.bank import bank_complete
 from pathgen.diffusion.real_bank import write_real_views_bank
 from pathgen.genaug.foreground import PCA_CONFIG, PCA_WEIGHTS
@@ -67,11 +69,10 @@ def _resume(run_dir: Path) -> bool:
     return (run_dir / CHECKPOINT).is_file()
 
 
-def ssl_stage(name: str, run_dir: Path, config: str | None, overrides: list[str],
-              inputs: tuple[str, ...] = ()) -> Stage:
-    """`pathgen train-ssl` into run_dir (continuing from its checkpoint after a kill); output run_dir/model."""
-
-    cfg = load_config(SSLConfig, config, [*overrides, f"out={run_dir}"])
+def ssl_stage(name: str, cfg: SSLConfig, inputs: tuple[str, ...] = ()) -> Stage:
+    """`pathgen train-ssl` of the resolved `cfg` into cfg.out (continuing from its checkpoint after a kill);
+    output cfg.out/model."""
+    run_dir = Path(cfg.out)
 
     def run() -> Path:
         # train_ssl seeds before building the model, so runs of one seed start from the same weights
@@ -82,15 +83,13 @@ def ssl_stage(name: str, run_dir: Path, config: str | None, overrides: list[str]
                  distributed=True)
 
 
-def ssl_init_stage(name: str, out_dir: Path, config: str | None, overrides: list[str]) -> Stage:
+def ssl_init_stage(name: str, cfg: SSLConfig) -> Stage:
     """The SSL config's encoder before its first step (the seed's initial weights, exported as train_ssl
-    would): the floor that shows how much an SSL run learned beyond its random initialisation."""
-
-    cfg = load_config(SSLConfig, config, [*overrides, f"out={out_dir}"])
+    would, into cfg.out/model): the floor that shows how much an SSL run learned beyond its random
+    initialisation."""
+    out_dir = Path(cfg.out)
 
     def run() -> Path:
-        import torch
-
         out_dir.mkdir(parents=True, exist_ok=True)
         save_config(cfg, out_dir / "config.yaml")
         dataset = build_dataset(cfg)
@@ -100,18 +99,17 @@ def ssl_init_stage(name: str, out_dir: Path, config: str | None, overrides: list
     return Stage(name, out_dir, to_dict(cfg), lambda: model_complete(out_dir / "model"), run)
 
 
-def vae_stage(name: str, run_dir: Path, config: str | None, overrides: list[str]) -> Stage:
-    """`pathgen train-vae` into run_dir; output run_dir/model."""
-
-    cfg = load_config(VAETrainConfig, config, [*overrides, f"out={run_dir}"])
+def vae_stage(name: str, cfg: VAETrainConfig) -> Stage:
+    """`pathgen train-vae` of the resolved `cfg` into cfg.out; output cfg.out/model."""
+    run_dir = Path(cfg.out)
     return Stage(name, run_dir, to_dict(cfg), lambda: model_complete(run_dir / "model"),
                  lambda: train_vae(cfg, resume=_resume(run_dir)), distributed=True)
 
 
-def ldm_stage(name: str, run_dir: Path, config: str | None, overrides: list[str], inputs: tuple[str, ...]) -> Stage:
-    """`pathgen train-ldm` into run_dir; output run_dir/model (EMA denoiser + VAE and encoder copies)."""
-
-    cfg = load_config(LDMTrainConfig, config, [*overrides, f"out={run_dir}"])
+def ldm_stage(name: str, cfg: LDMTrainConfig, inputs: tuple[str, ...]) -> Stage:
+    """`pathgen train-ldm` of the resolved `cfg` into cfg.out; output cfg.out/model (EMA denoiser + VAE and
+    encoder copies)."""
+    run_dir = Path(cfg.out)
     return Stage(name, run_dir, to_dict(cfg), lambda: model_complete(run_dir / "model"),
                  lambda: train_ldm(cfg, resume=_resume(run_dir)), inputs, distributed=True)
 
@@ -143,11 +141,10 @@ def foreground_stage(name: str, model_dir: Path, tiles: list[str], max_tiles: in
                  owns_folder=False)
 
 
-def bank_stage(name: str, bank_dir: Path, config: str | None, overrides: list[str], progress: bool,
-               inputs: tuple[str, ...]) -> Stage:
-    """`pathgen generate` into bank_dir (resuming unfinished rows); complete once the bank says so."""
-
-    cfg = load_config(GenerateConfig, config, [*overrides, f"out={bank_dir}"])
+def bank_stage(name: str, cfg: GenerateConfig, progress: bool, inputs: tuple[str, ...]) -> Stage:
+    """`pathgen generate` of the resolved `cfg` into cfg.out (resuming unfinished rows); complete once the
+    bank says so."""
+    bank_dir = Path(cfg.out)
 
     def done() -> bool:
         return bank_complete(bank_dir) and (cfg.grid_rows <= 0 or (bank_dir / "grid.png").is_file())

@@ -19,8 +19,9 @@ BENCH_TINY = ["n_boot=20", "pcam.probes.linear.max_steps=10", "pcam.probes.linea
 
 
 def tiny_words(tiles: Path, out: Path) -> list[str]:
-    """Overrides that shrink configs/genaug/gensis_demo.yaml to a test run into `out`."""
-    return [f"tiles={tiles}", f"out={out}", "progress=false", f"ssl.overrides={json.dumps(SSL_TINY)}",
+    """Overrides that shrink configs/genaug/gensis_demo.yaml to a test run into `out` (folders quoted as
+    JSON strings, which YAML reads back verbatim whatever '#', ':' or spaces they hold)."""
+    return [f"tiles={json.dumps([str(tiles)])}", f"out={json.dumps(str(out))}", "progress=false", f"ssl.overrides={json.dumps(SSL_TINY)}",
             f"vae.overrides={json.dumps([*TRAIN_TINY, 'scaling_tiles=16'])}", f"ldm.overrides={json.dumps(TRAIN_TINY)}",
             f"banks.overrides={json.dumps(BANKS_TINY)}", "banks.views.overrides=[]", "banks.interpolate.overrides=[]",
             "eval_gen.max_sources=6", "eval_gen.n_bootstrap=0", "bench.seeds=[0]",

@@ -4,6 +4,7 @@ re-run that skips every stage, a killed stage that resumes, and the refusals (st
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -14,7 +15,9 @@ from pathgen.cli import main
 from pathgen.config import ConfigError, load_config
 from pathgen.diffusion.bank import bank_complete
 from pathgen.stages.run_status import read_status
-from pathgen.stages.gensis import GenSISConfig, gensis_stages, run_gensis, switch_overrides
+from pathgen.stages.gensis import GenSISConfig, gensis_stages, run_gensis, with_switches
+from pathgen.stages.train_ldm import LDMTrainConfig
+from pathgen.stages.train_ssl import SSLConfig
 from pathgen.stages.steps import PipelineError, Stage, run_stages
 
 from gensis_tiny import DEMO, ROOT, SSL_TINY, tiny_words
@@ -24,12 +27,22 @@ def tiny_config(tiles: Path, out: Path, *more: str) -> GenSISConfig:
     return load_config(GenSISConfig, DEMO, [*tiny_words(tiles, out), *more])
 
 
+WEIRD_NAME = "run #3: a b"  # '#' once cut a derived bank path short; ':' and spaces are YAML syntax too
+
+
 @pytest.fixture(scope="module")
 def toy_run(tiny_tiles, tmp_path_factory) -> tuple[GenSISConfig, list[str]]:
-    out = tmp_path_factory.mktemp("gensis") / "run"
+    """The whole pipeline, run from a directory without configs/ (the defaults are the packaged ones) into
+    a folder whose name holds '#', ':' and spaces."""
+    out = tmp_path_factory.mktemp("gensis") / WEIRD_NAME
     cfg = tiny_config(tiny_tiles, out)
     lines: list[str] = []
-    run_gensis(cfg, log=lines.append)
+    elsewhere, before = tmp_path_factory.mktemp("elsewhere"), Path.cwd()
+    os.chdir(elsewhere)
+    try:
+        run_gensis(cfg, log=lines.append)
+    finally:
+        os.chdir(before)
     return cfg, lines
 
 
@@ -45,8 +58,13 @@ def test_every_stage_writes_its_output(toy_run):
     status = read_status(out)
     assert [s.name for s in gensis_stages(cfg)] == list(status)
     assert all(entry["status"] == "done" and entry["seconds"] >= 0 for entry in status.values())
-    round2 = (out / "ssl_round2" / "config.yaml").read_text()
-    assert str(out / "bank_views") in round2 and str(out / "bank_interpolate") in round2
+    assert out.name == WEIRD_NAME and cfg.ssl.config == "configs/ssl/dino_tiny.yaml"  # relative, found packaged
+    round2 = load_config(SSLConfig, out / "ssl_round2" / "config.yaml")
+    assert round2.genaug.bank == str(out / "bank_views")
+    assert round2.genaug.disentangle.bank == str(out / "bank_interpolate")
+    assert round2.data == cfg.tiles and round2.out == str(out / "ssl_round2")
+    ldm = load_config(LDMTrainConfig, out / "ldm" / "config.yaml")
+    assert ldm.encoder == str(out / "ssl_round1" / "model") and ldm.vae == str(out / "vae" / "model")
     assert "disentangle_loss" in (out / "ssl_round2" / "metrics.jsonl").read_text()
 
 
@@ -80,10 +98,10 @@ def test_changed_settings_are_refused_not_mixed(toy_run):
 
 
 def test_killed_training_stage_resumes_from_its_checkpoint(tiny_tiles, tmp_path, monkeypatch):
-    import pathgen.stages.train_ssl as train_ssl
+    import pathgen.stages.steps as steps
 
     cfg = tiny_config(tiny_tiles, tmp_path / "run")
-    real, calls = train_ssl.train_ssl, []
+    real, calls = steps.train_ssl, []
 
     def killed_once(ssl_cfg, resume=False):
         calls.append(resume)
@@ -94,7 +112,7 @@ def test_killed_training_stage_resumes_from_its_checkpoint(tiny_tiles, tmp_path,
             raise KeyboardInterrupt
         return real(ssl_cfg, resume=resume)
 
-    monkeypatch.setattr(train_ssl, "train_ssl", killed_once)
+    monkeypatch.setattr(steps, "train_ssl", killed_once)
     with pytest.raises(KeyboardInterrupt):
         run_gensis(cfg, only=["ssl_round1"])
     assert read_status(cfg.out)["ssl_round1"]["status"] == "failed"
@@ -132,13 +150,15 @@ def test_only_runs_named_stages_and_needs_their_inputs(tmp_path):
 ])
 def test_switches_are_checked(tmp_path, switches, message):
     with pytest.raises(ConfigError, match=message):
-        switch_overrides(GenSISConfig(out=str(tmp_path), tiles=["t"]), switches)
+        with_switches(SSLConfig(), GenSISConfig(out=str(tmp_path), tiles=["t"]), switches)
 
 
 def test_bank_real_switch_trains_on_the_real_control_after_the_views_bank(tiny_tiles, tmp_path):
     cfg = load_config(GenSISConfig, DEMO, [f"tiles={tiny_tiles}", f"out={tmp_path}", "banks.real_views=true"])
-    words, inputs = switch_overrides(cfg, ["bank_real", "disentangle"])
-    assert f"genaug.bank={tmp_path / 'bank_real'}" in words and inputs == ("bank_real", "bank_interpolate")
+    ssl, inputs = with_switches(SSLConfig(), cfg, ["bank_real", "disentangle"])
+    assert ssl.genaug.bank == str(tmp_path / "bank_real") and ssl.genaug.policy == "generativessl"
+    assert ssl.genaug.disentangle.bank == str(tmp_path / "bank_interpolate")
+    assert inputs == ("bank_real", "bank_interpolate")
     names = [stage.name for stage in gensis_stages(cfg)]
     assert names.index("bank_views") < names.index("bank_real")
     assert next(s for s in gensis_stages(cfg) if s.name == "bank_real").inputs == ("bank_views",)
@@ -160,7 +180,8 @@ def test_a_seed_fixes_the_ssl_run(tiny_tiles, tmp_path):
     words = [*SSL_TINY, f"data={tiny_tiles}", "train.seed=3", "train.progress=false"]
     weights = []
     for name in ("a", "b"):
-        ssl_stage(name, tmp_path / name, str(ROOT / "configs" / "ssl" / "dino_tiny.yaml"), words).run()
+        cfg = load_config(SSLConfig, ROOT / "configs" / "ssl" / "dino_tiny.yaml", [*words, f"out={tmp_path / name}"])
+        ssl_stage(name, cfg).run()
         weights.append(load_file(tmp_path / name / "model" / "model.safetensors"))
     assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
 
@@ -172,9 +193,10 @@ def test_the_init_encoder_is_round_ones_starting_point(tiny_tiles, tmp_path):
 
     from pathgen.stages.steps import ssl_init_stage, ssl_stage
 
-    config = str(ROOT / "configs" / "ssl" / "dino_tiny.yaml")
+    config = ROOT / "configs" / "ssl" / "dino_tiny.yaml"
     words = [*SSL_TINY, f"data={tiny_tiles}", "train.seed=5", "train.progress=false"]
-    ssl_init_stage("init", tmp_path / "init", config, words).run()
-    ssl_stage("frozen", tmp_path / "frozen", config, [*words, "train.lr=0", "train.min_lr=0"]).run()
+    ssl_init_stage("init", load_config(SSLConfig, config, [*words, f"out={tmp_path / 'init'}"])).run()
+    frozen = load_config(SSLConfig, config, [*words, "train.lr=0", "train.min_lr=0", f"out={tmp_path / 'frozen'}"])
+    ssl_stage("frozen", frozen).run()
     init, frozen = (load_file(tmp_path / name / "model" / "model.safetensors") for name in ("init", "frozen"))
     assert all(torch.allclose(init[k], frozen[k], rtol=0, atol=1e-6) for k in init)
