@@ -1,5 +1,5 @@
 """GenView's adaptive noise for a view bank: one img2img strength per source tile, chosen from the
-tile's foreground proportion (REFERENCES §1a): more foreground → more noise → a more diverse view;
+tile's foreground proportion (docs/methods/genview.md, adaptive noise): more foreground → more noise → a more diverse view;
 little or cluttered foreground → little noise, so the semantics survive."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""GenView's adaptive view generation: more foreground, more noise (Li et al., ECCV 2024; REFERENCES §1a).
+"""GenView's adaptive view generation: more foreground, more noise (Li et al., ECCV 2024; docs/methods/genview.md, adaptive noise).
 
 GenView bins a tile's foreground ratio r with edges [0, .2, .4, .6, .8, 1] and
 `digitize(r, edges, right=True) − 1`, clamped, so r ∈ [0, .2] → level 0, (.2, .4] → 1, …,

@@ -2,7 +2,7 @@
 embedding, the student must predict the mixture of the teacher's outputs for the two sources.
 
 Belagali, Yellapragada et al., "Gen-SIS: Generative Self-augmentation Improves Self-supervised
-Learning", arXiv 2412.01672 (project page pseudo-code; REFERENCES §2). With e_int = SLERP(e1, e2, α)
+Learning", arXiv 2412.01672 (project page pseudo-code; docs/methods/gensis.md). With e_int = SLERP(e1, e2, α)
 (α the weight on the primary image), the student sees a view of I_int = LDM(e_int) and its target
 is the entangled teacher t_ent = α·t1 + (1 − α)·t2, mixed on the raw teacher logits, then centred
 with the DINO centre and sharpened: P_t = softmax((t_ent − c) / τ_t). L_dis = −mean Σ P_t log P_s.

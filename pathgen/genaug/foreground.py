@@ -1,11 +1,11 @@
 """Foreground estimators for GenView: how much of a tile is foreground, and where.
 
-GenView (Li et al., ECCV 2024; REFERENCES §1a) takes the top-1 PCA direction v of CLIP patch
+GenView (Li et al., ECCV 2024; docs/methods/genview.md, adaptive noise) takes the top-1 PCA direction v of CLIP patch
 tokens (eigh of the covariance of the centred tokens) but scores each token *uncentred*,
 s_t = f_t·v. α is the left edge of the first of 200 histogram bins at which the CDF of all fitting
 scores reaches 0.65 (so a little over 35 % of fitting tokens are foreground); a tile's foreground
 ratio is r = #{t : s_t > α} / N. CLIP cannot be had offline and never saw pathology, so pathgen
-offers two estimators (REFERENCES §1, "Adapting GenView"):
+offers two estimators (docs/methods/genview.md, "Adapting GenView to pathology"):
 
 * `ForegroundPCA`, the default: the same recipe on the patch tokens of pathgen's own stage-1 SSL
   ViT. The eigenvector's sign is arbitrary; the rule used is saved as `sign_rule`. "hematoxylin"

@@ -1,4 +1,4 @@
-"""Gen-DINO: DINO with generated views and Gen-SIS's disentanglement task (REFERENCES §2).
+"""Gen-DINO: DINO with generated views and Gen-SIS's disentanglement task (docs/methods/gensis.md).
 
 The generative augmentation itself lives in the data (a view provider swaps real views for bank
 views); this module adds the second term. A batch is either DINO's list of crops, or a dict from

@@ -1,6 +1,6 @@
 """GenView's quality-driven contrastive loss: weigh each positive pair by its view quality.
 
-Li et al., "GenView", ECCV 2024 (REFERENCES §1b; genview mmpretrain/models/selfsup/mocov3.py).
+Li et al., "GenView", ECCV 2024 (docs/methods/genview.md, quality-weighted loss; genview mmpretrain/models/selfsup/mocov3.py).
 For each view, a frozen scorer gives patch tokens T (N, C) and a soft foreground map m (N,) in
 [0, 1] (GenView: the min-max normalised PCA projection of the tokens). Then
 

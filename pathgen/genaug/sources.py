@@ -1,6 +1,6 @@
 """Generated views as SSL augmentations: which views of a sample come from the view bank.
 
-Two policies, both as the papers define them (REFERENCES §1 and §3):
+Two policies, both as the papers define them (docs/methods/genview.md and generative_ssl.md):
 
 - ``generativessl`` (Ayromlou et al., AAAI 2025, "Can Generative Models Improve SSL?"): view 0
   stays real; with probability p (one coin per sample) every later view is made from one of the

@@ -1,7 +1,7 @@
 """Barlow Twins: make the cross-correlation of two views' projections the identity.
 
 Zbontar et al., "Barlow Twins: Self-Supervised Learning via Redundancy Reduction", ICML 2021
-(arXiv 2103.03230); projector, λ and scale from solo-learn's barlow.yaml (REFERENCES §6).
+(arXiv 2103.03230); projector, λ and scale from solo-learn's barlow.yaml (docs/methods/ssl_recipes.md).
 """
 
 from __future__ import annotations

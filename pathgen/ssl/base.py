@@ -9,7 +9,7 @@ an optional `pair_weighter`, GenView's quality-driven contrastive loss (Li et al
 pathgen.genaug.quality.QualityWeighter). DINO, Barlow Twins and MoCo v2 take no pair weights:
 DINO and Barlow Twins are not per-pair contrastive losses (a distillation over all crop pairs, a
 batch cross-correlation matrix), and GenView's released configs weight only MoCo v3 and SimSiam;
-its MoCo v2 recipe is not public (REFERENCES §1b), though MoCo v2's per-query InfoNCE could take
+its MoCo v2 recipe is not public (docs/methods/genview.md, quality-weighted loss), though MoCo v2's per-query InfoNCE could take
 weights the same way.
 """
 

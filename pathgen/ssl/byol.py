@@ -1,7 +1,7 @@
 """BYOL: predict an EMA target network's projection of another view.
 
 Grill et al., "Bootstrap Your Own Latent", NeurIPS 2020 (arXiv 2006.07733); MLP sizes and the
-0.99 → 1 cosine EMA from solo-learn's byol.yaml (REFERENCES §6).
+0.99 → 1 cosine EMA from solo-learn's byol.yaml (docs/methods/ssl_recipes.md).
 """
 
 from __future__ import annotations

@@ -1,8 +1,8 @@
 """DINO: self-distillation with no labels, with optional KoLeo and iBOT terms from DINOv2.
 
 Caron et al., "Emerging Properties in Self-Supervised Vision Transformers", ICCV 2021
-(arXiv 2104.14294); defaults from facebookresearch/dino main_dino.py for ViT-S/16 (REFERENCES
-§5). KoLeo and the iBOT masked-patch loss follow DINOv2 (Oquab et al., TMLR 2024, Sec. 4).
+(arXiv 2104.14294); defaults from facebookresearch/dino main_dino.py for ViT-S/16 (docs/methods/ssl_recipes.md,
+DINO). KoLeo and the iBOT masked-patch loss follow DINOv2 (Oquab et al., TMLR 2024, Sec. 4).
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from pathgen.ssl.multicrop import check_view_count, multicrop_features
 
 @dataclass
 class DINOConfig:
-    """DINO hyper-parameters; defaults are main_dino.py's for ViT-S/16 (REFERENCES §5).
+    """DINO hyper-parameters; defaults are main_dino.py's for ViT-S/16 (docs/methods/ssl_recipes.md, DINO).
 
     `ibot_weight` > 0 adds DINOv2's masked-patch loss (needs a timm ViT backbone): the student's
     global crops are masked with probability `mask_probability` per image, a ratio of patches in

@@ -83,7 +83,7 @@ def mlp(
 ) -> nn.Sequential:
     """Projector / predictor MLP: (Linear → [BN] → ReLU) × (n_layers − 1) → Linear → [BN].
 
-    The patterns of the solo-learn / official recipes (REFERENCES §6):
+    The patterns of the solo-learn / official recipes (docs/methods/ssl_recipes.md):
     SimCLR projector `mlp(d, 4096, 512, 2, bn=False)`; MoCo v3 projector `mlp(d, 4096, 256, 3,
     last_bn=True)` (2 layers for ResNets) and predictor `mlp(256, 4096, 256, 2)`; BYOL projector
     `mlp(d, 4096, 256, 2)` and predictor `mlp(256, 4096, 256, 2)`; SimSiam projector

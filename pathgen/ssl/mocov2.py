@@ -3,7 +3,7 @@
 He et al., "Momentum Contrast for Unsupervised Visual Representation Learning", CVPR 2020
 (arXiv 1911.05722); Chen et al., "Improved Baselines with Momentum Contrastive Learning",
 arXiv 2003.04297. Symmetrised with one queue per view as solo-learn's MoCo v2+, with the
-GenerativeSSL `mocov2plus` defaults (REFERENCES §6).
+GenerativeSSL `mocov2plus` defaults (docs/methods/ssl_recipes.md).
 """
 
 from __future__ import annotations

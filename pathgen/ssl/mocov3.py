@@ -2,7 +2,7 @@
 
 Chen, Xie & He, "An Empirical Study of Training Self-Supervised Vision Transformers", ICCV 2021
 (arXiv 2104.02057), Algorithm 1; defaults from facebookresearch/moco-v3 for ViT-S/16
-(REFERENCES §6).
+(docs/methods/ssl_recipes.md).
 """
 
 from __future__ import annotations

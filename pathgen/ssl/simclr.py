@@ -1,7 +1,7 @@
 """SimCLR: contrast every view against every other image's views in the global batch.
 
 Chen et al., "A Simple Framework for Contrastive Learning of Visual Representations", ICML 2020
-(arXiv 2002.05709); projector and τ from solo-learn's simclr.yaml (REFERENCES §6).
+(arXiv 2002.05709); projector and τ from solo-learn's simclr.yaml (docs/methods/ssl_recipes.md).
 """
 
 from __future__ import annotations

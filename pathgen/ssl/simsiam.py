@@ -1,7 +1,7 @@
 """SimSiam: a Siamese network with a predictor and stop-gradient, no negatives, no momentum.
 
 Chen & He, "Exploring Simple Siamese Representation Learning", CVPR 2021 (arXiv 2011.10566);
-2048-d projector and 512-d predictor bottleneck from the paper (REFERENCES §6).
+2048-d projector and 512-d predictor bottleneck from the paper (docs/methods/ssl_recipes.md).
 """
 
 from __future__ import annotations

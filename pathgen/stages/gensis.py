@@ -1,4 +1,4 @@
-"""`pathgen gensis`: the whole Gen-SIS recipe as one resumable run (Gen-SIS, REFERENCES §2).
+"""`pathgen gensis`: the whole Gen-SIS recipe as one resumable run (Gen-SIS, docs/methods/gensis.md).
 
 SSL round 1 on real tiles → its embeddings of every tile → a VAE → an embedding-conditioned LDM →
 view banks (K generated views per tile, and SLERP interpolations between tiles) → their generation

@@ -2,7 +2,7 @@
 
 Li et al., "GenView: Enhancing View Quality with Pretrained Generative Model for Self-Supervised
 Learning", ECCV 2024: each positive pair i gets a weight w_i (mean 1 over the batch) and a loss
-reduces as Σ_i w_i·ℓ_i / B, mmpretrain's weighted mean reduction (REFERENCES §1b).
+reduces as Σ_i w_i·ℓ_i / B, mmpretrain's weighted mean reduction (docs/methods/genview.md, quality-weighted loss).
 """
 
 from __future__ import annotations

@@ -37,7 +37,7 @@ def test_pcam_is_evas_linear_recipe_and_camelyon16_small_caps_patches():
 # (task, eva commit): optimizer, lr schedule (+ per-epoch stepping), monitor, patience in epochs,
 # and eva's training-set size, whose epoch (batch 256) sets val_every_steps.
 EVA_LINEAR = {
-    "pcam": ("adamw", "eva_default", "balanced_accuracy", 3, 262_144),  # c36237c7 (REFERENCES §7)
+    "pcam": ("adamw", "eva_default", "balanced_accuracy", 3, 262_144),  # c36237c7 (docs/benchmarks/eva.md)
     "crc": ("adamw", "eva_default", "balanced_accuracy", 7, 100_000),  # 0fa9bce6
     "mhist": ("adamw", "cosine", "balanced_accuracy", 70, 2_175),  # 2fea425c
     "bach": ("adamw", "cosine", "balanced_accuracy", 400, 268),  # 2fea425c
