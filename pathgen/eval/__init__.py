@@ -13,11 +13,10 @@ Slide level, on bags of tile features:
     `mil_models`    mean-pool, ABMIL, TransMIL, CLAM-SB
     `mil`           training with early stopping, seeds or folds, eva's Camelyon16(-small) recipes
 
-Data and running:
+Data (running a suite is pathgen.stages.bench):
     `datasets`      readers for PCam, CRC-100K, MHIST, BACH, ImageFolder/CSV, Camelyon16, slide CSVs
     `synth_datasets` small synthetic copies in those formats (`pathgen synth-dataset`)
     `features`      frozen-encoder features cached per (encoder, dataset, split); slide bags via tile + embed
-    `bench`         task / suite YAMLs → every encoder × task × probe → report (`pathgen bench`)
 
 Nothing is imported here, so ``import pathgen.eval`` stays cheap (no torch).
 """
