@@ -75,7 +75,7 @@ def materialise_random(spec: str, cache_dir: Path) -> Path:
         torch.manual_seed(0)
         model, dim = create_backbone(cfg)
     config = EncoderConfig(timm_name=name, embed_dim=dim, timm_kwargs=backbone_kwargs(cfg),
-                           tile_size_px=RANDOM_TILE_PX, mpp=None, source={"method": "random init", "seed": 0})
+                           input_size_px=RANDOM_TILE_PX, mpp=None, source={"method": "random init", "seed": 0})
     tmp = folder.with_name(f".{folder.name}.tmp-{os.getpid()}")
     save_encoder(model, config, tmp)
     if folder.exists():  # another process got there first; its weights are the same (seed 0)
