@@ -213,8 +213,9 @@ def build_encoder(source: EncoderSource, device: str | torch.device = "cpu",
     try:
         model = timm.create_model(config.timm_name, pretrained=False, **build_kwargs(config.timm_kwargs))
     except (RuntimeError, TypeError, ValueError, KeyError, AssertionError) as err:
-        raise ModelFolderError(f"{source.weights.parent / CONFIG}: timm cannot build {config.timm_name!r} "
-                               f"({str(err).splitlines()[0] if str(err) else type(err).__name__})") from err
+        where = f"{source.weights}: weights do not fit {config.timm_name} as the {source.recipe.name} recipe builds " \
+            "it" if source.recipe else f"{source.weights.parent / CONFIG}: timm cannot build {config.timm_name!r}"
+        raise ModelFolderError(f"{where} ({str(err).splitlines()[0] if str(err) else type(err).__name__})") from err
     try:
         model.load_state_dict(state)
     except RuntimeError as err:
