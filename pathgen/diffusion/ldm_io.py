@@ -20,8 +20,16 @@ from pathgen import __version__
 from pathgen.diffusion.ldm import ConditionedDenoiser, LDMConfig
 from pathgen.diffusion.vae import LatentCodec, load_codec
 from pathgen.embed import preprocess
-from pathgen.models.folder import (CONFIG, FORMAT_VERSION, WEIGHTS, check_kind, load_weights, read_config, save_weights,
-                                   write_config)
+from pathgen.models.folder import (
+    CONFIG,
+    FORMAT_VERSION,
+    WEIGHTS,
+    check_kind,
+    load_weights,
+    read_config,
+    save_weights,
+    write_config,
+)
 from pathgen.models.io import EncoderConfig, load_encoder
 
 KIND = "pathgen-ldm"

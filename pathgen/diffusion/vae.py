@@ -20,8 +20,16 @@ from diffusers import AutoencoderKL
 from torch import nn
 
 from pathgen import __version__
-from pathgen.models.folder import (CONFIG, FORMAT_VERSION, WEIGHTS, check_kind, load_weights, read_config, save_weights,
-                                   write_config)
+from pathgen.models.folder import (
+    CONFIG,
+    FORMAT_VERSION,
+    WEIGHTS,
+    check_kind,
+    load_weights,
+    read_config,
+    save_weights,
+    write_config,
+)
 
 KIND = "pathgen-vae"
 DIFFUSERS_WEIGHTS = "diffusion_pytorch_model.safetensors"

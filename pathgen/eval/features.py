@@ -37,7 +37,14 @@ from pathgen.eval.datasets import PatchSplit, SlideDataset
 from pathgen.eval.datasets.feature_folder import PREFIX as FEATURES_PREFIX
 from pathgen.eval.datasets.feature_folder import feature_h5_dir, read_feature_bags
 from pathgen.models.backbone import BackboneConfig, backbone_kwargs, create_backbone
-from pathgen.models.io import CONFIG, WEIGHTS, EncoderConfig, load_encoder, open_encoder, save_encoder
+from pathgen.models.io import (
+    CONFIG,
+    WEIGHTS,
+    EncoderConfig,
+    load_encoder,
+    open_encoder,
+    save_encoder,
+)
 from tiling.config import TilingConfig
 from tiling.pipeline import run_tiling
 from tiling.store import TILES_DIR, TileStore, is_complete

@@ -33,7 +33,7 @@ class SlideBag:
     @property
     def tile_size_level0(self) -> int:
         """Tile side in level-0 pixels."""
-        return int(round(self.attrs["tiling"]["tile_size_level0"]))
+        return round(float(self.attrs["tiling"]["tile_size_level0"]))
 
     def magnification(self, mpp: float | None) -> float | None:
         """The objective magnification equivalent to `mpp` µm/px (10 / mpp), None when unknown."""

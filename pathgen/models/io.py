@@ -31,8 +31,16 @@ from timm.models import save_for_hf
 from torch import nn
 
 from pathgen import __version__
-from pathgen.models.folder import (CONFIG, FORMAT_VERSION, WEIGHTS, ModelFolderError, check_kind, load_weights,
-                                   read_config, write_config)
+from pathgen.models.folder import (
+    CONFIG,
+    FORMAT_VERSION,
+    WEIGHTS,
+    ModelFolderError,
+    check_kind,
+    load_weights,
+    read_config,
+    write_config,
+)
 from pathgen.models.preprocess import INTERPOLATIONS
 from pathgen.models.recipes import Recipe, recipe_kwargs, split_recipe_spec
 from pathgen.models.timm_args import build_kwargs, check_timm_kwargs

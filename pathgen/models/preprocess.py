@@ -29,7 +29,7 @@ class InputContract(Protocol):
 
 def resized_shorter_side(input_size_px: int, crop_pct: float = 1.0) -> int:
     """The shorter side a tile is resized to before the centre crop (timm: floor(size / crop_pct))."""
-    return int(math.floor(input_size_px / crop_pct))
+    return math.floor(input_size_px / crop_pct)
 
 
 def mpp_per_input_pixel(tile_mpp: float, tile_size_px: int, input_size_px: int, crop_pct: float = 1.0) -> float:
@@ -61,7 +61,7 @@ def resize_and_crop(images: torch.Tensor, size: int, interpolation: str = "bilin
         new_hw = (int(short * height / width), short)
     if new_hw != (height, width):
         images = F.interpolate(images, size=new_hw, mode=interpolation, antialias=True, align_corners=False)
-    top, left = int(round((new_hw[0] - size) / 2.0)), int(round((new_hw[1] - size) / 2.0))
+    top, left = round((new_hw[0] - size) / 2.0), round((new_hw[1] - size) / 2.0)
     return images[..., top:top + size, left:left + size]
 
 

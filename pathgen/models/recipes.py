@@ -44,8 +44,8 @@ RECIPES: dict[str, Recipe] = {r.name: r for r in (
            {"img_size": 224, "patch_size": 16, "init_values": 1e-5, "dynamic_img_size": True},
            embed_dim=1024,
            sources=("https://huggingface.co/MahmoodLab/UNI",
-                    "Chen et al., Towards a general-purpose foundation model for computational pathology, "
-                    "Nature Medicine 2024",
+                    ("Chen et al., Towards a general-purpose foundation model for computational pathology, "
+                     "Nature Medicine 2024"),
                     "github.com/mahmoodlab/TRIDENT trident/patch_encoder_models/load.py (UNIInferenceEncoder)")),
     Recipe("uni2-h", "vit_giant_patch14_224",
            {"img_size": 224, "patch_size": 14, "depth": 24, "num_heads": 24, "init_values": 1e-5, "embed_dim": 1536,
@@ -59,8 +59,8 @@ RECIPES: dict[str, Recipe] = {r.name: r for r in (
             "dynamic_img_size": True, "mlp_layer": "swiglu_packed", "act_layer": "silu"},
            embed_dim=2560, interpolation="bicubic", pooling="cls+mean_patch",
            sources=("https://huggingface.co/paige-ai/Virchow2",
-                    "Zimmermann et al., Virchow2: Scaling Self-Supervised Mixed Magnification Models in Pathology, "
-                    "arXiv:2408.00738",
+                    ("Zimmermann et al., Virchow2: Scaling Self-Supervised Mixed Magnification Models in Pathology, "
+                     "arXiv:2408.00738"),
                     "github.com/mahmoodlab/TRIDENT trident/patch_encoder_models/load.py (Virchow2InferenceEncoder)")),
     Recipe("h-optimus-0", "vit_giant_patch14_reg4_dinov2",
            {"img_size": 224, "global_pool": "token", "init_values": 1e-5, "dynamic_img_size": True},
@@ -77,8 +77,8 @@ RECIPES: dict[str, Recipe] = {r.name: r for r in (
             "mlp_ratio": 5.33334, "dynamic_img_size": True},
            embed_dim=1536, interpolation="bicubic", crop_pct=224 / 256,
            sources=("https://huggingface.co/prov-gigapath/prov-gigapath",
-                    "Xu et al., A whole-slide foundation model for digital pathology from real-world data, "
-                    "Nature 2024",
+                    ("Xu et al., A whole-slide foundation model for digital pathology from real-world data, "
+                     "Nature 2024"),
                     "github.com/prov-gigapath/prov-gigapath demo/3_load_tile_encoder.py")),
 )}
 

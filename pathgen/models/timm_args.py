@@ -39,7 +39,8 @@ LAYER_KWARGS = ("act_layer", "mlp_layer", "norm_layer")
 def check_timm_kwargs(kwargs: Any, source: str | Path) -> dict[str, Any]:
     """`kwargs` from a config file, checked against the allow-list (one error naming `source` and the key)."""
     if not isinstance(kwargs, dict):
-        raise ValueError(f"{source}: timm keyword arguments must be a JSON object, not {type(kwargs).__name__}")
+        raise ValueError(f"{source}: timm keyword arguments must be a JSON object, "  # noqa: TRY004 -- a bad file
+                         f"not {type(kwargs).__name__}")
     refused = sorted(key for key in kwargs if key not in ARCHITECTURE_KWARGS)
     if refused:
         raise ValueError(f"{source}: timm argument(s) {', '.join(refused)} not allowed in a model folder "

@@ -18,7 +18,13 @@ import zarr
 
 from pathgen.cli import main
 from pathgen.embed import embed_store, embedding_path, read_embeddings
-from pathgen.models import BackboneConfig, EncoderConfig, create_backbone, load_encoder, save_encoder
+from pathgen.models import (
+    BackboneConfig,
+    EncoderConfig,
+    create_backbone,
+    load_encoder,
+    save_encoder,
+)
 from pathgen.models.backbone import backbone_kwargs
 from pathgen.models.folder import weights_sha256
 from tiling.store import TileStore, list_store_paths
@@ -72,7 +78,8 @@ def test_torchrun_splits_slides_across_two_gloo_ranks(tiles, tiny_encoder, tmp_p
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.pathsep.join(sys.path)}
     command = [str(torchrun), "--nproc_per_node", "2", "--master_port", str(_free_port()), "-m", "pathgen.cli", "embed",
                str(tiny_encoder), str(tiles), "--name", "dist", "--device", "cpu", "--workers", "0", "--no-progress"]
-    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=240, cwd=tmp_path,
+                          check=False)
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.count("2 slides embedded, 0 already done") == 2  # the count is summed over both ranks
     model, config = load_encoder(tiny_encoder)

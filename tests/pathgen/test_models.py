@@ -1,13 +1,18 @@
 """Encoders on disk: safetensors + config.json round trip, timm loading, local initial weights."""
 
-import json
 
 import pytest
 import timm
 import torch
 from safetensors.torch import save_file
 
-from pathgen.models import BackboneConfig, EncoderConfig, create_backbone, load_encoder, save_encoder
+from pathgen.models import (
+    BackboneConfig,
+    EncoderConfig,
+    create_backbone,
+    load_encoder,
+    save_encoder,
+)
 from pathgen.models.backbone import backbone_kwargs
 
 
