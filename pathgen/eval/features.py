@@ -110,12 +110,11 @@ class FrozenEncoder:
             self.encoder_id, self.model_dir, self.config = f"features-{self.name}", None, None
             self._model = None
             return
-        if self.spec.startswith(RANDOM_PREFIX):
-            self.model_dir, self.name = materialise_random(self.spec, self.cache_dir), self.spec
-        else:  # a pathgen or timm model folder, or <recipe>:<weights>
-            self.model_dir, self.name = self.spec, open_encoder(self.spec).name
-        self.name = label or self.name
+        random_init = self.spec.startswith(RANDOM_PREFIX)
+        # a random-init baseline is materialised as a folder; otherwise a pathgen / timm folder or <recipe>:<weights>
+        self.model_dir = materialise_random(self.spec, self.cache_dir) if random_init else self.spec
         source = open_encoder(self.model_dir)
+        self.name = label or (self.spec if random_init else source.name)
         self.config: EncoderConfig = source.config
         weights = source.weights.stat()
         config_file = Path(self.model_dir) / CONFIG
