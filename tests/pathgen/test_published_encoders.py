@@ -4,6 +4,8 @@ of a direct timm forward with the published preprocessing written here with torc
 
 from __future__ import annotations
 
+import shutil
+
 import pytest
 import timm
 import torch
@@ -12,9 +14,12 @@ from torch import nn
 from torchvision.transforms import InterpolationMode
 from torchvision.transforms import v2 as T
 
-from pathgen.embed import preprocess
+from pathgen.cli import main
+from pathgen.embed import preprocess, read_embeddings
+from pathgen.eval.features import FrozenEncoder
 from pathgen.models.io import load_encoder
 from pathgen.models.recipes import RECIPES
+from tiling.store import TileStore, list_store_paths
 
 IMAGENET = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
 HOPTIMUS = ((0.707223, 0.578729, 0.703617), (0.211883, 0.230117, 0.177517))
@@ -93,3 +98,20 @@ def test_weights_of_another_recipe_are_refused_naming_the_file(tmp_path):
     save_file(timm.create_model(architecture, num_classes=0, **kwargs).state_dict(), str(tmp_path / "model.safetensors"))
     with pytest.raises(ValueError, match=r"model.safetensors: weights do not fit vit_huge_patch14_224"):
         load_encoder(f"virchow2:{tmp_path}")
+
+
+def test_recipes_through_embed_and_bench_name_their_rows(tmp_path, tiny_tiles, capsys):
+    architecture, kwargs = STAND_INS["uni"][:2]
+    torch.manual_seed(0)
+    model = timm.create_model(architecture, pretrained=False, num_classes=0, **kwargs).eval()
+    save_file(model.state_dict(), str(tmp_path / "model.safetensors"))
+    encoder = FrozenEncoder(f"UNI=uni:{tmp_path}", tmp_path / "cache")
+    assert encoder.name == "UNI" and encoder.config.source["recipe"] == "uni"
+    tiles = torch.randint(0, 256, (2, 3, 224, 224), dtype=torch.uint8)
+    torch.testing.assert_close(encoder(tiles), _reference("uni", model, tiles))
+    copy = tmp_path / "tiles"
+    shutil.copytree(tiny_tiles, copy)
+    assert main(["embed", f"uni:{tmp_path}", str(copy), "--workers", "0", "--no-progress"]) == 0
+    assert "2 slides embedded" in capsys.readouterr().out
+    store = list_store_paths(copy)[0]
+    assert read_embeddings(store, "uni").shape == (len(TileStore(store)), 128)
