@@ -48,6 +48,7 @@ from pathgen.models.timm_args import build_kwargs, check_timm_kwargs
 KIND = "pathgen-encoder"
 PICKLE_WEIGHTS = ("pytorch_model.bin", "pytorch_model.pth", "model.pth")
 POOLINGS = ("model", "cls+mean_patch")
+CLASSIFIER_PREFIXES = ("head.", "fc.", "classifier.")  # a Hub classifier's head is dropped: encoders are headless
 
 
 @dataclass
@@ -177,6 +178,9 @@ def _recipe_source(recipe: Recipe, weights_spec: str, allow_pickle: bool) -> Enc
     weights = Path(weights_spec).expanduser()
     if weights.is_dir():
         weights = _folder_weights(weights, allow_pickle)
+    if not weights.is_file():
+        raise ModelFolderError(f"{weights}: weights file not found (recipe {recipe.name}: download the weights from "
+                               f"{recipe.sources[0]})")
     config = EncoderConfig(timm_name=recipe.timm_name, embed_dim=recipe.embed_dim, timm_kwargs=dict(recipe.timm_kwargs),
                            input_size_px=recipe.input_size_px, mpp=recipe.mpp, mean=recipe.mean, std=recipe.std,
                            interpolation=recipe.interpolation, crop_pct=recipe.crop_pct, pooling=recipe.pooling,
@@ -224,6 +228,8 @@ def build_encoder(source: EncoderSource, device: str | torch.device = "cpu",
         where = f"{source.weights}: weights do not fit {config.timm_name} as the {source.recipe.name} recipe builds " \
             "it" if source.recipe else f"{source.weights.parent / CONFIG}: timm cannot build {config.timm_name!r}"
         raise ModelFolderError(f"{where} ({str(err).splitlines()[0] if str(err) else type(err).__name__})") from err
+    own = model.state_dict()
+    state = {k: v for k, v in state.items() if k in own or not k.startswith(CLASSIFIER_PREFIXES)}  # headless
     try:
         model.load_state_dict(state)
     except RuntimeError as err:

@@ -148,3 +148,21 @@ def test_a_weights_file_that_does_not_fit_names_it(tmp_path, tiny_encoder):
     save_file({"foo": torch.zeros(2)}, str(tmp_path / "model.safetensors"))
     with pytest.raises(ValueError, match=r"model.safetensors: weights do not fit test_vit"):
         load_encoder(tmp_path)
+
+
+def test_a_timm_classifier_folder_loads_headless(tmp_path):
+    torch.manual_seed(0)
+    classifier = timm.create_model("test_vit", pretrained=False, num_classes=10, img_size=64).eval()
+    save_for_hf(classifier, str(tmp_path), safe_serialization=True)
+    encoder, config = load_encoder(tmp_path)
+    x = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        expected = classifier.forward_head(classifier.forward_features(x), pre_logits=True)
+    torch.testing.assert_close(encoder(x), expected)
+    assert config.embed_dim == expected.shape[1]
+
+
+def test_a_missing_recipe_weights_file_names_it(tmp_path, tiny_tiles, capsys):
+    assert main(["embed", f"uni:{tmp_path / 'nope.safetensors'}", str(tiny_tiles), "--no-progress"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "nope.safetensors: weights file not found" in err
