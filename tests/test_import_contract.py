@@ -22,12 +22,12 @@ LAYERS: tuple[tuple[str, ...], ...] = (
      "pathgen.schedules", "pathgen.threads", "pathgen.resources"),
     ("pathgen.data", "pathgen.models"),
     ("pathgen.ssl", "pathgen.diffusion", "pathgen.genaug", "pathgen.eval", "pathgen.generation_metrics",
-     "pathgen.train"),
+     "pathgen.feature_formats", "pathgen.train"),
     ("pathgen.stages",),
     ("pathgen.commands", "pathgen.cli", "pathgen.demo"),
 )
 LIBRARIES = ("pathgen.data", "pathgen.models", "pathgen.ssl", "pathgen.diffusion", "pathgen.genaug",
-             "pathgen.eval", "pathgen.generation_metrics")
+             "pathgen.eval", "pathgen.generation_metrics", "pathgen.feature_formats")
 LAZY_MARK = "lazy"  # an in-function project import says why it is one: "# lazy: start-up time"
 
 

@@ -129,7 +129,7 @@ def random_encoder(out: Path, seed: int) -> Path:
     torch.manual_seed(seed)
     cfg = BackboneConfig(name="test_vit", img_size=32)
     model, dim = create_backbone(cfg)
-    return save_encoder(model, EncoderConfig("test_vit", dim, backbone_kwargs(cfg), tile_size_px=32, mpp=1.0), out)
+    return save_encoder(model, EncoderConfig("test_vit", dim, backbone_kwargs(cfg), input_size_px=32, mpp=1.0), out)
 
 
 def build_model(args: argparse.Namespace, work: Path) -> tuple[Path, list[str], dict]:

@@ -1,7 +1,9 @@
 """`pathgen bench TASK_OR_SUITE.yaml --encoder DIR [...] [key=value ...]`: benchmark frozen encoders.
 
 Writes config.yaml (the resolved tasks), results.json, results.md and plots to --out, and prints
-the Markdown table. `--encoder` takes a model folder or random:<timm name> (a random-init baseline).
+the Markdown table. `--encoder` takes a pathgen or timm model folder, a published-encoder recipe
+(`uni:/models/UNI`), an existing CLAM / TRIDENT feature folder (`features:DIR`, slide tasks) or
+random:<timm name> (a random-init baseline).
 """
 
 from __future__ import annotations
@@ -17,7 +19,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                                    description=__doc__)
     parser.add_argument("config", type=Path, help="a task or suite YAML (benchmarks/suites/)")
     parser.add_argument("--encoder", action="append", required=True,
-                        help="model folder or random:<timm name>, optionally NAME=… to name its table row; repeat for several")
+                        help="pathgen or timm model folder, <recipe>:<weights> (uni, uni2-h, virchow2, h-optimus-0, "
+                        "h-optimus-1, prov-gigapath), features:<CLAM/TRIDENT folder> (slide tasks) or "
+                        "random:<timm name>; NAME=… names its table row; repeat for several")
     parser.add_argument("--out", type=Path, default=Path("bench_out"), help="results folder (default bench_out)")
     parser.add_argument("--cache", type=Path, default=None,
                         help="feature and tile cache (default: <out>/cache); share it between runs")

@@ -1,4 +1,4 @@
-"""`pathgen export RUN --out MODEL`: a run's encoder as model.safetensors + config.json."""
+"""`pathgen export RUN --out MODEL`: a run's encoder as model.safetensors + config.json (pathgen and timm load it)."""
 
 from __future__ import annotations
 
@@ -26,5 +26,6 @@ def run(args: argparse.Namespace) -> int:
     except (ConfigError, ValueError, FileNotFoundError) as err:
         print(f"pathgen export: {err}", file=sys.stderr)
         return 2
-    print(f"pathgen export: encoder saved in {out} (load with pathgen.models.load_encoder)")
+    print(f"pathgen export: encoder saved in {out} (load with pathgen.models.load_encoder, or "
+          f"timm.create_model('local-dir:{out}', pretrained=True))")
     return 0

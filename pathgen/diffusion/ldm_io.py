@@ -1,7 +1,7 @@
 """Saved latent diffusion models: one self-contained folder, rebuilt with one call.
 
 ``model_dir/`` holds ``model.safetensors`` (the EMA denoiser: UNet + embedding projection),
-``config.json`` ({"kind": "pathgen-ldm", "ldm": LDMConfig, "embed_dim", "latent_channels",
+``config.json`` ({"kind": "pathgen-ldm", "format_version", "ldm": LDMConfig, "embed_dim", "latent_channels",
 "latent_size", "image_size", "source", "pathgen_version"}), ``vae/`` (a copy of the VAE folder) and
 ``encoder/`` (a copy of the SSL encoder folder whose embeddings condition the model), so the folder
 can move or be shared without the runs it came from.
@@ -9,23 +9,29 @@ can move or be shared without the runs it came from.
 
 from __future__ import annotations
 
-import json
 import shutil
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 
 from pathgen import __version__
 from pathgen.diffusion.ldm import ConditionedDenoiser, LDMConfig
 from pathgen.diffusion.vae import LatentCodec, load_codec
 from pathgen.models.embeddings import preprocess
+from pathgen.models.folder import (
+    CONFIG,
+    FORMAT_VERSION,
+    WEIGHTS,
+    check_kind,
+    load_weights,
+    read_config,
+    save_weights,
+    write_config,
+)
 from pathgen.models.io import EncoderConfig, load_encoder
 
-WEIGHTS = "model.safetensors"
-CONFIG = "config.json"
 KIND = "pathgen-ldm"
 VAE_DIR = "vae"
 ENCODER_DIR = "encoder"
@@ -64,12 +70,12 @@ def save_ldm(denoiser: ConditionedDenoiser, out_dir: str | Path, vae_dir: str | 
     out_dir.mkdir(parents=True, exist_ok=True)
     _copy_folder(Path(vae_dir), out_dir / VAE_DIR)
     _copy_folder(Path(encoder_dir), out_dir / ENCODER_DIR)
-    state = {k: v.detach().float().cpu().contiguous() for k, v in denoiser.state_dict().items()}
-    save_file(state, str(out_dir / WEIGHTS), metadata={"format": "pt"})
-    config = {"kind": KIND, "ldm": asdict(denoiser.cfg), "embed_dim": denoiser.embed_dim,
+    (out_dir / CONFIG).unlink(missing_ok=True)  # config.json marks the folder complete: written last
+    save_weights({k: v.float() for k, v in denoiser.state_dict().items()}, out_dir / WEIGHTS)
+    config = {"kind": KIND, "format_version": FORMAT_VERSION, "ldm": asdict(denoiser.cfg), "embed_dim": denoiser.embed_dim,
               "latent_channels": denoiser.latent_channels, "latent_size": denoiser.latent_size,
               "image_size": int(image_size), "source": dict(source or {}), "pathgen_version": __version__}
-    (out_dir / CONFIG).write_text(json.dumps(config, indent=2))
+    write_config(out_dir, config)
     return out_dir
 
 
@@ -84,14 +90,13 @@ def _copy_folder(src: Path, dst: Path) -> None:
 def read_ldm_config(model_dir: str | Path) -> dict:
     """The config.json of an LDM folder, checked for its kind; the "ldm" entry becomes an LDMConfig."""
     path = Path(model_dir) / CONFIG
+    config = read_config(model_dir)
+    check_kind(config, KIND, Path(model_dir))
     try:
-        config = json.loads(path.read_text())
-        if config.get("kind") != KIND:
-            raise ValueError(f"kind is {config.get('kind')!r}, not {KIND!r}")
         config["ldm"] = LDMConfig(**config["ldm"])
         for key in ("embed_dim", "latent_channels", "latent_size", "image_size"):
             config[key] = int(config[key])
-    except (OSError, json.JSONDecodeError, TypeError, KeyError, ValueError, AttributeError) as err:
+    except (TypeError, KeyError, ValueError, AttributeError) as err:
         raise ValueError(f"{path}: not a pathgen LDM folder ({err}); `pathgen train-ldm` writes <out>/model") from err
     return config
 
@@ -110,8 +115,8 @@ def load_ldm(model_dir: str | Path, device: str | torch.device = "cpu") -> Loade
         raise ValueError(f"{model_dir / VAE_DIR}: VAE latents have {codec.latent_channels} channels, the denoiser "
                          f"expects {config['latent_channels']}")
     denoiser = ConditionedDenoiser(config["ldm"], config["embed_dim"], config["latent_channels"], config["latent_size"])
+    state = load_weights(model_dir / WEIGHTS)
     try:
-        state = load_file(str(model_dir / WEIGHTS))
         for name in STATISTICS:  # folders saved before embedding standardisation existed: mean 0, std 1
             state.setdefault(name, denoiser.state_dict()[name])
         denoiser.load_state_dict(state)

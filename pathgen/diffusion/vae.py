@@ -1,7 +1,8 @@
 """The first stage of latent diffusion: a diffusers AutoencoderKL and its latent scaling factor.
 
-A pathgen VAE folder holds ``model.safetensors`` + ``config.json`` ({"kind": "pathgen-vae", "vae":
-VAEConfig, "scaling_factor", "image_size", "source", "pathgen_version"}). `load_codec` also reads a
+A pathgen VAE folder holds ``model.safetensors`` + ``config.json`` ({"kind": "pathgen-vae", "format_version",
+"vae": VAEConfig, "scaling_factor", "image_size", "source", "pathgen_version"}), read and written through
+`pathgen.models.folder` (folders without a format_version are version 1 and still load). `load_codec` also reads a
 local diffusers AutoencoderKL folder (``config.json`` with ``"_class_name": "AutoencoderKL"`` +
 ``diffusion_pytorch_model.safetensors``, e.g. the ``vae/`` of a Stable Diffusion checkout) with the
 scaling factor of its own config. Weights are read from safetensors only, and nothing is downloaded.
@@ -11,19 +12,25 @@ by 1 / (their standard deviation on training data) so the diffusion model sees r
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
 from diffusers import AutoencoderKL
-from safetensors.torch import load_file, save_file
 from torch import nn
 
 from pathgen import __version__
+from pathgen.models.folder import (
+    CONFIG,
+    FORMAT_VERSION,
+    WEIGHTS,
+    check_kind,
+    load_weights,
+    read_config,
+    save_weights,
+    write_config,
+)
 
-WEIGHTS = "model.safetensors"
-CONFIG = "config.json"
 KIND = "pathgen-vae"
 DIFFUSERS_WEIGHTS = "diffusion_pytorch_model.safetensors"
 
@@ -98,12 +105,11 @@ def save_vae(vae: AutoencoderKL, cfg: VAEConfig, scaling_factor: float, out_dir:
              source: dict | None = None, image_size: int | None = None) -> Path:
     """Write a VAE folder (weights + config.json) that `load_codec` reads; works for a random-init VAE too."""
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    state = {k: v.detach().cpu().contiguous() for k, v in vae.state_dict().items()}
-    save_file(state, str(out_dir / WEIGHTS), metadata={"format": "pt"})
-    config = {"kind": KIND, "vae": asdict(cfg), "scaling_factor": float(scaling_factor), "image_size": image_size,
-              "source": dict(source or {}), "pathgen_version": __version__}
-    (out_dir / CONFIG).write_text(json.dumps(config, indent=2))
+    (out_dir / CONFIG).unlink(missing_ok=True)  # config.json marks the folder complete: written last
+    save_weights(vae.state_dict(), out_dir / WEIGHTS)
+    config = {"kind": KIND, "format_version": FORMAT_VERSION, "vae": asdict(cfg), "scaling_factor": float(scaling_factor),
+              "image_size": image_size, "source": dict(source or {}), "pathgen_version": __version__}
+    write_config(out_dir, config)
     return out_dir
 
 
@@ -125,20 +131,14 @@ def load_codec(path: str | Path, device: str | torch.device = "cpu") -> LatentCo
 
 
 def _read_config(path: Path) -> dict:
-    file = path / CONFIG
-    if not file.is_file():
+    if not (path / CONFIG).is_file():
         raise ValueError(f"{path}: no {CONFIG}; expected a pathgen VAE folder (`pathgen train-vae` writes "
                          f"<out>/model) or a local diffusers AutoencoderKL folder")
-    try:
-        config = json.loads(file.read_text())
-    except (OSError, json.JSONDecodeError) as err:
-        raise ValueError(f"{file}: unreadable VAE config ({err})") from err
-    if not isinstance(config, dict):
-        raise ValueError(f"{file}: a VAE config must be a JSON object")  # noqa: TRY004 -- a bad file
-    return config
+    return read_config(path)
 
 
 def _load_pathgen(path: Path, config: dict) -> LatentCodec:
+    check_kind(config, KIND, path)
     try:
         cfg = VAEConfig(**config["vae"])
         scaling_factor = float(config["scaling_factor"])
@@ -147,8 +147,9 @@ def _load_pathgen(path: Path, config: dict) -> LatentCodec:
     if not (path / WEIGHTS).is_file():
         raise ValueError(f"{path}: no {WEIGHTS} beside config.json")
     vae = build_vae(cfg)
+    state = load_weights(path / WEIGHTS)
     try:
-        vae.load_state_dict(load_file(str(path / WEIGHTS)))
+        vae.load_state_dict(state)
     except RuntimeError as err:
         raise ValueError(f"{path / WEIGHTS}: weights do not fit the config's architecture ({err})") from err
     source = {**config.get("source", {}), "format": KIND, "path": str(path.resolve()),
@@ -160,8 +161,12 @@ def _load_diffusers(path: Path, config: dict) -> LatentCodec:
     if not (path / DIFFUSERS_WEIGHTS).is_file():
         raise ValueError(f"{path}: diffusers AutoencoderKL folder without {DIFFUSERS_WEIGHTS} (pathgen reads "
                          f"safetensors weights only; convert .bin weights with save_pretrained(safe_serialization=True))")
-    vae = AutoencoderKL.from_pretrained(str(path), local_files_only=True, use_safetensors=True,
-                                        low_cpu_mem_usage=False)
+    load_weights(path / DIFFUSERS_WEIGHTS)  # a corrupt file is one line naming it, before diffusers reads it
+    try:
+        vae = AutoencoderKL.from_pretrained(str(path), local_files_only=True, use_safetensors=True,
+                                            low_cpu_mem_usage=False)
+    except (OSError, ValueError, RuntimeError, TypeError) as err:
+        raise ValueError(f"{path}: diffusers cannot load this AutoencoderKL folder ({str(err).splitlines()[0]})") from err
     source = {"format": "diffusers", "path": str(path.resolve()), "image_size": vae.config.sample_size}
     shift = config.get("shift_factor")
     return LatentCodec(vae, float(vae.config.scaling_factor), source, shift_factor=float(shift or 0.0))

@@ -13,7 +13,8 @@ The encoder id is the model folder's name plus a short hash of its config.json a
 file's size and mtime, so retraining into the same folder gives new features. The dataset key is
 the dataset name plus a short hash of its resolved root and reader options.
 
-Encoders are a pathgen model folder (`pathgen.models.io.load_encoder`) or ``random:<timm name>``,
+Encoders are a pathgen or timm model folder or ``<recipe>:<weights>`` (`pathgen.models.io.open_encoder`),
+or ``random:<timm name>``,
 a randomly initialised baseline (seed 0; 224 px tiles, ImageNet mean/std). Nothing is downloaded.
 """
 
@@ -33,13 +34,15 @@ from torch.utils.data import DataLoader, Dataset
 
 from pathgen.models.embeddings import embed_folder, preprocess, read_embeddings
 from pathgen.eval.datasets import PatchSplit, SlideDataset
+from pathgen.eval.datasets.feature_folder import PREFIX as FEATURES_PREFIX
+from pathgen.eval.datasets.feature_folder import feature_h5_dir, read_feature_bags
 from pathgen.models.backbone import BackboneConfig, backbone_kwargs, create_backbone
 from pathgen.models.io import (
     CONFIG,
     WEIGHTS,
     EncoderConfig,
     load_encoder,
-    read_encoder_config,
+    open_encoder,
     save_encoder,
 )
 from tiling.config import TilingConfig
@@ -75,7 +78,7 @@ def materialise_random(spec: str, cache_dir: Path) -> Path:
         torch.manual_seed(0)
         model, dim = create_backbone(cfg)
     config = EncoderConfig(timm_name=name, embed_dim=dim, timm_kwargs=backbone_kwargs(cfg),
-                           tile_size_px=RANDOM_TILE_PX, mpp=None, source={"method": "random init", "seed": 0})
+                           input_size_px=RANDOM_TILE_PX, mpp=None, source={"method": "random init", "seed": 0})
     tmp = folder.with_name(f".{folder.name}.tmp-{os.getpid()}")
     save_encoder(model, config, tmp)
     if folder.exists():  # another process got there first; its weights are the same (seed 0)
@@ -100,23 +103,31 @@ class FrozenEncoder:
     def __init__(self, spec: str | Path, cache_dir: str | Path, device: str = "cpu") -> None:
         label, self.spec = split_label(str(spec))
         self.cache_dir, self.device = Path(cache_dir), torch.device(device)
-        if self.spec.startswith(RANDOM_PREFIX):
-            self.model_dir, self.name = materialise_random(self.spec, self.cache_dir), self.spec
-        else:
-            self.model_dir = Path(self.spec)
-            if not (self.model_dir / CONFIG).is_file() or not (self.model_dir / WEIGHTS).is_file():
-                raise ValueError(f"{self.spec}: not an encoder folder (needs {CONFIG} and {WEIGHTS}; see pathgen "
-                                 "export) and not random:<timm name>")
-            self.name = self.model_dir.resolve().name
-        self.name = label or self.name
-        self.config: EncoderConfig = read_encoder_config(self.model_dir)
-        weights = (self.model_dir / WEIGHTS).stat()
-        digest = short_hash((self.model_dir / CONFIG).read_text(), weights.st_size, weights.st_mtime_ns)
-        self.encoder_id = f"{self.model_dir.resolve().name}-{digest}"
+        self.feature_folder: Path | None = None
+        if self.spec.startswith(FEATURES_PREFIX):  # features another tool extracted: slide tasks only
+            self.feature_folder = feature_h5_dir(self.spec[len(FEATURES_PREFIX):])
+            self.name = label or self.feature_folder.resolve().name
+            self.encoder_id, self.model_dir, self.config = f"features-{self.name}", None, None
+            self._model = None
+            return
+        random_init = self.spec.startswith(RANDOM_PREFIX)
+        # a random-init baseline is materialised as a folder; otherwise a pathgen / timm folder or <recipe>:<weights>
+        self.model_dir = materialise_random(self.spec, self.cache_dir) if random_init else self.spec
+        source = open_encoder(self.model_dir)
+        self.name = label or (self.spec if random_init else source.name)
+        self.config: EncoderConfig = source.config
+        weights = source.weights.stat()
+        config_file = Path(self.model_dir) / CONFIG
+        described = config_file.read_text() if config_file.is_file() else json.dumps(asdict(self.config), default=str)
+        digest = short_hash(described, weights.st_size, weights.st_mtime_ns)
+        self.encoder_id = f"{source.name}-{digest}"
         self._model: torch.nn.Module | None = None
 
     @property
     def model(self) -> torch.nn.Module:
+        """The encoder network, loaded on first use."""
+        if self.feature_folder is not None:
+            raise ValueError(f"{self.spec}: a feature folder serves slide-level tasks only (its features are fixed)")
         if self._model is None:
             self._model, _ = load_encoder(self.model_dir, self.device)
         return self._model
@@ -197,6 +208,8 @@ def slide_features(encoder: FrozenEncoder, dataset: SlideDataset, key: str, tili
     Tiles with `tiling.pipeline.run_tiling` into CACHE/tiles/<key>-<tiling hash> and embeds with
     `pathgen.models.embeddings.embed_folder` under the encoder id; both skip what an earlier run finished.
     """
+    if encoder.feature_folder is not None:
+        return read_feature_bags(encoder.feature_folder, [record.slide_id for record in dataset.records])
     tile_dir = encoder.cache_dir / "tiles" / tiling_key(key, tiling)
     run_tiling([record.path for record in dataset.records], tile_dir, tiling, progress=progress)
     stores = {record.slide_id: tile_dir / TILES_DIR / record.slide_id for record in dataset.records}

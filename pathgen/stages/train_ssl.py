@@ -23,6 +23,7 @@ from pathgen.genaug.quality import QualityWeighter
 from pathgen.genaug.sources import BankViewSource, InterpolationViews, check_adaptive_noise_bank
 from pathgen.models.backbone import BackboneConfig, backbone_kwargs, create_backbone
 from pathgen.models.io import EncoderConfig, save_encoder
+from pathgen.models.preprocess import mpp_per_input_pixel
 from pathgen.ssl.base import SSLMethod
 from pathgen.ssl.registry import build_config, build_method
 from pathgen.train import CHECKPOINT, TrainConfig, Trainer
@@ -173,7 +174,7 @@ def export_encoder(method: SSLMethod, cfg: SSLConfig, out_dir: Path, dataset: Ti
     tile_px, tile_mpp = int(tiling.get("tile_size_px", input_px)), tiling.get("target_mpp")
     config = EncoderConfig(
         timm_name=cfg.backbone.name, embed_dim=method.embed_dim, timm_kwargs=backbone_kwargs(cfg.backbone),
-        tile_size_px=input_px, mpp=tile_mpp * tile_px / input_px if tile_mpp else None,
+        input_size_px=input_px, mpp=mpp_per_input_pixel(tile_mpp, tile_px, input_px) if tile_mpp else None,
         mean=tuple(cfg.augment.mean), std=tuple(cfg.augment.std),
         source={"method": cfg.method, "run": str(Path(cfg.out).resolve()), "step": step,
                 "tiles": {"tile_size_px": tile_px, "mpp": tile_mpp}})

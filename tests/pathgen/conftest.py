@@ -29,7 +29,7 @@ def tiny_encoder(tmp_path_factory) -> Path:
     cfg = BackboneConfig(name="test_vit", img_size=32)
     model, dim = create_backbone(cfg)
     out = tmp_path_factory.mktemp("diffusion_encoder") / "encoder"
-    return save_encoder(model, EncoderConfig("test_vit", dim, backbone_kwargs(cfg), tile_size_px=32, mpp=1.0), out)
+    return save_encoder(model, EncoderConfig("test_vit", dim, backbone_kwargs(cfg), input_size_px=32, mpp=1.0), out)
 
 
 @pytest.fixture(scope="session", autouse=True)

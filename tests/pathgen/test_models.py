@@ -1,20 +1,25 @@
 """Encoders on disk: safetensors + config.json round trip, timm loading, local initial weights."""
 
-import json
 
 import pytest
 import timm
 import torch
 from safetensors.torch import save_file
 
-from pathgen.models import BackboneConfig, EncoderConfig, create_backbone, load_encoder, save_encoder
+from pathgen.models import (
+    BackboneConfig,
+    EncoderConfig,
+    create_backbone,
+    load_encoder,
+    save_encoder,
+)
 from pathgen.models.backbone import backbone_kwargs
 
 
 def _saved(tmp_path):
     cfg = BackboneConfig(name="test_vit", img_size=64)
     model, dim = create_backbone(cfg)
-    save_encoder(model, EncoderConfig("test_vit", dim, backbone_kwargs(cfg), tile_size_px=64, mpp=1.0), tmp_path)
+    save_encoder(model, EncoderConfig("test_vit", dim, backbone_kwargs(cfg), input_size_px=64, mpp=1.0), tmp_path)
     return model.eval()
 
 
@@ -22,11 +27,12 @@ def test_round_trip_with_one_call_and_with_timm(tmp_path):
     model = _saved(tmp_path)
     x = torch.randn(2, 3, 64, 64)
     loaded, config = load_encoder(tmp_path)
-    assert config.embed_dim == 64 and config.mpp == 1.0 and config.tile_size_px == 64
+    assert config.embed_dim == 64 and config.mpp == 1.0 and config.input_size_px == 64
     torch.testing.assert_close(loaded(x), model(x))
-    via_timm = timm.create_model("test_vit", pretrained=True, pretrained_cfg_overlay={"file": str(tmp_path / "model.safetensors")},
-                                 **json.loads((tmp_path / "config.json").read_text())["timm_kwargs"]).eval()
+    via_timm = timm.create_model(f"local-dir:{tmp_path}", pretrained=True).eval()
     torch.testing.assert_close(via_timm(x), model(x))
+    data = timm.data.resolve_data_config({}, model=via_timm)
+    assert data["input_size"] == (3, 64, 64) and tuple(data["mean"]) == config.mean and tuple(data["std"]) == config.std
 
 
 def test_init_checkpoint_loads_local_safetensors_only(tmp_path):

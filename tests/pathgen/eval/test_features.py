@@ -44,7 +44,7 @@ def test_encoder_id_changes_with_weights(tmp_path):
 
 
 def test_not_an_encoder_folder_says_so(tmp_path):
-    with pytest.raises(ValueError, match="not an encoder folder"):
+    with pytest.raises(ValueError, match="not a model folder"):
         FrozenEncoder(tmp_path, tmp_path)
 
 
