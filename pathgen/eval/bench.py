@@ -20,6 +20,7 @@ import yaml
 from pathgen.config import ConfigError, from_dict, load_config, parse_override, to_dict
 from pathgen.eval.datasets import (
     SLIDE_DATASETS,
+    check_reader_options,
     PatchDataset,
     SlideDataset,
     read_dataset,
@@ -48,6 +49,13 @@ class DataConfig:
     dataset: str = "pcam"
     root: str = ""
     options: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        """An unknown dataset or reader option fails when the suite is read, not mid-benchmark."""
+        try:
+            check_reader_options(self.dataset, self.options)
+        except ValueError as err:
+            raise ConfigError(str(err)) from None
 
 
 PROBE_CONFIGS = {"linear": LinearProbeConfig, "logistic": LogisticProbeConfig, "knn": KnnProbeConfig,
