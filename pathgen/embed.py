@@ -19,7 +19,7 @@ from tqdm import tqdm
 
 from pathgen.distributed import pick_device
 from pathgen.models.io import EncoderConfig, load_encoder
-from tiling.store import TileStore, is_complete, list_store_paths
+from tiling.store import TileStore, complete_store_paths
 
 EMBEDDINGS_GROUP = "embeddings"
 
@@ -103,7 +103,7 @@ def embed_folder(model_dir: str | Path, tile_dir: str | Path, name: str | None =
     torch_device = pick_device(device)
     model, config = load_encoder(model_dir, torch_device)
     counts = {"embedded": 0, "skipped": 0}
-    paths = [p for p in list_store_paths(tile_dir) if is_complete(p)]
+    paths = complete_store_paths(tile_dir)
     for path in tqdm(paths, unit="slide", disable=not progress):
         if embeddings_complete(path, name):
             counts["skipped"] += 1
