@@ -78,7 +78,7 @@ class TrainConfig:
             check(getattr(self, name) >= 1, name, f"must be at least 1, got {getattr(self, name)}")
         check(self.max_steps is None or self.max_steps >= 1, "max_steps", f"must be at least 1, got {self.max_steps}")
         check(self.epochs > 0, "epochs", f"must be positive, got {self.epochs}")
-        check(self.lr > 0, "lr", f"must be positive, got {self.lr}")
+        check(self.lr >= 0, "lr", f"must not be negative, got {self.lr}")  # 0: a run that only records step 0
         check(self.min_lr >= 0 and self.warmup_epochs >= 0, "min_lr / warmup_epochs", "must not be negative")
         check(self.num_workers >= 0, "num_workers", f"must not be negative, got {self.num_workers}")
         check(self.clip_grad is None or self.clip_grad > 0, "clip_grad", f"must be positive or null, got {self.clip_grad}")
