@@ -81,7 +81,8 @@ class TrainConfig:
         check(self.lr >= 0, "lr", f"must not be negative, got {self.lr}")  # 0: a run that only records step 0
         check(self.min_lr >= 0 and self.warmup_epochs >= 0, "min_lr / warmup_epochs", "must not be negative")
         check(self.num_workers >= 0, "num_workers", f"must not be negative, got {self.num_workers}")
-        check(self.clip_grad is None or self.clip_grad > 0, "clip_grad", f"must be positive or null, got {self.clip_grad}")
+        check(self.clip_grad is None or self.clip_grad > 0, "clip_grad",
+              f"must be positive or null, got {self.clip_grad}")
         one_of(self.optimizer, OPTIMIZERS, "optimizer")
         one_of(self.lr_scaling, ("linear", "none"), "lr_scaling")
         one_of(self.clip_mode, ("per_param", "global"), "clip_mode")

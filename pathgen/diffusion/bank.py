@@ -206,7 +206,8 @@ class ViewBank:
             return self.group["views"][int(row)]
         except (RuntimeError, ValueError, OSError) as err:  # zstd / zarr on a truncated or overwritten chunk
             raise BankError(f"{bank_path(self.bank_dir)}: row {int(row)} of the views cannot be read "
-                            f"({type(err).__name__}); the bank is damaged: delete it and re-run pathgen generate") from None
+                            f"({type(err).__name__}); the bank is damaged: delete it and re-run pathgen "
+                            "generate") from None
 
     def row_of(self, key: TileKey) -> int | None:
         """The row whose source is `key` (store paths compared resolved), or None."""

@@ -108,7 +108,7 @@ def test_unsafe_checkpoint_is_refused_without_offering_to_unpickle(tiny_tiles, t
 
 
 @pytest.mark.parametrize("failure", [OSError(errno.ENOSPC, "No space left on device"),
-                                     RuntimeError("[enforce fail at inline_container.cc:664] . unexpected pos 64 vs 0")])
+                                     RuntimeError("[enforce fail at inline_container.cc:664] unexpected pos 64 vs 0")])
 def test_full_disk_while_saving_a_checkpoint(failure, tmp_path, monkeypatch):
     def half_written(state, path):  # noqa: ANN001 -- torch.save's signature
         Path(path).write_bytes(b"partial")
