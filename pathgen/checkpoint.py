@@ -8,12 +8,14 @@ during the write leaves the previous checkpoint intact; it is read with
 
 from __future__ import annotations
 
-import os
+import pickle
 import random
 from pathlib import Path
 
 import numpy as np
 import torch
+
+from pathgen.atomic import atomic_target
 
 
 def rng_state() -> dict:
@@ -42,10 +44,8 @@ def set_rng_state(state: dict) -> None:
 
 def save_checkpoint(path: Path, state: dict) -> None:
     """Write `state` to `path` atomically (temporary file, then rename)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    torch.save(state, tmp)
-    os.replace(tmp, path)
+    with atomic_target(path) as tmp:
+        torch.save(state, tmp)
 
 
 def load_checkpoint(path: Path) -> dict:
@@ -54,5 +54,9 @@ def load_checkpoint(path: Path) -> dict:
         return torch.load(path, map_location="cpu", weights_only=True)
     except FileNotFoundError as err:
         raise FileNotFoundError(f"{path}: no checkpoint to resume from") from err
+    except pickle.UnpicklingError as err:  # weights_only refused an object: never offer to unpickle it
+        raise ValueError(f"{path}: not a pathgen checkpoint (refused to unpickle: it holds objects other than "
+                         "tensors and plain values)") from err
     except Exception as err:  # noqa: BLE001 -- torch raises many types for a bad file
-        raise ValueError(f"{path}: unreadable checkpoint ({type(err).__name__}: {err})") from err
+        first_line = (str(err).strip().splitlines() or [""])[0]
+        raise ValueError(f"{path}: unreadable checkpoint ({type(err).__name__}: {first_line})") from err

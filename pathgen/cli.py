@@ -8,7 +8,9 @@ import sys
 from pathgen import __version__
 from pathgen.commands import (ablate, bench, embed, eval_gen, export, export_coords, export_features, generate, gensis,
                               synth, synth_dataset, tile, train_ldm, train_ssl, train_vae)
-from pathgen.config import is_override
+from pathgen.config import ConfigError, is_override
+from pathgen.errors import report_failure, show_tracebacks
+from tiling.store import StoreError
 
 COMMANDS = (tile, synth, synth_dataset, export_coords, train_ssl, export, embed, export_features, bench, train_vae,
             train_ldm, generate, eval_gen, gensis, ablate)
@@ -47,6 +49,10 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("pathgen: interrupted; re-run the same command to resume", file=sys.stderr)
         return 130
+    except (ValueError, OSError, StoreError) as err:  # bad input a command did not catch: one line, not a wall
+        if show_tracebacks():
+            raise
+        return report_failure(args.command, err, 2 if isinstance(err, (ConfigError, FileNotFoundError)) else 1)
 
 
 if __name__ == "__main__":

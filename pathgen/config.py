@@ -16,6 +16,8 @@ from typing import Any, TypeVar
 
 import yaml
 
+from pathgen.atomic import write_text_atomic
+
 T = TypeVar("T")
 
 
@@ -28,7 +30,26 @@ def parse_override(text: str) -> tuple[str, Any]:
     key, sep, raw = text.partition("=")
     if not sep or not key or any(not part.isidentifier() for part in key.split(".")):
         raise ConfigError(f"override {text!r} is not of the form key.sub=value")
-    return key, yaml.safe_load(raw) if raw != "" else None
+    if raw == "":
+        return key, None
+    try:
+        return key, yaml.safe_load(raw)
+    except yaml.YAMLError as err:
+        problem = getattr(err, "problem", None) or type(err).__name__
+        raise ConfigError(f"override {text!r}: the value is not valid YAML ({problem}; quote strings, "
+                          "close brackets)") from None
+
+
+def check(ok: bool, key: str, problem: str) -> None:
+    """Raise ConfigError `key: problem` unless `ok`: the range and name checks a config runs in
+    ``__post_init__``, so a bad value stops the command before any work, naming the key."""
+    if not ok:
+        raise ConfigError(f"{key}: {problem}")
+
+
+def one_of(value: Any, choices: tuple, key: str) -> None:
+    """ConfigError naming `key` unless `value` is one of `choices`."""
+    check(value in choices, key, f"{value!r} is not one of {', '.join(map(str, choices))}")
 
 
 def is_override(text: str) -> bool:
@@ -97,12 +118,16 @@ def _build(cls: type[T], values: dict, prefix: str = "") -> T:
             kwargs[name] = _coerce(values[name], hints[name], prefix + name)
         elif dataclasses.is_dataclass(hints[name]):
             kwargs[name] = getattr(defaults, name)
-    return cls(**kwargs)
+    try:
+        return cls(**kwargs)
+    except ConfigError as err:  # a __post_init__ check names the field; add the section path
+        raise ConfigError(f"{prefix}{err}") from None
 
 
-def from_dict(cls: type[T], values: dict) -> T:
-    """Build config `cls` from a (possibly partial) nested dict, defaults filling the rest."""
-    return _build(cls, values)
+def from_dict(cls: type[T], values: dict, prefix: str = "") -> T:
+    """Build config `cls` from a (possibly partial) nested dict, defaults filling the rest;
+    `prefix` (``"method_options."``) is put before key names in errors."""
+    return _build(cls, values, prefix)
 
 
 def to_dict(config: Any) -> dict:
@@ -127,4 +152,4 @@ def load_config(cls: type[T], path: str | Path | None = None, overrides: list[st
 
 def save_config(config: Any, path: str | Path) -> None:
     """Write the resolved config as YAML (the record of what a run actually used)."""
-    Path(path).write_text(yaml.safe_dump(to_dict(config), sort_keys=False))
+    write_text_atomic(path, yaml.safe_dump(to_dict(config), sort_keys=False))

@@ -41,6 +41,9 @@ class LARS(torch.optim.Optimizer):
                 param.add_(buffer, alpha=-group["lr"])
 
 
+OPTIMIZERS = ("adamw", "sgd", "lars")
+
+
 def build_optimizer(name: str, param_groups: list[dict], lr: float, weight_decay: float,
                     betas: tuple[float, float] = (0.9, 0.999), momentum: float = 0.9,
                     lars_eta: float = 0.02) -> torch.optim.Optimizer:

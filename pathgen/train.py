@@ -27,10 +27,11 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
+from pathgen.config import check, one_of
 from pathgen.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from pathgen.data.tiles import ResumableSampler
 from pathgen.distributed import DistContext, setup_distributed, sync_batchnorm_
-from pathgen.optim import build_optimizer, model_param_groups
+from pathgen.optim import OPTIMIZERS, build_optimizer, model_param_groups
 from pathgen.schedules import StepInfo, warmup_cosine
 
 CHECKPOINT = "checkpoints/last.pt"
@@ -70,6 +71,23 @@ class TrainConfig:
     log_every: int = 10
     tensorboard: bool = False  # also write TensorBoard events to <run>/tensorboard (needs `tensorboard`)
     progress: bool = True
+
+    def __post_init__(self) -> None:
+        """Refuse values that would only fail mid-run (a zero batch, a zero checkpoint interval …)."""
+        for name in ("batch_size", "grad_accum", "checkpoint_every", "log_every"):
+            check(getattr(self, name) >= 1, name, f"must be at least 1, got {getattr(self, name)}")
+        check(self.max_steps is None or self.max_steps >= 1, "max_steps", f"must be at least 1, got {self.max_steps}")
+        check(self.epochs > 0, "epochs", f"must be positive, got {self.epochs}")
+        check(self.lr >= 0, "lr", f"must not be negative, got {self.lr}")  # 0: a run that only records step 0
+        check(self.min_lr >= 0 and self.warmup_epochs >= 0, "min_lr / warmup_epochs", "must not be negative")
+        check(self.num_workers >= 0, "num_workers", f"must not be negative, got {self.num_workers}")
+        check(self.clip_grad is None or self.clip_grad > 0, "clip_grad",
+              f"must be positive or null, got {self.clip_grad}")
+        one_of(self.optimizer, OPTIMIZERS, "optimizer")
+        one_of(self.lr_scaling, ("linear", "none"), "lr_scaling")
+        one_of(self.clip_mode, ("per_param", "global"), "clip_mode")
+        one_of(self.precision, ("auto", "fp32", "bf16", "fp16"), "precision")
+        one_of(self.device, ("auto", "cpu", "cuda"), "device")
 
 
 def steps_per_epoch(n_items: int, cfg: TrainConfig, world_size: int) -> int:

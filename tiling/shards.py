@@ -31,6 +31,11 @@ class UnsupportedLayout(ValueError):
     """The array's metadata is not the one-tile-per-chunk sharded layout this module handles."""
 
 
+class CorruptShard(ValueError):
+    """A shard file that is truncated or damaged (bad index checksum, chunk past the end, undecodable
+    tile); the message names the file and what to do."""
+
+
 @dataclass(frozen=True)
 class TileCodec:
     """Encode / decode one (T, T, 3) uint8 tile as the shard's inner codec chain does."""
@@ -130,17 +135,39 @@ class ShardReader:
             offset, nbytes = self._index(shard)[inner]
             if offset != EMPTY_CHUNK:
                 data = os.pread(self._fd(shard), int(nbytes), int(offset))
-                out[row] = self.layout.codec.decode(data, self.layout.tile_shape)
+                out[row] = self._decode(data, shard, inner)
         return out
+
+    def _decode(self, data: bytes, shard: int, inner: int) -> np.ndarray:
+        try:
+            return self.layout.codec.decode(data, self.layout.tile_shape)
+        except Exception as err:  # noqa: BLE001 -- zstd / JPEG / reshape each raise their own type
+            raise self._corrupt(shard, f"tile {inner} does not decode ({type(err).__name__})") from None
+
+    def _corrupt(self, shard: int, problem: str) -> CorruptShard:
+        return CorruptShard(f"{shard_path(self.array_dir, shard)}: corrupt shard file, {problem}; delete the "
+                            f"store {self.array_dir.parent} and re-run pathgen tile to redo the slide")
 
     def _index(self, shard: int) -> np.ndarray:
         if shard not in self._indices:
-            fd = self._fd(shard)
-            size = os.fstat(fd).st_size
-            nbytes = 16 * self.layout.tiles_per_shard
-            raw = os.pread(fd, nbytes, size - nbytes - 4)
-            self._indices[shard] = np.frombuffer(raw, dtype="<u8").reshape(-1, 2)
+            self._indices[shard] = self._read_index(shard)
         return self._indices[shard]
+
+    def _read_index(self, shard: int) -> np.ndarray:
+        """The shard's (offset, nbytes) table, checked against its CRC32C and the file's size."""
+        fd = self._fd(shard)
+        size = os.fstat(fd).st_size
+        nbytes = 16 * self.layout.tiles_per_shard
+        if size < nbytes + 4:
+            raise self._corrupt(shard, f"{size} bytes, shorter than its {nbytes + 4}-byte index (truncated)")
+        raw = os.pread(fd, nbytes + 4, size - nbytes - 4)
+        if bytes(CRC32C().encode(raw[:nbytes]))[-4:] != raw[nbytes:]:
+            raise self._corrupt(shard, "its index checksum does not match (truncated or overwritten)")
+        index = np.frombuffer(raw[:nbytes], dtype="<u8").reshape(-1, 2)
+        used = index[:, 0] != EMPTY_CHUNK
+        if np.any(index[used, 0] + index[used, 1] > size - nbytes - 4):
+            raise self._corrupt(shard, "a tile lies past the end of the data")
+        return index
 
     def _fd(self, shard: int) -> int:
         if shard in self._files:

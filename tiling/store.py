@@ -22,6 +22,7 @@ Readers refuse a store that is not complete.
 
 from __future__ import annotations
 
+import logging
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,6 +38,9 @@ from tiling.shards import ShardReader, UnsupportedLayout, read_layout, shard_pat
 
 SCHEMA_VERSION = 1
 TILES_DIR = "tiles.zarr"
+
+
+_log = logging.getLogger(__name__)
 
 
 class StoreError(Exception):
@@ -218,13 +222,34 @@ def list_store_paths(out_dir: str | Path) -> list[Path]:
     return sorted(p for p in tiles_dir.iterdir() if (p / "zarr.json").is_file())
 
 
+def complete_store_paths(out_dir: str | Path) -> list[Path]:
+    """The complete stores of a tiling output folder, for every reader of one.
+
+    Incomplete stores (a tiling run still going, or killed) are left out with a warning naming them;
+    a folder with stores but none complete is a StoreError, so a reader never runs on nothing.
+    """
+    paths = list_store_paths(out_dir)
+    complete = [p for p in paths if is_complete(p)]
+    incomplete = [p.name for p in paths if p not in complete]
+    if paths and not complete:
+        raise StoreError(f"{out_dir}: none of its {len(paths)} slide stores is complete (their tiling did not "
+                         "finish); re-run pathgen tile on it first")
+    if not paths:
+        raise StoreError(f"{out_dir}: no slide stores in {TILES_DIR}")
+    if incomplete:
+        shown = ", ".join(incomplete[:5]) + (f" and {len(incomplete) - 5} more" if len(incomplete) > 5 else "")
+        _log.warning("%s: skipping %d incomplete slide store(s) (tiling not finished): %s", out_dir,
+                     len(incomplete), shown)
+    return complete
+
+
 class TileFolder:
     """Every complete store of a tiling output folder, indexed as one sequence of tiles."""
 
     def __init__(self, out_dir: str | Path):
         self.out_dir = Path(out_dir)
         paths = list_store_paths(out_dir)
-        self.stores = [TileStore(p) for p in paths if is_complete(p)]
+        self.stores = [TileStore(p) for p in complete_store_paths(out_dir)]
         self.skipped_incomplete = [p for p in paths if not is_complete(p)]
         self.offsets = np.cumsum([0] + [len(s) for s in self.stores])
 

@@ -12,6 +12,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from pathgen.errors import report_failure
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the `bench` subcommand."""
@@ -39,8 +41,7 @@ def run(args: argparse.Namespace) -> int:
         results = run_bench(tasks, args.encoder, args.out, args.cache or args.out / "cache",
                             log=lambda text: print(text, file=sys.stderr))
     except (ConfigError, ValueError, FileNotFoundError) as err:
-        print(f"pathgen bench: {err}", file=sys.stderr)
-        return 2
+        return report_failure("bench", err, 2)
     print(table(results))
     print(f"pathgen bench: {len(results)} results → {args.out}/results.json, results.md")
     return 0

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
+
+from pathgen.errors import report_failure
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -36,7 +37,6 @@ def run(args: argparse.Namespace) -> int:
                               progress=not args.no_progress, overwrite=args.overwrite,
                               allow_pickle=args.allow_pickle_weights)
     except (StoreError, ValueError, FileNotFoundError) as err:
-        print(f"pathgen embed: {err}", file=sys.stderr)
-        return 2
+        return report_failure("embed", err, 2)
     print(f"pathgen embed: {counts['embedded']} slides embedded, {counts['skipped']} already done")
     return 0

@@ -11,6 +11,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from pathgen.errors import report_failure
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the `eval-gen` subcommand."""
@@ -45,8 +47,7 @@ def run(args: argparse.Namespace) -> int:
         metrics = eval_gen(args.bank, args.encoder, args.out, args.batch_size, args.device, args.inception,
                            max_sources=args.max_sources, n_bootstrap=args.bootstrap, seed=args.seed)
     except (StoreError, ValueError, FileNotFoundError) as err:
-        print(f"pathgen eval-gen: {err}", file=sys.stderr)
-        return 2
+        return report_failure("eval-gen", err, 2)
     out = args.out or args.bank / "eval"
     for name, m in metrics["encoders"].items():
         floor = m["frechet"]["real_vs_sources"]

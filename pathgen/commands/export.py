@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
+
+from pathgen.errors import report_failure
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -24,8 +25,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         out = export_run(args.run_dir, args.out)
     except (ConfigError, ValueError, FileNotFoundError) as err:
-        print(f"pathgen export: {err}", file=sys.stderr)
-        return 2
+        return report_failure("export", err, 2)
     print(f"pathgen export: encoder saved in {out} (load with pathgen.models.load_encoder, or "
           f"timm.create_model('local-dir:{out}', pretrained=True))")
     return 0

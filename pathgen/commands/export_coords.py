@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
+
+from pathgen.errors import report_failure
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -25,7 +26,6 @@ def run(args: argparse.Namespace) -> int:
     try:
         written = export_folder_h5(args.tile_dir, args.out)
     except StoreError as err:
-        print(f"pathgen export-coords: {err}", file=sys.stderr)
-        return 2
+        return report_failure("export-coords", err, 2)
     print(f"pathgen export-coords: {len(written)} files → {args.out}")
     return 0

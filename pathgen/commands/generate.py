@@ -8,7 +8,6 @@ same command and only unfinished rows are generated.
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 # command-line flag → config key; flags win over the YAML and over key=value overrides
@@ -17,6 +16,8 @@ FLAG_KEYS = {"n_views": "n_views", "steps": "sampler.steps", "guidance": "sample
              "min_tissue": "min_tissue", "seed": "seed", "batch_size": "batch_size"}
 # text flags are set as given (no YAML parsing of paths and names)
 TEXT_FLAGS = {"out": "out", "mode": "mode", "device": "device", "embeddings": "embeddings_name"}
+
+from pathgen.errors import report_failure
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -82,8 +83,7 @@ def run(args: argparse.Namespace) -> int:
         cfg = resolve_config(args)
         summary = generate_bank(cfg, progress=not args.no_progress)
     except (ConfigError, BankError, StoreError, ValueError, FileNotFoundError) as err:
-        print(f"pathgen generate: {err}", file=sys.stderr)
-        return 2
+        return report_failure("generate", err, 2)
     print(f"pathgen generate: {summary['generated']} sources generated, {summary['skipped']} already done → "
           f"{summary['bank']} (grid {Path(cfg.out) / 'grid.png'})")
     return 0

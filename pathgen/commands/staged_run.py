@@ -4,9 +4,10 @@ the stage list parsed from `--only`, and one-line errors (exit 2) for a run that
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 from typing import Callable
+
+from pathgen.errors import report_failure
 
 
 def add_pipeline_arguments(parser: argparse.ArgumentParser, config_example: str, run: Callable) -> None:
@@ -33,8 +34,7 @@ def run_pipeline(command: str, start: Callable[[], Path], result_file: str, what
     try:
         report = start()
     except (ConfigError, PipelineError, StoreError, ValueError, FileNotFoundError) as err:
-        print(f"pathgen {command}: {err}", file=sys.stderr)
-        return 2
+        return report_failure(command, err, 2)
     if (report / result_file).is_file():
         print(f"pathgen {command}: {what} in {report / result_file}")
     return 0

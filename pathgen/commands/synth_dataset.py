@@ -7,13 +7,14 @@ dataset's own reader before the command returns, so a success also checks the in
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 NAMES = ("pcam", "crc", "mhist", "bach", "camelyon16")
 COUNTS_HELP = ("comma-separated counts: pcam train,val,test patches (default 256,64,64); crc train,test tiles "
                "per class (32,8); mhist train,test images (96,32); bach images per class (10); camelyon16 "
                "train,test slides (4,2)")
+
+from pathgen.errors import report_failure
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -62,7 +63,6 @@ def run(args: argparse.Namespace) -> int:
         out = SYNTHETIC_DATASETS[args.dataset](args.out, seed=args.seed, **options)
         dataset = read_dataset(args.dataset, out, **READ_OPTIONS.get(args.dataset, {}))
     except ValueError as err:
-        print(f"pathgen synth-dataset: {err}", file=sys.stderr)
-        return 2
+        return report_failure("synth-dataset", err, 2)
     print(f"pathgen synth-dataset: {dataset.summary()} → {out}")
     return 0

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 from pathgen.config import ConfigError, load_config, save_config
@@ -12,6 +11,8 @@ from pathgen.config import ConfigError, load_config, save_config
 FLAG_KEYS = {"mpp": "target_mpp", "tile_size": "tile_size_px", "overlap": "overlap_px",
              "min_tissue": "min_tissue", "workers": "workers", "shard": "shard",
              "mpp_override": "mpp_override", "codec": "store.codec"}
+
+from pathgen.errors import report_failure
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -59,8 +60,7 @@ def run(args: argparse.Namespace) -> int:
         save_config(cfg, out_dir / "config.yaml")
         summary = run_tiling(inputs, out_dir, cfg, progress=not args.no_progress)
     except (ConfigError, OutputError, ValueError) as err:
-        print(f"pathgen tile: {err}", file=sys.stderr)
-        return 2
+        return report_failure("tile", err, 2)
     print(f"pathgen tile: {summary.count('done')} done, {summary.count('failed')} failed, "
           f"{summary.count('skipped')} skipped → {out_dir}/tiles.zarr, QC {out_dir}/qc/index.html, "
           f"manifest {out_dir}/manifest.csv")

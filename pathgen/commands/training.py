@@ -4,9 +4,10 @@ reads its own saved config) and one-line errors (exit 2; 1 when the loss diverge
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 from typing import Any, Callable
+
+from pathgen.errors import report_failure
 
 
 def add_training_arguments(parser: argparse.ArgumentParser, config_glob: str, run: Callable) -> None:
@@ -33,7 +34,6 @@ def run_training(command: str, args: argparse.Namespace, config_class: type, tra
         cfg = load_config(config_class, config_path, args.overrides)
         result = train(cfg, args.resume)
     except (ConfigError, ValueError, FileNotFoundError, StoreError, TrainingDiverged) as err:
-        print(f"pathgen {command}: {err}", file=sys.stderr)
-        return 1 if isinstance(err, TrainingDiverged) else 2
+        return report_failure(command, err, 1 if isinstance(err, TrainingDiverged) else 2)
     print(f"pathgen {command}: {what} saved in {result}")
     return 0

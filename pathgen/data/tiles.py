@@ -17,7 +17,7 @@ import torch
 from torch.utils.data import Dataset, Sampler
 
 from pathgen.data.views import TileKey
-from tiling.store import TileStore, is_complete, list_store_paths
+from tiling.store import TileStore, complete_store_paths
 
 
 class TileDataset(Dataset):
@@ -79,7 +79,7 @@ class TileDataset(Dataset):
 def _complete_stores(folders: Sequence[str | Path]) -> list[TileStore]:
     stores = []
     for folder in folders:
-        stores += [TileStore(path) for path in list_store_paths(folder) if is_complete(path)]
+        stores += [TileStore(path) for path in complete_store_paths(folder)]
     return stores
 
 

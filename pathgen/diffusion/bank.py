@@ -201,8 +201,13 @@ class ViewBank:
         return [TileKey(stores[i], int(j)) for i, j in zip(ids, indices)]
 
     def views(self, row: int) -> np.ndarray:
-        """The K uint8 (S, S, 3) views of one row."""
-        return self.group["views"][int(row)]
+        """The K uint8 (S, S, 3) views of one row; a damaged chunk raises BankError naming the bank."""
+        try:
+            return self.group["views"][int(row)]
+        except (RuntimeError, ValueError, OSError) as err:  # zstd / zarr on a truncated or overwritten chunk
+            raise BankError(f"{bank_path(self.bank_dir)}: row {int(row)} of the views cannot be read "
+                            f"({type(err).__name__}); the bank is damaged: delete it and re-run pathgen "
+                            "generate") from None
 
     def row_of(self, key: TileKey) -> int | None:
         """The row whose source is `key` (store paths compared resolved), or None."""

@@ -10,7 +10,6 @@ Torch-free; plots use matplotlib's Agg backend, so no display is needed.
 
 from __future__ import annotations
 
-import json
 import math
 import re
 from collections.abc import Sequence
@@ -24,6 +23,8 @@ import matplotlib.pyplot as plt  # noqa: E402  (the backend must be chosen first
 import numpy as np  # noqa: E402
 
 import pathgen  # noqa: E402
+
+from pathgen.atomic import write_json_atomic
 
 Result = dict[str, Any]
 LINESTYLES = ("-", "--", ":", "-.")  # ROC curves: one colour per encoder, one line style per probe
@@ -53,7 +54,7 @@ def write_json(results: Sequence[Result], path: str | Path, metadata: dict[str, 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     document = {"pathgen_version": pathgen.__version__, "metadata": metadata or {}, "results": list(results)}
-    path.write_text(json.dumps(_jsonable(document), indent=1) + "\n")
+    write_json_atomic(path, _jsonable(document), indent=1)
     return path
 
 

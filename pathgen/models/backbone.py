@@ -14,6 +14,8 @@ import torch
 from safetensors.torch import load_file
 from torch import nn
 
+from pathgen.config import ConfigError, check
+
 
 @dataclass
 class BackboneConfig:
@@ -24,6 +26,11 @@ class BackboneConfig:
     drop_path_rate: float = 0.0
     init_checkpoint: str | None = None  # local .safetensors to start from (e.g. a published encoder)
     kwargs: dict = field(default_factory=dict)  # extra timm keyword arguments (patch_size, …)
+
+    def __post_init__(self) -> None:
+        """An unknown architecture name fails here, naming the key, not when the model is built."""
+        check(timm.is_model(self.name), "name", f"{self.name!r} is not a timm architecture "
+              "(see timm.list_models(); nothing is downloaded, so hub names do not work)")
 
 
 def is_vit(name: str) -> bool:
@@ -41,7 +48,10 @@ def backbone_kwargs(cfg: BackboneConfig) -> dict:
 
 def create_backbone(cfg: BackboneConfig) -> tuple[nn.Module, int]:
     """The backbone and its feature size; randomly initialised unless `init_checkpoint` is set."""
-    model = timm.create_model(cfg.name, pretrained=False, **backbone_kwargs(cfg))
+    try:
+        model = timm.create_model(cfg.name, pretrained=False, **backbone_kwargs(cfg))
+    except TypeError as err:  # an unknown keyword reaches the model's constructor
+        raise ConfigError(f"backbone.kwargs: {cfg.name} does not take them ({err})") from None
     if cfg.init_checkpoint:
         load_backbone_weights(model, Path(cfg.init_checkpoint))
     return model, int(model.num_features)

@@ -26,7 +26,7 @@ from pathgen.distributed import setup_distributed
 from pathgen.models.folder import weights_sha256
 from pathgen.models.io import EncoderConfig, build_encoder, open_encoder
 from pathgen.models.preprocess import mpp_per_input_pixel, preprocess, resize_and_crop
-from tiling.store import TileStore, is_complete, list_store_paths
+from tiling.store import TileStore, complete_store_paths
 
 __all__ = ["embed_folder", "embed_store", "embedding_identity", "embeddings_complete", "preprocess",
            "read_embeddings", "resize_and_crop", "write_embeddings"]
@@ -132,7 +132,7 @@ def embed_folder(model_dir: str | Path, tile_dir: str | Path, name: str | None =
     name = name or source.name
     context = setup_distributed(device)
     identity = embedding_identity(source.config, source.weights)
-    paths = [p for p in list_store_paths(tile_dir) if is_complete(p)]
+    paths = complete_store_paths(tile_dir)
     todo = _slides_to_embed(paths, name, identity, overwrite)
     mine = todo[context.rank::context.world_size]
     model = build_encoder(source, context.device, allow_pickle) if mine else None

@@ -7,6 +7,7 @@ from typing import Any
 
 from torch import nn
 
+from pathgen.config import from_dict
 from pathgen.ssl.barlow import BarlowConfig, BarlowTwins
 from pathgen.ssl.base import SSLMethod
 from pathgen.ssl.byol import BYOL, BYOLConfig
@@ -41,7 +42,7 @@ def build_config(name: str, cfg_dict: dict[str, Any] | None = None) -> Any:
     for key in cfg_dict or {}:
         if key not in valid_keys:
             raise ValueError(f"unknown key {key!r} in the {name} config; valid keys: {valid_keys}")
-    return config_class(**(cfg_dict or {}))
+    return from_dict(config_class, dict(cfg_dict or {}), prefix="method_options.")
 
 
 def build_method(name: str, backbone: nn.Module, embed_dim: int, cfg_dict: dict[str, Any] | None = None) -> SSLMethod:

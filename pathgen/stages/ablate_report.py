@@ -9,13 +9,13 @@ intervals, which at toy scale is the expected reading.
 
 from __future__ import annotations
 
-import json
 import shutil
 from pathlib import Path
 
 import numpy as np
 import yaml
 
+from pathgen.atomic import read_json
 from pathgen.eval.report import format_cell
 from pathgen.stages.gensis_report import METRICS, interval_note, plot_comparison, verdict
 from pathgen.stages.steps import Stage
@@ -90,7 +90,7 @@ def write_ablation_report(out: str | Path, plan: dict, seeds: list[int]) -> Path
     out = Path(out)
     report_dir = out / "report"
     report_dir.mkdir(parents=True, exist_ok=True)
-    results = json.loads((out / "bench" / "results.json").read_text())["results"]
+    results = read_json(out / "bench" / "results.json", "benchmark results")["results"]
     shutil.copy2(out / "bench" / "results.json", report_dir / "results.json")
     probe_seeds = sorted({s for r in results for s in r.get("seeds", [])})
     lines = ["# Generative-augmentation ablation", "",

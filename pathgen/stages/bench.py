@@ -17,9 +17,11 @@ from typing import Any
 
 import yaml
 
+from pathgen.atomic import write_text_atomic
 from pathgen.config import ConfigError, from_dict, load_config, parse_override, to_dict
 from pathgen.eval.datasets import (
     SLIDE_DATASETS,
+    check_reader_options,
     PatchDataset,
     SlideDataset,
     read_dataset,
@@ -48,6 +50,13 @@ class DataConfig:
     dataset: str = "pcam"
     root: str = ""
     options: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        """An unknown dataset or reader option fails when the suite is read, not mid-benchmark."""
+        try:
+            check_reader_options(self.dataset, self.options)
+        except ValueError as err:
+            raise ConfigError(str(err)) from None
 
 
 PROBE_CONFIGS = {"linear": LinearProbeConfig, "logistic": LogisticProbeConfig, "knn": KnnProbeConfig,
@@ -214,7 +223,7 @@ def run_bench(tasks: list[TaskConfig], encoders: list[str], out_dir: str | Path,
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     resolved = {"encoders": list(encoders), "cache_dir": str(cache_dir), "tasks": [to_dict(t) for t in tasks]}
-    (out_dir / "config.yaml").write_text(yaml.safe_dump(resolved, sort_keys=False))
+    write_text_atomic(out_dir / "config.yaml", yaml.safe_dump(resolved, sort_keys=False))
     results: list[dict] = []
     for task in tasks:
         dataset = read_dataset(task.data.dataset, task.data.root, **task.data.options)

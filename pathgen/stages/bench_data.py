@@ -3,10 +3,10 @@ copies in one folder, marked complete (complete.json) only once both are written
 
 from __future__ import annotations
 
-import json
 import shutil
 from pathlib import Path
 
+from pathgen.atomic import write_json_atomic
 from pathgen.eval.datasets import read_dataset
 from pathgen.eval.synth_datasets import write_synthetic_camelyon16, write_synthetic_pcam
 
@@ -27,5 +27,5 @@ def write_bench_data(folder: str | Path, pcam: list[int], camelyon16: list[int],
     write_synthetic_pcam(folder / "pcam", *pcam, seed=seed, stain_shift=pcam_stain_shift)
     write_synthetic_camelyon16(folder / "camelyon16", *camelyon16, seed=seed, size=(slide_size[0], slide_size[1]))
     summaries = {name: read_dataset(name, folder / name).summary() for name in ("pcam", "camelyon16")}
-    (folder / COMPLETE).write_text(json.dumps(summaries, indent=1) + "\n")
+    write_json_atomic(folder / COMPLETE, summaries, indent=1)
     return folder

@@ -20,7 +20,6 @@ they are not the published-FID TF-Inception graph.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -29,6 +28,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from pathgen.atomic import write_json_atomic
 from pathgen.diffusion.bank import ViewBank
 from pathgen.diffusion.conditioning import slerp
 from pathgen.diffusion.images import to_model_range
@@ -291,7 +291,7 @@ def _fmt(value) -> str:
 def write_report(metrics: dict, out_dir: Path) -> None:
     """metrics.json (everything) and metrics.md (the headline numbers as tables) in `out_dir`."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2, default=float))
+    write_json_atomic(out_dir / "metrics.json", metrics, indent=2, default=float)
     lines = [f"# Generation quality: {metrics['bank']}", "",
              f"mode {metrics['mode']}, {metrics['rows_evaluated']} of {metrics['rows_total']} sources, "
              f"K = {metrics['n_views']} views, {metrics['image_size']} px, {metrics['n_reference']} reference tiles"

@@ -31,7 +31,8 @@ from pathgen.diffusion.sampling import (
 )
 from pathgen.distributed import pick_device
 from pathgen.genaug.adaptive_bank import adaptive_strengths, foreground_estimator
-from pathgen.models.embeddings import read_embeddings
+from pathgen.models.embeddings import embedding_path, read_embeddings
+from tiling.store import TileStore
 
 
 @dataclass
@@ -97,12 +98,26 @@ def interpolation_plan(row: int, source: int, n_tiles: int, alpha: float | list[
     return secondary, np.full(n_views, value, np.float32)
 
 
+def checked_embeddings(store: TileStore, name: str) -> np.ndarray:
+    """The `pathgen embed` set `name` of `store`; ValueError naming the file unless it has one row per
+    tile (checked before generating, so a mismatch never leaves a half-written bank)."""
+    path = embedding_path(store.path, name)
+    embeddings = read_embeddings(store.path, name)
+    rows = len(embeddings)
+    if rows != len(store):
+        raise ValueError(f"{path}: {rows} embedding rows for {len(store)} tiles; re-run pathgen embed on this "
+                         "tile folder")
+    return embeddings
+
+
 class _Sources:
     """Tiles and conditioning embeddings by global index (embedded on the fly or read from `pathgen embed`)."""
 
     def __init__(self, dataset: TileDataset, ldm, embeddings_name: str | None):  # noqa: ANN001 -- LoadedLDM
         self.dataset, self.ldm, self.name = dataset, ldm, embeddings_name
         self._stored: dict[int, np.ndarray] = {}
+        if embeddings_name is not None:  # read (and checked) before any view is generated
+            self._stored = {i: checked_embeddings(store, embeddings_name) for i, store in enumerate(dataset.stores)}
 
     def tiles(self, indices: np.ndarray) -> torch.Tensor:
         """uint8 (B, 3, H, W) tiles."""
@@ -112,13 +127,7 @@ class _Sources:
         """float32 (B, D) conditioning embeddings."""
         if self.name is None:
             return self.ldm.embed(self.tiles(indices) if tiles is None else tiles).cpu()
-
-        rows = []
-        for i in indices:
-            store_id = int(self.dataset.store_ids[i])
-            if store_id not in self._stored:
-                self._stored[store_id] = read_embeddings(self.dataset.stores[store_id].path, self.name)
-            rows.append(self._stored[store_id][int(self.dataset.local_ids[i])])
+        rows = [self._stored[int(self.dataset.store_ids[i])][int(self.dataset.local_ids[i])] for i in indices]
         return torch.from_numpy(np.stack(rows).astype(np.float32))
 
 

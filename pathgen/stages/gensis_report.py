@@ -9,7 +9,6 @@ reading, see `verdict`); every other difference is reported as within the interv
 
 from __future__ import annotations
 
-import json
 import shutil
 from pathlib import Path
 
@@ -17,6 +16,7 @@ import matplotlib
 import numpy as np
 import yaml
 
+from pathgen.atomic import read_json
 from pathgen.eval.report import format_cell
 from pathgen.stages.run_status import read_status
 from pathgen.stages.steps import Stage
@@ -199,7 +199,7 @@ def generation_section(out: Path, report_dir: Path, banks: list[str]) -> list[st
                       "source tile, then its generated views.", "", f"![{kind}](grid_{kind}.png)", ""]
         metrics_path = bank / "eval" / "metrics.json"
         if metrics_path.is_file():
-            for name, m in json.loads(metrics_path.read_text())["encoders"].items():
+            for name, m in read_json(metrics_path, "generation metrics")["encoders"].items():
                 fd, fid = m["frechet"], m["fidelity"]
                 div = m["diversity"].get("cosine", {})
                 lines += [f"- eval-gen ({name} encoder): Fréchet distance views↔sources {_num(fd['views_vs_sources'])} "
@@ -249,7 +249,7 @@ def write_gensis_report(out: str | Path, banks: list[str]) -> Path:
     out = Path(out)
     report_dir = out / "report"
     report_dir.mkdir(parents=True, exist_ok=True)
-    results = json.loads((out / "bench" / "results.json").read_text())["results"]
+    results = read_json(out / "bench" / "results.json", "benchmark results")["results"]
     shutil.copy2(out / "bench" / "results.json", report_dir / "results.json")
     present = {r["encoder"] for r in results}
     encoders = [e for e in ("baseline", "gensis", "init") if e in present]

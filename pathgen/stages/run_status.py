@@ -17,6 +17,8 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from pathgen.atomic import read_json, write_json_atomic
+
 STATUS_FILE = "status.json"
 IGNORED_KEYS = ("progress",)  # settings that do not change outputs
 
@@ -61,7 +63,7 @@ class Manifest:
         self.stages.setdefault(stage, {}).update(fields, updated=_now())
         if self.write:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            self.path.write_text(json.dumps({"stages": self.stages}, indent=1) + "\n")
+            write_json_atomic(self.path, {"stages": self.stages}, indent=1)
 
     def seconds(self) -> dict[str, float]:
         """{stage: wall seconds of the run that produced its output} for the stages that have one."""
@@ -71,4 +73,4 @@ class Manifest:
 def read_status(out_dir: str | Path) -> dict[str, dict]:
     """The stages of `OUT/status.json` ({} when there is none)."""
     path = Path(out_dir) / STATUS_FILE
-    return json.loads(path.read_text()).get("stages", {}) if path.is_file() else {}
+    return read_json(path, "status file").get("stages", {}) if path.is_file() else {}

@@ -20,6 +20,7 @@ from typing import Any
 
 import torch
 
+from pathgen.atomic import is_json_file
 from pathgen.config import save_config, to_dict
 from pathgen.diffusion.bank import bank_complete
 from pathgen.diffusion.real_bank import write_real_views_bank
@@ -62,7 +63,7 @@ class Stage:
 
 def model_complete(model_dir: Path) -> bool:
     """A pathgen model folder (encoder, VAE or LDM) is complete once config.json, written last, exists."""
-    return (model_dir / "model.safetensors").is_file() and (model_dir / "config.json").is_file()
+    return (model_dir / "model.safetensors").is_file() and is_json_file(model_dir / "config.json")
 
 
 def _resume(run_dir: Path) -> bool:
@@ -167,7 +168,7 @@ def eval_gen_stage(name: str, bank_dirs: list[Path], settings: dict, device: str
             eval_gen(bank_dir, device=device, **settings)
 
     return Stage(name, bank_dirs[0] / "eval", {"banks": [str(b) for b in bank_dirs], **settings},
-                 lambda: all((b / "eval" / "metrics.json").is_file() for b in bank_dirs), run, inputs)
+                 lambda: all(is_json_file(b / "eval" / "metrics.json") for b in bank_dirs), run, inputs)
 
 
 def bench_stage(name: str, bench_dir: Path, tasks: list, encoders: dict[str, Path], inputs: tuple[str, ...]) -> Stage:
@@ -178,7 +179,7 @@ def bench_stage(name: str, bench_dir: Path, tasks: list, encoders: dict[str, Pat
                   bench_dir / "cache")
 
     settings = {"encoders": {k: str(v) for k, v in encoders.items()}, "tasks": [to_dict(t) for t in tasks]}
-    return Stage(name, bench_dir, settings, lambda: (bench_dir / "results.json").is_file(), run, inputs)
+    return Stage(name, bench_dir, settings, lambda: is_json_file(bench_dir / "results.json"), run, inputs)
 
 
 def run_stages(stages: Sequence[Stage], out_dir: Path, only: Sequence[str] | None = None,

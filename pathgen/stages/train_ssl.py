@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
+import yaml
 
 from pathgen.checkpoint import load_checkpoint
 from pathgen.config import from_dict, load_config, save_config, to_dict
@@ -186,8 +187,27 @@ def load_run_config(run_dir: str | Path, overrides: list[str] | None = None) -> 
     return load_config(SSLConfig, Path(run_dir) / "config.yaml", overrides)
 
 
+_OTHER_RUN_KINDS = {"vae": "train-vae", "ldm": "train-ldm"}  # a top-level key each run kind alone has
+
+
+def check_ssl_run(run_dir: Path) -> None:
+    """ValueError naming the folder unless it is a train-ssl run (VAE and LDM runs are told apart)."""
+    config_path = run_dir / "config.yaml"
+    if not config_path.is_file():
+        raise FileNotFoundError(f"{run_dir}: not a train-ssl run folder (no config.yaml)")
+    try:
+        values = yaml.safe_load(config_path.read_text())
+    except (OSError, yaml.YAMLError) as err:
+        raise ValueError(f"{config_path}: unreadable run config ({type(err).__name__})") from None
+    other = [command for key, command in _OTHER_RUN_KINDS.items() if isinstance(values, dict) and key in values]
+    if other:
+        raise ValueError(f"{run_dir}: a {other[0]} run folder, not a train-ssl one; export takes SSL runs (the "
+                         f"{other[0]} model is already saved in {run_dir / MODEL_DIR})")
+
+
 def export_run(run_dir: str | Path, out_dir: str | Path) -> Path:
     """`pathgen export RUN --out MODEL`: the encoder of a run's last checkpoint as a model folder."""
+    check_ssl_run(Path(run_dir))
     cfg = load_run_config(run_dir)
     method = build_ssl_method(cfg)
     state = load_checkpoint(Path(run_dir) / CHECKPOINT)

@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from diffusers import AutoencoderKL
 from torch import nn
 
-from pathgen.config import save_config
+from pathgen.config import check, save_config
 from pathgen.diffusion.training_data import DiffusionTiles
 from pathgen.diffusion.vae import VAEConfig, build_vae, save_vae
 from pathgen.schedules import StepInfo
@@ -70,6 +70,13 @@ class VAETrainConfig:
     min_tissue: float = 0.0
     flips: bool = True  # random rot90 / flips (the dihedral group)
     train: VAETrainLoop = field(default_factory=VAETrainLoop)
+
+    def __post_init__(self) -> None:
+        """Refuse a tile size the VAE cannot halve down to its latent grid (it failed mid-run)."""
+        factor = 2 ** max(0, len(self.vae.block_out_channels) - 1)
+        check(self.image_size >= factor and self.image_size % factor == 0, "image_size",
+              f"{self.image_size} must be a positive multiple of the VAE's downsampling factor {factor} "
+              "(2 ** (len(vae.block_out_channels) - 1))")
 
 
 def image_gradients(images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

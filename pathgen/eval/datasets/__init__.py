@@ -12,6 +12,7 @@ finds and raises ValueError with one line naming the file and the problem.
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 from pathlib import Path
 
@@ -44,10 +45,22 @@ DATASETS: dict[str, Callable[..., PatchDataset | SlideDataset]] = {
 SLIDE_DATASETS = frozenset({"camelyon16", "slide_csv"})
 
 
-def read_dataset(name: str, root: str | Path, **options) -> PatchDataset | SlideDataset:
-    """Read dataset `name` from `root` with the reader's keyword `options`."""
+def check_reader_options(name: str, options: dict) -> None:
+    """ValueError naming the dataset and option unless reader `name` exists and takes every option."""
     if name not in DATASETS:
         raise ValueError(f"unknown dataset {name!r}; known: {', '.join(DATASETS)}")
+    parameters = inspect.signature(DATASETS[name]).parameters
+    takes = [p for p in list(parameters)[1:] if parameters[p].kind is inspect.Parameter.KEYWORD_ONLY
+             or parameters[p].kind is inspect.Parameter.POSITIONAL_OR_KEYWORD]
+    unknown = sorted(set(options) - set(takes))
+    if unknown:
+        raise ValueError(f"options.{unknown[0]}: the {name} reader takes no such option "
+                         f"(it takes: {', '.join(takes) or 'none'})")
+
+
+def read_dataset(name: str, root: str | Path, **options) -> PatchDataset | SlideDataset:
+    """Read dataset `name` from `root` with the reader's keyword `options`."""
+    check_reader_options(name, options)
     return DATASETS[name](root, **options)
 
 
