@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from pathgen.errors import report_failure
 
 # command-line flag → config key; flags win over the YAML and over key=value overrides
 FLAG_KEYS = {"n_views": "n_views", "steps": "sampler.steps", "guidance": "sampler.guidance_scale",
@@ -16,8 +17,6 @@ FLAG_KEYS = {"n_views": "n_views", "steps": "sampler.steps", "guidance": "sample
              "min_tissue": "min_tissue", "seed": "seed", "batch_size": "batch_size"}
 # text flags are set as given (no YAML parsing of paths and names)
 TEXT_FLAGS = {"out": "out", "mode": "mode", "device": "device", "embeddings": "embeddings_name"}
-
-from pathgen.errors import report_failure
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

@@ -8,13 +8,12 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from pathgen.errors import report_failure
 
 NAMES = ("pcam", "crc", "mhist", "bach", "camelyon16")
 COUNTS_HELP = ("comma-separated counts: pcam train,val,test patches (default 256,64,64); crc train,test tiles "
                "per class (32,8); mhist train,test images (96,32); bach images per class (10); camelyon16 "
                "train,test slides (4,2)")
-
-from pathgen.errors import report_failure
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

@@ -6,13 +6,12 @@ import argparse
 from pathlib import Path
 
 from pathgen.config import ConfigError, load_config, save_config
+from pathgen.errors import report_failure
 
 # command-line flag → config key; flags win over the YAML and over key=value overrides
 FLAG_KEYS = {"mpp": "target_mpp", "tile_size": "tile_size_px", "overlap": "overlap_px",
              "min_tissue": "min_tissue", "workers": "workers", "shard": "shard",
              "mpp_override": "mpp_override", "codec": "store.codec"}
-
-from pathgen.errors import report_failure
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
