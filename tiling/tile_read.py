@@ -12,7 +12,7 @@ at the tile's own size is copied without resampling.
 
 OpenSlide places pixel 0 of a region read at level-0 (X, Y) on level px (X / d, Y / d), d its
 level downsample, interpolating when that is fractional; the region's origin is computed the
-same way.
+same way, and chosen where OpenSlide's interpolation is faithful (`region_start_level0`).
 """
 
 from __future__ import annotations
@@ -77,9 +77,28 @@ def _read_covering(slide: Slide, level: int, boxes: np.ndarray, margin: int) -> 
     (x, y) where its pixel 0 lies."""
     downsample = slide.level_downsamples[level]
     level_w, level_h = slide.level_dimensions[level]
-    level0_x = int(math.floor(max(0.0, math.floor(boxes[:, 0].min()) - margin) * downsample))
-    level0_y = int(math.floor(max(0.0, math.floor(boxes[:, 1].min()) - margin) * downsample))
+    level0_x = region_start_level0(max(0.0, math.floor(boxes[:, 0].min()) - margin), downsample)
+    level0_y = region_start_level0(max(0.0, math.floor(boxes[:, 1].min()) - margin), downsample)
     origin = (level0_x / downsample, level0_y / downsample)
     width = min(math.ceil(boxes[:, 2].max() + margin - origin[0]), math.floor(level_w - origin[0]))
     height = min(math.ceil(boxes[:, 3].max() + margin - origin[1]), math.floor(level_h - origin[1]))
     return slide.read_rgb((level0_x, level0_y), level, (int(width), int(height))), origin
+
+
+def region_start_level0(level_px: float, downsample: float) -> int:
+    """The level-0 coordinate at or before level px `level_px` from which to read a region.
+
+    OpenSlide starts a region read at level-0 X on level px X / downsample. A whole level pixel
+    is read as it is; a fractional one is interpolated, and one within ~0.06 px of a whole pixel is
+    snapped to it (OpenSlide 4.0 / cairo), which would shift the tiles. So, among the start points
+    of the ceil(downsample) + 1 level-0 pixels at or before the wanted one, take one on a whole
+    level pixel if there is one, else the one whose fraction is nearest 0.5 (one always lies in
+    [0.25, 0.75], the fractions being 1 / downsample ≤ 0.5 apart).
+    """
+    wanted = int(math.floor(level_px * downsample))
+    candidates = [x for x in range(wanted - math.ceil(downsample), wanted + 1) if x >= 0]
+    fractions = [(x / downsample) % 1.0 for x in candidates]
+    whole = [x for x, f in zip(candidates, fractions) if min(f, 1 - f) < 1e-6]
+    if whole:
+        return whole[-1]
+    return min(zip(candidates, fractions), key=lambda cf: (abs(cf[1] - 0.5), -cf[0]))[0]
