@@ -20,7 +20,7 @@ import numpy as np
 from tiling import __version__
 from tiling.config import TilingConfig
 from tiling.grid import GridSpec, grid_indices, horizontal_runs, level0_coords
-from tiling.qc import save_qc_png
+from tiling.qc import resolution_note, save_qc_png
 from tiling.reader import Slide, SlideError, open_slide
 from tiling.store import StoreLayout, create_store, write_shard
 from tiling.tile_read import read_run
@@ -117,7 +117,8 @@ def _plan_open_slide(slide: Slide, job: SlideJob, cfg: TilingConfig) -> SlidePla
         boxes = np.concatenate([coords[keep], coords[keep] + grid.tile_size_level0], axis=1) * (
             slide.level0_mpp / thumb_mpp)
         save_qc_png(job.qc_path, thumbnail, tissue.tissue, tissue.ink, boxes,
-                    f"{job.slide_id}: {int(keep.sum())} tiles at {cfg.target_mpp:g} µm/px")
+                    f"{job.slide_id}: {int(keep.sum())} tiles at {cfg.target_mpp:g} µm/px",
+                    resolution_note(slide.level0_mpp, slide.mpp_source))
     if not keep.any():
         raise SlideError(slide.path, f"no tissue: none of {len(keep)} tiles reaches min_tissue={cfg.min_tissue:g}"
                                      " (see the QC picture)")
