@@ -32,7 +32,7 @@ NEAR_BLACK_VALUE = 0.1  # HSV value below this is scanner border / debris, never
 MEDIAN_UM = 40.0  # median filter on saturation: JPEG / sensor noise on tinted glass
 MIN_INK_MM2 = 0.01  # ink blobs smaller than this (~100 µm square) are stain noise, not marker
 
-# Pen-ink colour model, on (hue in degrees, saturation 0..1, value 0..1); docs/tissue.md gives
+# Pen-ink colour model, on (hue in degrees, saturation 0..1, value 0..1); docs/tiling_ink_and_geometry.md gives
 # the sources. H&E occupies one hue band, purple (hematoxylin, ~250-290°) through pink (eosin,
 # ~300-340°); marker inks are pigments outside it, or darker than any stain:
 # * green and teal (yellow-green to cyan, 75-215°): no H&E stain has these hues, so a modest
