@@ -12,19 +12,24 @@ from collections import Counter
 from pathlib import Path
 from urllib.parse import quote
 
+import matplotlib
 import numpy as np
-from PIL import Image, ImageDraw, ImageFont
+from PIL import Image, ImageDraw, ImageFont, PngImagePlugin
 from scipy import ndimage as ndi
 
 MAX_SIDE_PX = 2000  # long side of a QC picture; bigger thumbnails are downscaled
 MIN_SIDE_PX = 800  # smaller thumbnails (small slides) are enlarged to this long side to stay readable
-CAPTION_PX = 24  # height of the caption strip under the picture
+LINE_PX = 18  # one caption line
+CAPTION_PX = 8 + 2 * LINE_PX  # caption strip of a title and a one-line legend (more lines when narrow)
 OUTLINE_RGB = (0, 200, 0)  # tissue-mask outline
 INK_RGB = (255, 0, 255)  # hatching over pen ink
 TILE_RGBA = (30, 90, 255, 170)  # kept-tile outline
 TILE_FILL_RGBA = (30, 90, 255, 40)  # light tint inside kept tiles
 HATCH_PERIOD_PX = 8  # diagonal hatch: one 2-px line every this many pixels
 LEGEND = "green: tissue outline   magenta: pen ink   blue: kept tiles"
+LEGEND_RGB = (90, 90, 90)
+_FONT_PATH = Path(matplotlib.get_data_path()) / "fonts" / "ttf" / "DejaVuSans.ttf"
+MPP_NOTE_KEY = "pathgen:mpp"  # PNG text chunk holding the resolution note (read by write_summary_html)
 
 
 def render_qc(
@@ -35,6 +40,7 @@ def render_qc(
     title: str,
     max_side_px: int = MAX_SIDE_PX,
     min_side_px: int = MIN_SIDE_PX,
+    mpp_note: str = "",
 ) -> Image.Image:
     """The QC picture of one slide as an RGB image.
 
@@ -43,12 +49,14 @@ def render_qc(
         tissue_mask, ink_mask: bool (H, W) from ``tiling.tissue.detect_tissue`` (ink may be None).
         tile_boxes_thumb: (N, 4) kept tiles as x0, y0, x1, y1 in thumbnail pixels.
         title: caption text (slide name, tile count, ...).
+        mpp_note: where the slide's µm/px came from (``resolution_note``), printed under the title.
         max_side_px: the thumbnail is downscaled to this long side (small ones are enlarged to
             `min_side_px` so that a small slide's picture stays readable).
 
     Returns:
-        RGB image of size (W', H' + CAPTION_PX), where (W', H') is the thumbnail's size
-        after rescaling; see ``qc_size``.
+        RGB image of size (W', H' + caption_height(W', title, mpp_note)), where (W', H') is the
+        thumbnail's size after rescaling (``qc_size``); the caption is CAPTION_PX high when the
+        legend fits on one line and there is no note.
     """
     _check_inputs(thumbnail, tissue_mask, ink_mask, tile_boxes_thumb)
     size = qc_size(thumbnail.shape[:2], max_side_px, min_side_px)
@@ -59,7 +67,7 @@ def render_qc(
         _hatch(rgb, _resize_mask(ink_mask, size))
     _outline(rgb, tissue)
     picture = _draw_tiles(Image.fromarray(rgb), np.asarray(tile_boxes_thumb, float) * scale)
-    return _add_caption(picture, title)
+    return _add_caption(picture, title, mpp_note)
 
 
 def qc_size(thumbnail_hw: tuple[int, int], max_side_px: int = MAX_SIDE_PX,
@@ -77,12 +85,35 @@ def save_qc_png(
     ink_mask: np.ndarray | None,
     tile_boxes_thumb: np.ndarray,
     title: str,
+    mpp_note: str = "",
 ) -> Path:
-    """Render the QC picture (see ``render_qc``) and write it as a PNG; returns the path."""
+    """Render the QC picture (see ``render_qc``) and write it as a PNG (the note also goes into its
+    ``MPP_NOTE_KEY`` text chunk, for the HTML page); returns the path. Written to a temporary name
+    and renamed, so a picture is never half written."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    render_qc(thumbnail, tissue_mask, ink_mask, tile_boxes_thumb, title).save(path, format="PNG", compress_level=1)
+    info = PngImagePlugin.PngInfo()
+    info.add_itxt(MPP_NOTE_KEY, mpp_note)
+    tmp = path.with_name(path.name + ".tmp")
+    picture = render_qc(thumbnail, tissue_mask, ink_mask, tile_boxes_thumb, title, mpp_note=mpp_note)
+    picture.save(tmp, format="PNG", compress_level=1, pnginfo=info)
+    tmp.replace(path)
     return path
+
+
+def resolution_note(level0_mpp: float, mpp_source: str) -> str:
+    """The line naming the slide's resolution and where it came from, e.g.
+    "level 0: 0.499 µm/px from openslide.mpp" (the file), "… from tiff resolution tags", "… from --mpp-override"."""
+    return f"level 0: {level0_mpp:.4g} µm/px from {mpp_source}"
+
+
+def read_mpp_note(png_path: str | Path) -> str:
+    """The resolution note stored in a QC picture ("" if there is none or the file is unreadable)."""
+    try:
+        with Image.open(png_path) as image:
+            return str(getattr(image, "text", {}).get(MPP_NOTE_KEY, ""))
+    except (OSError, ValueError):
+        return ""
 
 
 def qc_png_name(slide: str) -> str:
@@ -136,26 +167,55 @@ def _draw_tiles(picture: Image.Image, boxes: np.ndarray) -> Image.Image:
     return Image.alpha_composite(picture.convert("RGBA"), overlay).convert("RGB")
 
 
-def _add_caption(picture: Image.Image, title: str) -> Image.Image:
-    """Append a white strip with the title (cut with "..." if it does not fit) and, where
-    there is room, the colour legend."""
-    out = Image.new("RGB", (picture.width, picture.height + CAPTION_PX), "white")
+def _add_caption(picture: Image.Image, title: str, mpp_note: str = "") -> Image.Image:
+    """Append a white strip: the title (cut with "..." if it does not fit), the resolution note,
+    then the colour legend, wrapped onto as many lines as the picture's width needs (never dropped)."""
+    lines = caption_lines(picture.width, title, mpp_note)
+    out = Image.new("RGB", (picture.width, picture.height + _caption_px(len(lines))), "white")
     out.paste(picture, (0, 0))
     draw = ImageDraw.Draw(out)
-    font = _font()
-    text = title
-    while text and draw.textlength(text, font=font) > picture.width - 8:
-        text = text[:-4] + "..." if len(text) > 3 else ""
-    draw.text((4, picture.height + 4), text, fill="black", font=font)
-    free = picture.width - 4 - draw.textlength(text, font=font) - 24
-    if draw.textlength(LEGEND, font=font) <= free:
-        legend_x = picture.width - 4 - draw.textlength(LEGEND, font=font)
-        draw.text((legend_x, picture.height + 4), LEGEND, fill=(110, 110, 110), font=font)
+    for i, (text, colour) in enumerate(lines):
+        draw.text((4, picture.height + 4 + i * LINE_PX), text, fill=colour, font=_font())
     return out
 
 
+def caption_lines(width_px: int, title: str, mpp_note: str = "") -> list[tuple[str, tuple[int, int, int]]]:
+    """(text, colour) of each caption line for a picture `width_px` wide."""
+    font, room = _font(), max(1, width_px - 8)
+    text = title
+    while text and font.getlength(text) > room:
+        text = text[:-4] + "..." if len(text) > 3 else ""
+    lines = [(text, (0, 0, 0))]
+    if mpp_note:
+        lines += [(chunk, (0, 0, 0)) for chunk in _wrap(mpp_note.split(" "), " ", font, room)]
+    return lines + [(chunk, LEGEND_RGB) for chunk in _wrap(LEGEND.split("   "), "   ", font, room)]
+
+
+def caption_height(width_px: int, title: str, mpp_note: str = "") -> int:
+    """Height in px of the caption strip `render_qc` adds under a picture `width_px` wide."""
+    return _caption_px(len(caption_lines(width_px, title, mpp_note)))
+
+
+def _caption_px(n_lines: int) -> int:
+    return 8 + LINE_PX * n_lines
+
+
+def _wrap(words: list[str], sep: str, font, room: float) -> list[str]:
+    """Greedy line filling; a word wider than the line gets a line of its own (clipped when drawn)."""
+    lines: list[str] = []
+    for word in words:
+        if lines and font.getlength(lines[-1] + sep + word) <= room:
+            lines[-1] += sep + word
+        else:
+            lines.append(word)
+    return lines
+
+
 def _font() -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
-    """Pillow's bundled font at 14 px (Pillow ≥ 10.1), else its fixed bitmap font."""
+    """DejaVu Sans at 14 px (shipped with matplotlib; it has "µ", Pillow's bundled font does not),
+    else Pillow's own font."""
+    if _FONT_PATH.is_file():
+        return ImageFont.truetype(str(_FONT_PATH), 14)
     try:
         return ImageFont.load_default(size=14)
     except TypeError:
@@ -168,18 +228,19 @@ _STYLE = """body{font-family:sans-serif;margin:1.5em}table{border-collapse:colla
 td,th{border:1px solid #ccc;padding:4px 8px;text-align:left;vertical-align:middle}
 tr.failed{background:#fdd}tr.skipped{color:#777}.num{text-align:right}
 .counts span{margin-right:1.5em;font-weight:bold}img{max-width:200px;max-height:150px}"""
-_COLUMNS = ("QC", "slide", "status", "reason", "tiles", "mpp", "seconds")
+_COLUMNS = ("QC", "slide", "status", "reason", "tiles", "mpp", "µm/px source", "seconds")
 
 
 def write_summary_html(out_path: str | Path, rows: list[dict], qc_dir_rel: str) -> Path:
     """One self-contained HTML page over a folder of slides; returns its path.
 
-    Each row is a dict with keys ``slide, status, reason, tiles, mpp, seconds`` (missing
+    Each row is a dict with keys ``slide, status, reason, tiles, mpp, mpp_source, seconds`` (missing
     ones are left blank; the manifest's ``slide_id`` and ``level0_mpp`` are accepted for
     ``slide`` and ``mpp``, so ``tiling.manifest.read_manifest`` rows can be passed as they
     are) and optionally ``qc_png`` (file name inside ``qc_dir_rel``, default
     ``qc_png_name(slide)``). ``qc_dir_rel`` is relative to the page's folder; a QC
-    picture is shown (as a link to the full-size PNG) only if the file exists. Failed rows
+    picture is shown (as a link to the full-size PNG) only if the file exists; a row without
+    ``mpp_source`` takes it from the picture's resolution note (``read_mpp_note``). Failed rows
     are highlighted; counts of done / failed / skipped head the page. Every user-provided
     string is escaped with ``html.escape``.
     """
@@ -206,9 +267,11 @@ def _summary_row(row: dict, page_dir: Path, qc_dir_rel: str) -> str:
     slide = str(_first(row, "slide", "slide_id"))
     status = str(row.get("status") or "")
     png = f"{qc_dir_rel.rstrip('/')}/{row.get('qc_png') or qc_png_name(slide)}"
+    source = str(row.get("mpp_source") or "")
     if (page_dir / png).is_file():
         href = html.escape(quote(png), quote=True)
         qc = f'<a href="{href}"><img src="{href}" alt="QC {html.escape(slide)}"></a>'
+        source = source or read_mpp_note(page_dir / png).rpartition(" from ")[2]
     else:
         qc = "—"
     cells = [
@@ -218,9 +281,10 @@ def _summary_row(row: dict, page_dir: Path, qc_dir_rel: str) -> str:
         html.escape(str(row.get("reason") or "")),
         _number(row.get("tiles"), "d"),
         _number(_first(row, "mpp", "level0_mpp"), ".3f"),
+        html.escape(source),
         _number(row.get("seconds"), ".1f"),
     ]
-    tds = [f'<td class="num">{c}</td>' if i >= 4 else f"<td>{c}</td>" for i, c in enumerate(cells)]
+    tds = [f'<td class="num">{c}</td>' if i in (4, 5, 7) else f"<td>{c}</td>" for i, c in enumerate(cells)]
     css = status if status in ("failed", "skipped") else ""
     return f'<tr class="{css}">' + "".join(tds) + "</tr>"
 

@@ -16,14 +16,14 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 
 from tiling import __version__
 from tiling.config import TilingConfig
 from tiling.grid import GridSpec, grid_indices, horizontal_runs, level0_coords
-from tiling.qc import save_qc_png
+from tiling.qc import resolution_note, save_qc_png
 from tiling.reader import Slide, SlideError, open_slide
 from tiling.store import StoreLayout, create_store, write_shard
+from tiling.tile_read import read_run
 from tiling.tissue import detect_tissue, tissue_fractions
 
 _MPP_TOLERANCE = 1e-3
@@ -117,7 +117,8 @@ def _plan_open_slide(slide: Slide, job: SlideJob, cfg: TilingConfig) -> SlidePla
         boxes = np.concatenate([coords[keep], coords[keep] + grid.tile_size_level0], axis=1) * (
             slide.level0_mpp / thumb_mpp)
         save_qc_png(job.qc_path, thumbnail, tissue.tissue, tissue.ink, boxes,
-                    f"{job.slide_id}: {int(keep.sum())} tiles at {cfg.target_mpp:g} µm/px")
+                    f"{job.slide_id}: {int(keep.sum())} tiles at {cfg.target_mpp:g} µm/px",
+                    resolution_note(slide.level0_mpp, slide.mpp_source))
     if not keep.any():
         raise SlideError(slide.path, f"no tissue: none of {len(keep)} tiles reaches min_tissue={cfg.min_tissue:g}"
                                      " (see the QC picture)")
@@ -151,7 +152,8 @@ def _store_attrs(slide: Slide, grid: GridSpec, cfg: TilingConfig, saturation_thr
                   "quick_sha256": quick_checksum(slide.path), "vendor": slide.vendor,
                   "level0_mpp": slide.level0_mpp, "mpp_source": slide.mpp_source,
                   "level0_width": slide.dimensions[0], "level0_height": slide.dimensions[1],
-                  "level_downsamples": list(slide.level_downsamples)},
+                  "level_downsamples": list(slide.level_downsamples),
+                  "level_dimensions": [list(dims) for dims in slide.level_dimensions]},
         "tiling": {"target_mpp": cfg.target_mpp, "tile_size_px": cfg.tile_size_px, "overlap_px": cfg.overlap_px,
                    "stride_px": grid.stride_px, "read_level": level, "read_level_mpp": slide.level_mpp(level),
                    "tile_size_level0": grid.tile_size_level0, "min_tissue": cfg.min_tissue},
@@ -179,28 +181,12 @@ def fill_shard(task: ShardTask) -> int:
         slide = cached_slide(task.job.slide_path, task.job.mpp_override, task.reader_cache_mb)
         tiles = np.empty((len(task.row_col), task.grid.tile_size_px, task.grid.tile_size_px, 3), np.uint8)
         for start, end in horizontal_runs(task.row_col, task.max_tiles_per_read):
-            read_run(slide, task.grid, task.read_level, task.level0_xy[start], tiles[start:end])
+            read_run(slide, task.grid, task.read_level, task.level0_xy[start:end], tiles[start:end])
     except SlideError:
         forget_slide(task.job.slide_path)
         raise
     write_shard(task.job.group_path, task.layout, task.shard_index, tiles)
     return len(tiles)
-
-
-def read_run(slide: Slide, grid: GridSpec, level: int, level0_xy: np.ndarray, out: np.ndarray) -> None:
-    """Fill `out` (n, T, T, 3) with n horizontally adjacent tiles from `level0_xy`, at the target mpp."""
-    n_tiles = len(out)
-    tile, stride = grid.tile_size_px, grid.stride_px
-    width_px = (n_tiles - 1) * stride + tile
-    to_level = grid.target_mpp / slide.level_mpp(level)
-    if abs(to_level - 1) <= _MPP_TOLERANCE:
-        region = slide.read_rgb((int(level0_xy[0]), int(level0_xy[1])), level, (width_px, tile))
-    else:
-        size = (int(np.ceil(width_px * to_level)), int(np.ceil(tile * to_level)))
-        region = slide.read_rgb((int(level0_xy[0]), int(level0_xy[1])), level, size)
-        region = np.asarray(Image.fromarray(region).resize((width_px, tile), Image.Resampling.LANCZOS))
-    for i in range(n_tiles):
-        out[i] = region[:, i * stride:i * stride + tile]
 
 
 def now_iso() -> str:

@@ -32,17 +32,28 @@ NEAR_BLACK_VALUE = 0.1  # HSV value below this is scanner border / debris, never
 MEDIAN_UM = 40.0  # median filter on saturation: JPEG / sensor noise on tinted glass
 MIN_INK_MM2 = 0.01  # ink blobs smaller than this (~100 µm square) are stain noise, not marker
 
-# Pen-ink rules on (hue in degrees, saturation 0..1, value 0..1). Checked on realistic
-# colours (tests/tiling/test_tissue.py): eosin (230,150,190) h=330 s=.35; hematoxylin
-# (90,60,140) h=262 s=.57; blue ink (30,60,170) h=227 s=.82; green (40,140,60) h=132 s=.71;
-# red (200,30,40) h=356 s=.85; black (30,30,30) v=.12; glass (240,238,242) s=.02.
-BLUE_HUE = (190.0, 240.0)  # green >= red: blue ink; hematoxylin is purple (red > green, h>240)
-BLUE_MIN_SAT = 0.55
-GREEN_HUE = (75.0, 185.0)  # no H&E stain is green
-GREEN_MIN_SAT = 0.25
-RED_HUE = (345.0, 20.0)  # wraps through 0; eosin pink sits near 330
-RED_MIN_SAT = 0.75  # eosin ~0.35, red blood cells ~0.7, red marker > 0.8
-BLACK_MAX_VALUE = 0.25  # anything this dark is marker or a fold
+# Pen-ink colour model, on (hue in degrees, saturation 0..1, value 0..1); docs/tiling_ink_and_geometry.md gives
+# the sources. H&E occupies one hue band, purple (hematoxylin, ~250-290°) through pink (eosin,
+# ~300-340°); marker inks are pigments outside it, or darker than any stain:
+# * green and teal (yellow-green to cyan, 75-215°): no H&E stain has these hues, so a modest
+#   saturation suffices (dark-green / teal strokes reach only 0.3-0.6 at 190-210°);
+# * blue (215-245°), bluer than hematoxylin and far more saturated;
+# * red and pinkish red (340-20°, wrapping through 0°): marker red is redder than eosin and,
+#   being a pigment over glass or tissue, both saturated and bright; eosin is pinker and paler
+#   (s ~0.2-0.45), blood is red but dark;
+# * black and dark-purple marker: darker than any stained tissue on a thumbnail, or dark and grey.
+# Checked on realistic colours (tests/tiling/test_tissue.py): eosin (230,150,190) h=330 s=.35;
+# hematoxylin (90,60,140) h=262 s=.57; blue ink (30,60,170) h=227 s=.82; green (40,140,60)
+# h=132 s=.71; teal (60,110,120) h=190 s=.5; red (200,30,40) h=356 s=.85; pink-red marker
+# (225,95,125) h=346 s=.58; black (30,30,30) v=.12; glass (240,238,242) s=.02.
+GREEN_HUE = (75.0, 215.0)
+GREEN_MIN_SAT = 0.15
+BLUE_HUE = (215.0, 245.0)  # hematoxylin is purple (red > green), h > 250
+BLUE_MIN_SAT = 0.5
+RED_HUE = (340.0, 20.0)  # wraps through 0; eosin sits at 300-340
+RED_MIN_SAT = 0.5  # eosin ~0.2-0.45; pinkish-red marker 0.54-0.73, red marker > 0.8
+RED_MIN_VALUE = 0.6  # blood is red and saturated but darker; marker pigment over tissue is bright
+BLACK_MAX_VALUE = 0.3  # darker than stained tissue on a thumbnail: black / dark-purple marker, folds
 BLACK_GREY_VALUE, BLACK_GREY_SAT = 0.45, 0.25  # dark *and* grey; dense nuclei stay purple
 
 
@@ -143,7 +154,7 @@ def _ink_rules(hsv: np.ndarray) -> dict[str, np.ndarray]:
     return {
         "blue": (hue >= BLUE_HUE[0]) & (hue <= BLUE_HUE[1]) & (sat >= BLUE_MIN_SAT),
         "green": (hue >= GREEN_HUE[0]) & (hue <= GREEN_HUE[1]) & (sat >= GREEN_MIN_SAT),
-        "red": ((hue >= RED_HUE[0]) | (hue <= RED_HUE[1])) & (sat >= RED_MIN_SAT),
+        "red": ((hue >= RED_HUE[0]) | (hue <= RED_HUE[1])) & (sat >= RED_MIN_SAT) & (val >= RED_MIN_VALUE),
         "black": (val <= BLACK_MAX_VALUE) | ((val <= BLACK_GREY_VALUE) & (sat <= BLACK_GREY_SAT)),
     }
 

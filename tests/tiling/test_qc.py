@@ -6,10 +6,14 @@ import re
 
 import numpy as np
 import pytest
-from PIL import Image
+from PIL import Image, ImageDraw
 
 from tiling.qc import (
     CAPTION_PX,
+    caption_height,
+    caption_lines,
+    read_mpp_note,
+    resolution_note,
     INK_RGB,
     OUTLINE_RGB,
     qc_png_name,
@@ -39,7 +43,7 @@ def _count(img: Image.Image, rgb) -> int:
 def test_render_qc_is_rgb_with_caption_and_outline():
     thumb, tissue, ink, boxes = _scene()
     img = render_qc(thumb, tissue, ink, boxes, "slide_1", min_side_px=0)  # at thumbnail scale
-    assert img.mode == "RGB" and img.size == (160, 120 + CAPTION_PX)
+    assert img.mode == "RGB" and img.size == (160, 120 + caption_height(160, "slide_1"))
     px = np.asarray(img)
     outline = np.all(px == OUTLINE_RGB, axis=-1)
     assert outline.sum() > 4 * 55  # all four sides of the square
@@ -83,6 +87,47 @@ def test_save_qc_png_round_trips(tmp_path):
     path = save_qc_png(tmp_path / "qc" / "s.png", thumb, tissue, ink, boxes, "s")
     with Image.open(path) as img:
         assert img.format == "PNG" and img.size == (800, 600 + CAPTION_PX)
+
+
+def test_micro_sign_renders_as_a_glyph_not_a_box():
+    """The caption font has "µ": it draws differently from a missing glyph and from "u"."""
+    from tiling.qc import _font
+
+    font = _font()
+    def ink(text):
+        image = Image.new("L", (60, 24), 0)
+        ImageDraw.Draw(image).text((2, 2), text, fill=255, font=font)
+        return np.asarray(image)
+    assert "DejaVu" in font.getname()[0]
+    assert not np.array_equal(ink("µ"), ink("\uffff")) and not np.array_equal(ink("µ"), ink("u"))
+
+
+@pytest.mark.parametrize("width_px", [40, 120, 300, 800])
+def test_legend_is_never_dropped_on_narrow_pictures(width_px):
+    lines = caption_lines(width_px, "slide", "level 0: 0.499 µm/px from openslide.mpp")
+    legend = "   ".join(text for text, colour in lines[2:])
+    assert all(item in legend for item in ("green: tissue outline", "magenta: pen ink", "blue: kept tiles"))
+    note = "level 0: 0.499 µm/px from openslide.mpp"
+    thumb, tissue, ink, boxes = _scene()
+    img = render_qc(thumb, tissue, ink, boxes, "s", max_side_px=width_px, min_side_px=0, mpp_note=note)
+    picture_w, picture_h = qc_size((120, 160), width_px, 0)
+    assert img.size == (picture_w, picture_h + caption_height(picture_w, "s", note))
+    caption = np.asarray(img)[picture_h:]
+    assert (np.abs(caption.astype(int) - 90).sum(axis=-1) < 30).any()  # grey legend text drawn
+
+
+def test_qc_picture_and_page_show_the_mpp_source(tmp_path):
+    thumb, tissue, ink, boxes = _scene()
+    note = resolution_note(0.4990, "tiff resolution tags")
+    assert note == "level 0: 0.499 µm/px from tiff resolution tags"
+    save_qc_png(tmp_path / qc_png_name("s1"), thumb, tissue, ink, boxes, "s1", note)
+    assert read_mpp_note(tmp_path / qc_png_name("s1")) == note
+    rows = [{"slide_id": "s1", "status": "done", "tiles": "3", "level0_mpp": "0.499"},
+            {"slide_id": "s2", "status": "done", "mpp_source": "--mpp-override"}]
+    page = write_summary_html(tmp_path / "index.html", rows, ".").read_text("utf-8")
+    assert "<th>µm/px source</th>" in page
+    assert "<td>tiff resolution tags</td>" in page and "<td>--mpp-override</td>" in page
+    assert not list(tmp_path.glob("*.tmp"))
 
 
 def _rows():

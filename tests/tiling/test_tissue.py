@@ -154,7 +154,10 @@ def test_threshold_never_below_min_saturation(slide):
     "rgb, expected",
     [
         (EOSIN, None), (HEMATOXYLIN, None), (GLASS, None),
-        ((200, 60, 90), None),  # red blood cells: saturated pink, not marker
+        ((150, 35, 50), None),  # blood: red and saturated but darker than marker (v=.59)
+        ((200, 60, 90), "red"),  # bright saturated pink-red (v=.78, s=.7): marker (tiling.tissue)
+        ((60, 110, 120), "green"),  # dark teal marker, h=190 s=.5: between the old green and blue rules
+        ((225, 95, 125), "red"),  # pinkish-red marker, h=346 s=.58
         ((50, 30, 80), None),  # dense hematoxylin: dark but purple and saturated
         ((240, 190, 215), None),  # pale eosin
         *[(rgb, name) for name, rgb in INKS.items()],
