@@ -63,6 +63,7 @@ class MoCoV2(SSLMethod):
         self.projector = mlp(embed_dim, cfg.proj_hidden_dim, cfg.proj_out_dim, n_layers=2, bn=False)
         self.momentum_backbone = momentum_copy(backbone)
         self.momentum_projector = momentum_copy(self.projector)
+        self.sync_batchnorm = not cfg.shuffle_bn  # shuffled BN works on per-rank statistics (pathgen.distributed)
         self.queues = nn.ModuleList([KeyQueue(cfg.queue_size, cfg.proj_out_dim) for _ in range(2)])
 
     def forward(self, views: list[torch.Tensor], info: StepInfo) -> dict[str, torch.Tensor]:
