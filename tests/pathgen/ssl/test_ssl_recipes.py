@@ -65,6 +65,7 @@ PAPER: dict[str, dict[str, object]] = {
     "byol_resnet50": {
         "method": "byol", "method_options.proj_hidden_dim": 4096, "method_options.proj_out_dim": 256,
         "method_options.pred_hidden_dim": 4096, "method_options.momentum_base": 0.99,
+        "backbone.kwargs": {"zero_init_last": False},  # the paper ran without Goyal et al.'s γ = 0 (README)
         "method_options.momentum_final": 1.0, "augment.recipe": "byol", "augment.global_scale": [0.08, 1.0],
         "train.epochs": 100, "train.optimizer": "lars", "train.lars_eta": 0.001, "train.lr": 0.45,
         "train.min_lr": 0.0, "train.warmup_epochs": 10, "train.weight_decay": 1e-6, "train.weight_decay_end": 1e-6,
@@ -74,7 +75,7 @@ PAPER: dict[str, dict[str, object]] = {
         "method": "simsiam", "method_options.proj_hidden_dim": 2048, "method_options.proj_out_dim": 2048,
         "method_options.pred_hidden_dim": 512, "method_options.fixed_predictor_lr": True,
         "method_options.decay_biases_and_norms": True, "augment.recipe": "symmetric",
-        "augment.global_scale": [0.2, 1.0], "train.epochs": 100, "train.optimizer": "sgd", "train.momentum": 0.9,
+        "backbone.kwargs": {"zero_init_last": False}, "augment.global_scale": [0.2, 1.0], "train.epochs": 100, "train.optimizer": "sgd", "train.momentum": 0.9,
         "train.lr": 0.05, "train.min_lr": 0.0, "train.warmup_epochs": 0, "train.weight_decay": 1e-4,
         "train.weight_decay_end": 1e-4, "total_batch": 512, **NO_PATHOLOGY,
     },
@@ -83,7 +84,7 @@ PAPER: dict[str, dict[str, object]] = {
         "method_options.queue_size": 65536, "method_options.temperature": 0.2, "method_options.momentum_base": 0.999,
         "method_options.momentum_final": 0.999, "method_options.symmetric": False, "method_options.shuffle_bn": True,
         "method_options.decay_biases_and_norms": True, "augment.recipe": "symmetric",
-        "augment.global_scale": [0.2, 1.0], "train.epochs": 200, "train.optimizer": "sgd", "train.momentum": 0.9,
+        "backbone.kwargs": {"zero_init_last": False}, "augment.global_scale": [0.2, 1.0], "train.epochs": 200, "train.optimizer": "sgd", "train.momentum": 0.9,
         "train.lr": 0.03, "train.min_lr": 0.0, "train.warmup_epochs": 0, "train.weight_decay": 1e-4,
         "train.weight_decay_end": 1e-4, "total_batch": 256, **NO_PATHOLOGY,
     },
@@ -186,6 +187,15 @@ def test_sincos_embedding_matches_a_hand_computed_entry():
     assert torch.allclose(token, torch.tensor(expected), atol=1e-6)
     with pytest.raises(ValueError, match="divisible by 4"):
         sincos_2d_position_embedding(2, 2, 6)
+
+
+@pytest.mark.parametrize("stem, zero_gamma", [("barlow_resnet50", True), ("simclr_resnet50", True),
+                                              ("byol_resnet50", False), ("mocov2_resnet50", False)])
+def test_resnet_last_bn_init_follows_the_recipe(stem, zero_gamma):
+    cfg = load_config(SSLConfig, CONFIGS / f"{stem}.yaml", ["method_options.proj_hidden_dim=64",
+                                                               "method_options.proj_out_dim=32"])
+    backbone = build_ssl_method(cfg).backbone
+    assert bool(torch.all(backbone.layer1[0].bn3.weight == 0)) is zero_gamma
 
 
 def test_simclr_head_is_v1s_bn_head():
