@@ -241,3 +241,19 @@ def test_trainer_applies_the_groups_lr_scale_through_the_whole_schedule(tmp_path
         weights, biases = trainer.optimizer.param_groups
         assert biases["lr"] == pytest.approx(0.024 * weights["lr"], rel=1e-12)
     assert weights["lr"] == pytest.approx(0.0002) and biases["lr"] == pytest.approx(0.0002 * 0.024)
+
+
+TINY_AS_BEFORE = {  # what the tiny configs ran with before the recipe fixes (their comments' numbers)
+    "mocov3_tiny": {"method_options.pred_last_bn": False, "method_options.decay_biases_and_norms": False},
+    "simsiam_tiny": {"method_options.decay_biases_and_norms": False},
+}
+
+
+@pytest.mark.parametrize("path", sorted(CONFIGS.glob("*_tiny.yaml")), ids=lambda p: p.stem)
+def test_tiny_configs_keep_the_behaviour_they_were_measured_with(path):
+    values = resolved(path.stem)
+    assert values["augment.hed_units"] == "ln_od"
+    assert values.get("method_options.sincos_pos_embed", False) is False
+    assert values.get("method_options.bias_and_norm_lr_scale", 1.0) == 1.0
+    for key, want in TINY_AS_BEFORE.get(path.stem, {}).items():
+        assert values[key] == want, key
