@@ -64,7 +64,8 @@ class MoCoV2(SSLMethod):
         self.momentum_backbone = momentum_copy(backbone)
         self.momentum_projector = momentum_copy(self.projector)
         self.sync_batchnorm = not cfg.shuffle_bn  # shuffled BN works on per-rank statistics (pathgen.distributed)
-        self.queues = nn.ModuleList([KeyQueue(cfg.queue_size, cfg.proj_out_dim) for _ in range(2)])
+        # one queue per keyed view: [view 1, view 2] when symmetric, else [view 2]
+        self.queues = nn.ModuleList([KeyQueue(cfg.queue_size, cfg.proj_out_dim) for _ in range(1 + cfg.symmetric)])
 
     def forward(self, views: list[torch.Tensor], info: StepInfo) -> dict[str, torch.Tensor]:
         """Queue InfoNCE, symmetrised or q1·k2 only; enqueues this step's keys when in training mode."""
@@ -72,14 +73,13 @@ class MoCoV2(SSLMethod):
         keys = [self._key(view) for view in views]
         # clone: the queues change in place below, before backward needs them
         queued = [queue.keys.clone() for queue in self.queues]
-        loss = mocov2_loss(self.projector(self.backbone(views[0])), keys[1], queued[1], self.cfg.temperature)
+        loss = mocov2_loss(self.projector(self.backbone(views[0])), keys[1], queued[-1], self.cfg.temperature)
         if self.cfg.symmetric:
             second = mocov2_loss(self.projector(self.backbone(views[1])), keys[0], queued[0], self.cfg.temperature)
             loss = 0.5 * (loss + second)
         if self.training:
-            self.queues[1].enqueue(keys[1])
-            if self.cfg.symmetric:
-                self.queues[0].enqueue(keys[0])
+            for queue, key in zip(self.queues, keys[-len(self.queues):]):
+                queue.enqueue(key)
         return {"loss": loss}
 
     @torch.no_grad()

@@ -13,7 +13,10 @@ from torch.utils.data import TensorDataset
 
 from pathgen.config import load_config, to_dict
 from pathgen.distributed import DistContext, sync_batchnorm_
+from pathgen.ssl.base import StepInfo
+from pathgen.ssl.losses.moco import mocov2_loss
 from pathgen.ssl.mocov3_vit import sincos_2d_position_embedding
+from pathgen.ssl.registry import build_method
 from pathgen.ssl.train_ssl import SSLConfig, build_ssl_method
 from pathgen.train import Trainer, TrainConfig
 
@@ -75,7 +78,8 @@ PAPER: dict[str, dict[str, object]] = {
         "method": "simsiam", "method_options.proj_hidden_dim": 2048, "method_options.proj_out_dim": 2048,
         "method_options.pred_hidden_dim": 512, "method_options.fixed_predictor_lr": True,
         "method_options.decay_biases_and_norms": True, "augment.recipe": "symmetric",
-        "backbone.kwargs": {"zero_init_last": False}, "augment.global_scale": [0.2, 1.0], "train.epochs": 100, "train.optimizer": "sgd", "train.momentum": 0.9,
+        "backbone.kwargs": {"zero_init_last": False}, "augment.global_scale": [0.2, 1.0],
+        "train.epochs": 100, "train.optimizer": "sgd", "train.momentum": 0.9,
         "train.lr": 0.05, "train.min_lr": 0.0, "train.warmup_epochs": 0, "train.weight_decay": 1e-4,
         "train.weight_decay_end": 1e-4, "total_batch": 512, **NO_PATHOLOGY,
     },
@@ -84,7 +88,8 @@ PAPER: dict[str, dict[str, object]] = {
         "method_options.queue_size": 65536, "method_options.temperature": 0.2, "method_options.momentum_base": 0.999,
         "method_options.momentum_final": 0.999, "method_options.symmetric": False, "method_options.shuffle_bn": True,
         "method_options.decay_biases_and_norms": True, "augment.recipe": "symmetric",
-        "backbone.kwargs": {"zero_init_last": False}, "augment.global_scale": [0.2, 1.0], "train.epochs": 200, "train.optimizer": "sgd", "train.momentum": 0.9,
+        "backbone.kwargs": {"zero_init_last": False}, "augment.global_scale": [0.2, 1.0],
+        "train.epochs": 200, "train.optimizer": "sgd", "train.momentum": 0.9,
         "train.lr": 0.03, "train.min_lr": 0.0, "train.warmup_epochs": 0, "train.weight_decay": 1e-4,
         "train.weight_decay_end": 1e-4, "total_batch": 256, **NO_PATHOLOGY,
     },
@@ -213,6 +218,21 @@ def test_mocov2_with_shuffled_bn_keeps_per_rank_batchnorm():
     gpus = DistContext(0, 2, 0, torch.device("cuda", 0))
     assert not sync_batchnorm_(shuffled, gpus)
     assert sync_batchnorm_(plus, gpus) and any(isinstance(m, nn.SyncBatchNorm) for m in plus.modules())
+
+
+def test_mocov2_one_direction_uses_one_queue_of_view_2_keys():
+    backbone = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.AdaptiveAvgPool2d(1), nn.Flatten())
+    options = {"proj_hidden_dim": 8, "proj_out_dim": 4, "queue_size": 16, "symmetric": False}
+    method = build_method("mocov2", backbone, 4, options)
+    views = [torch.randn(4, 3, 8, 8), torch.randn(4, 3, 8, 8)]
+    with torch.no_grad():
+        key_2 = method.momentum_projector(method.momentum_backbone(views[1]))
+    queue_before = method.queues[0].keys.clone()
+    loss = method(views, StepInfo(0, 10, 0.0))["loss"]
+    query_1 = method.projector(method.backbone(views[0]))
+    assert len(method.queues) == 1 and int(method.queues[0].pointer) == 4
+    assert torch.allclose(loss, mocov2_loss(query_1, key_2, queue_before, 0.2), atol=1e-6)
+    assert torch.allclose(method.queues[0].keys[:4], torch.nn.functional.normalize(key_2, dim=1), atol=1e-6)
 
 
 class _TwoGroups(nn.Module):
