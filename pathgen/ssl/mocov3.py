@@ -15,8 +15,8 @@ from torch import nn
 from pathgen.ssl.base import SSLMethod, StepInfo
 from pathgen.ssl.heads import mlp
 from pathgen.ssl.losses.moco import mocov3_loss
-from pathgen.ssl.momentum import cosine_momentum, ema_update_, momentum_copy
 from pathgen.ssl.mocov3_vit import mocov3_init_, use_sincos_position_embedding_
+from pathgen.ssl.momentum import cosine_momentum, ema_update_, momentum_copy
 from pathgen.ssl.multicrop import check_view_count
 
 

@@ -11,7 +11,6 @@ import torch
 
 from pathgen.ssl.distributed import all_reduce_mean
 
-
 BN_EPS = 1e-5  # BatchNorm1d's default, as the official code's nn.BatchNorm1d(affine=False)
 
 

@@ -11,8 +11,8 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-from pathgen.ssl.losses.barlow import barlow_twins_loss
 from pathgen.ssl.distributed import all_gather_cat, all_reduce_mean, rank, shuffled_bn_forward, world_size
+from pathgen.ssl.losses.barlow import barlow_twins_loss
 from pathgen.ssl.losses.centering import sinkhorn_knopp
 from pathgen.ssl.losses.dino import DINOLoss
 from pathgen.ssl.losses.moco import mocov3_contrastive

@@ -18,7 +18,7 @@ from pathgen.ssl.losses.moco import mocov2_loss
 from pathgen.ssl.mocov3_vit import sincos_2d_position_embedding
 from pathgen.ssl.registry import build_method
 from pathgen.ssl.train_ssl import SSLConfig, build_ssl_method
-from pathgen.train import Trainer, TrainConfig
+from pathgen.train import TrainConfig, Trainer
 
 ROOT = Path(__file__).resolve().parents[3]
 CONFIGS = ROOT / "configs" / "ssl"
@@ -245,7 +245,7 @@ class _TwoGroups(nn.Module):
     def param_groups(self) -> list[dict]:
         return [{"params": [self.layer.weight]}, {"params": [self.layer.bias], "weight_decay": 0.0, "lr_scale": 0.024}]
 
-    def forward(self, batch, info):  # noqa: ANN001, ANN201
+    def forward(self, batch: list[torch.Tensor], info: StepInfo) -> dict[str, torch.Tensor]:
         x, y = batch
         return {"loss": (self.layer(x) - y).pow(2).mean()}
 
