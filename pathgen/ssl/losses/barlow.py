@@ -21,10 +21,9 @@ def batch_standardise(projection: torch.Tensor) -> torch.Tensor:
     every rank; here they are all-reduced (differentiably), which also equals a one-process batch.
     Every rank must hold the same number of rows.
     """
-    mean = all_reduce_mean(projection.mean(dim=0))
-    mean_square = all_reduce_mean(projection.pow(2).mean(dim=0))
-    variance = (mean_square - mean.pow(2)).clamp_min(0.0)
-    return (projection - mean) / torch.sqrt(variance + BN_EPS)
+    centred = projection - all_reduce_mean(projection.mean(dim=0))
+    variance = all_reduce_mean(centred.pow(2).mean(dim=0))  # biased, as BatchNorm normalises with
+    return centred / torch.sqrt(variance + BN_EPS)
 
 
 def cross_correlation(projection_1: torch.Tensor, projection_2: torch.Tensor) -> torch.Tensor:
