@@ -30,8 +30,9 @@ THUMB = "pen/diagnostic-slide-thumb-rgb.png"
 COLOURS = ("green", "red", "blue")
 
 
-def ink_inside_tissue(data: Path, thumbnail_mpp: float, cfg: TissueConfig = TissueConfig()) -> dict[str, float | None]:
+def ink_inside_tissue(data: Path, thumbnail_mpp: float, cfg: TissueConfig | None = None) -> dict[str, float | None]:
     """{colour: share of histolab's ink pixels of that colour inside the tissue mask} (None: no such ink)."""
+    cfg = cfg or TissueConfig()
     thumbnail = np.asarray(Image.open(data / THUMB).convert("RGB"))
     tissue = detect_tissue(thumbnail, thumbnail_mpp, cfg).tissue
     shares: dict[str, float | None] = {}
@@ -43,8 +44,9 @@ def ink_inside_tissue(data: Path, thumbnail_mpp: float, cfg: TissueConfig = Tiss
     return shares
 
 
-def tissue_kept_iou(slide_path: Path, thumbnail_mpp: float = 8.0, cfg: TissueConfig = TissueConfig()) -> float:
+def tissue_kept_iou(slide_path: Path, thumbnail_mpp: float = 8.0, cfg: TissueConfig | None = None) -> float:
     """IoU of the tissue mask of a slide with the mask found with ink removal switched off."""
+    cfg = cfg or TissueConfig()
     slide = open_slide(slide_path)
     thumbnail = slide.thumbnail(thumbnail_mpp)
     mpp = slide.level0_mpp * slide.dimensions[0] / thumbnail.shape[1]

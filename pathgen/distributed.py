@@ -69,9 +69,10 @@ def sync_batchnorm_(model: torch.nn.Module, context: DistContext) -> bool:
 
     The parameters and buffers are the same objects afterwards (an optimizer built before stays
     valid). gloo / CPU jobs keep per-rank statistics: SyncBatchNorm runs on accelerators only.
+    A model with ``sync_batchnorm = False`` keeps per-rank statistics (MoCo v2's shuffled BN needs them).
     Returns True when anything was converted.
     """
-    if context.world_size <= 1 or context.device.type != "cuda":
+    if context.world_size <= 1 or context.device.type != "cuda" or not getattr(model, "sync_batchnorm", True):
         return False
     has_batchnorm = any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in model.modules())
     if not has_batchnorm:

@@ -1,7 +1,9 @@
 """Optimizers by name over a model's parameter groups: AdamW, SGD, and LARS (You et al., 2017).
 
-Groups may carry ``weight_decay: 0.0`` (biases and norms, kept at zero by the schedule) and
-``fixed_lr: True`` (SimSiam's predictor, kept at the peak learning rate).
+Groups may carry ``weight_decay: 0.0`` (biases and norms, kept at zero by the schedule),
+``fixed_lr: True`` (SimSiam's predictor, kept at the peak learning rate) and ``lr_scale`` (a
+factor on the scheduled LR: Barlow Twins trains biases and norms at 0.0048 / 0.2 of the weights'
+LR). `decay_groups` makes the split each method's official code uses (docs/recipes.md).
 """
 
 from __future__ import annotations
@@ -61,10 +63,33 @@ def build_optimizer(name: str, param_groups: list[dict], lr: float, weight_decay
     raise ValueError(f"unknown optimizer {name!r}; choose adamw, sgd or lars")
 
 
+def decay_groups(named_params, decay_biases_and_norms: bool = False,
+                 bias_and_norm_lr_scale: float = 1.0) -> list[dict]:
+    """Trainable parameters split into matrices and 1-D tensors (biases, norm weights, and the like).
+
+    Most recipes (DINO, BYOL, SimCLR, Barlow Twins) take biases and norms out of weight decay;
+    MoCo v2/v3 and SimSiam's official code decays every parameter (`decay_biases_and_norms`).
+    Barlow Twins also gives them their own LR (`bias_and_norm_lr_scale`, carried as "lr_scale").
+
+    Args:
+        named_params: (name, parameter) pairs, e.g. `model.named_parameters()`.
+        decay_biases_and_norms: Decay 1-D tensors too (one group, as `optimizer(model.parameters())`).
+        bias_and_norm_lr_scale: Factor on the LR of the 1-D group.
+    """
+    decay, no_decay = [], []
+    for name, param in named_params:
+        if param.requires_grad:
+            (no_decay if param.ndim <= 1 or name.endswith(".bias") else decay).append(param)
+    if decay_biases_and_norms and bias_and_norm_lr_scale == 1.0:
+        return [{"params": decay + no_decay}]
+    rest: dict = {} if decay_biases_and_norms else {"weight_decay": 0.0}
+    if bias_and_norm_lr_scale != 1.0:
+        rest["lr_scale"] = bias_and_norm_lr_scale
+    return [{"params": decay}, {"params": no_decay, **rest}]
+
+
 def model_param_groups(model: nn.Module) -> list[dict]:
     """The model's own groups if it defines them, else decay for matrices and none for 1-D tensors."""
     if hasattr(model, "param_groups") and callable(model.param_groups):
         return model.param_groups()
-    decay = [p for p in model.parameters() if p.requires_grad and p.ndim > 1]
-    no_decay = [p for p in model.parameters() if p.requires_grad and p.ndim <= 1]
-    return [{"params": decay}, {"params": no_decay, "weight_decay": 0.0}]
+    return decay_groups(model.named_parameters())

@@ -241,7 +241,7 @@ class Trainer:
         lr = warmup_cosine(self.step, self.total_steps, self.peak_lr, self.cfg.min_lr, warmup)
         wd = warmup_cosine(self.step, self.total_steps, self.cfg.weight_decay, self.cfg.weight_decay_end)
         for group in self.optimizer.param_groups:
-            group["lr"] = self.peak_lr if group.get("fixed_lr") else lr
+            group["lr"] = (self.peak_lr if group.get("fixed_lr") else lr) * group.get("lr_scale", 1.0)
             if group.get("apply_wd_schedule", True):
                 group["weight_decay"] = wd
 

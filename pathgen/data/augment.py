@@ -24,6 +24,10 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 RGB_FROM_HED = torch.tensor([[0.65, 0.70, 0.29], [0.07, 0.99, 0.11], [0.27, 0.57, 0.78]], dtype=torch.float64)
 HED_FROM_RGB = torch.linalg.inv(RGB_FROM_HED)
 OD_EPS = 1e-6  # floor on intensity before the log, so black pixels have a finite optical density
+#: scikit-image's rgb2hed divides −ln(I) by −ln(1e-6) = ln(1e6): one skimage unit is this many natural-log OD units
+SKIMAGE_OD_UNIT = math.log(1e6)
+#: HED jitter units: "skimage" (rgb2hed's, the unit of the published θ values) or "ln_od" (−ln I, I0 = 1)
+HED_UNITS = {"skimage": SKIMAGE_OD_UNIT, "ln_od": 1.0}
 SOLARIZE_THRESHOLD = 128 / 255  # DINO / BYOL solarize uint8 pixels >= 128
 Seed = Union[torch.Generator, int, None]
 
@@ -65,6 +69,8 @@ def hed_to_rgb(hed: torch.Tensor) -> torch.Tensor:
 def perturb_stains(rgb: torch.Tensor, alpha: torch.Tensor, beta: torch.Tensor) -> torch.Tensor:
     """Set each stain concentration c to α·c + β (per H, E, DAB channel) and return RGB in [0, 1].
 
+    Concentrations and β are in natural-log optical-density units (see `HEDJitter` for skimage's).
+
     RGB → OD → HED, the affine change and HED → OD fold into one 3×3 matrix and an offset, so the
     image is touched by one log, one matmul and one exp.
     """
@@ -79,16 +85,23 @@ class HEDJitter:
     breast histology using PHH3 as a reference"; also Tellez et al. 2019, MedIA).
 
     With probability p, each stain channel s gets s' = α·s + β with α ~ U(1−θ, 1+θ) and
-    β ~ U(−θ, θ); θ = 0.05 is "HED-light", 0.2 "HED-strong". Concentrations are in natural-log
-    optical-density units (I0 = 1). `theta` may be one value or one per channel (H, E, DAB).
-    Input and output: a (3, H, W) float tensor in [0, 1]; θ = 0 gives the input back.
+    β ~ U(−θ, θ); θ = 0.05 is "HED-light", 0.2 "HED-strong". `theta` may be one value or one per
+    channel (H, E, DAB). Input and output: a (3, H, W) float tensor in [0, 1]; θ = 0 gives the input back.
+
+    `units` says what β is measured in, since α is unit-free but β is not. "skimage" (default):
+    scikit-image's rgb2hed concentrations, −ln(I) / ln(10⁶), the units of the common
+    rgb2hed → α·s + β → hed2rgb implementations and so of the θ values in the literature;
+    "ln_od": natural-log optical density −ln(I), 13.8× smaller for the same θ (θ = 0.05 moves RGB
+    by 3.5 / 255 on average on CAMELYON16 tiles, against 38 in skimage units; docs/recipes.md).
     """
 
-    def __init__(self, theta: float | Sequence[float] = 0.05, p: float = 1.0):
+    def __init__(self, theta: float | Sequence[float] = 0.05, p: float = 1.0, units: str = "skimage"):
         thetas = (float(theta),) * 3 if isinstance(theta, (int, float)) else tuple(map(float, theta))
         if len(thetas) != 3 or min(thetas) < 0 or not 0.0 <= p <= 1.0:
             raise ValueError(f"HEDJitter needs theta >= 0 (one value or three) and p in [0, 1], got {theta}, {p}")
-        self.theta, self.p = thetas, p
+        if units not in HED_UNITS:
+            raise ValueError(f"HEDJitter units must be one of {sorted(HED_UNITS)}, got {units!r}")
+        self.theta, self.p, self.units = thetas, p, units
 
     def __call__(self, rgb: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         if not _coin(self.p, generator):
@@ -96,7 +109,7 @@ class HEDJitter:
         theta = torch.tensor(self.theta, dtype=torch.float64)
         alpha = 1.0 + theta * (2 * torch.rand(3, generator=generator, dtype=torch.float64) - 1)
         beta = theta * (2 * torch.rand(3, generator=generator, dtype=torch.float64) - 1)
-        return perturb_stains(rgb, alpha, beta)
+        return perturb_stains(rgb, alpha, beta * HED_UNITS[self.units])
 
 
 class RandomRot90:
@@ -205,6 +218,7 @@ class ViewSpec:
     rot90: bool = False
     hed_theta: float = 0.0
     hed_p: float = 0.0
+    hed_units: str = "skimage"  # what HED jitter's β is measured in: skimage | ln_od (HEDJitter)
     color_jitter_p: float = 0.8
     color_jitter: tuple[float, float, float, float] = (0.4, 0.4, 0.2, 0.1)
     grayscale_p: float = 0.2
@@ -221,6 +235,8 @@ class ViewSpec:
             raise ValueError(f"view probabilities must lie in [0, 1], got {probs}")
         if not 0 < self.scale[0] <= self.scale[1] <= 1 or self.size < 1:
             raise ValueError(f"view size {self.size} / scale {self.scale}: need size >= 1, 0 < lo <= hi <= 1")
+        if self.hed_units not in HED_UNITS:
+            raise ValueError(f"hed_units must be one of {sorted(HED_UNITS)}, got {self.hed_units!r}")
         if not 0 <= self.color_jitter[3] <= 0.5 or min(self.blur_sigma) <= 0:
             raise ValueError(f"hue jitter must lie in [0, 0.5] and blur sigma > 0, got "
                              f"{self.color_jitter}, {self.blur_sigma}")
@@ -250,7 +266,7 @@ def augment_view(tile: torch.Tensor, spec: ViewSpec, generator: torch.Generator 
         view = RandomRot90()(view, g)
     view = view.float().div_(255)
     if spec.hed_theta > 0 and spec.hed_p > 0:
-        view = HEDJitter(spec.hed_theta, spec.hed_p)(view, g)
+        view = HEDJitter(spec.hed_theta, spec.hed_p, spec.hed_units)(view, g)
     if _coin(spec.color_jitter_p, g):
         view = color_jitter(view, spec.color_jitter, g)
     if _coin(spec.grayscale_p, g):

@@ -3,7 +3,8 @@
 DINO: Caron et al. 2021 (main_dino.py DataAugmentationDINO). BYOL: Grill et al. 2020. SimCLR:
 Chen et al. 2020. "symmetric": SimSiam (Chen & He 2021) / MoCo v2. Pathology additions: rot90 +
 vertical flip (no canonical orientation) and HED jitter (Tellez et al. 2018). The operations
-themselves live in pathgen.data.augment.
+themselves live in pathgen.data.augment; which values each shipped config uses, and where they
+come from, is in docs/recipes.md.
 """
 
 from __future__ import annotations
@@ -77,6 +78,7 @@ class AugmentConfig:
     rot90: bool = True
     hed_theta: float = 0.05
     hed_p: float = 0.5
+    hed_units: str = "skimage"  # what hed_theta's offset is measured in: skimage | ln_od (augment.HEDJitter)
     color_jitter_p: float = 0.8
     color_jitter: tuple[float, float, float, float] | None = None
     grayscale_p: float = 0.2
@@ -88,7 +90,7 @@ class AugmentConfig:
 def build_transform(cfg: AugmentConfig) -> MultiCropTransform:
     """The multi-crop transform an `AugmentConfig` describes; errors name the offending field."""
     options = {name: getattr(cfg, name) for name in
-               ("hflip_p", "color_jitter_p", "grayscale_p", "blur_sigma", "mean", "std")}
+               ("hflip_p", "hed_units", "color_jitter_p", "grayscale_p", "blur_sigma", "mean", "std")}
     if cfg.color_jitter is not None:
         options["color_jitter"] = cfg.color_jitter
     shared = dict(hed_theta=cfg.hed_theta, hed_p=cfg.hed_p, rot90=cfg.rot90, vflip=cfg.vflip, **options)

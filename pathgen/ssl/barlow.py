@@ -1,7 +1,8 @@
 """Barlow Twins: make the cross-correlation of two views' projections the identity.
 
 Zbontar et al., "Barlow Twins: Self-Supervised Learning via Redundancy Reduction", ICML 2021
-(arXiv 2103.03230); projector, λ and scale from solo-learn's barlow.yaml (docs/methods/ssl_recipes.md).
+(arXiv 2103.03230). The defaults are solo-learn's barlow.yaml (projector 4096, scale 0.048);
+configs/ssl/barlow_resnet50.yaml has the paper's (docs/recipes.md).
 """
 
 from __future__ import annotations
@@ -19,12 +20,18 @@ from pathgen.ssl.multicrop import check_view_count
 
 @dataclass
 class BarlowConfig:
-    """Barlow Twins hyper-parameters (solo-learn: projector 4096-4096-4096, λ 0.0051, scale 0.048)."""
+    """Barlow Twins hyper-parameters (solo-learn: projector 4096-4096-4096, λ 0.0051, scale 0.048).
+
+    The official code (facebookresearch/barlowtwins) uses a 8192-8192-8192 projector, no loss scale
+    and LARS at 0.2 for weights but 0.0048 for biases and BN parameters (1-D tensors): set
+    `bias_and_norm_lr_scale` 0.024 (= 0.0048 / 0.2; the optimizer group's "lr_scale").
+    """
 
     proj_hidden_dim: int = 4096
     proj_out_dim: int = 4096
     lambd: float = 0.0051
     scale_loss: float = 0.048
+    bias_and_norm_lr_scale: float = 1.0
 
 
 class BarlowTwins(SSLMethod):

@@ -21,6 +21,7 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
+from pathgen.optim import decay_groups
 from pathgen.schedules import StepInfo
 
 __all__ = ["PairWeighter", "SSLMethod", "StepInfo"]
@@ -90,10 +91,9 @@ class SSLMethod(nn.Module, abc.ABC):
         return self.backbone
 
     def param_groups(self) -> list[dict]:
-        """Trainable parameters split for weight decay: no decay on biases and norm weights (1-D)."""
-        decay, no_decay = [], []
-        for name, param in self.named_parameters():
-            if not param.requires_grad:
-                continue
-            (no_decay if param.ndim <= 1 or name.endswith(".bias") else decay).append(param)
-        return [{"params": decay}, {"params": no_decay, "weight_decay": 0.0}]
+        """Trainable parameters split for weight decay: by default no decay on biases and norm weights
+        (1-D); a method config with `decay_biases_and_norms` / `bias_and_norm_lr_scale` fields sets
+        its official code's rule instead (pathgen.optim.decay_groups)."""
+        cfg = getattr(self, "cfg", None)
+        return decay_groups(self.named_parameters(), getattr(cfg, "decay_biases_and_norms", False),
+                            getattr(cfg, "bias_and_norm_lr_scale", 1.0))

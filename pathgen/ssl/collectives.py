@@ -96,3 +96,22 @@ def all_reduce_sum(local: torch.Tensor) -> torch.Tensor:
 def all_reduce_max(local: torch.Tensor) -> torch.Tensor:
     """Element-wise maximum of `local` over ranks as a new tensor, without gradient."""
     return _all_reduce_copy(local, dist.ReduceOp.MAX)
+
+
+@torch.no_grad()
+def shuffled_bn_forward(module: torch.nn.Module, images: torch.Tensor) -> torch.Tensor:
+    """`module(images)` with the global batch randomly re-split across ranks (MoCo's shuffling BN).
+
+    He et al. 2020 (Sec. 3.3; facebookresearch/moco builder._batch_shuffle_ddp): the key encoder's
+    BatchNorm statistics then come from other images than the query's, so the model cannot cheat
+    through intra-batch statistics. Outputs come back in this rank's order. Without gradient; one
+    process has nothing to shuffle across and runs the module as is.
+    """
+    if world_size() == 1:
+        return module(images)
+    gathered = all_gather_cat(images.contiguous())
+    order = torch.randperm(gathered.shape[0], device=images.device)
+    dist.broadcast(order, src=0)
+    local = images.shape[0]
+    outputs = all_gather_cat(module(gathered[order[rank() * local:(rank() + 1) * local]]))
+    return outputs[torch.argsort(order)][rank() * local:(rank() + 1) * local]

@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from pathgen.ssl.base import SSLMethod, StepInfo
+from pathgen.ssl.distributed import shuffled_bn_forward
 from pathgen.ssl.heads import mlp
 from pathgen.ssl.losses.moco import KeyQueue, mocov2_loss
 from pathgen.ssl.momentum import cosine_momentum, ema_update_, momentum_copy
@@ -22,7 +23,13 @@ from pathgen.ssl.multicrop import check_view_count
 
 @dataclass
 class MoCoV2Config:
-    """MoCo v2+ hyper-parameters: projector 2048 → 256, queue 65536, τ 0.2, EMA 0.99 → 0.999."""
+    """MoCo v2+ hyper-parameters: projector 2048 → 256, queue 65536, τ 0.2, EMA 0.99 → 0.999.
+
+    MoCo v2 itself (facebookresearch/moco, `--mlp --moco-t 0.2 --aug-plus --cos`): 128-d output,
+    a fixed EMA 0.999 (momentum_base = momentum_final), one direction q(view 1) · k(view 2) with one
+    queue (`symmetric` False), SGD decaying every parameter (`decay_biases_and_norms`) and
+    shuffled BN (`shuffle_bn`: the key encoder sees the global batch in a random order across ranks).
+    """
 
     proj_hidden_dim: int = 2048
     proj_out_dim: int = 256
@@ -30,6 +37,9 @@ class MoCoV2Config:
     temperature: float = 0.2
     momentum_base: float = 0.99
     momentum_final: float = 0.999
+    symmetric: bool = True
+    shuffle_bn: bool = False
+    decay_biases_and_norms: bool = False
 
 
 class MoCoV2(SSLMethod):
@@ -53,24 +63,30 @@ class MoCoV2(SSLMethod):
         self.projector = mlp(embed_dim, cfg.proj_hidden_dim, cfg.proj_out_dim, n_layers=2, bn=False)
         self.momentum_backbone = momentum_copy(backbone)
         self.momentum_projector = momentum_copy(self.projector)
-        self.queues = nn.ModuleList([KeyQueue(cfg.queue_size, cfg.proj_out_dim) for _ in range(2)])
+        self.sync_batchnorm = not cfg.shuffle_bn  # shuffled BN works on per-rank statistics (pathgen.distributed)
+        # one queue per keyed view: [view 1, view 2] when symmetric, else [view 2]
+        self.queues = nn.ModuleList([KeyQueue(cfg.queue_size, cfg.proj_out_dim) for _ in range(1 + cfg.symmetric)])
 
     def forward(self, views: list[torch.Tensor], info: StepInfo) -> dict[str, torch.Tensor]:
-        """Symmetrised queue InfoNCE; enqueues this step's keys when in training mode."""
+        """Queue InfoNCE, symmetrised or q1·k2 only; enqueues this step's keys when in training mode."""
         check_view_count(views, self.crops, "MoCoV2")
-        query_1, query_2 = (self.projector(self.backbone(view)) for view in views)
-        with torch.no_grad():
-            key_1, key_2 = (self.momentum_projector(self.momentum_backbone(view)) for view in views)
+        keys = [self._key(view) for view in views]
         # clone: the queues change in place below, before backward needs them
-        queued_1, queued_2 = (queue.keys.clone() for queue in self.queues)
-        loss = 0.5 * (
-            mocov2_loss(query_1, key_2, queued_2, self.cfg.temperature)
-            + mocov2_loss(query_2, key_1, queued_1, self.cfg.temperature)
-        )
+        queued = [queue.keys.clone() for queue in self.queues]
+        loss = mocov2_loss(self.projector(self.backbone(views[0])), keys[1], queued[-1], self.cfg.temperature)
+        if self.cfg.symmetric:
+            second = mocov2_loss(self.projector(self.backbone(views[1])), keys[0], queued[0], self.cfg.temperature)
+            loss = 0.5 * (loss + second)
         if self.training:
-            self.queues[0].enqueue(key_1)
-            self.queues[1].enqueue(key_2)
+            for queue, key in zip(self.queues, keys[-len(self.queues):]):
+                queue.enqueue(key)
         return {"loss": loss}
+
+    @torch.no_grad()
+    def _key(self, view: torch.Tensor) -> torch.Tensor:
+        """The momentum encoder's key for one view, with MoCo's shuffled BN when configured."""
+        encoder = nn.Sequential(self.momentum_backbone, self.momentum_projector)
+        return shuffled_bn_forward(encoder, view) if self.cfg.shuffle_bn else encoder(view)
 
     @torch.no_grad()
     def after_step(self, info: StepInfo) -> None:

@@ -2,7 +2,7 @@
 
 Chen, Xie & He, "An Empirical Study of Training Self-Supervised Vision Transformers", ICCV 2021
 (arXiv 2104.02057), Algorithm 1; defaults from facebookresearch/moco-v3 for ViT-S/16
-(docs/methods/ssl_recipes.md).
+(builder.py, vits.py, main_moco.py at commit c349e6e; docs/recipes.md).
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from torch import nn
 from pathgen.ssl.base import SSLMethod, StepInfo
 from pathgen.ssl.heads import mlp
 from pathgen.ssl.losses.moco import mocov3_loss
+from pathgen.ssl.mocov3_vit import mocov3_init_, use_sincos_position_embedding_
 from pathgen.ssl.momentum import cosine_momentum, ema_update_, momentum_copy
 from pathgen.ssl.multicrop import check_view_count
 
@@ -22,21 +23,31 @@ from pathgen.ssl.multicrop import check_view_count
 @dataclass
 class MoCoV3Config:
     """MoCo v3 hyper-parameters for ViTs: projector 3 layers 4096 → 256, predictor 2 layers, τ 0.2,
-    momentum cosine 0.99 → 1. For ResNets use proj_layers 2 and temperature 1.0.
+    momentum cosine 0.99 → 1. For ResNets use proj_layers 2, pred_last_bn False and temperature 1.0.
 
     `stop_grad_patch_embed` freezes the ViT patch projection (a random fixed patch embedding),
     which MoCo v3 found stabilises ViT training (Sec. 5). It sets requires_grad False on the
     backbone passed in (`backbone.patch_embed.proj`) and does nothing for other backbones.
+
+    Official-code details (facebookresearch/moco-v3): every MLP Linear is bias-free and the ViT
+    predictor ends in BatchNorm1d(affine=False) like the projector (`pred_last_bn`); AdamW decays
+    every parameter, biases and norms included (`decay_biases_and_norms`). `sincos_pos_embed`
+    swaps the ViT's learned position embedding for MoCo v3's fixed 2-D sin-cos one and
+    `mocov3_init` applies its ViT weight init (pathgen.ssl.mocov3_vit); both need a timm ViT.
     """
 
     proj_hidden_dim: int = 4096
     proj_out_dim: int = 256
     proj_layers: int = 3
     pred_hidden_dim: int = 4096
+    pred_last_bn: bool = True
     temperature: float = 0.2
     momentum_base: float = 0.99
     momentum_final: float = 1.0
     stop_grad_patch_embed: bool = True
+    sincos_pos_embed: bool = False
+    mocov3_init: bool = False
+    decay_biases_and_norms: bool = True
 
 
 class MoCoV3(SSLMethod):
@@ -53,11 +64,16 @@ class MoCoV3(SSLMethod):
     def __init__(self, backbone: nn.Module, embed_dim: int, cfg: MoCoV3Config | None = None):
         super().__init__(backbone, embed_dim)
         self.cfg = cfg = cfg or MoCoV3Config()
+        if cfg.mocov3_init:
+            mocov3_init_(backbone)
+        if cfg.sincos_pos_embed:
+            use_sincos_position_embedding_(backbone)
         patch_projection = getattr(getattr(backbone, "patch_embed", None), "proj", None)
         if cfg.stop_grad_patch_embed and isinstance(patch_projection, nn.Module):
             patch_projection.requires_grad_(False)
         self.projector = mlp(embed_dim, cfg.proj_hidden_dim, cfg.proj_out_dim, cfg.proj_layers, last_bn=True)
-        self.predictor = mlp(cfg.proj_out_dim, cfg.pred_hidden_dim, cfg.proj_out_dim, n_layers=2)
+        self.predictor = mlp(cfg.proj_out_dim, cfg.pred_hidden_dim, cfg.proj_out_dim, n_layers=2,
+                             last_bn=cfg.pred_last_bn)
         self.momentum_backbone = momentum_copy(backbone)
         self.momentum_projector = momentum_copy(self.projector)
 

@@ -23,13 +23,15 @@ class SimSiamConfig:
 
     solo-learn's config uses 4096 for the projector. `fixed_predictor_lr` marks the predictor's
     parameter groups with "fixed_lr": True so a training loop can keep their learning rate
-    constant, which the paper found helps (Sec. 4.4).
+    constant, which the paper found helps (Sec. 4.4). The official SGD decays every parameter,
+    biases and BN included (`decay_biases_and_norms`, facebookresearch/simsiam main_simsiam.py).
     """
 
     proj_hidden_dim: int = 2048
     proj_out_dim: int = 2048
     pred_hidden_dim: int = 512
     fixed_predictor_lr: bool = True
+    decay_biases_and_norms: bool = True
 
 
 class SimSiam(SSLMethod):

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import h5py
 import numpy as np
-import pytest
 from PIL import Image
 
 from pathgen.cli import main

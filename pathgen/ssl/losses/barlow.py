@@ -1,29 +1,42 @@
 """Barlow Twins redundancy-reduction loss.
 
 Zbontar et al., "Barlow Twins: Self-Supervised Learning via Redundancy Reduction", ICML 2021
-(arXiv 2103.03230), Eq. 1–2; scale_loss and λ defaults from solo-learn's barlow.yaml.
+(arXiv 2103.03230), Eq. 1–2; facebookresearch/barlowtwins main.py (commit 8e8d284). The scale_loss
+default 0.048 is solo-learn's barlow.yaml; the official code now uses 1 (docs/recipes.md).
 """
 
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 
 from pathgen.ssl.collectives import all_reduce_mean
 
+BN_EPS = 1e-5  # BatchNorm1d's default, as the official code's nn.BatchNorm1d(affine=False)
+
+
+def batch_standardise(projection: torch.Tensor) -> torch.Tensor:
+    """(z − mean) / √(var + ε) per dimension, with mean and biased variance over the global batch.
+
+    The official code runs nn.BatchNorm1d(affine=False) under SyncBatchNorm, so the statistics span
+    every rank; here they are all-reduced (differentiably), which also equals a one-process batch.
+    Every rank must hold the same number of rows.
+    """
+    centred = projection - all_reduce_mean(projection.mean(dim=0))
+    variance = all_reduce_mean(centred.pow(2).mean(dim=0))  # biased, as BatchNorm normalises with
+    return centred / torch.sqrt(variance + BN_EPS)
+
 
 def cross_correlation(projection_1: torch.Tensor, projection_2: torch.Tensor) -> torch.Tensor:
-    """C = BN(z1)ᵀ·BN(z2) / N, BN without affine over the local batch, averaged over ranks (Eq. 2).
+    """C = BN(z1)ᵀ·BN(z2) / N over the global batch, BN without affine and with global statistics (Eq. 2).
 
     Args:
         projection_1, projection_2: (N, D) projector outputs of the two views, N ≥ 2.
-
     Returns:
         (D, D) fp32 cross-correlation matrix.
     """
     with torch.autocast(device_type=projection_1.device.type, enabled=False):
-        normed_1 = F.batch_norm(projection_1.float(), None, None, training=True)
-        normed_2 = F.batch_norm(projection_2.float(), None, None, training=True)
+        normed_1 = batch_standardise(projection_1.float())
+        normed_2 = batch_standardise(projection_2.float())
         correlation = normed_1.T @ normed_2 / projection_1.shape[0]
     return all_reduce_mean(correlation)
 

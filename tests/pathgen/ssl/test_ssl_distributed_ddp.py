@@ -11,7 +11,8 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-from pathgen.ssl.collectives import all_gather_cat, all_reduce_mean, rank, world_size
+from pathgen.ssl.collectives import all_gather_cat, all_reduce_mean, rank, shuffled_bn_forward, world_size
+from pathgen.ssl.losses.barlow import barlow_twins_loss
 from pathgen.ssl.losses.centering import sinkhorn_knopp
 from pathgen.ssl.losses.dino import DINOLoss
 from pathgen.ssl.losses.moco import mocov3_contrastive
@@ -32,6 +33,8 @@ def _global_data() -> dict[str, torch.Tensor]:
         "query": torch.randn(batch, 6, generator=generator),
         "key": torch.randn(batch, 6, generator=generator),
         "weights": torch.randn(batch, 4, generator=generator),
+        "keys": torch.randn(batch, 4, generator=generator) * 2 + 1,
+        "barlow": torch.randn(2, batch, 4, generator=generator) * torch.tensor([1.0, 2.0, 0.5, 3.0]) + 1.0,
     }
 
 
@@ -60,6 +63,10 @@ def _rank_results(data: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     results["moco_loss"] = mocov3_contrastive(query, data["key"][mine], 0.2)
     results["moco_loss"].backward()
     results["moco_grad"] = query.grad
+    barlow = data["barlow"][:, mine].clone().requires_grad_(True)
+    results["barlow_loss"] = barlow_twins_loss(barlow[0], barlow[1], 0.0051, 1.0)
+    results["barlow_loss"].backward()
+    results["barlow_grad"] = barlow.grad
     local = torch.ones(LOCAL_BATCH, 4, requires_grad=True)
     (all_gather_cat(local) * data["weights"]).sum().backward()
     results["gather_grad"] = local.grad
@@ -67,6 +74,10 @@ def _rank_results(data: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     reduced = all_reduce_mean(reduced_input)
     (reduced * (rank() + 1)).sum().backward()
     results["reduced"], results["reduced_grad"] = reduced.detach(), reduced_input.grad
+    torch.manual_seed(0)  # rank 0's permutation is broadcast; the test redraws it from this seed
+    norm = torch.nn.BatchNorm1d(4, affine=False)
+    results["shuffled_bn"] = shuffled_bn_forward(norm, data["keys"][mine])
+    results["shuffled_scale"] = shuffled_bn_forward(torch.nn.Identity(), data["keys"][mine] * 2)
     return {key: value.detach() for key, value in results.items()}
 
 
@@ -110,6 +121,29 @@ def test_two_process_results_equal_single_process_on_concatenated_batch(tmp_path
     single_moco = mocov3_contrastive(query, data["key"], 0.2)
     single_moco.backward()
     assert torch.allclose(torch.stack([r["moco_loss"] for r in ranks]).mean(), single_moco, atol=1e-6)
+    # MoCo's shuffled BN: each key is standardised with the statistics of the shuffled chunk it landed
+    # in (not its own rank's), and comes back to its own rank and row
+    torch.manual_seed(0)
+    chunks = torch.randperm(WORLD * LOCAL_BATCH).view(WORLD, LOCAL_BATCH)
+    keys = data["keys"]
+    expected = torch.empty_like(keys)
+    for chunk in chunks:
+        expected[chunk] = torch.nn.functional.batch_norm(keys[chunk], None, None, training=True)
+    shuffled = torch.cat([r["shuffled_bn"] for r in ranks])
+    assert torch.allclose(shuffled, expected, atol=1e-5)
+    assert not torch.allclose(shuffled[:LOCAL_BATCH], torch.nn.functional.batch_norm(
+        keys[:LOCAL_BATCH], None, None, training=True), atol=1e-3)  # this seed does re-split the batch
+    assert torch.equal(torch.cat([r["shuffled_scale"] for r in ranks]), keys * 2)
+
+    # Barlow Twins: BN statistics over the global batch (SyncBN in the official code), so every rank's
+    # loss is the one-process loss on the concatenated batch, not the mean of per-rank losses
+    barlow = data["barlow"].clone().requires_grad_(True)
+    single_barlow = barlow_twins_loss(barlow[0], barlow[1], 0.0051, 1.0)
+    single_barlow.backward()
+    for r, result in enumerate(ranks):
+        mine = slice(r * LOCAL_BATCH, (r + 1) * LOCAL_BATCH)
+        assert torch.allclose(result["barlow_loss"], single_barlow, atol=1e-5)
+        assert torch.allclose(result["barlow_grad"] / WORLD, barlow.grad[:, mine], atol=1e-5)
     for r, result in enumerate(ranks):
         mine = slice(r * LOCAL_BATCH, (r + 1) * LOCAL_BATCH)
         assert torch.allclose(result["moco_grad"] / WORLD, query.grad[mine], atol=1e-6)

@@ -66,7 +66,10 @@ def test_after_step_is_a_no_op_without_momentum_encoder(name, tiny_cnn):
     assert all(torch.equal(before[k], v) for k, v in method.state_dict().items())
 
 
-@pytest.mark.parametrize("name", sorted(SMALL))
+DECAY_ALL = {"mocov3", "simsiam"}  # their official optimizers decay every parameter (docs/recipes.md)
+
+
+@pytest.mark.parametrize("name", sorted(set(SMALL) - DECAY_ALL))
 def test_param_groups_exclude_biases_and_norms_from_decay(name, tiny_cnn):
     method = build_method(name, tiny_cnn, TINY_CNN_DIM, SMALL[name])
     groups = method.param_groups()
@@ -76,6 +79,24 @@ def test_param_groups_exclude_biases_and_norms_from_decay(name, tiny_cnn):
     assert all(p.ndim >= 2 for p in decayed) and all(p.ndim <= 1 for p in not_decayed)
     grouped = {id(p) for p in decayed + not_decayed}
     assert grouped == {id(p) for p in method.parameters() if p.requires_grad}
+
+
+@pytest.mark.parametrize("name", sorted(DECAY_ALL | {"mocov2"}))
+def test_param_groups_decay_every_parameter_when_the_official_code_does(name, tiny_cnn):
+    options = {**SMALL[name], "decay_biases_and_norms": True}
+    groups = build_method(name, tiny_cnn, TINY_CNN_DIM, options).param_groups()
+    assert all("weight_decay" not in group for group in groups)  # every group takes the scheduled decay
+    assert any(p.ndim <= 1 for group in groups for p in group["params"])
+    off = build_method(name, tiny_cnn, TINY_CNN_DIM, {**options, "decay_biases_and_norms": False}).param_groups()
+    assert {p.ndim <= 1 for g in off if g.get("weight_decay") == 0.0 for p in g["params"]} == {True}
+
+
+def test_barlow_gives_biases_and_norms_their_own_lr_scale(tiny_cnn):
+    groups = build_method("barlow", tiny_cnn, TINY_CNN_DIM,
+                          {**SMALL["barlow"], "bias_and_norm_lr_scale": 0.024}).param_groups()
+    scaled = [g for g in groups if "lr_scale" in g]
+    assert len(scaled) == 1 and scaled[0]["lr_scale"] == 0.024 and scaled[0]["weight_decay"] == 0.0
+    assert all(p.ndim <= 1 for p in scaled[0]["params"])
 
 
 def test_simsiam_marks_predictor_groups_fixed_lr(tiny_cnn):
