@@ -123,6 +123,6 @@ def test_mean_sd_uses_the_sample_standard_deviation() -> None:
     mean, sd = mean_sd([1.0, 2.0, 3.0, 4.0])
     assert mean == pytest.approx(2.5)
     assert sd == pytest.approx(np.sqrt(5 / 3))  # Σ(x − 2.5)² = 5, over n − 1 = 3
-    assert mean_sd([0.7]) == (0.7, 0.0)
+    assert mean_sd([0.7]) == (0.7, None)  # one run has no spread: never "± 0.000"
     with pytest.raises(ValueError):
         mean_sd([])
