@@ -9,14 +9,15 @@ intervals, which at toy scale is the expected reading.
 
 from __future__ import annotations
 
-import json
 import shutil
 from pathlib import Path
 
 import numpy as np
 import yaml
 
-from pathgen.eval.report import format_cell
+from pathgen.eval.compare import compare_results
+from pathgen.eval.report import comparison_table as paired_table
+from pathgen.eval.report import format_cell, load_results
 from pathgen.genaug.ablation import INIT_ROW
 from pathgen.genaug.report import METRICS, interval_note, plot_comparison, verdict
 
@@ -80,6 +81,10 @@ def family_section(results: list[dict], out: Path, family: str, info: dict, seed
     labels = {_label(family, v, seeds[0]): v for v in variants}
     family_results = [r for r in results if r["encoder"] in labels]
     plot_comparison(family_results, list(labels), labels, report_dir / f"{family}.png")
+    paired = compare_results(family_results, _label(family, baseline, seeds[0]))
+    if paired:
+        lines += [f"Paired comparison with {baseline} (pretraining seed {seeds[0]}, same test samples): "
+                  + paired[0]["method"] + ".", "", paired_table(paired), ""]
     return lines + [f"![{family}]({family}.png)", ""]
 
 
@@ -88,7 +93,7 @@ def write_ablation_report(out: str | Path, plan: dict, seeds: list[int]) -> Path
     out = Path(out)
     report_dir = out / "report"
     report_dir.mkdir(parents=True, exist_ok=True)
-    results = json.loads((out / "bench" / "results.json").read_text())["results"]
+    results = load_results(out / "bench" / "results.json")
     shutil.copy2(out / "bench" / "results.json", report_dir / "results.json")
     probe_seeds = sorted({s for r in results for s in r.get("seeds", [])})
     lines = ["# Generative-augmentation ablation", "",
