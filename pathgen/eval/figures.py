@@ -128,7 +128,8 @@ def plot_roc(results: Sequence[Result], out_dir: str | Path) -> list[Path]:
             sd = np.asarray(roc.get("tpr_sd") or np.zeros_like(tpr))
             ax.fill_between(fpr, np.clip(tpr - sd, 0, 1), np.clip(tpr + sd, 0, 1), color=colour, alpha=0.15, lw=0)
             ax.plot(fpr, tpr, color=colour, linestyle=styles[r["probe"]], linewidth=1.4,
-                    label=f"{r['encoder']} · {r['probe']} ({roc['auroc_of_curve']:.3f}, {roc.get('runs', 1)} runs)")
+                    label=f"{r['encoder']} · {r['probe']} ({roc['auroc_of_curve']:.3f}, "
+                    f"{roc.get('runs', 1)} run{'s' if roc.get('runs', 1) > 1 else ''})")
         ax.set_xlabel("false positive rate")
         ax.set_ylabel("true positive rate")
         ax.set_xlim(0, 1)

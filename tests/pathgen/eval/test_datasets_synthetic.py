@@ -167,7 +167,7 @@ def test_stain_shifted_pcam_changes_evaluation_sites_only(tmp_path):
     from pathgen.eval.datasets.pcam import pcam_file
     from pathgen.eval.synth_datasets import SITE_PATCHES, write_synthetic_pcam
 
-    plain = write_synthetic_pcam(tmp_path / "plain", 8, 16, 16, seed=3)
+    plain = write_synthetic_pcam(tmp_path / "plain", 8, 16, 16, seed=3, stain_shift=0.0)
     shifted = write_synthetic_pcam(tmp_path / "shifted", 8, 16, 16, seed=3, stain_shift=0.3)
     read = {name: {split: h5py.File(pcam_file(root, split, "x"))["x"][:] for split in ("train", "val", "test")}
             for name, root in (("plain", plain), ("shifted", shifted))}
