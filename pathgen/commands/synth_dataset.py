@@ -26,6 +26,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--seed", type=int, default=0, help="seed of everything drawn (default 0)")
     parser.add_argument("--slide-size", default="8192x6144",
                         help="camelyon16 only: level-0 WIDTHxHEIGHT of each slide at 0.25 µm/px (default 8192x6144)")
+    parser.add_argument("--stain-shift", type=float, default=None,
+                        help="pcam only: θ of the per-site H&E shift of val/test (default 0.3; 0 = the plain, "
+                             "colour-separable task)")
     parser.set_defaults(run=run)
 
 
@@ -59,6 +62,10 @@ def run(args: argparse.Namespace) -> int:
         options = _counts(args.n, COUNT_NAMES[args.dataset], args.dataset)
         if args.dataset == "camelyon16":
             options["size"] = _slide_size(args.slide_size)
+        if args.stain_shift is not None:
+            if args.dataset != "pcam" or args.stain_shift < 0:
+                raise ValueError(f"--stain-shift applies to pcam only and must be ≥ 0, got {args.stain_shift}")
+            options["stain_shift"] = args.stain_shift
         out = SYNTHETIC_DATASETS[args.dataset](args.out, seed=args.seed, **options)
         dataset = read_dataset(args.dataset, out, **READ_OPTIONS.get(args.dataset, {}))
     except ValueError as err:

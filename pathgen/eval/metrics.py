@@ -2,7 +2,10 @@
 
 The metric set is eva's (kaiko-ai/eva ``BinaryClassificationMetrics`` /
 ``MulticlassClassificationMetrics``; balanced accuracy is its leaderboard metric), computed with
-scikit-learn. Every metric takes ``scores``: class probabilities of shape (N, C), or for a binary
+scikit-learn. F1 comes under two names because eva's means two things: for a binary task eva
+reports torchmetrics ``BinaryF1Score``, the F1 of the positive class (`binary_f1`); for C > 2
+``MulticlassF1Score`` with average="macro", the unweighted mean of per-class F1 (`macro_f1`).
+Both are computed for binary tasks; `binary_f1` is NaN (not defined) for C > 2. Every metric takes ``scores``: class probabilities of shape (N, C), or for a binary
 task also the positive-class score of shape (N,). Predictions are the arg-max class (for two
 classes: positive when p > 0.5; an exact tie goes to class 0).
 
@@ -57,6 +60,26 @@ def macro_f1(y_true: np.ndarray, y_score_or_pred: np.ndarray) -> float:
     return float(f1_score(y_true, _as_pred(y_score_or_pred), average="macro", zero_division=0))
 
 
+def binary_f1(y_true: np.ndarray, y_score_or_pred: np.ndarray) -> float:
+    """F1 of the positive class (label 1), eva's ``BinaryF1Score``; NaN for a task with C > 2 classes.
+
+    Which F1 a binary table shows matters: on a 90/10 task a model that predicts "negative" for
+    everything has macro-F1 0.47 but binary F1 0.0.
+    """
+    values = np.asarray(y_score_or_pred)
+    if values.ndim == 2 and values.shape[1] > 2 or max(int(np.max(y_true)), int(np.max(_as_pred(values)))) > 1:
+        return float("nan")
+    return float(f1_score(y_true, _as_pred(values), pos_label=1, average="binary", zero_division=0))
+
+
+def per_class_recall(y_true: np.ndarray, y_score_or_pred: np.ndarray, n_classes: int) -> np.ndarray:
+    """(C,) recall of each class (NaN for a class absent from `y_true`); their mean is balanced accuracy."""
+    y_true, pred = np.asarray(y_true), _as_pred(y_score_or_pred)
+    support = np.bincount(y_true, minlength=n_classes).astype(np.float64)
+    hits = np.bincount(y_true[pred == y_true], minlength=n_classes).astype(np.float64)
+    return np.divide(hits, support, out=np.full(n_classes, np.nan), where=support > 0)
+
+
 def auroc(y_true: np.ndarray, scores: np.ndarray) -> float:
     """Area under the ROC curve: binary on the positive-class score; macro one-vs-rest for C > 2.
 
@@ -76,6 +99,7 @@ METRICS: dict[str, MetricFn] = {
     "balanced_accuracy": balanced_accuracy,
     "auroc": auroc,
     "macro_f1": macro_f1,
+    "binary_f1": binary_f1,
     "accuracy": accuracy,
 }
 
@@ -172,6 +196,7 @@ class WeightedMetrics:
             "balanced_accuracy": float((hits[support > 0] / support[support > 0]).mean()),
             "auroc": float(np.mean(aucs)),
             "macro_f1": float(f1[seen].mean()),
+            "binary_f1": float(f1[1]) if c == 2 else float("nan"),
             "accuracy": float(hits.sum() / confusion.sum()),
         }
 
@@ -208,13 +233,52 @@ def bootstrap_metrics(
     return {m: (points[m], float(quantiles[m][0]), float(quantiles[m][1])) for m in METRICS}
 
 
-def mean_sd(values: Sequence[float]) -> tuple[float, float]:
+def two_level_bootstrap(
+    y_true: np.ndarray, scores_per_run: Sequence[np.ndarray], n_boot: int = 1000, alpha: float = 0.05, seed: int = 0
+) -> dict[str, dict[str, tuple[float, float, float]]]:
+    """Intervals of the run mean of every metric: two-level (runs, then samples) and samples only.
+
+    Two-level (hierarchical) percentile bootstrap (Davison & Hinkley 1997, §3.8): each resample
+    first draws R runs with replacement from the R runs (seeds), then the test samples
+    (stratified, `stratified_resample`), and averages the drawn runs' metrics on those samples.
+    Its interval therefore holds both sources of spread — the head's seed and the test set — and
+    a seed mean beside per-seed values that disagree gets an interval as wide as they are. The
+    samples-only interval (every run on each resample, the run draw skipped) is returned too,
+    from the same resamples; with one run the two are identical.
+
+    Returns:
+        {"runs_and_samples": {metric: (point, low, high)}, "samples": {...}}; point = run mean.
+    """
+    y_true = np.asarray(y_true)
+    _check_bootstrap_args("two_level_bootstrap", y_true, scores_per_run, n_boot, alpha)
+    evaluators = [WeightedMetrics(y_true, scores) for scores in scores_per_run]
+    points = {m: float(np.mean([fn(y_true, s) for s in scores_per_run])) for m, fn in METRICS.items()}
+    rng, groups, n_runs = np.random.default_rng(seed), class_indices(y_true), len(scores_per_run)
+    boots = {kind: {m: np.empty(n_boot) for m in METRICS} for kind in ("runs_and_samples", "samples")}
+    for b in range(n_boot):
+        run_counts = np.bincount(rng.integers(n_runs, size=n_runs), minlength=n_runs) / n_runs
+        weights = np.bincount(stratified_resample(groups, rng), minlength=len(y_true)).astype(np.float64)
+        per_run = [evaluate(weights) for evaluate in evaluators]
+        for m in METRICS:
+            values = np.array([v[m] for v in per_run])
+            boots["samples"][m][b] = values.mean()
+            boots["runs_and_samples"][m][b] = run_counts @ values
+    out: dict[str, dict[str, tuple[float, float, float]]] = {}
+    for kind, per_metric in boots.items():
+        out[kind] = {}
+        for m, values in per_metric.items():
+            low, high = np.quantile(values, [alpha / 2.0, 1.0 - alpha / 2.0])
+            out[kind][m] = (points[m], float(low), float(high))
+    return out
+
+
+def mean_sd(values: Sequence[float]) -> tuple[float, float | None]:
     """Mean and sample standard deviation (ddof = 1, as eva's ``statistics.stdev``) over runs.
 
-    A single run has no spread: its sd is reported as 0.0 (the run count travels with the result).
+    A single run has no spread: its sd is None (not 0.0), so a table shows "1 run", never "± 0.000".
     """
     array = np.asarray(values, dtype=np.float64)
     if array.size == 0:
         raise ValueError("mean_sd: no values")
-    sd = float(array.std(ddof=1)) if array.size > 1 else 0.0
+    sd = float(array.std(ddof=1)) if array.size > 1 else None
     return float(array.mean()), sd

@@ -13,8 +13,10 @@ a seeded shuffle of the foreground grid. Here the cap `max_patches` is applied t
 extracted: training draws a fresh random subset every time a bag is used (an augmentation eva
 does not have; its bags are fixed), validation and test use one fixed subset per bag (seed 42,
 eva's sampler seed). `max_patches=None` is the full-bag recipe. The other papers' own recipes
-differ: CLAM Adam lr 1e-4, weight decay 1e-5, one bag per step; TransMIL RAdam+Lookahead lr 2e-4,
-weight decay 1e-5, one bag per step.
+are options (`optimizer`, `monitor="loss"`; named runs in benchmarks/suites/camelyon16.yaml):
+CLAM Adam lr 1e-4, weight decay 1e-5, one bag per step, early stopping on validation loss;
+TransMIL RAdam + Lookahead lr 2e-4, weight decay 1e-5, one bag per step, early stopping on
+validation loss.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from sklearn.model_selection import StratifiedKFold
 from pathgen.eval.head_training import CheckpointSelector
 from pathgen.eval.metrics import METRICS, classification_metrics
 from pathgen.eval.mil_models import MIL_MODELS, MILModel
+from pathgen.eval.mil_optim import MIL_OPTIMIZERS, make_mil_optimizer
 from pathgen.eval.probe_result import ProbeResult, count_classes
 from pathgen.eval.probes import summarise_runs
 from pathgen.threads import torch_threads
@@ -55,7 +58,12 @@ class MILConfig:
         instance_loss: CLAM instance loss "svm" (smooth top-1 SVM, CLAM's README runs) or "ce"
             (None = "svm").
         instance_loss_weight: CLAM's 1 − bag_weight (None = 0.3).
-        lr, weight_decay: AdamW (eva: 1e-3 and torch's 0.01).
+        residual_kernel: TransMIL's depthwise value-residual conv taps (None = 33, the original's;
+            0 turns it off).
+        optimizer: One of `mil_optim.MIL_OPTIMIZERS`: "adamw" (eva), "adam" (CLAM),
+            "radam_lookahead" (TransMIL).
+        lr, weight_decay: eva's AdamW 1e-3 and torch's 0.01 by default; CLAM's recipe is Adam
+            1e-4 / 1e-5, TransMIL's RAdam + Lookahead 2e-4 / 1e-5 (benchmarks/suites/camelyon16.yaml).
         batch_size: Bags per step, padded to the longest; 1 is the CLAM/TransMIL setting.
         max_epochs: Epochs at most (eva 100); `max_steps`, when set, overrides it.
         val_every_steps: Validate every this many steps; None = once per epoch (eva).
@@ -75,6 +83,8 @@ class MILConfig:
     k_sample: int | None = None
     instance_loss: str | None = None
     instance_loss_weight: float | None = None
+    residual_kernel: int | None = None
+    optimizer: str = "adamw"
     lr: float = 1e-3
     weight_decay: float = 0.01
     batch_size: int = 32
@@ -94,7 +104,7 @@ class MILConfig:
 
 
 MODEL_OPTIONS = ("hidden_dim", "attention_dim", "n_heads", "dropout", "k_sample", "instance_loss",
-                 "instance_loss_weight")
+                 "instance_loss_weight", "residual_kernel")
 
 
 def build_mil_model(cfg: MILConfig, in_features: int, n_classes: int) -> MILModel:
@@ -216,6 +226,8 @@ def fit_mil(train: tuple[list[np.ndarray], np.ndarray], val: tuple[list[np.ndarr
     """
     if min(cfg.batch_size, cfg.max_epochs, cfg.max_steps or 1, cfg.val_every_steps or 1, cfg.max_patches or 1) < 1:
         raise ValueError(f"MILConfig: batch_size, max_epochs, max_steps, val_every_steps, max_patches must be ≥ 1: {cfg}")
+    if cfg.optimizer not in MIL_OPTIMIZERS:
+        raise ValueError(f"MILConfig.optimizer must be one of {MIL_OPTIMIZERS}, got {cfg.optimizer!r}")
     if cfg.monitor != "loss" and cfg.monitor not in METRICS:
         raise ValueError(f"MILConfig.monitor must be 'loss' or one of {sorted(METRICS)}, got {cfg.monitor!r}")
     (bags, labels), (val_bags, val_labels) = train, val
@@ -227,7 +239,7 @@ def fit_mil(train: tuple[list[np.ndarray], np.ndarray], val: tuple[list[np.ndarr
     with torch.random.fork_rng(devices=cuda):
         torch.manual_seed(seed)
         model = build_mil_model(cfg, bags[0].shape[1], n_classes).to(device)
-        optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+        optimizer = make_mil_optimizer(model, cfg.optimizer, cfg.lr, cfg.weight_decay)
         for step, batch in zip(range(1, total_steps + 1), training_batches(len(bags), cfg.batch_size, rng)):
             model.train()
             x, mask = pad_bags([bag_subset(bags[i], cfg.max_patches, rng) for i in batch], device)

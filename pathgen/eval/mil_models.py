@@ -177,16 +177,25 @@ class CLAMSB(MILModel):
 class SelfAttention(nn.Module):
     """Pre-norm multi-head self-attention with a residual, x + MHA(LN(x)), over real tokens only.
 
-    TransMIL's TransLayer; exact softmax attention through `scaled_dot_product_attention` (its
-    memory-efficient kernels) instead of the paper's Nyström approximation.
+    TransMIL's TransLayer. Two choices against the original (szc19990412/TransMIL, which calls
+    lucidrains' ``NystromAttention(dim, dim_head=dim // 8, heads=8, num_landmarks=dim // 2,
+    pinv_iterations=6, residual=True, dropout=0.1)``):
+    - kept: the value residual of that ``residual=True`` — a depthwise convolution of the values
+      along the token sequence, one `residual_kernel`-tap (33) kernel per head shared by the
+      head's channels, added to the attention output before the output projection; padded tokens
+      are zeroed first, so they add nothing to real ones;
+    - changed: exact softmax attention (`scaled_dot_product_attention`) instead of the Nyström
+      approximation of it, which bags of a few thousand instances do not need.
     """
 
-    def __init__(self, dim: int, n_heads: int, dropout: float) -> None:
+    def __init__(self, dim: int, n_heads: int, dropout: float, residual_kernel: int | None = 33) -> None:
         super().__init__()
         if dim % n_heads:
             raise ValueError(f"TransMIL hidden_dim {dim} must be divisible by n_heads {n_heads}")
         self.norm, self.qkv, self.out = nn.LayerNorm(dim), nn.Linear(dim, 3 * dim), nn.Linear(dim, dim)
         self.n_heads, self.dropout = n_heads, dropout
+        self.value_residual = None if not residual_kernel else nn.Conv2d(
+            n_heads, n_heads, (residual_kernel, 1), padding=(residual_kernel // 2, 0), groups=n_heads, bias=False)
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(B, L, H), (B, L) → (new x, attention of token 0 over all tokens averaged over heads (B, L))."""
@@ -194,7 +203,9 @@ class SelfAttention(nn.Module):
         q, k, v = self.qkv(self.norm(x)).view(b, length, 3, self.n_heads, dim // self.n_heads).permute(2, 0, 3, 1, 4)
         keys = mask[:, None, None, :]  # (B, 1, 1, L): attend to real tokens only
         dropout = self.dropout if self.training else 0.0
-        attended = F.scaled_dot_product_attention(q, k, v, attn_mask=keys, dropout_p=dropout)
+        attended = F.scaled_dot_product_attention(q, k, v, attn_mask=keys, dropout_p=dropout)  # (B, heads, L, d)
+        if self.value_residual is not None:
+            attended = attended + self.value_residual(v * mask[:, None, :, None])
         first = (q[:, :, :1] @ k.transpose(-1, -2) / math.sqrt(q.shape[-1])).masked_fill(~keys, -math.inf)
         first = first.softmax(dim=-1).mean(dim=1)[:, 0]  # (B, L)
         return x + self.out(attended.transpose(1, 2).reshape(b, length, dim)), first
@@ -223,20 +234,20 @@ class SequencePositionEncoding(nn.Module):
 class TransMIL(MILModel):
     """TransMIL (Shao et al. 2021): Linear+ReLU → [CLS; tokens] → attention → PPEG → attention → LN → CLS → Linear.
 
-    Simplifications (see `SelfAttention`, `SequencePositionEncoding`): exact attention instead of
-    Nyström, a 1-D PPEG over the instance order instead of the 2-D square layout (so no square
-    padding by repeated tokens). Attention reported per instance is the class token's attention
+    Against the original (see `SelfAttention`, `SequencePositionEncoding`): the value residual
+    conv (33 taps) is kept; exact attention instead of Nyström; a 1-D PPEG over the instance order
+    instead of the 2-D square layout (so no square padding by repeated tokens). Attention reported per instance is the class token's attention
     in the last layer, averaged over heads and renormalised over the instances.
     """
 
     def __init__(self, in_features: int, n_classes: int, hidden_dim: int = 512, n_heads: int = 8,
-                 dropout: float = 0.1) -> None:
+                 dropout: float = 0.1, residual_kernel: int | None = 33) -> None:
         super().__init__()
         self.project = nn.Sequential(nn.Linear(in_features, hidden_dim), nn.ReLU())
         self.cls_token = nn.Parameter(torch.randn(1, 1, hidden_dim))
-        self.layer1 = SelfAttention(hidden_dim, n_heads, dropout)
+        self.layer1 = SelfAttention(hidden_dim, n_heads, dropout, residual_kernel)
         self.position = SequencePositionEncoding(hidden_dim)
-        self.layer2 = SelfAttention(hidden_dim, n_heads, dropout)
+        self.layer2 = SelfAttention(hidden_dim, n_heads, dropout, residual_kernel)
         self.norm = nn.LayerNorm(hidden_dim)
         self.classifier = nn.Linear(hidden_dim, n_logits(n_classes))
 

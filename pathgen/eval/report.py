@@ -1,33 +1,45 @@
-"""Benchmark results as one JSON file, a Markdown table and plots (bar chart with intervals, ROC).
+"""Benchmark results as files: results.json + scores.npz, results.md (tables), figures.
 
-Input everywhere is a list of plain result dicts: the summaries `probes.run_probe` and
-`few_shot.few_shot` return, each with two keys added by the caller — "encoder" and "task" — so
-`pathgen bench` (or anyone with a JSON file of results) can call these without the probes.
-Table cells read "0.912 ± 0.004 [0.90, 0.92]": mean ± sd over runs (seeds or few-shot
-episodes) and the confidence interval stored with the summary (its "ci_method" says which).
-Torch-free; plots use matplotlib's Agg backend, so no display is needed.
+Input everywhere is a list of plain result dicts: the summaries `probes.run_probe`,
+`mil.run_mil` and `few_shot.few_shot` return, each with "encoder" and "task" added by the
+caller, so `pathgen bench` (or anyone with a results.json) can call these without the probes.
+
+Cells read "0.912 ± 0.004 [0.90, 0.92]": mean ± sd over runs and the interval stored with the
+summary (its "ci_method" says which: for runs over seeds a two-level bootstrap, seeds then test
+samples); a deterministic probe reads "0.912 (1 run) [0.90, 0.92]". Few-shot results (mean ± sd
+over episodes, interval over episodes) have their own table. Every column names the split it
+reports: "val (selection split)" where the protocol has no separate test split.
+
+The per-run test scores go to scores.npz beside results.json (plain arrays, read with
+allow_pickle=False), so a paired comparison can be recomputed from the files alone.
+Torch-free.
 """
 
 from __future__ import annotations
 
+import json
 import math
-import re
+import platform
+import subprocess
 from collections.abc import Sequence
+from importlib import metadata as importlib_metadata
 from pathlib import Path
 from typing import Any
 
-import matplotlib
+import numpy as np
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402  (the backend must be chosen first)
-import numpy as np  # noqa: E402
-
-import pathgen  # noqa: E402
-
-from pathgen.atomic import write_json_atomic
+import pathgen
+from pathgen.atomic import atomic_target
+from pathgen.eval.compare import compare_results
+from pathgen.eval.figures import is_few_shot, ordered, plot_bars, plot_roc
 
 Result = dict[str, Any]
-LINESTYLES = ("-", "--", ":", "-.")  # ROC curves: one colour per encoder, one line style per probe
+ARRAY_KEYS = ("test_scores", "test_labels")
+TABLE_METRICS = ("balanced_accuracy", "auroc", "binary_f1", "macro_f1")
+METRIC_TITLES = {"balanced_accuracy": "Balanced accuracy", "auroc": "AUROC",
+                 "binary_f1": "F1 of the positive class (binary tasks; eva's BinaryF1Score)",
+                 "macro_f1": "Macro-F1 (unweighted mean over classes; eva's MulticlassF1Score)"}
+LIBRARIES = ("numpy", "scipy", "scikit-learn", "torch", "timm", "matplotlib")
 
 
 def _jsonable(value: Any) -> Any:
@@ -45,140 +57,201 @@ def _jsonable(value: Any) -> Any:
     return value
 
 
-def write_json(results: Sequence[Result], path: str | Path, metadata: dict[str, Any] | None = None) -> Path:
-    """Write every number of every result to one JSON file: {"pathgen_version", "metadata", "results"}."""
+def _atomic_write(path: Path, write: Any) -> Path:
+    """Call write(temp_path) on a temporary file beside `path`, then rename it into place."""
+    with atomic_target(path) as temp:
+        write(temp)
+    return path
+
+
+def environment() -> dict[str, Any]:
+    """Python, pathgen and library versions and the git commit of the pathgen checkout (None if not a repo)."""
+    versions = {"python": platform.python_version(), "pathgen": pathgen.__version__}
+    for name in LIBRARIES:
+        try:
+            versions[name] = importlib_metadata.version(name)
+        except importlib_metadata.PackageNotFoundError:
+            versions[name] = None
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(pathgen.__file__).parent, capture_output=True,
+                                text=True, timeout=10, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain"], cwd=Path(pathgen.__file__).parent,
+                               capture_output=True, text=True, timeout=10).stdout.strip()
+        commit += " (uncommitted changes)" if dirty else ""
+    except (OSError, subprocess.SubprocessError):
+        commit = None
+    return {"versions": versions, "git_commit": commit}
+
+
+def write_json(results: Sequence[Result], path: str | Path, metadata: dict[str, Any] | None = None,
+               comparisons: Sequence[dict] | None = None) -> Path:
+    """results.json ({"pathgen_version", "environment", "metadata", "results", "comparisons"}) + scores.npz.
+
+    The arrays "test_scores" / "test_labels" of result i go to scores.npz as "i_scores" /
+    "i_labels" (its "scores_key" is i); both files are written to a temporary name and renamed.
+    """
     for i, result in enumerate(results):
         missing = {"encoder", "task", "probe", "metrics"} - set(result)
         if missing:
             raise ValueError(f"result {i} lacks {sorted(missing)}; add 'encoder' and 'task' to run_probe's summaries")
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    document = {"pathgen_version": pathgen.__version__, "metadata": metadata or {}, "results": list(results)}
-    write_json_atomic(path, _jsonable(document), indent=1)
-    return path
+    arrays, plain = {}, []
+    for i, result in enumerate(results):
+        entry = {k: v for k, v in result.items() if k not in ARRAY_KEYS}
+        if result.get("test_scores") is not None:
+            arrays[f"{i}_scores"], arrays[f"{i}_labels"] = np.asarray(result["test_scores"]), result["test_labels"]
+            entry["scores_key"] = i
+        plain.append(entry)
+    if arrays:
+        def write_arrays(temp: Path) -> None:
+            with open(temp, "wb") as handle:
+                np.savez_compressed(handle, **arrays)
+
+        _atomic_write(path.with_name("scores.npz"), write_arrays)
+    document = {"pathgen_version": pathgen.__version__, "environment": environment(), "metadata": metadata or {},
+                "results": plain, "comparisons": list(comparisons or [])}
+    text = json.dumps(_jsonable(document), indent=1) + "\n"
+    return _atomic_write(path, lambda temp: temp.write_text(text))
+
+
+def load_results(path: str | Path) -> list[Result]:
+    """The results of a results.json, with their test scores put back from scores.npz when it exists."""
+    path = Path(path)
+    try:
+        results = json.loads(path.read_text())["results"]
+    except (OSError, ValueError, KeyError) as error:
+        raise ValueError(f"{path}: not a pathgen results.json ({error})") from error
+    scores_path = path.with_name("scores.npz")
+    if scores_path.is_file():
+        with np.load(scores_path, allow_pickle=False) as arrays:
+            for result in results:
+                key = result.get("scores_key")
+                if key is not None and f"{key}_scores" in arrays:
+                    result["test_scores"], result["test_labels"] = arrays[f"{key}_scores"], arrays[f"{key}_labels"]
+    return results
+
+
+def split_label(result: Result) -> str:
+    """"test", or "val (selection split)" where the result was reported on the split used for selection."""
+    split = result.get("report_split", "test")
+    return "val (selection split)" if split == "val" else split
 
 
 def format_cell(result: Result, metric: str = "balanced_accuracy", split: str = "test", digits: int = 3,
                 ci_digits: int = 2) -> str:
-    """"0.912 ± 0.004 [0.90, 0.92]" for one metric of one result; "—" where it was not measured."""
+    """"0.912 ± 0.004 [0.90, 0.92]"; "0.912 (1 run) […]" for one run; "—" not measured; "n/a" undefined."""
     stats = result.get("metrics", {}).get(split, {}).get(metric)
     if stats is None:
         return "—"
-    cell = f"{stats['mean']:.{digits}f} ± {stats['sd']:.{digits}f}"
+    if stats["mean"] is None or not math.isfinite(stats["mean"]):
+        return "n/a"
+    sd = stats.get("sd")
+    cell = f"{stats['mean']:.{digits}f} " + (f"± {sd:.{digits}f}" if sd is not None and result.get("runs", 2) > 1
+                                             else "(1 run)")
     interval = result.get("ci", {}).get(split, {}).get(metric)
-    if interval is not None:
+    if interval is not None and None not in interval:
         cell += f" [{interval[0]:.{ci_digits}f}, {interval[1]:.{ci_digits}f}]"
     return cell
 
 
-def _ordered(values: Sequence[str]) -> list[str]:
-    """Unique values in order of first appearance."""
-    return list(dict.fromkeys(values))
-
-
 def markdown_table(results: Sequence[Result], metric: str = "balanced_accuracy", split: str = "test") -> str:
-    """One row per encoder, one column per task / probe, cells as in `format_cell`."""
-    encoders = _ordered([r["encoder"] for r in results])
-    columns = _ordered([(r["task"], r["probe"]) for r in results])
+    """One row per encoder, one column per task / probe (with the split it reports), cells as `format_cell`."""
+    if not results:
+        return ""
+    encoders = ordered([r["encoder"] for r in results])
+    columns = ordered([(r["task"], r["probe"], split_label(r)) for r in results])
     cells = {(r["encoder"], r["task"], r["probe"]): format_cell(r, metric, split) for r in results}
-    lines = [
-        f"{metric} on {split}: mean ± sd over runs [confidence interval]",
-        "",
-        "| encoder | " + " | ".join(f"{task} / {probe}" for task, probe in columns) + " |",
-        "|---|" + "---|" * len(columns),
-    ]
+    lines = ["| encoder | " + " | ".join(f"{task} / {probe} ({where})" for task, probe, where in columns) + " |",
+             "|---|" + "---|" * len(columns)]
     for encoder in encoders:
-        row = [cells.get((encoder, task, probe), "—") for task, probe in columns]
+        row = [cells.get((encoder, task, probe), "—") for task, probe, _ in columns]
         lines.append(f"| {encoder} | " + " | ".join(row) + " |")
     return "\n".join(lines) + "\n"
 
 
-def _safe_name(text: str) -> str:
-    return re.sub(r"[^A-Za-z0-9_.-]+", "_", text).strip("_") or "task"
-
-
-def plot_bars(results: Sequence[Result], out_dir: str | Path, metric: str = "balanced_accuracy",
-              split: str = "test") -> list[Path]:
-    """One PNG per task: bars = mean over runs, grouped by encoder, one colour per probe, CI whiskers."""
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    paths = []
-    for task in _ordered([r["task"] for r in results]):
-        rows = [r for r in results if r["task"] == task and metric in r["metrics"].get(split, {})]
-        if not rows:
-            continue
-        encoders, probes = _ordered([r["encoder"] for r in rows]), _ordered([r["probe"] for r in rows])
-        width = 0.8 / len(probes)
-        fig, ax = plt.subplots(figsize=(max(4.0, 1.1 * len(encoders) * max(1, len(probes)) ** 0.5 + 2), 3.6))
-        for j, probe in enumerate(probes):
-            _bar_series(ax, [r for r in rows if r["probe"] == probe], encoders, j * width - 0.4 + width / 2, width,
-                        probe, metric, split)
-        chance = {"balanced_accuracy": 1 / rows[0].get("n_classes", math.inf), "auroc": 0.5}.get(metric, 0.0)
-        if chance > 0:
-            ax.axhline(chance, color="grey", linestyle=":", linewidth=1, label="chance")
-        ax.set_xticks(range(len(encoders)), encoders, rotation=20 if len(encoders) > 3 else 0)
-        ax.set_ylabel(f"{metric.replace('_', ' ')} ({split})")
-        ax.set_ylim(0.0, 1.05)
-        ax.set_title(f"{task}: mean over runs, whiskers = {100 * (1 - rows[0].get('alpha', 0.05)):.0f}% CI")
-        ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
-        ax.grid(axis="y", alpha=0.3)
-        paths.append(_save(fig, out_dir / f"bars_{_safe_name(task)}.png"))
-    return paths
-
-
-def _bar_series(ax: Any, rows: Sequence[Result], encoders: list[str], offset: float, width: float,
-                label: str, metric: str, split: str) -> None:
-    """Bars of one probe across encoders, with asymmetric CI whiskers where an interval exists."""
-    by_encoder = {r["encoder"]: r for r in rows}
-    xs = [i + offset for i, e in enumerate(encoders) if e in by_encoder]
-    means = [by_encoder[e]["metrics"][split][metric]["mean"] for e in encoders if e in by_encoder]
-    intervals = [by_encoder[e].get("ci", {}).get(split, {}).get(metric) for e in encoders if e in by_encoder]
-    low = [m - ci[0] if ci else 0.0 for m, ci in zip(means, intervals)]
-    high = [ci[1] - m if ci else 0.0 for m, ci in zip(means, intervals)]
-    ax.bar(xs, means, width, label=label, yerr=[np.clip(low, 0, None), np.clip(high, 0, None)], capsize=3)
-
-
-def plot_roc(results: Sequence[Result], out_dir: str | Path) -> list[Path]:
-    """One PNG per binary task: the stored ROC curve of each encoder × probe, AUROC in the legend."""
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    paths = []
-    for task in _ordered([r["task"] for r in results]):
-        rows = [r for r in results if r["task"] == task and r.get("roc")]
-        if not rows:
-            continue
-        fig, ax = plt.subplots(figsize=(4.8, 4.6))
-        ax.plot([0, 1], [0, 1], color="grey", linestyle=":", linewidth=1, label="chance")
-        colours = {e: f"C{i % 10}" for i, e in enumerate(_ordered([r["encoder"] for r in rows]))}
-        styles = {p: LINESTYLES[i % len(LINESTYLES)] for i, p in enumerate(_ordered([r["probe"] for r in rows]))}
+def recall_tables(results: Sequence[Result]) -> list[str]:
+    """Per multi-class task / probe: per-class recall (mean ± sd over runs), one column per class."""
+    lines = []
+    for task, probe in ordered([(r["task"], r["probe"]) for r in results if r.get("n_classes", 2) > 2
+                                and r.get("per_class_recall")]):
+        rows = [r for r in results if r["task"] == task and r["probe"] == probe]
+        names = rows[0].get("class_names") or [str(c) for c in range(rows[0]["n_classes"])]
+        lines += [f"**{task} / {probe}** ({split_label(rows[0])}): recall per class, mean ± sd over runs", "",
+                  "| encoder | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]
         for r in rows:
-            auc = r["metrics"].get("test", {}).get("auroc", {}).get("mean", float("nan"))
-            ax.plot(r["roc"]["fpr"], r["roc"]["tpr"], color=colours[r["encoder"]], linestyle=styles[r["probe"]],
-                    linewidth=1.4, label=f"{r['encoder']} · {r['probe']} ({auc:.3f})")
-        ax.set_xlabel("false positive rate")
-        ax.set_ylabel("true positive rate")
-        ax.set_xlim(0, 1)
-        ax.set_ylim(0, 1.01)
-        ax.set_aspect("equal")
-        ax.set_title(f"{task}: test ROC (first run; legend: mean AUROC)", fontsize=9)
-        ax.legend(fontsize=7, loc="lower right")
-        paths.append(_save(fig, out_dir / f"roc_{_safe_name(task)}.png"))
-    return paths
+            recall = r["per_class_recall"]["test"]
+            sds = recall["sd"] or [None] * len(names)
+            cells = ["n/a" if m is None else f"{m:.3f}" + (f" ± {s:.3f}" if s is not None else "")
+                     for m, s in zip(recall["mean"], sds)]
+            lines.append(f"| {r['encoder']} | " + " | ".join(cells) + " |")
+        lines.append("")
+    return lines
 
 
-def _save(fig: Any, path: Path) -> Path:
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+def comparison_table(rows: Sequence[dict]) -> str:
+    """Markdown of `compare.compare_results` rows: Δ [95 % interval], p; DeLong beside AUROC."""
+    if not rows:
+        return ""
+    lines = ["| task / probe (split) | metric | encoder − baseline | Δ [95% interval] | p (paired bootstrap) "
+             "| DeLong Δ AUROC [95%] | DeLong p |", "|---|---|---|---|---|---|---|"]
+    for row in rows:
+        delong = row.get("delong")
+        dl = (f"{delong['delta']:+.3f} [{delong['low']:+.3f}, {delong['high']:+.3f}]", f"{delong['p']:.3g}") \
+            if delong else ("—", "—")
+        where = "val (selection split)" if row.get("report_split") == "val" else "test"
+        lines.append(f"| {row['task']} / {row['probe']} ({where}) | {row['metric'].replace('_', ' ')} | "
+                     f"{row['encoder']} − {row['baseline']} | {row['delta']:+.3f} [{row['low']:+.3f}, "
+                     f"{row['high']:+.3f}] | {row['p']:.3g} | {dl[0]} | {dl[1]} |")
+    return "\n".join(lines) + "\n"
+
+
+def header_lines(metadata: dict[str, Any] | None) -> list[str]:
+    """Title, library versions, git commit and the data checksums given in `metadata["data"]`."""
+    env = environment()
+    versions = ", ".join(f"{k} {v}" for k, v in env["versions"].items() if v)
+    lines = ["# Benchmark results", "", f"- versions: {versions}", f"- git commit: {env['git_commit'] or 'unknown'}"]
+    for task, splits in ((metadata or {}).get("data") or {}).items():
+        lines.append(f"- data {task}: " + ", ".join(f"{split} {digest}" for split, digest in splits.items()))
+    return lines + [""]
+
+
+def results_markdown(results: Sequence[Result], comparisons: Sequence[dict] = (),
+                     metadata: dict[str, Any] | None = None) -> str:
+    """The whole results.md: header, one table per metric, per-class recall, few-shot, comparisons."""
+    runs = [r for r in results if not is_few_shot(r)]
+    shots = [r for r in results if is_few_shot(r)]
+    method = next((r["ci_method"] for r in runs if r.get("runs", 1) > 1 and r.get("ci_method")), None)
+    lines = header_lines(metadata)
+    lines += ["Cells: mean ± sd over runs [95% interval]; a deterministic probe is one run. Interval: "
+              f"{method or 'percentile bootstrap of the test samples'}.", ""]
+    for metric in TABLE_METRICS:
+        if any(metric in r["metrics"].get("test", {}) for r in runs):
+            lines += [f"## {METRIC_TITLES[metric]}", "", markdown_table(runs, metric)]
+    recall = recall_tables(runs)
+    if recall:
+        lines += ["## Recall per class (multi-class tasks)", "", *recall]
+    if shots:
+        lines += ["## Few-shot (SimpleShot)", "", "Cells: mean ± sd over episodes [95% interval over episodes, "
+                  "normal approximation] — not comparable with the bootstrap intervals above.", "",
+                  markdown_table(shots, "balanced_accuracy")]
+    if comparisons:
+        lines += ["## Encoder comparison (paired, same test samples)", "", comparisons[0]["method"] + "; DeLong's "
+                  "test (1988) on the seed-mean scores for binary AUROC.", "", comparison_table(comparisons)]
+    return "\n".join(lines)
 
 
 def write_report(results: Sequence[Result], out_dir: str | Path, metric: str = "balanced_accuracy",
-                 metadata: dict[str, Any] | None = None) -> dict[str, Any]:
-    """results.json + results.md + bar charts + ROC curves in `out_dir`; returns the paths written."""
+                 metadata: dict[str, Any] | None = None, baseline: str | None = None,
+                 n_boot: int = 1000) -> dict[str, Any]:
+    """results.json, scores.npz, results.md and the figures in `out_dir`; returns the paths written.
+
+    Encoders are compared with `baseline` (default: the first encoder) when there are several.
+    """
     out_dir = Path(out_dir)
-    json_path = write_json(results, out_dir / "results.json", metadata)
-    markdown_path = out_dir / "results.md"
-    markdown_path.write_text(markdown_table(results, metric, "test"))
+    encoders = ordered([r["encoder"] for r in results])
+    comparisons = compare_results(results, baseline or encoders[0], n_boot) if len(encoders) > 1 else []
+    json_path = write_json(results, out_dir / "results.json", metadata, comparisons)
+    text = results_markdown(results, comparisons, metadata)
+    markdown_path = _atomic_write(out_dir / "results.md", lambda temp: temp.write_text(text))
     return {"json": json_path, "markdown": markdown_path, "bars": plot_bars(results, out_dir, metric),
-            "roc": plot_roc(results, out_dir)}
+            "roc": plot_roc(results, out_dir), "comparisons": comparisons}

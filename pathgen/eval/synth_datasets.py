@@ -243,14 +243,20 @@ _CRC_CLASSES = {  # class: (crop kind or None for painted, maker)
 
 # ----------------------------------------------------------------------------------- writers
 
+DEFAULT_PCAM_STAIN_SHIFT = 0.3  # θ of the default synthetic PCam; 0 gives the plain, colour-separable task
+
+
 def write_synthetic_pcam(out: str | Path, n_train: int = 256, n_val: int = 64, n_test: int = 64, seed: int = 0,
-                         stain_shift: float = 0.0) -> Path:
+                         stain_shift: float = DEFAULT_PCAM_STAIN_SHIFT) -> Path:
     """PCam's six HDF5 files; each split's patches come from its own 2048 × 1536 slides.
 
-    `stain_shift` θ > 0 makes validation and test a multi-site cohort: every run of SITE_PATCHES
-    patches gets its own H&E stain change (HED scale U(1 ± θ), shift U(±θ)), while train keeps the
-    generator's stain. The plain task is separable by colour alone (a random-init encoder reaches the
-    ceiling); across sites an encoder must have learned stain-robust features.
+    `stain_shift` θ > 0 (default 0.3) makes validation and test a multi-site cohort: every run of
+    SITE_PATCHES patches gets its own H&E stain change (HED scale U(1 ± θ), shift U(±θ)), while
+    train keeps the generator's stain. The plain task (θ = 0) is separable by colour alone: a
+    random-init encoder reaches the ceiling there (measured: kNN 0.95 [0.92, 0.98] with 128 test
+    patches), so it cannot tell a trained encoder from its step-0 weights; across sites it drops to
+    0.76 [0.69, 0.82] and an encoder must have learned stain-robust features to do better
+    (tests/pathgen/eval/test_synthetic_separates_encoders.py).
     """
     import h5py
 

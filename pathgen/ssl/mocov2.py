@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from pathgen.ssl.base import SSLMethod, StepInfo
-from pathgen.ssl.distributed import shuffled_bn_forward
+from pathgen.ssl.collectives import shuffled_bn_forward
 from pathgen.ssl.heads import mlp
 from pathgen.ssl.losses.moco import KeyQueue, mocov2_loss
 from pathgen.ssl.momentum import cosine_momentum, ema_update_, momentum_copy

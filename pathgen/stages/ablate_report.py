@@ -15,8 +15,9 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from pathgen.atomic import read_json
-from pathgen.eval.report import format_cell
+from pathgen.eval.compare import compare_results
+from pathgen.eval.report import comparison_table as paired_table
+from pathgen.eval.report import format_cell, load_results
 from pathgen.stages.gensis_report import METRICS, interval_note, plot_comparison, verdict
 from pathgen.stages.steps import Stage
 
@@ -82,6 +83,10 @@ def family_section(results: list[dict], out: Path, family: str, info: dict, seed
     labels = {_label(family, v, seeds[0]): v for v in variants}
     family_results = [r for r in results if r["encoder"] in labels]
     plot_comparison(family_results, list(labels), labels, report_dir / f"{family}.png")
+    paired = compare_results(family_results, _label(family, baseline, seeds[0]))
+    if paired:
+        lines += [f"Paired comparison with {baseline} (pretraining seed {seeds[0]}, same test samples): "
+                  + paired[0]["method"] + ".", "", paired_table(paired), ""]
     return lines + [f"![{family}]({family}.png)", ""]
 
 
@@ -90,7 +95,7 @@ def write_ablation_report(out: str | Path, plan: dict, seeds: list[int]) -> Path
     out = Path(out)
     report_dir = out / "report"
     report_dir.mkdir(parents=True, exist_ok=True)
-    results = read_json(out / "bench" / "results.json", "benchmark results")["results"]
+    results = load_results(out / "bench" / "results.json")
     shutil.copy2(out / "bench" / "results.json", report_dir / "results.json")
     probe_seeds = sorted({s for r in results for s in r.get("seeds", [])})
     lines = ["# Generative-augmentation ablation", "",

@@ -11,10 +11,13 @@ Overrides ``a.b=c`` apply to every task; ``<task name>.a.b=c`` to that task only
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import yaml
 
 from pathgen.atomic import write_text_atomic
@@ -180,8 +183,33 @@ def load_tasks(path: str | Path, overrides: list[str] | None = None) -> list[Tas
     return tasks
 
 
-def _tag(summaries: list[dict], encoder: str, task: str) -> list[dict]:
-    return [{**s, "encoder": encoder, "task": task} for s in summaries]
+def _tag(summaries: list[dict], encoder: str, task: str, report_split: str, class_names: Sequence[str]) -> list[dict]:
+    """Add who, what and where: encoder, task, the split the numbers are on, and the class names."""
+    return [{**s, "encoder": encoder, "task": task, "report_split": report_split, "class_names": list(class_names)}
+            for s in summaries]
+
+
+def split_checksum(labels: np.ndarray, sample_ids: Sequence[str]) -> str:
+    """First 16 hex digits of SHA-256 over a split's sample ids (file names, slide ids) and labels.
+
+    Two results with the same checksum were computed on the same samples with the same labels;
+    it is cheap (no image bytes are read), so it identifies the split, not the pixel content.
+    """
+    digest = hashlib.sha256("\n".join(sample_ids).encode())
+    digest.update(np.asarray(labels, dtype=np.int64).tobytes())
+    return digest.hexdigest()[:16]
+
+
+def data_checksums(dataset: PatchDataset | SlideDataset) -> dict[str, str]:
+    """{split: `split_checksum`} of a patch or slide dataset."""
+    if isinstance(dataset, SlideDataset):
+        return {name: split_checksum(dataset.labels(name), [r.slide_id for r in dataset.split(name)])
+                for name in ("train", "val", "test") if dataset.split(name)}
+    out = {}
+    for name, split in dataset.splits.items():
+        ids = [p.name for p in getattr(split, "paths", [])] or [f"{split.source}#{i}" for i in range(len(split))]
+        out[name] = split_checksum(split.labels, ids)
+    return out
 
 
 def run_patch_task(encoder: FrozenEncoder, task: TaskConfig, dataset: PatchDataset) -> list[dict]:
@@ -195,7 +223,7 @@ def run_patch_task(encoder: FrozenEncoder, task: TaskConfig, dataset: PatchDatas
     for name, cfg in task.probes.selected().items():
         results += run_probe(name, *train, *val, *test, cfg=cfg, seeds=task.seeds, device=str(encoder.device),
                              n_boot=task.n_boot)
-    return _tag(results, encoder.name, task.name)
+    return _tag(results, encoder.name, task.name, dataset.report_split, dataset.class_names)
 
 
 def run_slide_task(encoder: FrozenEncoder, task: TaskConfig, dataset: SlideDataset) -> list[dict]:
@@ -206,9 +234,9 @@ def run_slide_task(encoder: FrozenEncoder, task: TaskConfig, dataset: SlideDatas
              for name in ("train", "val", "test") if dataset.split(name)}
     train, val = split["train"], split.get("val", split.get("test"))
     test = split.get("test", val)
-    results = [run_mil(*train, *val, *test, cfg=cfg, seeds=task.seeds, device=str(encoder.device), n_boot=task.n_boot)
-               for cfg in task.mil_configs().values()]
-    return _tag(results, encoder.name, task.name)
+    results = [{**run_mil(*train, *val, *test, cfg=cfg, seeds=task.seeds, device=str(encoder.device),
+                          n_boot=task.n_boot), "probe": run_name} for run_name, cfg in task.mil_configs().items()]
+    return _tag(results, encoder.name, task.name, dataset.report_split, dataset.class_names)
 
 
 def resolve_device(device: str) -> str:
@@ -225,14 +253,17 @@ def run_bench(tasks: list[TaskConfig], encoders: list[str], out_dir: str | Path,
     resolved = {"encoders": list(encoders), "cache_dir": str(cache_dir), "tasks": [to_dict(t) for t in tasks]}
     write_text_atomic(out_dir / "config.yaml", yaml.safe_dump(resolved, sort_keys=False))
     results: list[dict] = []
+    checksums: dict[str, dict[str, str]] = {}
     for task in tasks:
         dataset = read_dataset(task.data.dataset, task.data.root, **task.data.options)
+        checksums[task.name] = data_checksums(dataset)
         for spec in encoders:
             encoder = FrozenEncoder(spec, cache_dir, resolve_device(task.device))
             log(f"pathgen bench: {encoder.name} on {task.name} ({dataset.summary()})")
             runner = run_slide_task if task.level == "slide" else run_patch_task
             results += runner(encoder, task, dataset)
-    write_report(results, out_dir, metadata={"config": resolved})
+    write_report(results, out_dir, metadata={"config": resolved, "data": checksums},
+                 n_boot=max(task.n_boot for task in tasks))
     return results
 
 

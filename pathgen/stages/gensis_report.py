@@ -17,7 +17,9 @@ import numpy as np
 import yaml
 
 from pathgen.atomic import read_json
-from pathgen.eval.report import format_cell
+from pathgen.eval.compare import compare_results
+from pathgen.eval.report import comparison_table as paired_table
+from pathgen.eval.report import format_cell, load_results
 from pathgen.stages.run_status import read_status
 from pathgen.stages.steps import Stage
 
@@ -244,16 +246,26 @@ def describe_rounds(out: Path) -> str:
             "The budget held equal is optimizer steps × batch.")
 
 
+def paired_section(paired: list[dict]) -> list[str]:
+    """The paired test of each encoder against the baseline on the same test samples (when scores exist)."""
+    if not paired:
+        return []
+    return ["### Paired comparison with the baseline (same test samples)", "",
+            paired[0]["method"] + "; DeLong's test on the seed-mean scores for binary AUROC.", "",
+            paired_table(paired), ""]
+
+
 def write_gensis_report(out: str | Path, banks: list[str]) -> Path:
     """OUT/report/report.md (+ comparison.png, grid_*.png, results.json) from a finished Gen-SIS run."""
     out = Path(out)
     report_dir = out / "report"
     report_dir.mkdir(parents=True, exist_ok=True)
-    results = read_json(out / "bench" / "results.json", "benchmark results")["results"]
+    results = load_results(out / "bench" / "results.json")
     shutil.copy2(out / "bench" / "results.json", report_dir / "results.json")
     present = {r["encoder"] for r in results}
     encoders = [e for e in ("baseline", "gensis", "init") if e in present]
     rows = comparison_rows(results, encoders, "baseline")
+    paired = compare_results(results, "baseline")
     plot_comparison(results, encoders, LABELS, report_dir / "comparison.png")
     seeds = sorted({s for r in results for s in r.get("seeds", [])})
     lines = [f"# Gen-SIS: baseline vs generative-augmented encoder ({out})", "", describe_rounds(out), "",
@@ -266,6 +278,7 @@ def write_gensis_report(out: str | Path, banks: list[str]) -> Path:
                 "bootstrap ones and a disjoint few-shot interval is weak evidence." if any(
                     r["probe"].startswith("few_shot") for r in results) else ""), "",
              comparison_table(rows, encoders, "baseline", LABELS), "![comparison](comparison.png)", "",
+             *paired_section(paired),
              *generation_section(out, report_dir, banks), *timings_section(out),
              "## Files", "", f"- resolved config: `{out / 'config.yaml'}`; stage record: `{out / 'status.json'}`",
              f"- encoders: `{out / 'ssl_round1' / 'model'}` (baseline), `{out / 'ssl_round2' / 'model'}` (Gen-SIS), "

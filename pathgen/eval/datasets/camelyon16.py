@@ -1,15 +1,27 @@
 """Camelyon16 slide level (Bejnordi et al., 2017): metastasis or not, one label per slide.
 
-Layout (the challenge release as eva documents it):
-    ROOT/training/normal/normal_NNN.tif       159 slides
-    ROOT/training/tumor/tumor_NNN.tif         111 slides
-    ROOT/training/lesion_annotations/tumor_NNN.xml   (lesion_annotations.zip unzipped; optional)
-    ROOT/testing/images/test_NNN.tif          130 slides (129 after the known duplicate)
-    ROOT/testing/reference.csv                no header: slide id, Tumor/Normal, then extra columns
-    ROOT/testing/lesion_annotations/test_NNN.xml     (optional)
-ASAP XML annotations are also looked for in ROOT/annotations/ (the AWS layout) and beside the
-slide. Labels: normal 0, tumor 1 (eva). Every test slide must have a reference.csv row; rows
-without a slide are allowed (eva drops the duplicate test slide).
+Two layouts:
+    challenge release (as eva documents it):
+        ROOT/training/normal/normal_NNN.tif       159 slides
+        ROOT/training/tumor/tumor_NNN.tif         111 slides
+        ROOT/training/lesion_annotations/tumor_NNN.xml   (lesion_annotations.zip unzipped; optional)
+        ROOT/testing/images/test_NNN.tif          130 slides
+        ROOT/testing/reference.csv                no header: slide id, Tumor/Normal, then extra columns
+        ROOT/testing/lesion_annotations/test_NNN.xml     (optional)
+    AWS open-data copy (s3://camelyon-dataset/CAMELYON16/):
+        ROOT/images/{normal,tumor,test}_NNN.tif   all slides in one flat folder
+        ROOT/evaluation/reference.csv             the test labels
+        ROOT/annotations/*.xml                    (optional)
+ASAP XML annotations are also looked for in ROOT/annotations/ and beside the slide. Labels:
+normal 0, tumor 1 (eva). Every test slide must have a reference.csv row; rows without a slide
+are allowed.
+
+Test set: 129 slides, as eva evaluates (its Camelyon16 dataset expects 129 test files). Slide
+test_049 is left out, with a warning when it is present: the organisers found it to be a
+duplicate of another slide and removed it from the slide- and lesion-level evaluation (noted by
+the FDA DIDSR team, github.com/DIDSR/dldp, "Data Description"; eva's docs/datasets/camelyon16.md
+cites the same note). test_114 (not exhaustively annotated) was removed from the lesion-level
+task only, so it stays in this slide-level test set.
 
 Validation split (official train/test kept):
 - "eva" (default): eva's fixed 54 validation slides, the PCam metadata split (216/54/129).
@@ -20,6 +32,7 @@ Validation split (official train/test kept):
 from __future__ import annotations
 
 import re
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -33,6 +46,7 @@ CLASS_NAMES = ("normal", "tumor")
 EVA_VAL_NORMAL = (10, 13, 16, 17, 19, 20, 25, 30, 31, 32, 52, 56, 57, 67, 76, 79, 85, 95, 98, 99, 101, 102,
                   105, 106, 109, 129, 132, 137, 142, 143, 148, 152)
 EVA_VAL_TUMOR = (1, 5, 11, 12, 13, 19, 31, 37, 43, 46, 57, 65, 69, 71, 73, 79, 80, 81, 82, 85, 97, 109)
+EXCLUDED_TEST_SLIDES = {"test_049": "a duplicate slide, removed by the organisers from slide-level evaluation"}
 EVA_VAL_SLIDES = frozenset([f"normal_{i:03d}" for i in EVA_VAL_NORMAL] + [f"tumor_{i:03d}" for i in EVA_VAL_TUMOR])
 
 
@@ -44,10 +58,15 @@ def _annotation(root: Path, folder: str, slide: Path) -> Path | None:
     return None
 
 
-def _slides(folder: Path, prefix: str) -> list[Path]:
-    """The `<prefix>_NNN.tif` slides of a folder; any other .tif is an error (a misplaced slide)."""
+def _slides(folder: Path, prefix: str, flat: bool = False) -> list[Path]:
+    """The `<prefix>_NNN.tif` slides of a folder; any other .tif is an error (a misplaced slide).
+
+    flat=True (the AWS layout's one images/ folder): other slides' prefixes are expected there too.
+    """
     require_dir(folder, "Camelyon16")
     slides = sorted(p for p in folder.iterdir() if p.suffix.lower() == ".tif" and not p.name.startswith("."))
+    if flat:
+        slides = [p for p in slides if p.stem.lower().startswith(f"{prefix}_")]
     wrong = [p for p in slides if not re.fullmatch(rf"{prefix}_\d+", p.stem)]
     if wrong:
         raise ValueError(f"{wrong[0]}: expected only {prefix}_NNN.tif slides in {folder}")
@@ -81,18 +100,37 @@ def _val_ids(train: list[tuple[Path, int]], val: str, val_fraction: float, seed:
     raise ValueError(f"Camelyon16 val must be 'eva' or 'stratified', got {val!r}")
 
 
-def read_camelyon16(root: str | Path, val: str = "eva", val_fraction: float = 0.2, seed: int = 0) -> SlideDataset:
-    """The Camelyon16 slides, labels, splits and lesion annotations as a SlideDataset."""
-    root = require_dir(root, "Camelyon16")
-    train = [(p, 0) for p in _slides(root / "training" / "normal", "normal")]
-    train += [(p, 1) for p in _slides(root / "training" / "tumor", "tumor")]
-    reference_path = root / "testing" / "reference.csv"
+def _layout(root: Path) -> tuple[dict[str, Path], Path, bool]:
+    """({prefix: slide folder}, reference.csv path, flat?) of the challenge or the AWS layout."""
+    if (root / "training").is_dir() or not (root / "images").is_dir():
+        folders = {"normal": root / "training" / "normal", "tumor": root / "training" / "tumor",
+                   "test": root / "testing" / "images"}
+        return folders, root / "testing" / "reference.csv", False
+    return dict.fromkeys(("normal", "tumor", "test"), root / "images"), root / "evaluation" / "reference.csv", True
+
+
+def _test_slides(folder: Path, reference_path: Path, flat: bool) -> list[tuple[Path, int]]:
+    """Labelled test slides; `EXCLUDED_TEST_SLIDES` are left out with a warning naming them."""
     reference = read_reference(reference_path)
     test = []
-    for path in _slides(root / "testing" / "images", "test"):
+    for path in _slides(folder, "test", flat):
+        if path.stem in EXCLUDED_TEST_SLIDES:
+            warnings.warn(f"{path}: left out of the Camelyon16 test set, {EXCLUDED_TEST_SLIDES[path.stem]} "
+                          "(as eva: 129 test slides)", stacklevel=3)
+            continue
         if path.stem not in reference:
             raise ValueError(f"{reference_path}: no label row for test slide {path.stem}")
         test.append((path, CLASS_NAMES.index(reference[path.stem])))
+    return test
+
+
+def read_camelyon16(root: str | Path, val: str = "eva", val_fraction: float = 0.2, seed: int = 0) -> SlideDataset:
+    """The Camelyon16 slides, labels, splits and lesion annotations as a SlideDataset (either layout)."""
+    root = require_dir(root, "Camelyon16")
+    folders, reference_path, flat = _layout(root)
+    train = [(p, 0) for p in _slides(folders["normal"], "normal", flat)]
+    train += [(p, 1) for p in _slides(folders["tumor"], "tumor", flat)]
+    test = _test_slides(folders["test"], reference_path, flat)
     val_ids = _val_ids(train, val, val_fraction, seed)
     records = [SlideRecord(p.stem, p, label, CLASS_NAMES[label], "val" if p.stem in val_ids else "train",
                            _annotation(root, "training", p)) for p, label in train]
@@ -100,6 +138,7 @@ def read_camelyon16(root: str | Path, val: str = "eva", val_fraction: float = 0.
                 for p, label in test]
     rule = ("official train/test; val = eva's 54 PCam-metadata slides" if val == "eva"
             else f"official train/test; val = stratified {val_fraction:.0%} of training slides (seed {seed})")
+    rule += "; test without test_049 (duplicate)"
     try:
         return SlideDataset("camelyon16", root, CLASS_NAMES, tuple(records), rule)
     except ValueError as error:

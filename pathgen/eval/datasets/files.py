@@ -7,6 +7,7 @@ so a reader's error tells the user what to fix without a traceback hunt.
 from __future__ import annotations
 
 import csv
+import warnings
 from pathlib import Path, PurePosixPath, PureWindowsPath
 
 import numpy as np
@@ -86,9 +87,10 @@ def class_folder_files(folder: Path, extensions: tuple[str, ...], known: tuple[s
     """(file, class name) for every image in the class subfolders of `folder`, sorted.
 
     `known` (if given) lists the allowed class folder names; `required` must all be there.
-    Hidden files are skipped; any other file whose suffix is not in `extensions`, an empty
-    class folder or a nested folder is an error. Loose files beside the class folders are
-    ignored (BACH keeps a ground-truth CSV there).
+    A file inside a class folder whose suffix is not in `extensions` (``Thumbs.db``,
+    ``.DS_Store``, a notes file) is skipped with a warning that names it; a class folder with no
+    images or a nested folder is an error. Loose files beside the class folders are ignored
+    (BACH keeps a ground-truth CSV there).
     """
     require_dir(folder, "image")
     classes = sorted(p.name for p in folder.iterdir() if p.is_dir() and _visible(p))
@@ -103,14 +105,17 @@ def class_folder_files(folder: Path, extensions: tuple[str, ...], known: tuple[s
         raise ValueError(f"{folder}: no class subfolders found")
     samples = []
     for name in classes:
-        entries = sorted(p for p in (folder / name).iterdir() if _visible(p))
-        for entry in entries:
+        entries = []
+        for entry in sorted((folder / name).iterdir()):
             if entry.is_dir():
-                raise ValueError(f"{entry}: unexpected folder inside class folder {name!r}")
-            if entry.suffix.lower() not in extensions:
-                raise ValueError(f"{entry}: not an image file (expected {', '.join(extensions)})")
+                if _visible(entry):
+                    raise ValueError(f"{entry}: unexpected folder inside class folder {name!r}")
+            elif entry.suffix.lower() in extensions and _visible(entry):
+                entries.append(entry)
+            else:
+                warnings.warn(f"{entry}: not an image file ({', '.join(extensions)}); skipped", stacklevel=2)
         if not entries:
-            raise ValueError(f"{folder / name}: class folder is empty")
+            raise ValueError(f"{folder / name}: class folder has no images ({', '.join(extensions)})")
         samples.extend((entry, name) for entry in entries)
     return samples
 

@@ -92,12 +92,18 @@ def test_crc_missing_empty_and_stray(tmp_path) -> None:
     root = _write_crc(tmp_path / "crc")
     for path in (root / "NCT-CRC-HE-100K" / "MUC").iterdir():
         path.unlink()
-    _fails(r"NCT-CRC-HE-100K/MUC: class folder is empty", "crc", root)
+    _fails(r"NCT-CRC-HE-100K/MUC: class folder has no images", "crc", root)
     (root / "NCT-CRC-HE-100K" / "MUC").rmdir()
     _fails(r"NCT-CRC-HE-100K: missing class folder\(s\) MUC", "crc", root)
     root = _write_crc(tmp_path / "crc2")
-    (root / "NCT-CRC-HE-100K" / "ADI" / "notes.txt").write_text("x")
-    _fails(r"ADI/notes\.txt: not an image file", "crc", root)
+    n_train = len(read_dataset("crc", root).split("train"))
+    for junk in ("Thumbs.db", ".DS_Store", "notes.txt"):
+        (root / "NCT-CRC-HE-100K" / "ADI" / junk).write_text("x")
+    with pytest.warns(UserWarning) as caught:
+        dataset = read_dataset("crc", root)
+    named = sorted(str(w.message).split(":")[0].rsplit("/", 1)[1] for w in caught if "not an image file" in str(w.message))
+    assert named == [".DS_Store", "Thumbs.db", "notes.txt"]  # each stray file skipped and named
+    assert len(dataset.split("train")) == n_train
     _fails(r"protocol must be 'holdout' or 'eva', got 'best'", "crc", _write_crc(tmp_path / "crc3"), protocol="best")
 
 
@@ -174,6 +180,34 @@ def test_camelyon16_missing_reference(tmp_path) -> None:
     assert len(read_dataset("camelyon16", root).split("test")) == 2  # a row without a slide is allowed
     (root / "testing" / "reference.csv").unlink()
     _fails(r"testing/reference\.csv: Camelyon16 test labels \(reference\.csv\) does not exist", "camelyon16", root)
+
+
+def test_camelyon16_leaves_out_the_duplicate_test_slide_as_eva(tmp_path) -> None:
+    root = _write_camelyon16(tmp_path / "c16")
+    (root / "testing" / "images" / "test_049.tif").write_bytes(b"")
+    with open(root / "testing" / "reference.csv", "a") as f:
+        f.write("test_049,Tumor,Macro,Field\n")
+    with pytest.warns(UserWarning, match=r"test_049\.tif: left out of the Camelyon16 test set, a duplicate slide"):
+        dataset = read_dataset("camelyon16", root)
+    assert [r.slide_id for r in dataset.split("test")] == ["test_001", "test_002"]
+    assert "test_049" in dataset.protocol
+
+
+def test_camelyon16_reads_the_aws_layout(tmp_path) -> None:
+    root = tmp_path / "aws"
+    (root / "images").mkdir(parents=True)
+    for name in ("normal_001", "normal_010", "tumor_001", "tumor_002", "test_001", "test_002"):
+        (root / "images" / f"{name}.tif").write_bytes(b"")
+    _write_csv(root / "evaluation" / "reference.csv", ["test_001,Tumor,Macro,Field", "test_002,Normal,,"])
+    (root / "annotations").mkdir()
+    (root / "annotations" / "tumor_001.xml").write_text("<ASAP_Annotations/>")
+    aws = read_dataset("camelyon16", root)
+    challenge = read_dataset("camelyon16", _write_camelyon16(tmp_path / "challenge"))
+    assert [(r.slide_id, r.label, r.split) for r in aws.records] == [
+        (r.slide_id, r.label, r.split) for r in challenge.records]
+    assert next(r for r in aws.records if r.slide_id == "tumor_001").annotation_path == root / "annotations" / "tumor_001.xml"
+    (root / "evaluation" / "reference.csv").unlink()
+    _fails(r"evaluation/reference\.csv: Camelyon16 test labels", "camelyon16", root)
 
 
 def test_camelyon16_bad_layouts(tmp_path) -> None:

@@ -167,7 +167,7 @@ def test_stain_shifted_pcam_changes_evaluation_sites_only(tmp_path):
     from pathgen.eval.datasets.pcam import pcam_file
     from pathgen.eval.synth_datasets import SITE_PATCHES, write_synthetic_pcam
 
-    plain = write_synthetic_pcam(tmp_path / "plain", 8, 16, 16, seed=3)
+    plain = write_synthetic_pcam(tmp_path / "plain", 8, 16, 16, seed=3, stain_shift=0.0)
     shifted = write_synthetic_pcam(tmp_path / "shifted", 8, 16, 16, seed=3, stain_shift=0.3)
     read = {name: {split: h5py.File(pcam_file(root, split, "x"))["x"][:] for split in ("train", "val", "test")}
             for name, root in (("plain", plain), ("shifted", shifted))}
@@ -177,3 +177,15 @@ def test_stain_shifted_pcam_changes_evaluation_sites_only(tmp_path):
         assert np.abs(a - b).mean() > 3  # the sites' stain moved the pixels
         site_means = [(b - a)[i:i + SITE_PATCHES].mean((0, 1, 2)) for i in range(0, len(a), SITE_PATCHES)]
         assert np.abs(site_means[0] - site_means[1]).max() > 1  # each site has its own stain change
+
+
+def test_synth_dataset_stain_shift_option(tmp_path, capsys) -> None:
+    import h5py
+
+    assert _cli("pcam", str(tmp_path / "plain"), "--n", "4,8,8", "--stain-shift", "0") == 0
+    assert _cli("pcam", str(tmp_path / "default"), "--n", "4,8,8") == 0
+    with h5py.File(next((tmp_path / "plain").glob("*test_x.h5")), "r") as a, \
+            h5py.File(next((tmp_path / "default").glob("*test_x.h5")), "r") as b:
+        assert np.abs(a["x"][:].astype(float) - b["x"][:].astype(float)).mean() > 3  # default: shifted sites
+    assert _cli("bach", str(tmp_path / "bach"), "--stain-shift", "0.3") == 2
+    assert "--stain-shift applies to pcam only" in capsys.readouterr().err

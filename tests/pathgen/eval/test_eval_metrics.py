@@ -10,11 +10,14 @@ from pathgen.eval.metrics import (
     accuracy,
     auroc,
     balanced_accuracy,
+    binary_f1,
     bootstrap_ci,
     bootstrap_metrics,
     classification_metrics,
     macro_f1,
     mean_sd,
+    per_class_recall,
+    two_level_bootstrap,
 )
 
 # 5 rows: class 0 recall 2/3, class 1 recall 1/2; precision 2/3 and 1/2.
@@ -123,6 +126,47 @@ def test_mean_sd_uses_the_sample_standard_deviation() -> None:
     mean, sd = mean_sd([1.0, 2.0, 3.0, 4.0])
     assert mean == pytest.approx(2.5)
     assert sd == pytest.approx(np.sqrt(5 / 3))  # Σ(x − 2.5)² = 5, over n − 1 = 3
-    assert mean_sd([0.7]) == (0.7, 0.0)
+    assert mean_sd([0.7]) == (0.7, None)  # one run has no spread: never "± 0.000"
     with pytest.raises(ValueError):
         mean_sd([])
+
+
+def test_binary_f1_is_the_positive_class_f1_and_undefined_for_more_classes() -> None:
+    # class 1: precision 1/2, recall 1/2 → F1 1/2; macro also averages class 0's F1 2/3
+    assert binary_f1(Y5, PRED5) == pytest.approx(1 / 2)
+    all_negative = np.zeros(10, dtype=np.int64)
+    imbalanced = np.array([0] * 9 + [1])
+    assert binary_f1(imbalanced, all_negative) == 0.0 and macro_f1(imbalanced, all_negative) == pytest.approx(9 / 19)
+    assert np.isnan(binary_f1(np.array([0, 1, 2]), np.eye(3)))
+
+
+def test_per_class_recall_by_hand() -> None:
+    np.testing.assert_allclose(per_class_recall(Y5, PRED5, 3), [2 / 3, 1 / 2, np.nan])
+
+
+def _runs_with_seed_spread(spread: float, n: int = 300, n_runs: int = 5) -> tuple[np.ndarray, list[np.ndarray]]:
+    rng = np.random.default_rng(3)
+    y = np.arange(n) % 2
+    runs = []
+    for _ in range(n_runs):
+        quality = 1.0 + spread * rng.normal()
+        p = 1 / (1 + np.exp(-(quality * (2 * y - 1) + rng.normal(size=n))))
+        runs.append(np.stack([1 - p, p], axis=1))
+    return y, runs
+
+
+def test_two_level_interval_holds_the_seed_spread() -> None:
+    y, runs = _runs_with_seed_spread(spread=1.0)
+    per_seed = [balanced_accuracy(y, s) for s in runs]
+    out = two_level_bootstrap(y, runs, n_boot=300)
+    point, low, high = out["runs_and_samples"]["balanced_accuracy"]
+    _, s_low, s_high = out["samples"]["balanced_accuracy"]
+    assert point == pytest.approx(np.mean(per_seed))
+    assert high - low > 1.5 * (s_high - s_low)  # the samples-only interval misses the seed spread
+    assert low < np.mean(per_seed) < high
+
+
+def test_two_level_equals_samples_only_for_one_run() -> None:
+    y, runs = _runs_with_seed_spread(spread=0.0, n_runs=1)
+    out = two_level_bootstrap(y, runs, n_boot=50)
+    assert out["runs_and_samples"] == out["samples"]

@@ -119,3 +119,17 @@ def test_published_sizes_are_the_defaults() -> None:
     assert clam.project[2].p == 0.25 and clam.instance_loss_weight == 0.3
     transmil = build_mil_model(MILConfig("transmil"), 1024, 2)
     assert (transmil.cls_token.shape[-1], transmil.layer1.n_heads) == (512, 8)
+
+
+def test_transmil_keeps_the_originals_value_residual_conv() -> None:
+    from pathgen.eval.mil_models import TransMIL
+
+    model = TransMIL(16, 2, hidden_dim=32, n_heads=8)
+    conv = model.layer1.value_residual
+    assert conv.weight.shape == (8, 1, 33, 1) and conv.groups == 8 and conv.bias is None  # 33 taps per head
+    assert TransMIL(16, 2, hidden_dim=32, residual_kernel=0).layer1.value_residual is None
+    x, mask = torch.randn(1, 5, 16), torch.ones(1, 5, dtype=torch.bool)
+    with torch.no_grad():
+        before = model(x, mask).logits.clone()
+        conv.weight.zero_()
+        assert not torch.allclose(before, model(x, mask).logits)  # the residual reaches the output

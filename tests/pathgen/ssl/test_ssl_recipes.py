@@ -17,7 +17,7 @@ from pathgen.ssl.base import StepInfo
 from pathgen.ssl.losses.moco import mocov2_loss
 from pathgen.ssl.mocov3_vit import sincos_2d_position_embedding
 from pathgen.ssl.registry import build_method
-from pathgen.ssl.train_ssl import SSLConfig, build_ssl_method
+from pathgen.stages.train_ssl import SSLConfig, build_ssl_method
 from pathgen.train import TrainConfig, Trainer
 
 ROOT = Path(__file__).resolve().parents[3]

@@ -41,3 +41,23 @@ def test_table_and_sentences_name_what_they_find():
     same = comparison_rows(results[:1] + [result("gensis", [0.71, 0.72], [0.69, 0.75])], ["baseline", "gensis"],
                            "baseline")
     assert summary_sentence(same, "gensis", "Gen-SIS").startswith("**No difference shown.**")
+
+
+def test_gensis_report_has_the_paired_comparison_table() -> None:
+    import numpy as np
+
+    from pathgen.eval.compare import compare_results
+    from pathgen.stages.gensis_report import paired_section
+
+    y = np.arange(100) % 2
+    rng = np.random.default_rng(0)
+
+    def scored(encoder: str, signal: float) -> dict:
+        p = 1 / (1 + np.exp(-(signal * (2 * y - 1) + rng.normal(size=(2, len(y))))))
+        return {"encoder": encoder, "task": "pcam", "probe": "linear", "ci_method": "two-level",
+                "test_scores": np.stack([1 - p, p], axis=-1), "test_labels": y}
+
+    lines = paired_section(compare_results([scored("baseline", 0.5), scored("gensis", 2.0)], "baseline", n_boot=50))
+    text = "\n".join(lines)
+    assert "### Paired comparison with the baseline" in text and "| pcam / linear (test) | auroc | gensis − baseline |" in text
+    assert paired_section([]) == []
