@@ -20,12 +20,14 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from pathgen.config import ConfigError
+from pathgen.config import ConfigError, to_dict
 from pathgen.eval.linear_probe import torch_threads
 from pathgen.genaug.bench_data import COMPLETE, write_bench_data
+from pathgen.genaug.gate import GATE_FILE, GateConfig, run_gate
 from pathgen.genaug.manifest import fingerprint
 from pathgen.genaug.stages import (Stage, bank_stage, bench_stage, embed_stage, eval_gen_stage, foreground_stage,
-                                   ldm_stage, real_bank_stage, run_stages, ssl_init_stage, ssl_stage, vae_stage)
+                                   ldm_stage, model_complete, real_bank_stage, run_stages, ssl_init_stage, ssl_stage,
+                                   vae_stage)
 
 BANK_KINDS = ("views", "interpolate", "img2img")  # each is also the bank's `pathgen generate` mode
 SWITCHES = ("bank_views", "bank_real", "disentangle", "adaptive_noise", "quality")
@@ -130,6 +132,7 @@ class GenSISConfig:
     ldm: StageRef = field(default_factory=lambda: StageRef("configs/diffusion/ldm_tiny.yaml"))
     banks: BanksConfig = field(default_factory=BanksConfig)
     eval_gen: EvalGenConfig = field(default_factory=EvalGenConfig)
+    quality_gate: GateConfig = field(default_factory=GateConfig)  # before round 2 (pathgen.genaug.gate)
     bench: BenchConfig = field(default_factory=BenchConfig)
 
 
@@ -258,6 +261,25 @@ def bench_data_stage(cfg: GenSISConfig) -> Stage:
                  lambda: write_bench_data(folder, **settings))
 
 
+def gate_stage(cfg: GenSISConfig, round2: Stage) -> Stage:
+    """The quality gate (pathgen.genaug.gate) on the banks round 2 reads, with round 2's tiles, tissue
+    filter and p. It is measured again on every run until round 2 is complete, and is no input of
+    round 2: changing a threshold never invalidates a trained round."""
+    settings = round2.settings
+    views = "bank_views" in cfg.round2.switches and cfg.eval_gen.enabled
+    interpolation = "disentangle" in cfg.round2.switches
+    folder = Path(cfg.out) / "gate"
+
+    def run() -> dict:
+        return run_gate(cfg.quality_gate, folder, bank_dir(cfg, "views") if views else None,
+                        bank_dir(cfg, "interpolate") if interpolation else None, settings["data"],
+                        settings["min_tissue"], settings["genaug"]["p"])
+
+    inputs = (("eval_gen", "bank_views") if views else ()) + (("bank_interpolate",) if interpolation else ())
+    return Stage("gate", folder, to_dict(cfg.quality_gate), lambda: model_complete(round2.folder / "model") and (
+        folder / GATE_FILE).is_file(), run, inputs, owns_folder=False)
+
+
 def gensis_stages(cfg: GenSISConfig) -> list[Stage]:
     """Every stage of `pathgen gensis`, in order."""
     from pathgen.genaug.report import report_stage
@@ -265,8 +287,9 @@ def gensis_stages(cfg: GenSISConfig) -> list[Stage]:
     out = Path(cfg.out)
     stages = generative_stages(cfg)
     words, inputs = switch_overrides(cfg, cfg.round2.switches)
-    stages.append(ssl_stage("ssl_round2", out / "ssl_round2", cfg.ssl.config,
-                            [*cfg.ssl.overrides, *cfg.round2.overrides, *train_words(cfg), *words], inputs))
+    round2 = ssl_stage("ssl_round2", out / "ssl_round2", cfg.ssl.config,
+                       [*cfg.ssl.overrides, *cfg.round2.overrides, *train_words(cfg), *words], inputs)
+    stages += [gate_stage(cfg, round2), round2]
     bench_inputs: tuple[str, ...] = ("ssl_round1", "ssl_round2")
     encoders = {BASELINE: round1_model(cfg), GENSIS: out / "ssl_round2" / "model"}
     if cfg.bench.init_encoder:

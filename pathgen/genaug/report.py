@@ -184,6 +184,54 @@ def _read_yaml(path: Path) -> dict:
     return yaml.safe_load(path.read_text()) if path.is_file() else {}
 
 
+def generator_numbers(metrics: dict, link: Path) -> list[str]:
+    """One bank's eval-gen numbers, each beside its resolution-matched reference."""
+    size, lines = metrics.get("image_size"), []
+    vae = metrics.get("vae", {})
+    for name, m in metrics["encoders"].items():
+        fd, fid, refs = m["frechet"], m["fidelity"], m.get("references", {})
+        pr = (m.get("precision_recall") or {})
+        views, real = pr.get("views") or {}, pr.get("real_vs_real") or {}
+
+        def ref(kind: str, key: str = "retrieval_top1") -> str:
+            return _num((refs.get(kind) or {}).get(key))
+
+        lines += [f"- eval-gen ({name} encoder, {metrics.get('rows_evaluated')} sources): source retrieval top-1 "
+                  f"**{_num(fid.get('retrieval_top1'))}** — real tile at {size} px {ref('real_at_bank_size')} "
+                  f"(ceiling), VAE reconstruction {ref('vae_reconstruction')} (autoencoder ceiling"
+                  + (f", PSNR {vae['psnr_db']:.1f} dB" if "psnr_db" in vae else "") + f"), shuffled "
+                  f"{ref('shuffled_conditioning')}, chance {_num(fid.get('retrieval_chance'))}; conditioning fidelity "
+                  f"{_num(fid['fidelity'])} (real at {size} px {ref('real_at_bank_size', 'fidelity')}, random real "
+                  f"pairs {_num(fid['random_pairs'])}); precision / recall {_num(views.get('precision'))} / "
+                  f"{_num(views.get('recall'))} (two real samples {_num(real.get('precision'))} / "
+                  f"{_num(real.get('recall'))}); Fréchet distance views↔sources {_num(fd['views_vs_sources'])} "
+                  f"against the real↔real floor {_num(fd['real_vs_sources'])}"
+                  + (" — **below the floor: likely copies of the sources**" if fd.get("likely_copy") else "")
+                  + f"; [metrics]({link})", ""]
+    return lines
+
+
+def coverage_section(out: Path) -> list[str]:
+    """What round 2 actually learned from (OUT/gate/gate.json): coverage per bank and the gate's verdict."""
+    path = out / "gate" / "gate.json"
+    if not path.is_file():
+        return []
+    gate = json.loads(path.read_text())
+    lines = ["## What round 2 saw", ""]
+    for kind, cov in gate.get("coverage", {}).items():
+        what = "a generated view" if kind == "views" else "an interpolation sample (disentanglement task)"
+        lines.append(f"- **{cov['per_epoch']:.0%}** of the {cov['tiles']} training tiles per epoch saw {what}: "
+                     f"{cov['with_row']} have a row in the {kind} bank ({cov['share_with_row']:.0%})"
+                     + (f", times p = {cov['p']:g}" if kind == "views" else "") + "; the rest trained on real "
+                     "tiles only.")
+    config = gate.get("config", {})
+    verdict = ("passed" if gate.get("passed") else
+               ("**failed, overridden** (quality_gate.refuse=false): " if gate.get("overridden") else "failed: ")
+               + "; ".join(gate.get("reasons", [])))
+    return lines + [f"- Quality gate (retrieval ≥ {config.get('min_retrieval')}, coverage ≥ "
+                    f"{config.get('min_coverage')}): {verdict}", ""]
+
+
 def generation_section(out: Path, report_dir: Path, banks: list[str]) -> list[str]:
     """Grid pictures (copied beside the report) and the eval-gen headline numbers of each bank."""
     lines = ["## Generated views", ""]
@@ -198,18 +246,7 @@ def generation_section(out: Path, report_dir: Path, banks: list[str]) -> list[st
                       "source tile, then its generated views.", "", f"![{kind}](grid_{kind}.png)", ""]
         metrics_path = bank / "eval" / "metrics.json"
         if metrics_path.is_file():
-            for name, m in json.loads(metrics_path.read_text())["encoders"].items():
-                fd, fid = m["frechet"], m["fidelity"]
-                div = m["diversity"].get("cosine", {})
-                lines += [f"- eval-gen ({name} encoder): Fréchet distance views↔sources {_num(fd['views_vs_sources'])} "
-                          f"against the real↔real floor {_num(fd['real_vs_sources'])}, conditioning fidelity "
-                          f"{_num(fid['fidelity'])} (random real pairs {_num(fid['random_pairs'])}), source "
-                          f"retrieval top-1 {_num(fid.get('retrieval_top1'))} (augmented real copies "
-                          f"{_num(fid.get('retrieval_augmented'))}, chance "
-                          f"{_num(fid.get('retrieval_chance'))}), cosine "
-                          f"diversity among views {_num(div.get('views'))} (random real tiles "
-                          f"{_num(div.get('random_real'))}); "
-                          f"[metrics]({Path('..') / metrics_path.relative_to(out)})", ""]
+            lines += generator_numbers(json.loads(metrics_path.read_text()), Path("..") / metrics_path.relative_to(out))
     return lines
 
 
@@ -256,7 +293,8 @@ def write_gensis_report(out: str | Path, banks: list[str]) -> Path:
     plot_comparison(results, encoders, LABELS, report_dir / "comparison.png")
     seeds = sorted({s for r in results for s in r.get("seeds", [])})
     lines = [f"# Gen-SIS: baseline vs generative-augmented encoder ({out})", "", describe_rounds(out), "",
-             summary_sentence(rows, "gensis", LABELS["gensis"]), "", learned_sentence(rows), "", "## Benchmark", "",
+             *coverage_section(out), summary_sentence(rows, "gensis", LABELS["gensis"]), "", learned_sentence(rows), "",
+             "## Benchmark", "",
              f"Cells: mean ± sd over probe / MIL-head seeds {seeds} [95% interval]. {interval_note(results)} "
              "Each encoder comes from one pretraining seed, so neither the sd nor the interval contains "
              "pretraining variance; a difference is called only where both the two intervals and the two ranges over "
