@@ -259,6 +259,14 @@ def timings_section(out: Path) -> list[str]:
     return lines + [f"| total (stages before the report) | {total:.0f} | |", ""]
 
 
+def _mean_logged(path: Path, key: str) -> float | None:
+    """Mean of `key` over the logged steps of a train-ssl metrics.jsonl (None when never logged)."""
+    if not path.is_file():
+        return None
+    values = [entry[key] for entry in map(json.loads, filter(None, path.read_text().splitlines())) if key in entry]
+    return float(np.mean(values)) if values else None
+
+
 def describe_rounds(out: Path) -> str:
     """What the two encoders are, from the resolved configs the SSL runs saved."""
     r1, r2 = _read_yaml(out / "ssl_round1" / "config.yaml"), _read_yaml(out / "ssl_round2" / "config.yaml")
@@ -269,8 +277,12 @@ def describe_rounds(out: Path) -> str:
         added.append(f"generated views from `{gen['bank']}` (policy {gen.get('policy')}, p = {gen.get('p')}"
                      + (", adaptive noise" if gen.get("adaptive_noise") else "") + ")")
     if (gen.get("disentangle") or {}).get("bank"):
+        share = _mean_logged(out / "ssl_round2" / "metrics.jsonl", "disentangle_share")
         added.append(f"the disentanglement task on `{gen['disentangle']['bank']}` (weight "
-                     f"{gen['disentangle']['weight']}; one more student and teacher pass per step)")
+                     f"{gen['disentangle']['weight']}; one more student and teacher pass, on the samples that have "
+                     "an interpolation only" + ("" if share is None else
+                                                f": {share:.0%} of each batch on average, the task's cost per step")
+                     + ")")
     if loss.get("quality_weighting"):
         added.append(f"quality-weighted pairs scored by `{loss.get('quality_scorer')}`")
     return (f"Baseline = round 1: {r1.get('method')} on real tiles only ({r1.get('backbone', {}).get('name')}, "
