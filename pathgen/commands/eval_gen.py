@@ -1,8 +1,9 @@
 """`pathgen eval-gen BANK [--encoder MODEL ...] [--inception FILE]`: generation-quality metrics of a view bank.
 
-Fréchet distance in encoder feature space (the bank's conditioning encoder plus any named with
---encoder), conditioning fidelity and within-source diversity, each beside its real-tile reference;
-optional Inception FID from a local weights file. Writes BANK/eval/metrics.json and metrics.md.
+Source retrieval and conditioning fidelity beside the real tile at the bank's size, its VAE
+reconstruction and shuffled views; precision / recall against real tiles; Fréchet distance against
+the real↔real floor (below it: flagged as likely copies) — in the bank's conditioning encoder plus any
+named with --encoder; optional Inception FID from a local weights file. Writes BANK/eval/metrics.json and metrics.md.
 """
 
 from __future__ import annotations

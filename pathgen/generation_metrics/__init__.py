@@ -1,1 +1,1 @@
-"""Generation quality: Fréchet distance in an encoder's feature space, conditioning fidelity, diversity."""
+"""Generation quality: Fréchet distance in an encoder's feature space, conditioning fidelity and retrieval, precision / recall."""

@@ -15,9 +15,12 @@ beside two references in the same feature space:
 0 = random tile, 1 = augmented copy of the source.
 
 `retrieval_top1` needs no reference scale: the share of views whose own target is the nearest of
-all N targets (cosine after subtracting the real tiles' mean embedding, so a direction every tile
-shares does not decide). Chance is 1 / N (`retrieval_chance`); `retrieval_augmented` is the same
-for augmented copies of real tiles among their sources (the ceiling a flip or rotation reaches).
+all N targets. Views, targets and real tiles are first put on the unit sphere (SLERP targets have
+unit norm, raw embeddings do not: centring both with the mean of raw embeddings, norm ~8 for a
+small encoder, pushed unit-norm targets to one point), then centred on the real tiles' mean unit
+embedding, so a direction every tile shares does not decide. A view that is an exact copy of what
+it was conditioned on is retrieved with 1.0 in both modes. Chance is 1 / N (`retrieval_chance`);
+`retrieval_augmented` is the same for augmented copies of real tiles among their sources.
 """
 
 from __future__ import annotations
@@ -79,7 +82,8 @@ def conditioning_fidelity(view_features: np.ndarray, condition: np.ndarray, real
               "difference": fidelity - baseline,
               "ratio": fidelity / baseline if abs(baseline) > 1e-8 else float("nan"),
               "n_views": int(per_view.size)}
-    result.update(source_retrieval(view_features, condition, real_features.mean(axis=0)))
+    centre = unit_centre(real_features)
+    result.update(source_retrieval(view_features, condition, centre))
     if augmented is not None:
         reference = float(row_cosine(*augmented).mean())
         result["augmented_self"] = reference
@@ -87,16 +91,23 @@ def conditioning_fidelity(view_features: np.ndarray, condition: np.ndarray, real
         result["normalised"] = (fidelity - baseline) / gap if abs(gap) > 1e-8 else float("nan")
         real_copies, augmented_copies = augmented
         result["retrieval_augmented"] = source_retrieval(augmented_copies[:, None, :], real_copies[:, None, :],
-                                                         real_features.mean(axis=0))["retrieval_top1"]
+                                                         centre)["retrieval_top1"]
     return result
 
 
-def source_retrieval(view_features: np.ndarray, condition: np.ndarray, real_mean: np.ndarray) -> dict:
-    """Top-1 retrieval of each view's own target among the N sources' targets, in embeddings centred on
-    `real_mean`: views (N, K, D), condition (N, 1 or K, D). With per-view targets (interpolation) a view
-    is scored against every source's target for the same view slot."""
-    views = l2_normalise(np.asarray(view_features) - real_mean)
-    targets = l2_normalise(np.broadcast_to(np.asarray(condition), views.shape) - real_mean)
+def unit_centre(real_features: np.ndarray) -> np.ndarray:
+    """The mean of the real embeddings once each is L2-normalised: the centre retrieval subtracts."""
+    return l2_normalise(real_features).mean(axis=0)
+
+
+def source_retrieval(view_features: np.ndarray, condition: np.ndarray, centre: np.ndarray) -> dict:
+    """Top-1 retrieval of each view's own target among the N sources' targets: views (N, K, D),
+    condition (N, 1 or K, D), both L2-normalised, centred on `centre` (`unit_centre` of real tiles)
+    and normalised again. With per-view targets (interpolation) a view is scored against every
+    source's target for the same view slot."""
+    centre = np.asarray(centre, dtype=np.float64)
+    views = l2_normalise(l2_normalise(view_features) - centre)
+    targets = l2_normalise(np.broadcast_to(l2_normalise(condition), views.shape) - centre)
     n, k, _ = views.shape
     hits = [np.argmax(views[:, slot] @ targets[:, slot].T, axis=1) == np.arange(n) for slot in range(k)]
     return {"retrieval_top1": float(np.mean(hits)), "retrieval_chance": 1.0 / n}

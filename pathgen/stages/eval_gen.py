@@ -2,16 +2,22 @@
 
 For every encoder (the bank's conditioning encoder, `MODEL/encoder/` of the LDM folder recorded in
 the bank, plus any the user names) the source tiles, the generated views, random non-source real
-tiles (the reference) and a dihedral augmentation of each source are embedded once, then:
+tiles (the reference), the sources resized to the bank's size and (when the LDM folder still has
+its `vae/`) the VAE's reconstructions of those are embedded once, then:
 
 - Fréchet distance sources ↔ views (with its bootstrap spread) and sources ↔ reference real tiles,
-  the sampling floor at the same sample sizes (pathgen.generation_metrics.frechet);
-- conditioning fidelity: cosine(view, the embedding it was conditioned on) — the source's
-  embedding, or for interpolation banks the SLERP of both sources' embeddings with the recorded α
-  (pathgen.diffusion.conditioning.slerp) — against random real pairs and augmented copies
-  (pathgen.generation_metrics.fidelity); for an encoder that is not the conditioning one the same targets are
-  built in its own space;
-- diversity among the K views of a source against K random real tiles (pathgen.generation_metrics.diversity).
+  the sampling floor at the same sample sizes (pathgen.generation_metrics.frechet). Views *below* that floor
+  are closer to their sources than other real tiles are: flagged `likely_copy`;
+- conditioning fidelity and source retrieval: cosine(view, the embedding it was conditioned on) —
+  the source's embedding, or for interpolation banks the SLERP of both sources' embeddings with the
+  recorded α (pathgen.diffusion.conditioning.slerp) — and the share of views that retrieve their own
+  target among all sources' (pathgen.generation_metrics.fidelity);
+- the resolution-matched references of those two numbers (`references`): the real source tile at the
+  bank's size (the ceiling any generator at that size can reach), its VAE reconstruction (the
+  autoencoder's ceiling: the diffusion model cannot keep what the VAE loses) and the views shuffled
+  across sources (shuffled conditioning: chance);
+- precision / recall of the views against real tiles (Kynkäänniemi et al. 2019, k-NN manifolds,
+  pathgen.generation_metrics.precision_recall) beside the same numbers for two disjoint real samples.
 
 Optional FID: Fréchet distance of torchvision Inception-v3 pool3 (2048-d) features at 299 px from a
 local safetensors file the user gives (never downloaded). Its numbers compare runs within pathgen;
@@ -28,21 +34,25 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from pathgen.atomic import write_json_atomic
+from pathgen.atomic import write_json_atomic, write_text_atomic
 from pathgen.diffusion.bank import ViewBank
 from pathgen.diffusion.conditioning import slerp
-from pathgen.diffusion.images import to_model_range
-from pathgen.diffusion.ldm_io import ENCODER_DIR
+from pathgen.diffusion.training_data import resize_u8
+from pathgen.diffusion.images import to_model_range, to_uint8
+from pathgen.diffusion.ldm_io import ENCODER_DIR, VAE_DIR
+from pathgen.diffusion.vae import load_codec
 from pathgen.distributed import pick_device
-from pathgen.generation_metrics.diversity import view_diversity
-from pathgen.generation_metrics.fidelity import conditioning_fidelity
+from pathgen.generation_metrics.fidelity import conditioning_fidelity, row_cosine, source_retrieval, unit_centre
 from pathgen.generation_metrics.frechet import bootstrap_frechet, frechet_distance_features
+from pathgen.generation_metrics.precision_recall import DEFAULT_K, precision_recall, real_vs_real
 from pathgen.models.embeddings import preprocess
 from pathgen.models.io import load_encoder
 from tiling.store import TileStore
 
 INCEPTION_SIZE = 299
 INCEPTION_SKIPPED = "skipped: no --inception weights given (a local torchvision inception_v3 safetensors file)"
+NO_VAE = "skipped: the bank's LDM folder has no vae/ any more"
+UNCONDITIONAL = "not computed: needs a bank sampled with the null conditioning (guidance 0, no embedding)"
 
 
 @dataclass
@@ -134,12 +144,6 @@ class _Tiles:
             yield np.stack([self.store(s).read([i])[0] for s, i in keys[start:start + batch_size]])
 
 
-def _dihedral(tile: np.ndarray, code: int) -> np.ndarray:
-    """One of the 7 non-identity flips/rotations of an (H, W, 3) tile (code 1..7)."""
-    tile = np.rot90(tile, code % 4)
-    return np.ascontiguousarray(tile[:, ::-1] if code >= 4 else tile)
-
-
 def _reference_keys(tiles: _Tiles, stores: list[str], sources: set[tuple[str, int]], n: int,
                     rng: np.random.Generator) -> list:
     """Up to n random real tiles of the bank's stores that are not sources, with at least the least
@@ -151,16 +155,21 @@ def _reference_keys(tiles: _Tiles, stores: list[str], sources: set[tuple[str, in
     return [pool[j] for j in sorted(pick)]
 
 
-def _model_encoder(bank: ViewBank, bank_dir: Path) -> Path | None:
-    """The conditioning encoder folder of the LDM recorded in the bank, if it is still on disk."""
+def _model_folder(bank: ViewBank, bank_dir: Path, part: str) -> Path | None:
+    """`part` (encoder/ or vae/) of the LDM folder recorded in the bank, if it is still on disk."""
     model = bank.attrs.get("model") or {}
     model_dir = model.get("dir") if isinstance(model, dict) else model
     if not model_dir:
         return None
     for base in (Path(model_dir), bank_dir / model_dir):
-        if (base / ENCODER_DIR / "config.json").is_file():
-            return base / ENCODER_DIR
+        if (base / part / "config.json").is_file():
+            return base / part
     return None
+
+
+def _model_encoder(bank: ViewBank, bank_dir: Path) -> Path | None:
+    """The conditioning encoder folder of the LDM recorded in the bank, if it is still on disk."""
+    return _model_folder(bank, bank_dir, ENCODER_DIR)
 
 
 def _build_extractors(bank: ViewBank, bank_dir: Path, encoders: list, inception, device) -> list[Extractor]:
@@ -194,26 +203,67 @@ def _targets(feats: dict, mode: str, alpha: np.ndarray) -> np.ndarray:
     return slerp(e1, e2, torch.from_numpy(alpha.reshape(-1).astype(np.float32))).numpy().reshape(n, k, -1)
 
 
-def _metrics(ex: Extractor, feats: dict, mode: str, alpha: np.ndarray, n_bootstrap: int, seed: int) -> dict:
-    """FD, fidelity and diversity of one extractor's features."""
+def _frechet(feats: dict, n_bootstrap: int, seed: int) -> dict:
+    """FD views ↔ sources, its bootstrap spread, the real ↔ sources floor and the likely-copy flag."""
     sources, views, reference = feats["sources"], feats["views"], feats.get("reference")
     flat = views.reshape(-1, views.shape[-1])
     frechet = {"views_vs_sources": frechet_distance_features(sources, flat), "n_sources": len(sources),
                "n_views": len(flat), "n_reference": 0 if reference is None else len(reference)}
     if n_bootstrap > 0:
         frechet["views_vs_sources_bootstrap"] = bootstrap_frechet(sources, flat, n_bootstrap, seed=seed)
-    frechet["real_vs_sources"] = (frechet_distance_features(sources, reference)
-                                  if reference is not None and len(reference) >= 2 else None)
-    result = {"path": ex.path, "conditioning": ex.conditioning, "dim": int(flat.shape[1]), "frechet": frechet}
+    floor = frechet_distance_features(sources, reference) if reference is not None and len(reference) >= 2 else None
+    frechet["real_vs_sources"] = floor
+    # other real tiles are as close to the sources as sampling allows: views closer than that are copies
+    frechet["likely_copy"] = floor is not None and frechet["views_vs_sources"] < floor
+    return frechet
+
+
+def _reference_point(features: np.ndarray, condition: np.ndarray, centre: np.ndarray) -> dict:
+    """Fidelity and retrieval of (N, K, D) features against their (N, 1 or K, D) targets."""
+    return {"fidelity": float(row_cosine(features, condition).mean()),
+            **source_retrieval(features, condition, centre)}
+
+
+def _references(feats: dict, targets: np.ndarray, real: np.ndarray) -> dict:
+    """The resolution-matched ceilings (real tile at the bank's size, its VAE reconstruction) and the
+    chance level (views shuffled across sources) of fidelity and retrieval."""
+    centre, sources = unit_centre(real), feats["sources"][:, None, :]
+    condition = targets if targets.ndim == 3 else targets[:, None, :]
+    refs = {"real_at_bank_size": _reference_point(feats["at_size"][:, None, :], sources, centre),
+            "vae_reconstruction": (_reference_point(feats["recon"][:, None, :], sources, centre)
+                                   if "recon" in feats else {"skipped": NO_VAE}),
+            "shuffled_conditioning": _reference_point(np.roll(feats["views"], 1, axis=0), condition, centre),
+            "unconditional": {"skipped": UNCONDITIONAL}}
+    return refs
+
+
+def _precision_recall(feats: dict, seed: int) -> dict:
+    """Precision / recall of the views against as many real tiles (sources and reference), beside two
+    disjoint real samples of the same size."""
+    views = feats["views"].reshape(-1, feats["views"].shape[-1])
+    pool = np.concatenate([feats["sources"]] + ([feats["reference"]] if "reference" in feats else []))
+    size = min(len(views), len(pool) // 2)
+    if size <= DEFAULT_K:
+        return {"skipped": f"needs more than {DEFAULT_K} views and twice as many real tiles"}
+    rng = np.random.default_rng(seed)
+    picked = precision_recall(pool[rng.permutation(len(pool))[:size]], views[rng.permutation(len(views))[:size]])
+    return {"views": picked, "real_vs_real": real_vs_real(pool, size, seed=seed)}
+
+
+def _metrics(ex: Extractor, feats: dict, mode: str, alpha: np.ndarray, n_bootstrap: int, seed: int) -> dict:
+    """FD, fidelity, retrieval with its references and precision / recall of one extractor's features."""
+    sources, views, reference = feats["sources"], feats["views"], feats.get("reference")
+    result = {"path": ex.path, "conditioning": ex.conditioning, "dim": int(views.shape[-1]),
+              "frechet": _frechet(feats, n_bootstrap, seed)}
     if ex.frechet_only:
         return result
     real = sources if reference is None else np.concatenate([sources, reference])
-    result["fidelity"] = conditioning_fidelity(views, _targets(feats, mode, alpha), real,
-                                               augmented=(sources, feats["augmented"]), seed=seed)
+    targets = _targets(feats, mode, alpha)
+    result["fidelity"] = conditioning_fidelity(views, targets, real, seed=seed)
     result["fidelity"]["target"] = ("slerp(source, secondary, alpha)" if mode == "interpolate" and "secondary" in feats
                                     else "source embedding")
-    result["diversity"] = (view_diversity(views, real, seed=seed) if views.shape[1] >= 2 and len(real) >= views.shape[1]
-                           else {"skipped": "needs K >= 2 views per source"})
+    result["references"] = _references(feats, targets, real)
+    result["precision_recall"] = _precision_recall(feats, seed)
     return result
 
 
@@ -229,17 +279,50 @@ def _row_plan(bank: ViewBank, rows: np.ndarray) -> dict:
     return {"sources": sources, "secondary": secondary, "alpha": g["alpha"][:][rows].astype(np.float32)}
 
 
+def _resize_batch(tiles: np.ndarray, size: int) -> np.ndarray:
+    """uint8 (B, H, W, 3) tiles resized (antialiased) to (B, size, size, 3), as the LDM's training data."""
+    return np.stack([resize_u8(torch.from_numpy(np.ascontiguousarray(t.transpose(2, 0, 1))), size).permute(1, 2, 0)
+                     .numpy() for t in tiles])
+
+
+def _psnr(real_u8: np.ndarray, other_u8: np.ndarray) -> np.ndarray:
+    """Per-tile PSNR (dB, peak 255) of two uint8 (B, H, W, 3) batches."""
+    mse = ((real_u8.astype(np.float64) - other_u8.astype(np.float64)) ** 2).reshape(len(real_u8), -1).mean(axis=1)
+    return 10.0 * np.log10(255.0 ** 2 / np.maximum(mse, 1e-10))
+
+
+def _size_matched_features(tiles: _Tiles, sources: list, size: int, extractors: list[Extractor], codec,  # noqa: ANN001
+                           batch_size: int) -> tuple[dict, dict | None]:
+    """Features of the sources at the bank's size and (with a codec) of their VAE reconstructions, and
+    the reconstructions' PSNR against the resized tiles."""
+    feats = {"at_size": _embed_batches(extractors, (_resize_batch(b, size) for b in tiles.batches(sources, batch_size)))}
+    if codec is None:
+        return feats, None
+    psnr: list[np.ndarray] = []
+
+    def reconstructions():
+        for batch in tiles.batches(sources, batch_size):
+            small = _resize_batch(batch, size)
+            device = next(codec.parameters()).device
+            recon = to_uint8(codec.decode(codec.encode(to_model_range(small).to(device))))
+            psnr.append(_psnr(small, recon))
+            yield recon
+
+    feats["recon"] = _embed_batches(extractors, reconstructions())
+    values = np.concatenate(psnr)
+    return feats, {"psnr_db": float(values.mean()), "psnr_db_std": float(values.std()), "n_tiles": len(values)}
+
+
 def _collect_features(bank: ViewBank, rows: np.ndarray, plan: dict, extractors: list[Extractor], batch_size: int,
-                      rng: np.random.Generator) -> tuple[dict, int]:
-    """{part: {extractor: features}} for sources, augmented sources, views (N, K, D), secondaries and
-    reference real tiles; and the number of reference tiles."""
+                      rng: np.random.Generator, codec=None) -> tuple[dict, int, dict | None]:  # noqa: ANN001
+    """{part: {extractor: features}} for sources, sources at the bank's size (and their VAE
+    reconstructions), views (N, K, D), secondaries and reference real tiles; the number of reference
+    tiles; the reconstructions' PSNR (None without a codec)."""
     tiles, views, k = _Tiles(), bank.group["views"], int(bank.attrs["n_views"])
     sources = plan["sources"]
     feats = {"sources": _embed_batches(extractors, tiles.batches(sources, batch_size))}
-    codes = rng.integers(1, 8, len(sources))
-    feats["augmented"] = _embed_batches(extractors, (
-        np.stack([_dihedral(t, c) for t, c in zip(batch, codes[j * batch_size:])])
-        for j, batch in enumerate(tiles.batches(sources, batch_size))))
+    matched, vae = _size_matched_features(tiles, sources, int(bank.attrs["image_size"]), extractors, codec, batch_size)
+    feats.update(matched)
     per_batch = max(1, batch_size // k)
     flat = _embed_batches(extractors, (np.asarray(views.oindex[rows[i:i + per_batch]]).reshape(-1, *views.shape[2:])
                                        for i in range(0, len(rows), per_batch)))
@@ -250,7 +333,7 @@ def _collect_features(bank: ViewBank, rows: np.ndarray, plan: dict, extractors: 
     reference = _reference_keys(tiles, bank.stores, taken, len(rows) * k, rng)
     if len(reference) >= 2:
         feats["reference"] = _embed_batches(extractors, tiles.batches(reference, batch_size))
-    return feats, len(reference)
+    return feats, len(reference), vae
 
 
 def eval_gen(bank_dir: str | Path, encoders: list[str | Path] | None = None, out_dir: str | Path | None = None,
@@ -270,12 +353,15 @@ def eval_gen(bank_dir: str | Path, encoders: list[str | Path] | None = None, out
     if max_sources is not None and len(rows) > max_sources:
         rows = np.sort(rng.choice(rows, max_sources, replace=False))
     plan = _row_plan(bank, rows)
-    feats, n_reference = _collect_features(bank, rows, plan, extractors, batch_size, rng)
+    vae_dir = _model_folder(bank, bank_dir, VAE_DIR)
+    codec = load_codec(vae_dir, torch_device) if vae_dir is not None else None
+    feats, n_reference, vae = _collect_features(bank, rows, plan, extractors, batch_size, rng, codec)
     per_encoder = {ex.name: _metrics(ex, {part: f[ex.name] for part, f in feats.items()}, attrs["mode"],
                                      plan["alpha"], n_bootstrap, seed) for ex in extractors}
     metrics = {"bank": str(bank_dir.resolve()), "mode": attrs["mode"], "complete": bank.complete,
                "rows_total": len(bank), "rows_evaluated": len(rows), "n_views": int(attrs["n_views"]),
                "image_size": int(attrs["image_size"]), "n_reference": n_reference,
+               "vae": {"path": str(vae_dir), **vae} if vae is not None else {"skipped": NO_VAE},
                "settings": {"batch_size": batch_size, "device": str(torch_device), "max_sources": max_sources,
                             "n_bootstrap": n_bootstrap, "seed": seed},
                "encoders": {n: m for n, m in per_encoder.items() if n != "inception"},
@@ -288,31 +374,59 @@ def _fmt(value) -> str:
     return "—" if value is None else f"{value:.4g}" if isinstance(value, float) else str(value)
 
 
+def _ref(m: dict, name: str, key: str):  # noqa: ANN202 -- a number or None
+    return m["references"][name].get(key)
+
+
+def _report_tables(encoders: dict, size: int) -> list[str]:
+    """The markdown tables: each generator number beside its resolution-matched references."""
+    lines = ["Source retrieval top-1 (does a view pick out what it was conditioned on among all sources?) and "
+             "conditioning fidelity (cosine), beside the real source tile at the bank's size (ceiling), its VAE "
+             "reconstruction (the autoencoder's ceiling) and the views shuffled across sources (chance):", "",
+             f"| encoder | retrieval: views | real at {size} px | VAE recon | shuffled | 1/N | fidelity: views "
+             f"| real at {size} px | VAE recon | shuffled | random real pairs |", "|" + "---|" * 11]
+    for name, m in encoders.items():
+        fid = m["fidelity"]
+        lines.append(f"| {name} | {_fmt(fid['retrieval_top1'])} | {_fmt(_ref(m, 'real_at_bank_size', 'retrieval_top1'))} "
+                     f"| {_fmt(_ref(m, 'vae_reconstruction', 'retrieval_top1'))} "
+                     f"| {_fmt(_ref(m, 'shuffled_conditioning', 'retrieval_top1'))} | {_fmt(fid['retrieval_chance'])} "
+                     f"| {_fmt(fid['fidelity'])} | {_fmt(_ref(m, 'real_at_bank_size', 'fidelity'))} "
+                     f"| {_fmt(_ref(m, 'vae_reconstruction', 'fidelity'))} "
+                     f"| {_fmt(_ref(m, 'shuffled_conditioning', 'fidelity'))} | {_fmt(fid['random_pairs'])} |")
+    lines += ["", "Fréchet distance (views below the real↔sources floor are closer to their sources than other real "
+              "tiles are: likely copies) and precision / recall (Kynkäänniemi et al. 2019, k-NN manifolds on the "
+              "unit sphere) beside two disjoint real samples of the same size:", "",
+              "| encoder | FD views↔sources | bootstrap std | FD real↔sources (floor) | flag | precision | recall "
+              "| real↔real precision | real↔real recall |", "|" + "---|" * 9]
+    for name, m in encoders.items():
+        fd, pr = m["frechet"], m.get("precision_recall", {})
+        boot, views, real = fd.get("views_vs_sources_bootstrap"), pr.get("views") or {}, pr.get("real_vs_real") or {}
+        lines.append(f"| {name} | {_fmt(fd['views_vs_sources'])} | {'—' if boot is None else _fmt(boot['std'])} | "
+                     f"{_fmt(fd['real_vs_sources'])} | {'LIKELY COPY' if fd.get('likely_copy') else '—'} | "
+                     f"{_fmt(views.get('precision'))} | {_fmt(views.get('recall'))} | {_fmt(real.get('precision'))} "
+                     f"| {_fmt(real.get('recall'))} |")
+    return lines
+
+
 def write_report(metrics: dict, out_dir: Path) -> None:
-    """metrics.json (everything) and metrics.md (the headline numbers as tables) in `out_dir`."""
+    """metrics.json (everything) and metrics.md (the headline numbers as tables) in `out_dir`, each
+    written to a temporary name and renamed, so a killed run leaves no half report."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    write_json_atomic(out_dir / "metrics.json", metrics, indent=2, default=float)
+    vae = metrics["vae"]
     lines = [f"# Generation quality: {metrics['bank']}", "",
              f"mode {metrics['mode']}, {metrics['rows_evaluated']} of {metrics['rows_total']} sources, "
              f"K = {metrics['n_views']} views, {metrics['image_size']} px, {metrics['n_reference']} reference tiles"
              + ("" if metrics["complete"] else " (bank incomplete: finished rows only)"), "",
-             "| encoder | FD views↔sources | bootstrap std | FD real↔sources (floor) | fidelity | random pairs "
-             "| augmented self | normalised | source retrieval top-1 (augmented copies; chance) | diversity (cos) "
-             "| random real (cos) |",
-             "|" + "---|" * 11]
-    for name, m in metrics["encoders"].items():
-        fd, fid, div = m["frechet"], m["fidelity"], m["diversity"].get("cosine", {})
-        boot = fd.get("views_vs_sources_bootstrap")
-        label = f"{name} (conditioning)" if m["conditioning"] and name != "conditioning" else name
-        lines.append(f"| {label} | {_fmt(fd['views_vs_sources'])} | {'—' if boot is None else _fmt(boot['std'])} | "
-                     f"{_fmt(fd['real_vs_sources'])} | {_fmt(fid['fidelity'])} | {_fmt(fid['random_pairs'])} | "
-                     f"{_fmt(fid.get('augmented_self'))} | {_fmt(fid.get('normalised'))} | "
-                     f"{_fmt(fid.get('retrieval_top1'))} ({_fmt(fid.get('retrieval_augmented'))}; "
-                     f"{_fmt(fid.get('retrieval_chance'))}) | {_fmt(div.get('views'))} | "
-                     f"{_fmt(div.get('random_real'))} |")
+             "VAE reconstructions of the sources at the bank's size: " + (
+                 vae["skipped"] if "skipped" in vae else f"PSNR {vae['psnr_db']:.2f} ± {vae['psnr_db_std']:.2f} dB "
+                                                         f"({vae['path']})"),
+             "", *_report_tables({n: m for n, m in metrics["encoders"].items() if "fidelity" in m},
+                                 metrics["image_size"])]
     inception = metrics["inception"]
     lines += ["", "Inception FID (torchvision Inception-v3 pool3, 299 px): " + (
         inception["skipped"] if "skipped" in inception else
         f"{_fmt(inception['frechet']['views_vs_sources'])} views↔sources, "
-        f"{_fmt(inception['frechet']['real_vs_sources'])} real↔sources (floor); weights {inception['path']}"), ""]
-    (out_dir / "metrics.md").write_text("\n".join(lines))
+        f"{_fmt(inception['frechet']['real_vs_sources'])} real↔sources (floor); weights {inception['path']}"), "",
+        f"Unconditional views (chance without any conditioning): {UNCONDITIONAL}.", ""]
+    write_json_atomic(out_dir / "metrics.json", metrics, indent=2, default=float)
+    write_text_atomic(out_dir / "metrics.md", "\n".join(lines))

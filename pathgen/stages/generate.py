@@ -216,18 +216,21 @@ def _adaptive_strengths(cfg: GenerateConfig, ldm, dataset: TileDataset, sources:
 
 
 def write_bank_grid(out: Path, dataset: TileDataset, sources: np.ndarray, n_rows: int, labels: bool) -> Path:
-    """grid.png of the bank's first `n_rows` rows: each source tile beside its K views."""
+    """grid.png of the bank's first `n_rows` rows: each source tile (and, interpolating, its secondary
+    tile) beside its K views."""
     bank = ViewBank(out)
     mode = bank.attrs["mode"]
     rows = range(min(n_rows, len(bank)))
-    cells = []
+    cells, secondaries = [], [] if mode == "interpolate" else None
     for row in rows:
         meta = bank.meta(row)
         if mode == "interpolate":
-            cells.append([f"r{row}"] + [f"a{a:.2f}"[0:5] for a in meta["alpha"]])
+            key = meta["secondary"]
+            secondaries.append(TileStore(key.store)[key.index] if key is not None else dataset.tile(int(sources[row])))
+            cells.append([f"r{row}", "2nd"] + [f"a{a:.2f}"[0:5] for a in meta["alpha"]])
         elif mode == "img2img":
             cells.append([f"r{row}"] + [f"s{s:.2f}"[0:5] for s in meta["strength"]])
         else:
             cells.append([f"r{row}"] + [f"v{k}" for k in range(len(meta["seed"]))])
     return write_grid(out / "grid.png", [dataset.tile(int(sources[r])) for r in rows], [bank.views(r) for r in rows],
-                      labels=cells if labels else None)
+                      labels=cells if labels else None, secondaries=secondaries)

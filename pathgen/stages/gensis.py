@@ -24,6 +24,7 @@ from typing import TypeVar
 
 from pathgen.config import ConfigError, from_dict, load_config, parse_override, to_dict
 from pathgen.resources import optional_packaged_file, packaged_file
+from pathgen.stages.quality_gate import GATE_FILE, GateConfig, run_gate
 from pathgen.stages.bench import TaskConfig, load_tasks
 from pathgen.stages.bench_data import COMPLETE, write_bench_data
 from pathgen.stages.generate import GenerateConfig
@@ -37,6 +38,7 @@ from pathgen.stages.steps import (
     eval_gen_stage,
     foreground_stage,
     ldm_stage,
+    model_complete,
     real_bank_stage,
     run_stages,
     ssl_init_stage,
@@ -154,6 +156,7 @@ class GenSISConfig:
     ldm: StageRef = field(default_factory=lambda: StageRef("configs/diffusion/ldm_tiny.yaml"))
     banks: BanksConfig = field(default_factory=BanksConfig)
     eval_gen: EvalGenConfig = field(default_factory=EvalGenConfig)
+    quality_gate: GateConfig = field(default_factory=GateConfig)  # before round 2 (pathgen.stages.quality_gate)
     bench: BenchConfig = field(default_factory=BenchConfig)
 
 
@@ -307,12 +310,32 @@ def bench_data_stage(cfg: GenSISConfig) -> Stage:
                  lambda: write_bench_data(folder, **settings))
 
 
+def gate_stage(cfg: GenSISConfig, round2: Stage) -> Stage:
+    """The quality gate (pathgen.stages.quality_gate) on the banks round 2 reads, with round 2's tiles, tissue
+    filter and p. It is measured again on every run until round 2 is complete, and is no input of
+    round 2: changing a threshold never invalidates a trained round."""
+    settings = round2.settings
+    views = "bank_views" in cfg.round2.switches and cfg.eval_gen.enabled
+    interpolation = "disentangle" in cfg.round2.switches
+    folder = Path(cfg.out) / "gate"
+
+    def run() -> dict:
+        return run_gate(cfg.quality_gate, folder, bank_dir(cfg, "views") if views else None,
+                        bank_dir(cfg, "interpolate") if interpolation else None, settings["data"],
+                        settings["min_tissue"], settings["genaug"]["p"])
+
+    inputs = (("eval_gen", "bank_views") if views else ()) + (("bank_interpolate",) if interpolation else ())
+    return Stage("gate", folder, to_dict(cfg.quality_gate), lambda: model_complete(round2.folder / "model") and (
+        folder / GATE_FILE).is_file(), run, inputs, owns_folder=False)
+
+
 def gensis_stages(cfg: GenSISConfig) -> list[Stage]:
     """Every stage of `pathgen gensis`, in order."""
     out = Path(cfg.out)
     stages = generative_stages(cfg)
     round2, inputs = with_switches(stage_config(SSLConfig, cfg.ssl, cfg.round2.overrides), cfg, cfg.round2.switches)
-    stages.append(ssl_stage("ssl_round2", for_run(round2, cfg, out / "ssl_round2"), inputs))
+    round2_stage = ssl_stage("ssl_round2", for_run(round2, cfg, out / "ssl_round2"), inputs)
+    stages += [gate_stage(cfg, round2_stage), round2_stage]
     bench_inputs: tuple[str, ...] = ("ssl_round1", "ssl_round2")
     encoders = {BASELINE: round1_model(cfg), GENSIS: out / "ssl_round2" / "model"}
     if cfg.bench.init_encoder:

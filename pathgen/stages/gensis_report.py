@@ -9,6 +9,7 @@ reading, see `verdict`); every other difference is reported as within the interv
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -187,6 +188,54 @@ def _read_yaml(path: Path) -> dict:
     return yaml.safe_load(path.read_text()) if path.is_file() else {}
 
 
+def generator_numbers(metrics: dict, link: Path) -> list[str]:
+    """One bank's eval-gen numbers, each beside its resolution-matched reference."""
+    size, lines = metrics.get("image_size"), []
+    vae = metrics.get("vae", {})
+    for name, m in metrics["encoders"].items():
+        fd, fid, refs = m["frechet"], m["fidelity"], m.get("references", {})
+        pr = (m.get("precision_recall") or {})
+        views, real = pr.get("views") or {}, pr.get("real_vs_real") or {}
+
+        def ref(kind: str, key: str = "retrieval_top1", refs: dict = refs) -> str:
+            return _num((refs.get(kind) or {}).get(key))
+
+        lines += [f"- eval-gen ({name} encoder, {metrics.get('rows_evaluated')} sources): source retrieval top-1 "
+                  f"**{_num(fid.get('retrieval_top1'))}** — real tile at {size} px {ref('real_at_bank_size')} "
+                  f"(ceiling), VAE reconstruction {ref('vae_reconstruction')} (autoencoder ceiling"
+                  + (f", PSNR {vae['psnr_db']:.1f} dB" if "psnr_db" in vae else "") + f"), shuffled "
+                  f"{ref('shuffled_conditioning')}, chance {_num(fid.get('retrieval_chance'))}; conditioning fidelity "
+                  f"{_num(fid['fidelity'])} (real at {size} px {ref('real_at_bank_size', 'fidelity')}, random real "
+                  f"pairs {_num(fid['random_pairs'])}); precision / recall {_num(views.get('precision'))} / "
+                  f"{_num(views.get('recall'))} (two real samples {_num(real.get('precision'))} / "
+                  f"{_num(real.get('recall'))}); Fréchet distance views↔sources {_num(fd['views_vs_sources'])} "
+                  f"against the real↔real floor {_num(fd['real_vs_sources'])}"
+                  + (" — **below the floor: likely copies of the sources**" if fd.get("likely_copy") else "")
+                  + f"; [metrics]({link})", ""]
+    return lines
+
+
+def coverage_section(out: Path) -> list[str]:
+    """What round 2 actually learned from (OUT/gate/gate.json): coverage per bank and the gate's verdict."""
+    path = out / "gate" / "gate.json"
+    if not path.is_file():
+        return []
+    gate = read_json(path, "quality gate record")
+    lines = ["## What round 2 saw", ""]
+    for kind, cov in gate.get("coverage", {}).items():
+        what = "a generated view" if kind == "views" else "an interpolation sample (disentanglement task)"
+        lines.append(f"- **{cov['per_epoch']:.0%}** of the {cov['tiles']} training tiles per epoch saw {what}: "
+                     f"{cov['with_row']} have a row in the {kind} bank ({cov['share_with_row']:.0%})"
+                     + (f", times p = {cov['p']:g}" if kind == "views" else "") + "; the rest trained on real "
+                     "tiles only.")
+    config = gate.get("config", {})
+    verdict = ("passed" if gate.get("passed") else
+               ("**failed, overridden** (quality_gate.refuse=false): " if gate.get("overridden") else "failed: ")
+               + "; ".join(gate.get("reasons", [])))
+    return lines + [f"- Quality gate (retrieval ≥ {config.get('min_retrieval')}, coverage ≥ "
+                    f"{config.get('min_coverage')}): {verdict}", ""]
+
+
 def generation_section(out: Path, report_dir: Path, banks: list[str]) -> list[str]:
     """Grid pictures (copied beside the report) and the eval-gen headline numbers of each bank."""
     lines = ["## Generated views", ""]
@@ -201,18 +250,7 @@ def generation_section(out: Path, report_dir: Path, banks: list[str]) -> list[st
                       "source tile, then its generated views.", "", f"![{kind}](grid_{kind}.png)", ""]
         metrics_path = bank / "eval" / "metrics.json"
         if metrics_path.is_file():
-            for name, m in read_json(metrics_path, "generation metrics")["encoders"].items():
-                fd, fid = m["frechet"], m["fidelity"]
-                div = m["diversity"].get("cosine", {})
-                lines += [f"- eval-gen ({name} encoder): Fréchet distance views↔sources {_num(fd['views_vs_sources'])} "
-                          f"against the real↔real floor {_num(fd['real_vs_sources'])}, conditioning fidelity "
-                          f"{_num(fid['fidelity'])} (random real pairs {_num(fid['random_pairs'])}), source "
-                          f"retrieval top-1 {_num(fid.get('retrieval_top1'))} (augmented real copies "
-                          f"{_num(fid.get('retrieval_augmented'))}, chance "
-                          f"{_num(fid.get('retrieval_chance'))}), cosine "
-                          f"diversity among views {_num(div.get('views'))} (random real tiles "
-                          f"{_num(div.get('random_real'))}); "
-                          f"[metrics]({Path('..') / metrics_path.relative_to(out)})", ""]
+            lines += generator_numbers(read_json(metrics_path, "generation metrics"), Path("..") / metrics_path.relative_to(out))
     return lines
 
 
@@ -225,6 +263,14 @@ def timings_section(out: Path) -> list[str]:
     return lines + [f"| total (stages before the report) | {total:.0f} | |", ""]
 
 
+def _mean_logged(path: Path, key: str) -> float | None:
+    """Mean of `key` over the logged steps of a train-ssl metrics.jsonl (None when never logged)."""
+    if not path.is_file():
+        return None
+    values = [entry[key] for entry in map(json.loads, filter(None, path.read_text().splitlines())) if key in entry]
+    return float(np.mean(values)) if values else None
+
+
 def describe_rounds(out: Path) -> str:
     """What the two encoders are, from the resolved configs the SSL runs saved."""
     r1, r2 = _read_yaml(out / "ssl_round1" / "config.yaml"), _read_yaml(out / "ssl_round2" / "config.yaml")
@@ -235,8 +281,12 @@ def describe_rounds(out: Path) -> str:
         added.append(f"generated views from `{gen['bank']}` (policy {gen.get('policy')}, p = {gen.get('p')}"
                      + (", adaptive noise" if gen.get("adaptive_noise") else "") + ")")
     if (gen.get("disentangle") or {}).get("bank"):
+        share = _mean_logged(out / "ssl_round2" / "metrics.jsonl", "disentangle_share")
         added.append(f"the disentanglement task on `{gen['disentangle']['bank']}` (weight "
-                     f"{gen['disentangle']['weight']}; one more student and teacher pass per step)")
+                     f"{gen['disentangle']['weight']}; one more student and teacher pass, on the samples that have "
+                     "an interpolation only" + ("" if share is None else
+                                                f": {share:.0%} of each batch on average, the task's cost per step")
+                     + ")")
     if loss.get("quality_weighting"):
         added.append(f"quality-weighted pairs scored by `{loss.get('quality_scorer')}`")
     return (f"Baseline = round 1: {r1.get('method')} on real tiles only ({r1.get('backbone', {}).get('name')}, "
@@ -269,7 +319,8 @@ def write_gensis_report(out: str | Path, banks: list[str]) -> Path:
     plot_comparison(results, encoders, LABELS, report_dir / "comparison.png")
     seeds = sorted({s for r in results for s in r.get("seeds", [])})
     lines = [f"# Gen-SIS: baseline vs generative-augmented encoder ({out})", "", describe_rounds(out), "",
-             summary_sentence(rows, "gensis", LABELS["gensis"]), "", learned_sentence(rows), "", "## Benchmark", "",
+             *coverage_section(out), summary_sentence(rows, "gensis", LABELS["gensis"]), "", learned_sentence(rows), "",
+             "## Benchmark", "",
              f"Cells: mean ± sd over probe / MIL-head seeds {seeds} [95% interval]. {interval_note(results)} "
              "Each encoder comes from one pretraining seed, so neither the sd nor the interval contains "
              "pretraining variance; a difference is called only where both the two intervals and the two ranges over "

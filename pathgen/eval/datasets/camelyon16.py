@@ -19,8 +19,8 @@ are allowed.
 Test set: 129 slides, as eva evaluates (its Camelyon16 dataset expects 129 test files). Slide
 test_049 is left out, with a warning when it is present: the organisers found it to be a
 duplicate of another slide and removed it from the slide- and lesion-level evaluation (noted by
-the FDA DIDSR team, github.com/DIDSR/dldp, "Data Description"; eva's docs/datasets/camelyon16.md
-cites the same note). test_114 (not exhaustively annotated) was removed from the lesion-level
+the FDA DIDSR team, github.com/DIDSR/dldp, "Data Description"; the Camelyon16 page of eva's
+documentation cites the same note). test_114 (not exhaustively annotated) was removed from the lesion-level
 task only, so it stays in this slide-level test set.
 
 Validation split (official train/test kept):

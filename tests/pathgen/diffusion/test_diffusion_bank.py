@@ -101,6 +101,19 @@ def test_grid_has_the_expected_pixel_size(tmp_path):
     assert labelled.size == grid_size(2, K, 32, pad=2, label_px=11)
 
 
+def test_interpolation_grid_shows_the_secondary_tile_after_the_primary(tmp_path):
+    sources = [np.full((S, S, 3), 200, np.uint8)] * 2
+    secondaries = [np.full((S, S, 3), 77, np.uint8)] * 2
+    path = write_grid(tmp_path / "grid.png", sources, [fake_views(1), fake_views(2)], pad=2, secondaries=secondaries)
+    picture = np.array(Image.open(path))
+    assert picture.shape[:2][::-1] == grid_size(2, K, S, pad=2, n_real=2) == (2 + 5 * (S + 2), 2 + 2 * (S + 2))
+    assert picture[3, 3].tolist() == [200] * 3 and picture[3, 2 + S + 2 + 1].tolist() == [77] * 3
+    assert picture[3, 2 + 2 * (S + 2) + 1].tolist() == [10, 10, 10]  # then the first view
+    assert not list(tmp_path.glob(".*.tmp"))
+    with pytest.raises(ValueError, match="one secondary tile per row"):
+        make_grid(sources, [fake_views(1), fake_views(2)], secondaries=secondaries[:1])
+
+
 def test_real_views_bank_copies_rows_with_the_resized_source_tiles(tiny_tiles, tmp_path):
     """The resolution-matched control: same rows and sources as the generated bank, real pixels as views."""
     stores = [str(s.path) for s in open_tile_folder(tiny_tiles).stores]

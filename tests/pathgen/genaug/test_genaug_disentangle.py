@@ -83,3 +83,67 @@ def test_gen_dino_adds_the_weighted_disentangle_term_and_trains_the_student():
     out["loss"].backward()
     assert all(p.grad is None for p in method.teacher_backbone.parameters())
     assert method.backbone.blocks[0].attn.qkv.weight.grad is not None
+
+
+def _interp_batch(valid: list[bool], seed: int = 2, blank_invalid: bool = True) -> dict:
+    torch.manual_seed(seed)
+    n = len(valid)
+    has = torch.tensor(valid)
+    interp, secondary = torch.randn(n, 3, 32, 32), torch.randn(n, 3, 32, 32)
+    if blank_invalid:  # what InterpolationViews gives a tile without a row
+        interp[~has], secondary[~has] = 0.0, 0.0
+    return {"views": _views(n), "interp": interp, "secondary": secondary, "alpha": torch.rand(n), "has_interp": has}
+
+
+def _full_batch_loss(method: GenSISDINO, batch: dict) -> torch.Tensor:
+    """What Gen-DINO computed before: both extra passes on the whole batch, invalid samples masked in the loss."""
+    _, teacher_logits, temp = method.distillation_terms(batch["views"], INFO)
+    with torch.no_grad():
+        teacher_secondary = method.teacher_head(method.teacher_backbone(batch["secondary"]))
+    student = method.head(method.backbone(batch["interp"]))
+    return disentangle_loss(student, teacher_logits[0], teacher_secondary, batch["alpha"], method.dino_loss, temp,
+                            batch["has_interp"])
+
+
+def test_extra_passes_on_valid_samples_only_equal_the_full_batch_loss_without_batchnorm():
+    method = GenSISDINO(_vit(), 192, DINOConfig(**SMALL))
+    batch = _interp_batch([True, False, True, False, False])
+    before = copy.deepcopy(method)  # a forward updates the DINO centre: compare from the same state
+    out = method(batch, INFO)
+    torch.testing.assert_close(out["disentangle_loss"], _full_batch_loss(before, batch).detach())
+    assert out["disentangle_share"].item() == pytest.approx(0.4)
+
+
+def _bn_method() -> GenSISDINO:
+    torch.manual_seed(0)
+    backbone = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3, padding=1), torch.nn.BatchNorm2d(8), torch.nn.ReLU(),
+                                   torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten())
+    return GenSISDINO(backbone, 8, DINOConfig(**SMALL, use_bn_in_head=True))
+
+
+def test_with_batchnorm_invalid_samples_no_longer_shift_the_valid_targets():
+    method = _bn_method()
+    valid = [True, True, False, True, False]
+    blank, noise = _interp_batch(valid), _interp_batch(valid, blank_invalid=False)
+    assert torch.equal(blank["interp"][torch.tensor(valid)], noise["interp"][torch.tensor(valid)])
+    twin = copy.deepcopy(method)
+    torch.testing.assert_close(method(blank, INFO)["disentangle_loss"], twin(noise, INFO)["disentangle_loss"])
+    # the full-batch passes mixed the invalid images into BatchNorm's statistics: the loss moved
+    old, old_twin = _bn_method(), _bn_method()
+    assert not torch.allclose(_full_batch_loss(old, blank), _full_batch_loss(old_twin, noise))
+
+
+def test_no_interpolation_costs_no_pass_and_one_sample_with_batchnorm_is_skipped():
+    method = GenSISDINO(_vit(), 192, DINOConfig(**SMALL))
+    calls = []
+    method.backbone.register_forward_hook(lambda *_: calls.append(1))
+    out = method(_interp_batch([False, False, False]), INFO)
+    assert out["disentangle_share"].item() == 0.0 and out["disentangle_loss"].item() == 0.0
+    torch.testing.assert_close(out["loss"], out["dino_loss"])
+    plain_calls = len(calls)
+    calls.clear()
+    method(_interp_batch([True, False, False]), INFO)
+    assert len(calls) == plain_calls + 1  # the one student pass on the interpolated image
+    bn = _bn_method()
+    single = bn(_interp_batch([False, True, False]), INFO)
+    assert single["disentangle_loss"].item() == 0.0 and single["disentangle_share"].item() == pytest.approx(1 / 3)

@@ -13,17 +13,23 @@ from safetensors.torch import save_file
 
 from pathgen.cli import main
 from pathgen.diffusion.bank import BankWriter
-from pathgen.stages.eval_gen import INCEPTION_SKIPPED, eval_gen
+from pathgen.stages.eval_gen import INCEPTION_SKIPPED, NO_VAE, eval_gen
 from tiling.store import TileStore, list_store_paths
 
 K = 3
 
 
-def _model_dir(root: Path, encoder: Path) -> Path:
-    """A stand-in LDM folder: eval-gen only needs its encoder/ copy."""
+def _model_dir(root: Path, encoder: Path, vae: bool = False) -> Path:
+    """A stand-in LDM folder: eval-gen needs its encoder/ copy, and reads vae/ when there is one."""
     model = root / "ldm"
     if not model.exists():
         shutil.copytree(encoder, model / "encoder")
+    if vae and not (model / "vae").exists():
+        from pathgen.diffusion.vae import VAEConfig, build_vae, save_vae
+
+        torch.manual_seed(0)
+        cfg = VAEConfig(block_out_channels=[16, 16], latent_channels=4, norm_num_groups=8)
+        save_vae(build_vae(cfg), cfg, 1.0, model / "vae")
     return model
 
 
@@ -61,7 +67,8 @@ def test_views_bank_report(tmp_path, tiny_tiles, tiny_encoder):
     boot = m["frechet"]["views_vs_sources_bootstrap"]
     assert np.isfinite(m["frechet"]["views_vs_sources"]) and boot["std"] > 0 and boot["n_bootstrap"] == 5
     assert m["fidelity"]["fidelity"] > m["fidelity"]["random_pairs"]
-    assert 0 < m["diversity"]["cosine"]["views"] < m["diversity"]["cosine"]["random_real"]
+    assert m["references"]["vae_reconstruction"] == {"skipped": NO_VAE} and metrics["vae"] == {"skipped": NO_VAE}
+    assert 0 < m["precision_recall"]["views"]["precision"] <= 1 and m["precision_recall"]["real_vs_real"]["k"] == 3
     saved = json.loads((bank / "eval" / "metrics.json").read_text())
     assert saved["rows_evaluated"] == 8 and saved["mode"] == "views"
     report = (bank / "eval" / "metrics.md").read_text()
@@ -76,9 +83,29 @@ def test_copies_are_faithful_and_shuffles_are_not(tmp_path, tiny_tiles, tiny_enc
     assert shuffled["rows_evaluated"] == 5 and shuffled["encoders"]["conditioning"]["frechet"]["n_views"] == 5 * K
     exact, wrong = copies["encoders"]["conditioning"], shuffled["encoders"]["conditioning"]
     assert exact["fidelity"]["fidelity"] == pytest.approx(1.0, abs=1e-5)
-    assert exact["diversity"]["cosine"]["views"] == pytest.approx(0.0, abs=1e-5)
+    assert exact["fidelity"]["retrieval_top1"] == 1.0
     assert wrong["fidelity"]["fidelity"] < exact["fidelity"]["fidelity"] - 1e-3
+    assert wrong["fidelity"]["retrieval_top1"] == 0.0  # every view is its neighbour's source
     assert "views_vs_sources_bootstrap" not in exact["frechet"]
+    # the copy bank sits below the real↔real floor: flagged, in the json and the report
+    assert exact["frechet"]["views_vs_sources"] < exact["frechet"]["real_vs_sources"] and exact["frechet"]["likely_copy"]
+    assert "LIKELY COPY" in (tmp_path / "copies" / "eval" / "metrics.md").read_text()
+    # resolution-matched references: the tiles are already at the bank's size, so real = the copies
+    refs = exact["references"]
+    assert refs["real_at_bank_size"]["retrieval_top1"] == 1.0 and refs["shuffled_conditioning"]["retrieval_top1"] == 0.0
+    assert refs["shuffled_conditioning"]["fidelity"] < refs["real_at_bank_size"]["fidelity"] - 1e-3
+    assert exact["precision_recall"]["views"]["precision"] == 1.0
+
+
+def test_vae_reconstructions_are_a_reference(tmp_path, tiny_tiles, tiny_encoder):
+    bank = _write_bank(tmp_path / "bank", tiny_tiles, _model_dir(tmp_path, tiny_encoder, vae=True))
+    metrics = eval_gen(bank, device="cpu", n_bootstrap=0)
+    vae, m = metrics["vae"], metrics["encoders"]["conditioning"]
+    assert vae["n_tiles"] == 8 and 0 < vae["psnr_db"] < 40  # an untrained VAE: far from a copy
+    recon = m["references"]["vae_reconstruction"]
+    assert 0 <= recon["retrieval_top1"] <= 1 and recon["fidelity"] < m["references"]["real_at_bank_size"]["fidelity"]
+    assert "PSNR" in (bank / "eval" / "metrics.md").read_text()
+    assert not list((bank / "eval").glob(".*.tmp"))
 
 
 def test_interpolation_fidelity_uses_the_recorded_alpha(tmp_path, tiny_tiles, tiny_encoder):
@@ -88,6 +115,7 @@ def test_interpolation_fidelity_uses_the_recorded_alpha(tmp_path, tiny_tiles, ti
     on_secondary = eval_gen(_write_bank(tmp_path / "a0", tiny_tiles, model, mode="interpolate", alpha=0.0),
                             device="cpu", n_bootstrap=0)
     assert on_source["encoders"]["conditioning"]["fidelity"]["fidelity"] == pytest.approx(1.0, abs=1e-5)
+    assert on_source["encoders"]["conditioning"]["fidelity"]["retrieval_top1"] == 1.0  # the identity test
     assert on_source["encoders"]["conditioning"]["fidelity"]["target"].startswith("slerp")
     assert on_secondary["encoders"]["conditioning"]["fidelity"]["fidelity"] < 1.0 - 1e-3
 

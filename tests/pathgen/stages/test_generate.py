@@ -14,6 +14,7 @@ from pathgen.config import load_config
 from pathgen.diffusion.bank import BankWriter, ViewBank, bank_complete
 from pathgen.stages.generate import GenerateConfig, generate_bank
 from pathgen.diffusion.image_grid import grid_size
+from tiling.store import TileStore
 from pathgen.diffusion.sampling import SamplerConfig
 
 CONFIGS = Path(__file__).resolve().parents[3] / "configs" / "diffusion"
@@ -73,6 +74,12 @@ def test_interpolate_records_secondary_and_alpha(tiny_ldm_dir, tiny_tiles, tmp_p
         meta = bank.meta(row)
         assert meta["secondary"] is not None and meta["secondary"] != meta["source"]
         assert ((meta["alpha"] >= 0.2) & (meta["alpha"] <= 0.6)).all() and len(set(meta["alpha"].tolist())) == 2
+    # the grid shows both ends of every interpolation: primary, secondary, then the views
+    grid = np.array(Image.open(tmp_path / "i" / "grid.png"))
+    assert grid.shape[:2][::-1] == grid_size(3, 2, 32, label_px=11, n_real=2)
+    secondary = TileStore(bank.meta(0)["secondary"].store)[bank.meta(0)["secondary"].index]
+    top, left = 2 + 11, 2 + 32 + 2
+    assert np.array_equal(grid[top:top + 32, left:left + 32], secondary)
     generate_bank(config(tiny_ldm_dir, tiny_tiles, tmp_path / "one", mode="interpolate", alpha=1.0, grid_rows=0),
                   progress=False)
     generate_bank(config(tiny_ldm_dir, tiny_tiles, tmp_path / "plain", grid_rows=0), progress=False)

@@ -200,3 +200,45 @@ def test_the_init_encoder_is_round_ones_starting_point(tiny_tiles, tmp_path):
     ssl_stage("frozen", frozen).run()
     init, frozen = (load_file(tmp_path / name / "model" / "model.safetensors") for name in ("init", "frozen"))
     assert all(torch.allclose(init[k], frozen[k], rtol=0, atol=1e-6) for k in init)
+
+
+def test_gate_records_coverage_from_the_bank_and_the_tiles(toy_run):
+    from pathgen.data.tiles import TileDataset
+    from pathgen.diffusion.bank import ViewBank
+    from pathgen.stages.quality_gate import bank_coverage
+
+    cfg, _ = toy_run
+    out = Path(cfg.out)
+    gate = json.loads((out / "gate" / "gate.json").read_text())
+    n_tiles = len(TileDataset(cfg.tiles))
+    for kind in ("views", "interpolate"):
+        cov = gate["coverage"][kind]
+        done = int(ViewBank(out / f"bank_{kind}").group["done"][:].sum())
+        assert cov["tiles"] == n_tiles and cov["with_row"] == done == 6
+        assert cov["share_with_row"] == pytest.approx(6 / n_tiles) and cov["per_epoch"] == pytest.approx(6 / n_tiles)
+    # the tiny generator fails the demo's thresholds (coverage 6 tiles of all): recorded and overridden
+    assert not gate["passed"] and gate["overridden"] and "min_coverage" in gate["reasons"][-1]
+    text = (out / "report" / "report.md").read_text()
+    assert "What round 2 saw" in text and "failed, overridden" in text and "of each batch on average" in text
+    assert text.index("What round 2 saw") < text.index("## Benchmark")
+    half = bank_coverage(out / "bank_views", cfg.tiles, 0.0, p=0.5)
+    assert half["per_epoch"] == pytest.approx(cov["share_with_row"] / 2)
+
+
+def test_gate_refuses_round_two_in_one_line_unless_overridden(toy_run, tmp_path):
+    from pathgen.stages.quality_gate import GateConfig, GateRefused, run_gate
+
+    cfg, _ = toy_run
+    out = Path(cfg.out)
+    banks = (out / "bank_views", out / "bank_interpolate")
+    with pytest.raises(GateRefused) as refused:
+        run_gate(GateConfig(min_retrieval=1.01, min_coverage=0.0), tmp_path / "gate", *banks, cfg.tiles, 0.0, 1.0)
+    message = str(refused.value)
+    assert "\n" not in message and "min_retrieval 1.01" in message and "quality_gate.refuse=false" in message
+    assert isinstance(refused.value, PipelineError)
+    record = json.loads((tmp_path / "gate" / "gate.json").read_text())
+    assert not record["passed"] and not record["overridden"] and len(record["reasons"]) == 1
+    passed = run_gate(GateConfig(min_retrieval=0.0, min_coverage=0.0), tmp_path / "gate", *banks, cfg.tiles, 0.0, 1.0)
+    assert passed["passed"] and passed["reasons"] == []
+    forced = run_gate(GateConfig(refuse=False, min_retrieval=1.01), tmp_path / "gate", *banks, cfg.tiles, 0.0, 1.0)
+    assert forced["overridden"] and len(forced["reasons"]) == 2
