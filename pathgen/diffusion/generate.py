@@ -10,6 +10,7 @@ resumable: rows are marked done as they are written, the bank is marked complete
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
+from typing import ClassVar
 from pathlib import Path
 
 import numpy as np
@@ -27,6 +28,8 @@ from pathgen.diffusion.sampling import (SAMPLERS, SamplerConfig, generate_views,
 @dataclass
 class GenerateConfig:
     """One `pathgen generate` run."""
+
+    PATH_KEYS: ClassVar[tuple[str, ...]] = ("model", "tiles", "out")  # saved absolute (pathgen.config)
 
     model: str = ""  # an LDM folder (pathgen train-ldm <out>/model)
     tiles: list[str] = field(default_factory=list)  # `pathgen tile` output folders (the sources)

@@ -7,6 +7,7 @@ when training ends, ``model/`` (the exported encoder: safetensors + config.json)
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import ClassVar
 from pathlib import Path
 
 import torch
@@ -71,6 +72,9 @@ QUALITY_METHODS = ("mocov3", "simsiam", "byol", "simclr")
 @dataclass
 class SSLConfig:
     """One SSL run: data, method, backbone, augmentations and optimisation."""
+
+    PATH_KEYS: ClassVar[tuple[str, ...]] = ("data", "out", "genaug.bank", "genaug.disentangle.bank",
+                                            "loss.quality_scorer")  # saved absolute (pathgen.config)
 
     data: list[str] = field(default_factory=list)  # `pathgen tile` output folders
     out: str = "runs/ssl"
