@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from pathgen import __version__
@@ -18,6 +19,8 @@ def build_parser() -> argparse.ArgumentParser:
     """The argument parser with every subcommand registered."""
     parser = argparse.ArgumentParser(prog="pathgen", description=__doc__)
     parser.add_argument("--version", action="version", version=f"pathgen {__version__}")
+    parser.add_argument("-q", "--quiet", action="store_true", help="log warnings and errors only")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages too")
     subparsers = parser.add_subparsers(dest="command", required=True)
     for command in COMMANDS:
         command.register(subparsers)
@@ -37,10 +40,27 @@ def _place_trailing_words(parser: argparse.ArgumentParser, args: argparse.Namesp
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
 
 
+VERBOSITY_FLAGS = {"-q": "quiet", "--quiet": "quiet", "-v": "verbose", "--verbose": "verbose"}
+
+
+def _take_verbosity_flags(args: argparse.Namespace, extra: list[str]) -> list[str]:
+    """--quiet / --verbose given after the subcommand (`pathgen train-ssl ... --quiet`) count too."""
+    for word in extra:
+        if word in VERBOSITY_FLAGS:
+            setattr(args, VERBOSITY_FLAGS[word], True)
+    return [word for word in extra if word not in VERBOSITY_FLAGS]
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the `pathgen` console script; returns the process exit status."""
+    from pathgen.run_log import setup_logging
+
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
+    extra = _take_verbosity_flags(args, extra)
+    if args.quiet and args.verbose:
+        parser.error("--quiet and --verbose contradict each other; give one")
+    setup_logging(-1 if args.quiet else 1 if args.verbose else 0, int(os.environ.get("RANK", "0")))
     _place_trailing_words(parser, args, extra)
     try:
         return int(args.run(args) or 0)

@@ -19,6 +19,7 @@ from tqdm import tqdm
 
 from pathgen.distributed import pick_device
 from pathgen.models.io import EncoderConfig, load_encoder
+from pathgen.run_log import stderr_is_terminal
 from tiling.store import TileStore, is_complete, list_store_paths
 
 EMBEDDINGS_GROUP = "embeddings"
@@ -104,7 +105,7 @@ def embed_folder(model_dir: str | Path, tile_dir: str | Path, name: str | None =
     model, config = load_encoder(model_dir, torch_device)
     counts = {"embedded": 0, "skipped": 0}
     paths = [p for p in list_store_paths(tile_dir) if is_complete(p)]
-    for path in tqdm(paths, unit="slide", disable=not progress):
+    for path in tqdm(paths, unit="slide", disable=not (progress and stderr_is_terminal())):
         if embeddings_complete(path, name):
             counts["skipped"] += 1
             continue

@@ -23,6 +23,7 @@ from pathgen.diffusion.bank import MODES, BankWriter, ViewBank, bank_path
 from pathgen.diffusion.grid import write_grid
 from pathgen.diffusion.sampling import (SAMPLERS, SamplerConfig, generate_views, img2img_views, interpolate_views,
                                        view_seeds)
+from pathgen.run_log import stderr_is_terminal
 
 
 @dataclass
@@ -176,7 +177,8 @@ def generate_bank(cfg: GenerateConfig, strengths: np.ndarray | None = None, prog
     pending = writer.pending_rows()
     src = _Sources(dataset, ldm, cfg.embeddings_name)
     per_call = max(1, cfg.batch_size // cfg.n_views)
-    for start in tqdm(range(0, len(pending), per_call), disable=not progress, desc="generate", unit="batch"):
+    for start in tqdm(range(0, len(pending), per_call), disable=not (progress and stderr_is_terminal()),
+                      desc="generate", unit="batch"):
         rows = pending[start:start + per_call]
         views, meta = _generate_rows(cfg, ldm, src, rows, sources, strengths)
         seeds = view_seeds(cfg.seed, rows, cfg.n_views)
