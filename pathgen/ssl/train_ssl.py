@@ -49,6 +49,7 @@ class GenAugConfig:
     policy: str = "generativessl"  # generativessl (view 0 real, later views generated) | genview (one global view)
     adaptive_noise: bool = False
     disentangle: DisentangleConfig = field(default_factory=DisentangleConfig)
+    min_bank_coverage: float = 0.01  # refuse a bank with views of fewer than this share of the training tiles
 
 
 @dataclass
@@ -85,6 +86,7 @@ class SSLConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
     min_tissue: float = 0.0  # train only on tiles with at least this tissue fraction
     balance_slides: bool = False  # sample every slide equally often instead of every tile
+    allow_mixed_tiling: bool = False  # train on stores of different µm/px or tile sizes (refused by default)
     genaug: GenAugConfig = field(default_factory=GenAugConfig)
     loss: LossConfig = field(default_factory=LossConfig)
 
@@ -131,8 +133,14 @@ def build_dataset(cfg: SSLConfig) -> TileDataset:
     if not cfg.data:
         raise ValueError("no training data: give data=OUT (a `pathgen tile` output folder, or a list of them)")
     transform = build_transform(cfg.augment)
-    return TileDataset(cfg.data, view_provider(cfg.genaug, transform).views, min_tissue=cfg.min_tissue,
-                       seed=cfg.train.seed)
+    dataset = TileDataset(cfg.data, view_provider(cfg.genaug, transform).views, min_tissue=cfg.min_tissue,
+                          seed=cfg.train.seed, allow_mixed_tiling=cfg.allow_mixed_tiling)
+    banks = {"genaug.bank": cfg.genaug.bank, "genaug.disentangle.bank": cfg.genaug.disentangle.bank}
+    for what, bank in banks.items():
+        if bank:
+            from pathgen.genaug.sources import check_bank_coverage
+            check_bank_coverage(bank, map(dataset.key, range(len(dataset))), cfg.genaug.min_bank_coverage, what)
+    return dataset
 
 
 def view_provider(genaug: GenAugConfig, transform: MultiCropTransform) -> ViewProvider:
@@ -197,7 +205,7 @@ def export_run(run_dir: str | Path, out_dir: str | Path) -> Path:
     state = load_checkpoint(Path(run_dir) / CHECKPOINT)
     method.load_state_dict(state["model"])
     try:
-        dataset = TileDataset(cfg.data) if cfg.data else None
+        dataset = TileDataset(cfg.data, allow_mixed_tiling=cfg.allow_mixed_tiling) if cfg.data else None
     except ValueError:
         dataset = None  # the tiles moved: the tile contract falls back to the augmentation's
     return export_encoder(method, cfg, Path(out_dir), dataset, step=int(state["step"]))
