@@ -65,7 +65,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args.run(args) or 0)
     except KeyboardInterrupt:
-        print("pathgen: interrupted; re-run the same command to resume", file=sys.stderr)
+        print("pathgen: interrupted; re-run the same command with --resume to continue", file=sys.stderr)
         return 130
 
 
