@@ -30,7 +30,8 @@ from torch.utils.data import DataLoader, Dataset
 
 from pathgen.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from pathgen.data.tiles import ResumableSampler
-from pathgen.distributed import DistContext, setup_distributed, sync_batchnorm_
+from pathgen.distributed import (DistContext, any_rank, gather_objects, mean_over_ranks, setup_distributed,
+                                 sync_batchnorm_)
 from pathgen.finite import grads_finite, nonfinite_names, params_finite
 from pathgen.optim import build_optimizer, model_param_groups
 from pathgen.run_folder import RunLock, remove_stale_temp_files
@@ -206,11 +207,7 @@ class Trainer:
         return self._stop_requested
 
     def _any_rank(self, flag: bool) -> bool:
-        if self.dist.world_size == 1:
-            return flag
-        value = torch.tensor([float(flag)], device=self.dist.device)
-        torch.distributed.all_reduce(value, op=torch.distributed.ReduceOp.MAX)
-        return bool(value.item() > 0)
+        return any_rank(flag, self.dist)
 
     def _info(self) -> StepInfo:
         return StepInfo(self.step, self.total_steps, self.step / self.steps_per_epoch)
@@ -290,7 +287,7 @@ class Trainer:
     def _log(self, metrics: dict, seconds: float, progress: ProgressReporter) -> None:
         if self.step % self.cfg.log_every and self.step != self.total_steps:
             return
-        metrics = self._global_mean(metrics)  # every rank reaches this at the same steps
+        metrics = mean_over_ranks(metrics, self.dist)  # every rank reaches this at the same steps
         if not self.dist.is_main:
             return
         images = self.cfg.batch_size * self.cfg.grad_accum * self.dist.world_size
@@ -305,29 +302,12 @@ class Trainer:
                 self._writer.add_scalar(key, value, self.step)
         progress.report(record)
 
-    def _global_mean(self, metrics: dict) -> dict:
-        """The metrics averaged over every rank (each rank's are means over its own samples)."""
-        if self.dist.world_size == 1 or not metrics:
-            return metrics
-        keys = sorted(metrics)
-        values = torch.tensor([metrics[key] for key in keys], dtype=torch.float64, device=self.dist.device)
-        torch.distributed.all_reduce(values)
-        return dict(zip(keys, (values / self.dist.world_size).tolist()))
-
-    def _gather_rng_states(self) -> list:
-        """Every rank's random states, in rank order (each rank draws its own drop-path / dropout masks)."""
-        if self.dist.world_size == 1:
-            return [rng_state()]
-        states: list = [None] * self.dist.world_size
-        torch.distributed.all_gather_object(states, rng_state())
-        return states
-
     def save(self) -> None:
         """Checkpoint everything needed to continue exactly (rank 0 writes; all ranks wait).
 
         Refuses (TrainingDiverged) to write weights or optimizer states holding NaN or inf, so the
         checkpoint on disk is always one a run can continue from."""
-        rng_states = self._gather_rng_states()
+        rng_states = gather_objects(rng_state(), self.dist)  # each rank draws its own drop-path / dropout masks
         state = {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
                  "scaler": self.scaler.state_dict(), "step": self.step, "rng": rng_states[0],
                  "rng_per_rank": rng_states, "world_size": self.dist.world_size, "config": asdict(self.cfg)}
@@ -335,8 +315,8 @@ class Trainer:
             if self.dist.is_main else []
         if self._any_rank(bool(bad)):
             first = f" (first: {bad[0]})" if bad else ""
-            raise TrainingDiverged(f"{len(bad) or 'some'} non-finite tensors at step {self.step}{first}: checkpoint not "
-                                   f"written; {self._last_good()}")
+            raise TrainingDiverged(f"{len(bad) or 'some'} non-finite tensors at step {self.step}{first}: "
+                                   f"checkpoint not written; {self._last_good()}")
         if self.dist.is_main:
             save_checkpoint(self.checkpoint_path, state)
         self.dist.barrier()

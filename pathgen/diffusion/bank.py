@@ -148,7 +148,8 @@ class BankWriter:
         """Mark the bank complete (only if every row is done): the last write of a run."""
         missing = self.pending_rows()
         if len(missing):
-            raise BankError(f"{self.path}: {len(missing)} rows not written (first {missing[0]}); re-run with --resume to continue")
+            raise BankError(f"{self.path}: {len(missing)} rows not written (first {missing[0]}); re-run with "
+                            "--resume to continue")
         self.group.attrs["complete"] = True
 
 
@@ -190,7 +191,8 @@ class ViewBank:
             except (FileNotFoundError, ValueError, zarr.errors.BaseZarrError) as err:
                 raise BankError(f"{path}: not a view bank ({err}); run `pathgen generate`") from err
             if self.require_complete and group.attrs.get("complete") is not True:
-                raise BankError(f"{path}: bank is incomplete (its generate run did not finish); re-run it with --resume to continue")
+                raise BankError(f"{path}: bank is incomplete (its generate run did not finish); re-run it with "
+                                "--resume to continue")
             self._group = group
         return self._group
 
