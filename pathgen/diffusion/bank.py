@@ -232,7 +232,7 @@ class ViewBank:
         if store not in self._store_of:
             self._store_of[store] = found = self._match_store(store)
             if found is not None:
-                self._found_at.setdefault(found, store)
+                self._found_at.setdefault(found, _norm_store(store))
         return self._store_of[store]
 
     def _match_store(self, store: str) -> int | None:
