@@ -9,6 +9,8 @@ Every run writes the resolved config beside its outputs with `save_config`.
 from __future__ import annotations
 
 import dataclasses
+import os
+import re
 import types
 import typing
 from pathlib import Path
@@ -19,6 +21,25 @@ import yaml
 from pathgen.atomic import write_text_atomic
 
 T = TypeVar("T")
+
+
+class Yaml12Loader(yaml.SafeLoader):
+    """PyYAML's safe loader with YAML 1.2 floats: ``1e-4`` and ``5E3`` are numbers, as in YAML 1.2,
+    JSON and Python (PyYAML follows YAML 1.1, which needs a dot in the mantissa, and reads them as
+    strings)."""
+
+
+_YAML12_FLOAT = re.compile(r"""^[-+]?(?:[0-9][0-9_]*(?:\.[0-9_]*)?|\.[0-9_]+)(?:[eE][-+]?[0-9]+)?$
+    |^[-+]?\.(?:inf|Inf|INF)$|^\.(?:nan|NaN|NAN)$""", re.X)
+Yaml12Loader.yaml_implicit_resolvers = {key: list(value)
+                                        for key, value in yaml.SafeLoader.yaml_implicit_resolvers.items()}
+Yaml12Loader.add_implicit_resolver("tag:yaml.org,2002:float", _YAML12_FLOAT, list("-+0123456789."))
+# the int resolver is registered first for these first characters, so integers stay ints
+
+
+def yaml_load(text: str) -> Any:
+    """Parse YAML text safely (no object construction), numbers as YAML 1.2 reads them."""
+    return yaml.load(text, Loader=Yaml12Loader)  # noqa: S506 -- a SafeLoader subclass
 
 
 class ConfigError(ValueError):
@@ -32,12 +53,27 @@ def parse_override(text: str) -> tuple[str, Any]:
         raise ConfigError(f"override {text!r} is not of the form key.sub=value")
     if raw == "":
         return key, None
+    if _is_plain_text(raw):
+        return key, raw
     try:
-        return key, yaml.safe_load(raw)
+        return key, yaml_load(raw)
     except yaml.YAMLError as err:
         problem = getattr(err, "problem", None) or type(err).__name__
         raise ConfigError(f"override {text!r}: the value is not valid YAML ({problem}; quote strings, "
                           "close brackets)") from None
+
+
+def _is_plain_text(raw: str) -> bool:
+    """True for an unquoted value YAML would cut or reshape although it is plainly text, as paths often
+    are: `out=/data/run #3` (YAML drops ` #3` as a comment) or `out=/data/a: b` (YAML reads a mapping)."""
+    if raw[0] in "'\"[{":
+        return False
+    if " #" in raw or raw.startswith("#"):
+        return True
+    try:
+        return isinstance(yaml_load(raw), dict)
+    except yaml.YAMLError:
+        return ": " in raw or raw.endswith(":")
 
 
 def check(ok: bool, key: str, problem: str) -> None:
@@ -140,14 +176,35 @@ def load_config(cls: type[T], path: str | Path | None = None, overrides: list[st
     values: dict = {}
     if path is not None:
         try:
-            values = yaml.safe_load(Path(path).read_text()) or {}
+            values = yaml_load(Path(path).read_text()) or {}
         except (OSError, yaml.YAMLError) as err:
             raise ConfigError(f"{path}: cannot read config ({err})") from err
         if not isinstance(values, dict):
             raise ConfigError(f"{path}: a config file must be a mapping of keys to values")
     for text in overrides or []:
         _set_dotted(values, *parse_override(text))
-    return from_dict(cls, values)
+    return resolve_paths(from_dict(cls, values))
+
+
+def resolve_paths(config: T) -> T:
+    """`config` with the fields its class lists in ``PATH_KEYS`` (dotted) made absolute against the
+    working directory, so a saved config (and `--resume` from it) means the same files from any
+    directory. Empty values and ``random:``-style names stay as they are."""
+    for dotted in getattr(type(config), "PATH_KEYS", ()):
+        *parents, leaf = dotted.split(".")
+        node = config
+        for part in parents:
+            node = getattr(node, part)
+        setattr(node, leaf, _absolute(getattr(node, leaf)))
+    return config
+
+
+def _absolute(value: Any) -> Any:
+    if isinstance(value, list):
+        return [_absolute(item) for item in value]
+    if not isinstance(value, str) or not value or ":" in value.split(os.sep)[0]:
+        return value
+    return str(Path(value).expanduser().resolve())
 
 
 def save_config(config: Any, path: str | Path) -> None:

@@ -81,3 +81,32 @@ def sync_batchnorm_(model: torch.nn.Module, context: DistContext) -> bool:
     if converted is not model:
         raise TypeError("sync_batchnorm_ needs a model that holds its BatchNorm layers, not a bare BatchNorm")
     return True
+
+
+def any_rank(flag: bool, context: DistContext) -> bool:
+    """True on every rank when `flag` is True on any (one all-reduce; the flag itself on one process)."""
+    if context.world_size == 1:
+        return flag
+    value = torch.tensor([float(flag)], device=context.device)
+    dist.all_reduce(value, op=dist.ReduceOp.MAX)
+    return bool(value.item() > 0)
+
+
+def mean_over_ranks(metrics: dict[str, float], context: DistContext) -> dict[str, float]:
+    """Scalar metrics averaged over the ranks (each rank's are means over its own samples, equal in
+    number, so this is the mean over the global batch). Every rank must call it at the same point."""
+    if context.world_size == 1 or not metrics:
+        return metrics
+    keys = sorted(metrics)
+    values = torch.tensor([metrics[key] for key in keys], dtype=torch.float64, device=context.device)
+    dist.all_reduce(values)
+    return dict(zip(keys, (values / context.world_size).tolist()))
+
+
+def gather_objects(value: object, context: DistContext) -> list:
+    """Every rank's `value` (picklable, trusted: our own processes), in rank order."""
+    if context.world_size == 1:
+        return [value]
+    values: list = [None] * context.world_size
+    dist.all_gather_object(values, value)
+    return values

@@ -3,8 +3,10 @@
 It runs on CPU, one GPU, or many GPUs/nodes under `torchrun` (DDP), with bf16/fp16 autocast on
 GPU, gradient accumulation, per-step cosine LR with warm-up and a cosine weight-decay schedule,
 gradient clipping, checkpoints every N steps and at exit, exact resume (model, optimizer,
-scaler, RNG and data position), a stop with a clear message on a non-finite loss (the last good
-checkpoint is kept), a progress bar and a JSONL metrics log.
+scaler, every rank's RNG and the data position), gradients and parameters checked before and after
+each optimizer step (skip the step or stop, `on_nonfinite`; a checkpoint with a non-finite tensor
+is never written, so the one the stop message names is finite), a SIGTERM stop agreed by every rank,
+a progress bar on a terminal or plain log lines, and a JSONL log of the global mean metrics.
 
 The model is any nn.Module whose ``forward(batch, info)`` returns ``{"loss": ..., <scalars>}``;
 it may define ``param_groups()``, ``before_optimizer_step(info)`` (called between backward and
@@ -25,13 +27,16 @@ import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Dataset
-from tqdm import tqdm
 
 from pathgen.config import check, one_of
 from pathgen.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from pathgen.data.tiles import ResumableSampler
-from pathgen.distributed import DistContext, setup_distributed, sync_batchnorm_
+from pathgen.distributed import (DistContext, any_rank, gather_objects, mean_over_ranks, setup_distributed,
+                                 sync_batchnorm_)
+from pathgen.finite import grads_finite, nonfinite_names, params_finite
 from pathgen.optim import OPTIMIZERS, build_optimizer, model_param_groups
+from pathgen.run_folder import RunLock, remove_stale_temp_files
+from pathgen.run_log import ProgressReporter, get_logger, truncate_metrics
 from pathgen.schedules import StepInfo, warmup_cosine
 
 CHECKPOINT = "checkpoints/last.pt"
@@ -39,7 +44,7 @@ METRICS = "metrics.jsonl"
 
 
 class TrainingDiverged(RuntimeError):
-    """The loss became NaN or infinite; the message says where the last good checkpoint is."""
+    """The loss, gradients or weights became NaN or infinite; the message names the last finite checkpoint."""
 
 
 @dataclass
@@ -62,6 +67,8 @@ class TrainConfig:
     lars_eta: float = 0.02  # LARS trust coefficient (SimCLR 0.02; BYOL / Barlow Twins 0.001)
     clip_grad: float | None = 3.0
     clip_mode: str = "per_param"  # per_param (DINO: each tensor's norm) | global
+    on_nonfinite: str = "stop"  # stop | skip: a step whose loss or gradients are not finite stops the run or is dropped
+    max_skipped_steps: int = 10  # skip mode: stop after this many dropped steps in a row
     precision: str = "auto"  # auto (bf16 on CUDA, fp32 on CPU) | fp32 | bf16 | fp16
     compile: bool = False
     device: str = "auto"  # auto | cpu | cuda
@@ -135,12 +142,15 @@ class Trainer:
         self.engine = self._wrap(model)
         self.step = 0
         self._stop_requested = False
+        self._skipped_in_a_row = 0
+        if cfg.on_nonfinite not in ("stop", "skip"):
+            raise ValueError(f"train.on_nonfinite must be stop or skip, got {cfg.on_nonfinite!r}")
         self._writer = _tensorboard_writer(self.run_dir) if cfg.tensorboard and self.dist.is_main else None
 
     def _wrap(self, model: nn.Module) -> nn.Module:
         engine = model
-        if sync_batchnorm_(model, self.dist) and self.dist.is_main:
-            print("pathgen: BatchNorm layers synchronised across ranks (SyncBatchNorm)", flush=True)
+        if sync_batchnorm_(model, self.dist):
+            get_logger().info("BatchNorm layers synchronised across ranks (SyncBatchNorm)")
         if self.dist.world_size > 1:
             device_ids = [self.dist.device.index] if self.dist.device.type == "cuda" else None
             engine = DistributedDataParallel(model, device_ids=device_ids)
@@ -154,22 +164,31 @@ class Trainer:
         return self.run_dir / CHECKPOINT
 
     def fit(self, resume: bool = False) -> dict:
-        """Train to `total_steps` (continuing from the last checkpoint when `resume`); returns the last metrics."""
+        """Train to `total_steps` (continuing from the last checkpoint when `resume`); returns the last metrics.
+
+        Rank 0 holds the run folder's lock throughout and first deletes temp files a killed checkpoint
+        write left behind."""
+        with RunLock(self.run_dir) if self.dist.is_main else nullcontext():
+            if self.dist.is_main:
+                for path in remove_stale_temp_files(self.run_dir):
+                    get_logger().info(f"removed {path}, left by a killed checkpoint write")
+            return self._fit(resume)
+
+    def _fit(self, resume: bool) -> dict:
         if resume:
             self.load(self.checkpoint_path)
         previous = signal.signal(signal.SIGTERM, self._on_sigterm) if self.dist.is_main_thread else None
-        bar = tqdm(total=self.total_steps, initial=self.step, disable=not (self.cfg.progress and self.dist.is_main),
-                   unit="step", dynamic_ncols=True)
+        progress = ProgressReporter(self.total_steps, self.step, self.cfg.progress and self.dist.is_main)
         last: dict = {}
         try:
             while self.step < self.total_steps and not self._stop_requested:
-                last = self._run_epoch(bar) or last
+                last = self._run_epoch(progress) or last
             self.save()
         except KeyboardInterrupt:
             self.save()
             raise
         finally:
-            bar.close()
+            progress.close()
             if previous is not None:
                 signal.signal(signal.SIGTERM, previous)
         return last
@@ -186,19 +205,27 @@ class Trainer:
                           persistent_workers=False, collate_fn=self.collate_fn,
                           generator=torch.Generator().manual_seed(self.cfg.seed))
 
-    def _run_epoch(self, bar: tqdm) -> dict:
+    def _run_epoch(self, progress: ProgressReporter) -> dict:
         epoch, done_in_epoch = divmod(self.step, self.steps_per_epoch)
         loader = iter(self._loader(epoch, done_in_epoch * self.cfg.grad_accum))
         metrics: dict = {}
-        while done_in_epoch < self.steps_per_epoch and self.step < self.total_steps and not self._stop_requested:
+        while done_in_epoch < self.steps_per_epoch and self.step < self.total_steps and not self._stop_agreed():
             started = time.perf_counter()
             metrics = self._train_step([next(loader) for _ in range(self.cfg.grad_accum)])
             done_in_epoch += 1
-            bar.update(1)
-            self._log(metrics, time.perf_counter() - started, bar)
+            progress.advance()
+            self._log(metrics, time.perf_counter() - started, progress)
             if self.step % self.cfg.checkpoint_every == 0:
                 self.save()
         return metrics
+
+    def _stop_agreed(self) -> bool:
+        """Whether any rank got SIGTERM: every rank then stops after the same step (and checkpoints it)."""
+        self._stop_requested = self._any_rank(self._stop_requested)
+        return self._stop_requested
+
+    def _any_rank(self, flag: bool) -> bool:
+        return any_rank(flag, self.dist)
 
     def _info(self) -> StepInfo:
         return StepInfo(self.step, self.total_steps, self.step / self.steps_per_epoch)
@@ -211,7 +238,8 @@ class Trainer:
             sync = index == len(micro_batches) - 1 or self.dist.world_size == 1
             with (nullcontext() if sync else self.engine.no_sync()), self._autocast():
                 outputs = self.engine(move_to(batch, self.dist.device), info)
-            self._check_finite(outputs["loss"])
+            if self.cfg.on_nonfinite == "stop":
+                self._check_finite(outputs["loss"])
             self.scaler.scale(outputs["loss"] / len(micro_batches)).backward()
             for key, value in outputs.items():
                 totals[key] = totals.get(key, 0.0) + float(value.detach()) / len(micro_batches)
@@ -228,6 +256,12 @@ class Trainer:
 
     def _optimizer_step(self, info: StepInfo) -> None:
         self.scaler.unscale_(self.optimizer)
+        # fp16's GradScaler skips steps with inf gradients itself (that is how it calibrates its scale)
+        if not self.scaler.is_enabled() and self._any_rank(not grads_finite(self.model)):
+            self.optimizer.zero_grad(set_to_none=True)
+            self._drop_step()
+            return
+        self._skipped_in_a_row = 0
         if self.cfg.clip_grad:
             _clip_gradients(self.model, self.cfg.clip_grad, self.cfg.clip_mode)
         if hasattr(self.model, "before_optimizer_step"):
@@ -235,6 +269,22 @@ class Trainer:
         self.scaler.step(self.optimizer)
         self.scaler.update()
         self.optimizer.zero_grad(set_to_none=True)
+        if self._any_rank(not params_finite(self.model)):
+            raise TrainingDiverged(f"non-finite weights after the optimizer step at step {self.step}: training "
+                                   f"stopped; {self._last_good()}")
+
+    def _drop_step(self) -> None:
+        """Non-finite gradients: stop, or (on_nonfinite=skip) leave the weights as they are this step."""
+        self._skipped_in_a_row += 1
+        if self.cfg.on_nonfinite == "stop" or self._skipped_in_a_row > self.cfg.max_skipped_steps:
+            reason = "" if self.cfg.on_nonfinite == "stop" else f" ({self._skipped_in_a_row} steps in a row)"
+            raise TrainingDiverged(f"non-finite gradients at step {self.step}{reason}: training stopped; "
+                                   f"{self._last_good()}")
+        get_logger().warning(f"non-finite gradients at step {self.step}: step skipped (train.on_nonfinite=skip)")
+
+    def _last_good(self) -> str:
+        where = self.checkpoint_path if self.checkpoint_path.exists() else "none written yet"
+        return f"last good checkpoint: {where} (all its tensors finite; lower the LR or use fp32 and resume from it)"
 
     def _apply_schedules(self) -> None:
         warmup = round(self.cfg.warmup_epochs * self.steps_per_epoch)
@@ -250,12 +300,13 @@ class Trainer:
         if self.dist.world_size > 1:
             torch.distributed.all_reduce(finite, op=torch.distributed.ReduceOp.MIN)
         if finite.item() < 1:
-            where = self.checkpoint_path if self.checkpoint_path.exists() else "none written yet"
-            raise TrainingDiverged(f"loss is {loss.item()} at step {self.step}: training stopped; last good "
-                                   f"checkpoint: {where} (lower the LR or use fp32 and resume from it)")
+            raise TrainingDiverged(f"loss is {loss.item()} at step {self.step}: training stopped; {self._last_good()}")
 
-    def _log(self, metrics: dict, seconds: float, bar: tqdm) -> None:
-        if not self.dist.is_main or (self.step % self.cfg.log_every and self.step != self.total_steps):
+    def _log(self, metrics: dict, seconds: float, progress: ProgressReporter) -> None:
+        if self.step % self.cfg.log_every and self.step != self.total_steps:
+            return
+        metrics = mean_over_ranks(metrics, self.dist)  # every rank reaches this at the same steps
+        if not self.dist.is_main:
             return
         images = self.cfg.batch_size * self.cfg.grad_accum * self.dist.world_size
         record = {"step": self.step, "epoch": round(self.step / self.steps_per_epoch, 4),
@@ -267,25 +318,42 @@ class Trainer:
         if self._writer is not None:
             for key, value in record.items():
                 self._writer.add_scalar(key, value, self.step)
-        bar.set_postfix(loss=f"{metrics['loss']:.4f}", lr=f"{record['lr']:.2e}")
+        progress.report(record)
 
     def save(self) -> None:
-        """Checkpoint everything needed to continue exactly (rank 0 writes; all ranks wait)."""
+        """Checkpoint everything needed to continue exactly (rank 0 writes; all ranks wait).
+
+        Refuses (TrainingDiverged) to write weights or optimizer states holding NaN or inf, so the
+        checkpoint on disk is always one a run can continue from."""
+        rng_states = gather_objects(rng_state(), self.dist)  # each rank draws its own drop-path / dropout masks
+        state = {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+                 "scaler": self.scaler.state_dict(), "step": self.step, "rng": rng_states[0],
+                 "rng_per_rank": rng_states, "world_size": self.dist.world_size, "config": asdict(self.cfg)}
+        bad = nonfinite_names({"model": state["model"], "optimizer": state["optimizer"]["state"]}) \
+            if self.dist.is_main else []
+        if self._any_rank(bool(bad)):
+            first = f" (first: {bad[0]})" if bad else ""
+            raise TrainingDiverged(f"{len(bad) or 'some'} non-finite tensors at step {self.step}{first}: "
+                                   f"checkpoint not written; {self._last_good()}")
         if self.dist.is_main:
-            save_checkpoint(self.checkpoint_path, {
-                "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
-                "scaler": self.scaler.state_dict(), "step": self.step, "rng": rng_state(),
-                "config": asdict(self.cfg)})
+            save_checkpoint(self.checkpoint_path, state)
         self.dist.barrier()
 
     def load(self, path: Path) -> None:
-        """Continue from a checkpoint: weights, optimizer, scaler, step and random states."""
+        """Continue from a checkpoint: weights, optimizer, scaler, step and this rank's random states;
+        metrics logged after the checkpoint's step (by the run that was killed) are dropped."""
         state = load_checkpoint(path)
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scaler.load_state_dict(state["scaler"])
         self.step = int(state["step"])
-        set_rng_state(state["rng"])
+        per_rank = state.get("rng_per_rank") or [state["rng"]]
+        if len(per_rank) != self.dist.world_size:
+            get_logger().warning(f"{path} was written by {len(per_rank)} processes, resumed on "
+                                 f"{self.dist.world_size}: random draws differ from an uninterrupted run")
+        set_rng_state(per_rank[self.dist.rank % len(per_rank)])
+        if self.dist.is_main:
+            truncate_metrics(self.run_dir / METRICS, self.step)
 
 
 def _tensorboard_writer(run_dir: Path):  # noqa: ANN202 -- SummaryWriter, imported lazily

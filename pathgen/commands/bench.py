@@ -12,6 +12,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from pathgen.commands.training import add_overwrite_argument, guarded_run
 from pathgen.errors import report_failure
 
 
@@ -27,6 +28,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--out", type=Path, default=Path("bench_out"), help="results folder (default bench_out)")
     parser.add_argument("--cache", type=Path, default=None,
                         help="feature and tile cache (default: <out>/cache); share it between runs")
+    parser.add_argument("--resume", action="store_true",
+                        help="write into an existing --out (its cached features are reused)")
+    add_overwrite_argument(parser)
     parser.set_defaults(run=run, overrides=[])
 
 
@@ -38,8 +42,9 @@ def run(args: argparse.Namespace) -> int:
 
     try:
         tasks = load_tasks(args.config, list(args.overrides))
-        results = run_bench(tasks, args.encoder, args.out, args.cache or args.out / "cache",
-                            log=lambda text: print(text, file=sys.stderr))
+        with guarded_run(args.out, args):
+            results = run_bench(tasks, args.encoder, args.out, args.cache or args.out / "cache",
+                                log=lambda text: print(text, file=sys.stderr))
     except (ConfigError, ValueError, FileNotFoundError) as err:
         return report_failure("bench", err, 2)
     print(table(results))

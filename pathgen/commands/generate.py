@@ -2,7 +2,7 @@
 
 Modes: views (K samples per source embedding), interpolate (SLERP of the source's embedding with a
 random other tile's), img2img (the source noised at --strength, then denoised). Resumable: re-run the
-same command and only unfinished rows are generated.
+same command with `--resume` and only unfinished rows are generated.
 """
 
 from __future__ import annotations
@@ -10,6 +10,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 from pathgen.errors import report_failure
+
+from pathgen.commands.training import add_overwrite_argument, guarded_run
 
 # command-line flag → config key; flags win over the YAML and over key=value overrides
 FLAG_KEYS = {"n_views": "n_views", "steps": "sampler.steps", "guidance": "sampler.guidance_scale",
@@ -46,6 +48,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--adaptive-noise", action="store_true",
                         help="img2img: GenView's strength per tile from its foreground proportion (foreground=pca|hematoxylin)")
     parser.add_argument("--no-progress", action="store_true")
+    parser.add_argument("--resume", action="store_true", help="continue the unfinished bank in --out")
+    add_overwrite_argument(parser)
     parser.set_defaults(run=run, overrides=[])
 
 
@@ -80,7 +84,8 @@ def run(args: argparse.Namespace) -> int:
 
     try:
         cfg = resolve_config(args)
-        summary = generate_bank(cfg, progress=not args.no_progress)
+        with guarded_run(cfg.out, args):
+            summary = generate_bank(cfg, progress=not args.no_progress)
     except (ConfigError, BankError, StoreError, ValueError, FileNotFoundError) as err:
         return report_failure("generate", err, 2)
     print(f"pathgen generate: {summary['generated']} sources generated, {summary['skipped']} already done → "

@@ -1,13 +1,16 @@
-"""What the training commands share: `--config` / `--resume` flags, config resolution (a resumed run
-reads its own saved config) and one-line errors (exit 2; 1 when the loss diverged)."""
+"""What the training commands share: `--config` / `--resume` / `--overwrite` flags, config resolution
+(a resumed run reads its own saved config), the run-folder guard and lock (pathgen.run_folder) and
+one-line errors (exit 2; 1 when a started run diverged)."""
 
 from __future__ import annotations
 
 import argparse
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any, Callable
 
 from pathgen.errors import report_failure
+from pathgen.run_folder import RunLock, is_main_process, prepare_run_folder
 
 
 def add_training_arguments(parser: argparse.ArgumentParser, config_glob: str, run: Callable) -> None:
@@ -15,7 +18,23 @@ def add_training_arguments(parser: argparse.ArgumentParser, config_glob: str, ru
     parser.add_argument("--config", type=Path, help=f"YAML config ({config_glob})")
     parser.add_argument("--resume", action="store_true",
                         help="continue from out/checkpoints/last.pt (without --config, out's saved config)")
+    add_overwrite_argument(parser)
     parser.set_defaults(run=run, overrides=[])
+
+
+def add_overwrite_argument(parser: argparse.ArgumentParser) -> None:
+    """--overwrite: replace an existing run folder (without it, or --resume, an existing one is refused)."""
+    parser.add_argument("--overwrite", action="store_true",
+                        help="delete the pathgen outputs already in the output folder and start afresh")
+
+
+def guarded_run(out: str | Path, args: argparse.Namespace):  # noqa: ANN201 -- a context manager
+    """Refuse an existing `out` unless --resume / --overwrite, then hold its lock for the run (rank 0 only:
+    under torchrun the other ranks leave the folder to it)."""
+    if not is_main_process():
+        return nullcontext()
+    prepare_run_folder(out, getattr(args, "resume", False), getattr(args, "overwrite", False))
+    return RunLock(out)
 
 
 def run_training(command: str, args: argparse.Namespace, config_class: type, train: Callable[[Any, bool], Path],
@@ -32,8 +51,10 @@ def run_training(command: str, args: argparse.Namespace, config_class: type, tra
         config_path = Path(out) / "config.yaml" if out else None
     try:
         cfg = load_config(config_class, config_path, args.overrides)
-        result = train(cfg, args.resume)
+        with guarded_run(cfg.out, args):
+            result = train(cfg, args.resume)
     except (ConfigError, ValueError, FileNotFoundError, StoreError, TrainingDiverged) as err:
         return report_failure(command, err, 1 if isinstance(err, TrainingDiverged) else 2)
-    print(f"pathgen {command}: {what} saved in {result}")
+    if is_main_process():
+        print(f"pathgen {command}: {what} saved in {result}")
     return 0

@@ -28,13 +28,18 @@ class TileDataset(Dataset):
     transform the item is the tile as a uint8 (3, H, W) tensor. The generator is seeded from
     (seed, epoch, index), so a tile's augmentations do not depend on worker count or on where a
     resumed run restarted.
+
+    Stores tiled at different µm/px or tile sizes are refused (an encoder records one tile contract)
+    unless `allow_mixed_tiling`.
     """
 
     def __init__(self, folders: Sequence[str | Path], transform: Callable | None = None, min_tissue: float = 0.0,
-                 seed: int = 0):
+                 seed: int = 0, allow_mixed_tiling: bool = False):
         self.stores = _complete_stores(folders)
         if not self.stores:
             raise ValueError(f"no complete tile stores in {', '.join(map(str, folders))}; run `pathgen tile` first")
+        if not allow_mixed_tiling:
+            check_same_tiling(self.stores)
         store_ids, local_ids = [], []
         for store_id, store in enumerate(self.stores):
             keep = np.flatnonzero(store.array("tissue_fraction") >= min_tissue)
@@ -74,6 +79,19 @@ class TileDataset(Dataset):
         """Per-tile sampling weights that give every slide the same total weight."""
         counts = np.bincount(self.store_ids, minlength=len(self.stores))
         return 1.0 / counts[self.store_ids]
+
+
+def check_same_tiling(stores: Sequence[TileStore]) -> None:
+    """Refuse stores tiled at different µm/px or tile sizes, naming the stores of each tiling."""
+    groups: dict[tuple, list[str]] = {}
+    for store in stores:
+        tiling = store.attrs.get("tiling", {})
+        groups.setdefault((tiling.get("target_mpp"), tiling.get("tile_size_px")), []).append(str(store.path))
+    if len(groups) > 1:
+        described = "; ".join(f"{mpp} µm/px, {size} px: {', '.join(paths[:3])}{' …' if len(paths) > 3 else ''}"
+                              for (mpp, size), paths in groups.items())
+        raise ValueError(f"tile stores differ in µm/px or tile size ({described}); tile them alike, or set "
+                         "allow_mixed_tiling=true to train on them together")
 
 
 def _complete_stores(folders: Sequence[str | Path]) -> list[TileStore]:

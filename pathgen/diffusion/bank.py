@@ -2,7 +2,10 @@
 
 One zarr v3 group; row n holds the K views of source tile (attrs["stores"][source_store_id[n]],
 source_index[n]) plus how each view was made (secondary tile and SLERP weight alpha, img2img
-strength, noise seed). Rows are written one source at a time and marked `done` only after their
+strength, noise seed). Each source store is recorded by path and by identity (attrs["store_ids"]: a
+hash of the slide checksum and the tiling parameters from the store's attrs), and lookups match by
+identity first, so a bank still finds its tiles after the tile folder moved (banks written before
+identities were recorded are matched by path). Rows are written one source at a time and marked `done` only after their
 views, so a killed `pathgen generate` redoes just the unfinished rows; attrs["complete"] is written
 last, so an interrupted bank is never read as complete. `ViewBank` is the read side (lazy, picklable
 for DataLoader workers); `BankWriter` the write side.
@@ -10,6 +13,8 @@ for DataLoader workers); `BankWriter` the write side.
 
 from __future__ import annotations
 
+import hashlib
+import json
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +22,7 @@ import numpy as np
 import zarr
 
 from pathgen.data.views import TileKey
+from tiling.store import read_attrs
 
 BANK_NAME = "bank.zarr"
 BANK_SCHEMA = 1
@@ -48,6 +54,19 @@ def _norm_store(path: str | Path) -> str:
     return str(Path(path).resolve())
 
 
+def store_identity(path: str | Path) -> str | None:
+    """What a tile store holds, independent of where it lies: a hash of its slide's checksum and size
+    and its tiling parameters (tile index i then means the same tile in every copy). None when the
+    store is unreadable or its attrs carry no slide checksum."""
+    attrs = read_attrs(Path(path))
+    slide = (attrs or {}).get("slide") or {}
+    if not slide.get("quick_sha256"):
+        return None
+    content = {"slide": slide["quick_sha256"], "size_bytes": slide.get("size_bytes"), "tiling": attrs.get("tiling"),
+               "n_tiles": attrs.get("n_tiles")}
+    return hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()[:32]
+
+
 class BankWriter:
     """Creates a bank (or reopens a matching unfinished one) and writes it row by row.
 
@@ -59,7 +78,8 @@ class BankWriter:
     def __init__(self, bank_dir: str | Path, stores: list[str], source_store_id: np.ndarray,
                  source_index: np.ndarray, attrs: dict[str, Any]):
         self.path = bank_path(bank_dir)
-        self.attrs = {**attrs, "stores": [_norm_store(s) for s in stores], "pathgen_view_bank": BANK_SCHEMA}
+        self.attrs = {**attrs, "stores": [_norm_store(s) for s in stores],
+                      "store_ids": [store_identity(s) for s in stores], "pathgen_view_bank": BANK_SCHEMA}
         if self.attrs.get("mode") not in MODES:
             raise BankError(f"{self.path}: mode must be one of {MODES}, got {self.attrs.get('mode')!r}")
         source_store_id = np.asarray(source_store_id, np.int32)
@@ -128,7 +148,8 @@ class BankWriter:
         """Mark the bank complete (only if every row is done): the last write of a run."""
         missing = self.pending_rows()
         if len(missing):
-            raise BankError(f"{self.path}: {len(missing)} rows not written (first {missing[0]}); re-run to resume")
+            raise BankError(f"{self.path}: {len(missing)} rows not written (first {missing[0]}); re-run with "
+                            "--resume to continue")
         self.group.attrs["complete"] = True
 
 
@@ -146,16 +167,17 @@ class ViewBank:
 
     Opens the zarr group lazily, so a pickled copy (a DataLoader worker) opens its own handles.
     By default refuses a bank whose run did not finish; `require_complete=False` reads a partial
-    one (rows not done then look up as None).
+    one (rows not done then look up as None). A key's store is matched by identity (`store_identity`),
+    else by resolved path; `meta` names source and secondary tiles where they were last found.
     """
 
     def __init__(self, bank_dir: str | Path, require_complete: bool = True):
         self.bank_dir = Path(bank_dir)
         self.require_complete = require_complete
         self._group: zarr.Group | None = None
-        self._rows: dict[tuple[str, int], int] | None = None
-        self._row_meta: dict[str, np.ndarray] | None = None
-        self._resolved: dict[str, str] = {}
+        self._rows: dict[tuple[int, int], int] | None = None
+        self._store_of: dict[str, int | None] = {}  # a key's store path → the bank's store id
+        self._found_at: dict[int, str] = {}  # bank store id → where its tiles were found in this process
         self._done: np.ndarray | None = None
         _ = self.group  # fail early, in the constructing process
 
@@ -169,12 +191,13 @@ class ViewBank:
             except (FileNotFoundError, ValueError, zarr.errors.BaseZarrError) as err:
                 raise BankError(f"{path}: not a view bank ({err}); run `pathgen generate`") from err
             if self.require_complete and group.attrs.get("complete") is not True:
-                raise BankError(f"{path}: bank is incomplete (its generate run did not finish); re-run it to resume")
+                raise BankError(f"{path}: bank is incomplete (its generate run did not finish); re-run it with "
+                                "--resume to continue")
             self._group = group
         return self._group
 
     def __getstate__(self) -> dict:
-        return {**self.__dict__, "_group": None, "_rows": None, "_resolved": {}, "_done": None}
+        return {**self.__dict__, "_group": None, "_rows": None, "_store_of": {}, "_found_at": {}, "_done": None}
 
     @property
     def attrs(self) -> dict:
@@ -209,14 +232,41 @@ class ViewBank:
                             f"({type(err).__name__}); the bank is damaged: delete it and re-run pathgen "
                             "generate") from None
 
+    def store_id_of(self, store: str) -> int | None:
+        """The bank's id of tile store `store` (matched by identity, else by resolved path), or None."""
+        if store not in self._store_of:
+            self._store_of[store] = found = self._match_store(store)
+            if found is not None:
+                self._found_at.setdefault(found, _norm_store(store))
+        return self._store_of[store]
+
+    def _match_store(self, store: str) -> int | None:
+        identities = self.group.attrs.get("store_ids") or []
+        identity = store_identity(store) if any(identities) else None
+        if identity is not None and identity in identities:
+            return identities.index(identity)
+        resolved = _norm_store(store)
+        return self.stores.index(resolved) if resolved in self.stores else None
+
+    def current_path(self, store_id: int) -> str:
+        """Where store `store_id` is now: where a lookup found it, else beside a store found moved
+        (tile folders move as a whole), else the path recorded in the bank."""
+        if store_id in self._found_at:
+            return self._found_at[store_id]
+        recorded = Path(self.stores[store_id])
+        for found_id, found in self._found_at.items():
+            old_folder, new_folder = Path(self.stores[found_id]).parent, Path(found).parent
+            if recorded.parent == old_folder and (new_folder / recorded.name).exists():
+                return str(new_folder / recorded.name)
+        return str(recorded)
+
     def row_of(self, key: TileKey) -> int | None:
-        """The row whose source is `key` (store paths compared resolved), or None."""
+        """The row whose source is `key`, or None."""
         if self._rows is None:
-            self._rows = {(k.store, k.index): row for row, k in enumerate(self.keys())}
-        store = self._resolved.get(key.store)
-        if store is None:
-            store = self._resolved.setdefault(key.store, _norm_store(key.store))
-        return self._rows.get((store, int(key.index)))
+            ids, indices = self.group["source_store_id"][:], self.group["source_index"][:]
+            self._rows = {(int(i), int(j)): row for row, (i, j) in enumerate(zip(ids, indices))}
+        store_id = self.store_id_of(key.store)
+        return None if store_id is None else self._rows.get((store_id, int(key.index)))
 
     def lookup(self, key: TileKey) -> np.ndarray | None:
         """The K views generated from tile `key`, or None if it is not a (finished) source of this bank."""
@@ -229,7 +279,8 @@ class ViewBank:
 
     def meta(self, row: int) -> dict:
         """How row `row` was made: source and secondary TileKey, alpha, strength and seed per view, done."""
-        g, stores, row = self.group, self.stores, int(row)
+        g, row = self.group, int(row)
+        stores = [self.current_path(i) for i in range(len(self.stores))]
         sec_id = int(g["secondary_store_id"][row])
         return {"source": TileKey(stores[int(g["source_store_id"][row])], int(g["source_index"][row])),
                 "secondary": TileKey(stores[sec_id], int(g["secondary_index"][row])) if sec_id >= 0 else None,

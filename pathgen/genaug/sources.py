@@ -17,6 +17,8 @@ all-real. `BankViewSource` is the `source_for_view` callable of `pathgen.data.vi
 
 from __future__ import annotations
 
+import zlib
+from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
@@ -25,6 +27,7 @@ import torch
 from pathgen.data.augment import MultiCropTransform, Seed, as_generator
 from pathgen.data.views import TileKey, ViewProvider
 from pathgen.diffusion.bank import ViewBank
+from pathgen.run_log import get_logger
 from tiling.store import TileStore
 
 POLICIES = ("generativessl", "genview")
@@ -35,11 +38,21 @@ def _draw(generator: torch.Generator | None) -> float:
     return float(torch.rand((), generator=generator))
 
 
+def _sample_seed(key: TileKey, rng: torch.Generator | None) -> int:
+    """The seed of one sample's bank decision: from the seed of the sample's generator (which
+    TileDataset derives from (seed, epoch, index)), else from the tile's key alone."""
+    if rng is not None:
+        return (rng.initial_seed() * 6364136223846793005 + 1442695040888963407) % 2**63
+    return zlib.crc32(f"{key.store}:{key.index}".encode())
+
+
 class BankViewSource:
     """`source_for_view(key, view_index, rng)`: a generated variant for the views the policy swaps.
 
-    The decision for a sample is drawn at its view 0 (views are requested in order), always with
-    the same number of draws, so a run is reproducible whatever p is.
+    Stateless: which views of a sample are swapped, and for which variant, is drawn from a generator
+    of its own seeded by the sample (`_sample_seed`), so a view's source depends only on (seed, epoch,
+    index) — not on the order views are asked for, nor on other samples — and the sample's
+    augmentation stream is left untouched. The last decision is memoised by sample.
     """
 
     def __init__(self, bank_dir: str | Path, p: float = 1.0, policy: str = "generativessl", n_global: int = 2):
@@ -48,26 +61,53 @@ class BankViewSource:
         if not 0.0 <= p <= 1.0:
             raise ValueError(f"genaug.p must be in [0, 1], got {p}")
         self.bank, self.p, self.policy, self.n_global = ViewBank(bank_dir), p, policy, n_global
-        self._swapped: range = range(0)  # the view indices of the current sample made from `_variant`
-        self._variant: np.ndarray | None = None
+        self._memo: tuple | None = None  # (sample, (swapped view indices, variant)) of the last sample
+
+    def __getstate__(self) -> dict:
+        return {**self.__dict__, "_memo": None}
 
     def __call__(self, key: TileKey, view_index: int, rng: torch.Generator | None) -> np.ndarray | None:
-        if view_index == 0:
-            self._decide(key, rng)
-        return self._variant if view_index in self._swapped else None
+        swapped, variant = self.decision(key, rng)
+        return variant if view_index in swapped else None
 
-    def _decide(self, key: TileKey, rng: torch.Generator | None) -> None:
-        coin, pick_view, pick_variant = _draw(rng), _draw(rng), _draw(rng)
-        self._swapped, self._variant = range(0), None
+    def decision(self, key: TileKey, rng: torch.Generator | None) -> tuple[range, np.ndarray | None]:
+        """The view indices of this sample made from a generated variant, and that variant."""
+        sample = (key.store, int(key.index), _sample_seed(key, rng))
+        if self._memo is None or self._memo[0] != sample:
+            self._memo = (sample, self._decide(key, torch.Generator().manual_seed(sample[2])))
+        return self._memo[1]
+
+    def _decide(self, key: TileKey, own: torch.Generator) -> tuple[range, np.ndarray | None]:
+        coin, pick_view, pick_variant = _draw(own), _draw(own), _draw(own)
         variants = self.bank.lookup(key) if coin < self.p else None  # no read for a sample that stays real
         if variants is None:
-            return
-        self._variant = variants[min(int(pick_variant * len(variants)), len(variants) - 1)]
+            return range(0), None
+        variant = variants[min(int(pick_variant * len(variants)), len(variants) - 1)]
         if self.policy == "genview":
             chosen = min(int(pick_view * self.n_global), self.n_global - 1)
-            self._swapped = range(chosen, chosen + 1)
-        else:
-            self._swapped = range(1, MAX_VIEWS)
+            return range(chosen, chosen + 1), variant
+        return range(1, MAX_VIEWS), variant
+
+
+def bank_coverage(bank: ViewBank, keys: Iterable[TileKey]) -> tuple[int, int]:
+    """(tiles with a finished bank row, tiles): how many training samples can get a generated view."""
+    found = total = 0
+    for key in keys:
+        total += 1
+        found += bank.row_of(key) is not None
+    return found, total
+
+
+def check_bank_coverage(bank_dir: str | Path, keys: Iterable[TileKey], minimum: float, what: str) -> float:
+    """Log the share of training tiles the bank has views of; refuse one below `minimum` (moved
+    tiles, a bank of other slides) rather than train on without generated views."""
+    found, total = bank_coverage(ViewBank(bank_dir), keys)
+    share = found / total if total else 0.0
+    get_logger().info(f"{what}: {found} of {total} training tiles ({share:.1%}) have generated views in {bank_dir}")
+    if share < minimum:
+        raise ValueError(f"{bank_dir}: only {found} of {total} training tiles ({share:.1%}) have generated views, "
+                         f"below genaug.min_bank_coverage={minimum}; was the bank generated from these tiles?")
+    return share
 
 
 class InterpolationViews(ViewProvider):

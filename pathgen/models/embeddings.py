@@ -26,6 +26,7 @@ from pathgen.distributed import setup_distributed
 from pathgen.models.folder import weights_sha256
 from pathgen.models.io import EncoderConfig, build_encoder, open_encoder
 from pathgen.models.preprocess import mpp_per_input_pixel, preprocess, resize_and_crop
+from pathgen.run_log import stderr_is_terminal
 from tiling.store import TileStore, complete_store_paths
 
 __all__ = ["embed_folder", "embed_store", "embedding_identity", "embeddings_complete", "preprocess",
@@ -137,7 +138,7 @@ def embed_folder(model_dir: str | Path, tile_dir: str | Path, name: str | None =
     mine = todo[context.rank::context.world_size]
     model = build_encoder(source, context.device, allow_pickle) if mine else None
     identity = embedding_identity(source.config, source.weights)  # embed_dim as built
-    for path in tqdm(mine, unit="slide", disable=not progress or not context.is_main):
+    for path in tqdm(mine, unit="slide", disable=not (progress and stderr_is_terminal()) or not context.is_main):
         store = TileStore(path)
         _warn_on_mpp_mismatch(store, source.config)
         features = embed_store(model, source.config, store, context.device, batch_size, num_workers)

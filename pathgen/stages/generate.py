@@ -10,6 +10,7 @@ resumable: rows are marked done as they are written, the bank is marked complete
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
+from typing import ClassVar
 from pathlib import Path
 
 import numpy as np
@@ -32,12 +33,15 @@ from pathgen.diffusion.sampling import (
 from pathgen.distributed import pick_device
 from pathgen.genaug.adaptive_bank import adaptive_strengths, foreground_estimator
 from pathgen.models.embeddings import embedding_path, read_embeddings
+from pathgen.run_log import stderr_is_terminal
 from tiling.store import TileStore
 
 
 @dataclass
 class GenerateConfig:
     """One `pathgen generate` run."""
+
+    PATH_KEYS: ClassVar[tuple[str, ...]] = ("model", "tiles", "out")  # saved absolute (pathgen.config)
 
     model: str = ""  # an LDM folder (pathgen train-ldm <out>/model)
     tiles: list[str] = field(default_factory=list)  # `pathgen tile` output folders (the sources)
@@ -189,7 +193,8 @@ def generate_bank(cfg: GenerateConfig, strengths: np.ndarray | None = None, prog
     pending = writer.pending_rows()
     src = _Sources(dataset, ldm, cfg.embeddings_name)
     per_call = max(1, cfg.batch_size // cfg.n_views)
-    for start in tqdm(range(0, len(pending), per_call), disable=not progress, desc="generate", unit="batch"):
+    for start in tqdm(range(0, len(pending), per_call), disable=not (progress and stderr_is_terminal()),
+                      desc="generate", unit="batch"):
         rows = pending[start:start + per_call]
         views, meta = _generate_rows(cfg, ldm, src, rows, sources, strengths)
         seeds = view_seeds(cfg.seed, rows, cfg.n_views)

@@ -15,6 +15,7 @@ EMA and, for simplicity of exact resume, the frozen VAE and encoder weights) and
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
+from typing import ClassVar
 from pathlib import Path
 
 import numpy as np
@@ -55,6 +56,8 @@ class LDMOptimConfig(TrainConfig):
 @dataclass
 class LDMTrainConfig:
     """One LDM run: tiles, the frozen VAE and SSL encoder, the denoiser and optimisation."""
+
+    PATH_KEYS: ClassVar[tuple[str, ...]] = ("data", "out", "encoder", "vae")  # saved absolute (pathgen.config)
 
     data: list[str] = field(default_factory=list)  # `pathgen tile` output folders
     out: str = "runs/ldm"

@@ -7,6 +7,7 @@ when training ends, ``model/`` (the exported encoder: safetensors + config.json)
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import ClassVar
 from pathlib import Path
 
 import torch
@@ -21,7 +22,7 @@ from pathgen.data.views import AugmentedViews, MixedSourceViews, ViewProvider
 from pathgen.genaug.foreground import HematoxylinForeground
 from pathgen.genaug.gensis_dino import GenSISDINO
 from pathgen.genaug.quality import QualityWeighter
-from pathgen.genaug.sources import BankViewSource, InterpolationViews, check_adaptive_noise_bank
+from pathgen.genaug.sources import BankViewSource, InterpolationViews, check_adaptive_noise_bank, check_bank_coverage
 from pathgen.models.backbone import BackboneConfig, backbone_kwargs, create_backbone
 from pathgen.models.io import EncoderConfig, save_encoder
 from pathgen.models.preprocess import mpp_per_input_pixel
@@ -54,6 +55,7 @@ class GenAugConfig:
     policy: str = "generativessl"  # generativessl (view 0 real, later views generated) | genview (one global view)
     adaptive_noise: bool = False
     disentangle: DisentangleConfig = field(default_factory=DisentangleConfig)
+    min_bank_coverage: float = 0.01  # refuse a bank with views of fewer than this share of the training tiles
 
 
 @dataclass
@@ -78,6 +80,9 @@ QUALITY_METHODS = ("mocov3", "simsiam", "byol", "simclr")
 class SSLConfig:
     """One SSL run: data, method, backbone, augmentations and optimisation."""
 
+    PATH_KEYS: ClassVar[tuple[str, ...]] = ("data", "out", "genaug.bank", "genaug.disentangle.bank",
+                                            "loss.quality_scorer")  # saved absolute (pathgen.config)
+
     data: list[str] = field(default_factory=list)  # `pathgen tile` output folders
     out: str = "runs/ssl"
     method: str = "dino"  # dino | simclr | mocov2 | mocov3 | byol | simsiam | barlow
@@ -87,6 +92,7 @@ class SSLConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
     min_tissue: float = 0.0  # train only on tiles with at least this tissue fraction
     balance_slides: bool = False  # sample every slide equally often instead of every tile
+    allow_mixed_tiling: bool = False  # train on stores of different µm/px or tile sizes (refused by default)
     genaug: GenAugConfig = field(default_factory=GenAugConfig)
     loss: LossConfig = field(default_factory=LossConfig)
 
@@ -130,8 +136,13 @@ def build_dataset(cfg: SSLConfig) -> TileDataset:
     if not cfg.data:
         raise ValueError("no training data: give data=OUT (a `pathgen tile` output folder, or a list of them)")
     transform = build_transform(cfg.augment)
-    return TileDataset(cfg.data, view_provider(cfg.genaug, transform).views, min_tissue=cfg.min_tissue,
-                       seed=cfg.train.seed)
+    dataset = TileDataset(cfg.data, view_provider(cfg.genaug, transform).views, min_tissue=cfg.min_tissue,
+                          seed=cfg.train.seed, allow_mixed_tiling=cfg.allow_mixed_tiling)
+    banks = {"genaug.bank": cfg.genaug.bank, "genaug.disentangle.bank": cfg.genaug.disentangle.bank}
+    for what, bank in banks.items():
+        if bank:
+            check_bank_coverage(bank, map(dataset.key, range(len(dataset))), cfg.genaug.min_bank_coverage, what)
+    return dataset
 
 
 def view_provider(genaug: GenAugConfig, transform: MultiCropTransform) -> ViewProvider:
@@ -213,7 +224,7 @@ def export_run(run_dir: str | Path, out_dir: str | Path) -> Path:
     state = load_checkpoint(Path(run_dir) / CHECKPOINT)
     method.load_state_dict(state["model"])
     try:
-        dataset = TileDataset(cfg.data) if cfg.data else None
+        dataset = TileDataset(cfg.data, allow_mixed_tiling=cfg.allow_mixed_tiling) if cfg.data else None
     except ValueError:
         dataset = None  # the tiles moved: the tile contract falls back to the augmentation's
     return export_encoder(method, cfg, Path(out_dir), dataset, step=int(state["step"]))

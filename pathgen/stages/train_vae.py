@@ -16,6 +16,7 @@ mode latents over up to `scaling_tiles` training tiles).
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
+from typing import ClassVar
 from pathlib import Path
 
 import numpy as np
@@ -55,6 +56,8 @@ class VAETrainLoop(TrainConfig):
 @dataclass
 class VAETrainConfig:
     """One VAE run: tiles, architecture, loss weights and optimisation."""
+
+    PATH_KEYS: ClassVar[tuple[str, ...]] = ("data", "out")  # saved absolute (pathgen.config)
 
     data: list[str] = field(default_factory=list)  # `pathgen tile` output folders
     out: str = "runs/vae"

@@ -112,9 +112,12 @@ def test_cli_end_to_end_and_shipped_config(tiny_ldm_dir, tiny_tiles, tmp_path, c
     assert saved["model"] == str(tiny_ldm_dir) and saved["max_sources"] == 3
     assert len(ViewBank(out)) == 3
     assert Image.open(out / "grid.png").size == grid_size(2, 2, 32, label_px=11)
-    assert main(argv) == 0  # re-run: nothing left to do
     capsys.readouterr()
-    assert main(argv + ["--n-views", "3"]) == 2  # a different run into the same bank is refused
+    assert main(argv) == 2  # re-run without --resume: the existing bank is refused
+    assert f"{out}: already holds a run" in capsys.readouterr().err
+    assert main(argv + ["--resume"]) == 0  # nothing left to do
+    capsys.readouterr()
+    assert main(argv + ["--resume", "--n-views", "3"]) == 2  # a different run into the same bank is refused
     assert "different n_views" in capsys.readouterr().err
     assert main(["generate", str(tmp_path / "nope"), str(tiny_tiles), "--out", str(tmp_path / "x"),
                  "--no-progress"]) == 2

@@ -84,7 +84,10 @@ def test_report_compares_both_encoders(toy_run):
 
 def test_rerun_skips_every_stage(toy_run, capsys):
     cfg, _ = toy_run
-    assert main(["gensis", "--config", str(DEMO), *tiny_words(Path(cfg.tiles[0]), Path(cfg.out))]) == 0
+    words = ["gensis", "--config", str(DEMO), *tiny_words(Path(cfg.tiles[0]), Path(cfg.out))]
+    assert main(words) == 2  # the run exists: continuing it is asked for explicitly
+    assert "already holds a run" in capsys.readouterr().err
+    assert main([*words, "--resume"]) == 0
     printed = capsys.readouterr().out
     assert "running" not in printed and printed.count("skipped (complete") == len(gensis_stages(cfg))
     assert all(entry["status"] == "skipped" for entry in read_status(cfg.out).values())
