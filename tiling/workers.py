@@ -35,7 +35,15 @@ _JOIN_TIMEOUT_S = 5.0
 
 
 class WorkerCrashed(RuntimeError):
-    """The worker process running a task died before it answered; the message says how."""
+    """The worker process running a task died before it answered; `how` says how it ended."""
+
+    def __init__(self, how: str):
+        self.how = how
+        super().__init__(f"the worker process died while running this task ({how})")
+
+    def __reduce__(self) -> tuple:
+        """Rebuild from `how` (the constructor takes it, not the message)."""
+        return type(self), (self.how,)
 
 
 class TaskError(RuntimeError):
@@ -77,6 +85,7 @@ class ProcessPool:
         self._context.set_forkserver_preload(list(preload))
         self._initializer, self._initargs = initializer, initargs
         self._queue: deque[tuple[Future, Callable, object]] = deque()
+        self._settled: list[Future] = []  # failed while being handed out; returned by the next wait_any
         self._workers = [self._start_worker() for _ in range(n_workers)]
 
     def _start_worker(self) -> _Worker:
@@ -114,14 +123,19 @@ class ProcessPool:
                 worker.tasks.send((fn, arg))
             except OSError as err:  # the worker died between the check and the send
                 self._replace(worker)
-                future.set_exception(WorkerCrashed(f"the worker process died before it took this task ({err})"))
+                future.set_exception(WorkerCrashed(f"gone before it took the task: {err}"))
+                self._settled.append(future)
             except (pickle.PicklingError, TypeError, AttributeError) as err:
                 future.set_exception(TaskError(f"cannot send the task to a worker: {type(err).__name__}: {err}"))
+                self._settled.append(future)
             else:
                 worker.task = task
 
     def wait_any(self, timeout: float | None = None) -> list[Future]:
         """Block until at least one task finishes (or `timeout`); return the Futures that did."""
+        if self._settled:
+            settled, self._settled = self._settled, []
+            return settled
         busy = {w.tasks: w for w in self._workers if w.task is not None}
         busy.update({w.process.sentinel: w for w in self._workers if w.task is not None})
         if not busy:
@@ -143,7 +157,7 @@ class ProcessPool:
             worker.process.join(_JOIN_TIMEOUT_S)
             how = exit_description(worker.process.exitcode)
             self._replace(worker)
-            future.set_exception(WorkerCrashed(f"the worker process died while running this task ({how})"))
+            future.set_exception(WorkerCrashed(how))
             return future
         except Exception as err:  # noqa: BLE001 -- a reply the parent cannot unpickle fails its task only
             ok, value = False, TaskError(f"cannot read the worker's reply: {type(err).__name__}: {err}")

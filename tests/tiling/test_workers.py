@@ -142,7 +142,7 @@ _ORPHAN_SCRIPT = """
 import sys, time
 from tests.tiling.test_workers import sleep_then
 from tiling.workers import ProcessPool
-pool = ProcessPool(2, preload=PRELOAD)
+pool = ProcessPool(2, preload=("tiling.tile_slide",))
 for _ in range(2):
     pool.submit(sleep_then, 600)
 print(" ".join(map(str, pool.pids)), flush=True)
