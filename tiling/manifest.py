@@ -91,7 +91,7 @@ def read_manifest(out_dir: Path) -> dict[str, dict[str, str]]:
 
 def new_run_id() -> str:
     """A sortable id for one run, unique among runs started at once: UTC time and process id."""
-    return f"{dt.datetime.now(dt.timezone.utc):%Y%m%dT%H%M%SZ}-{os.getpid()}"
+    return f"{dt.datetime.now(dt.timezone.utc):%Y%m%dT%H%M%S.%fZ}-{os.getpid()}"
 
 
 def write_run_config(out_dir: Path, run_id: str, config: dict) -> Path:
