@@ -182,8 +182,17 @@ class _Scheduler:
         self.active: dict[str, _ActiveSlide] = {}
         self.out_dir, self.cfg, self.summary, self.bar = out_dir, cfg, summary, bar
         self.last_manifest = time.monotonic()
-        self.pool = (InlinePool() if cfg.workers == 0 else
-                     ProcessPool(cfg.workers, install_fault, (fault,), preload=_WORKER_PRELOAD))
+        self.fault = fault
+        self._pool: ProcessPool | InlinePool | None = None  # started on the first task: a re-run that
+        # only skips complete slides starts no process
+
+    @property
+    def pool(self) -> ProcessPool | InlinePool:
+        """The workers, started when first needed."""
+        if self._pool is None:
+            self._pool = (InlinePool() if self.cfg.workers == 0 else
+                          ProcessPool(self.cfg.workers, install_fault, (self.fault,), preload=_WORKER_PRELOAD))
+        return self._pool
 
     def run(self) -> None:
         """Process every job to a done, failed, skipped or locked row."""
@@ -191,11 +200,12 @@ class _Scheduler:
         try:
             while self.pending or self.shards or self.in_flight:
                 self._fill()
-                for future in self.pool.wait_any():
+                for future in self.pool.wait_any() if self.in_flight else []:
                     self._handle(future, self.in_flight.pop(future))
             finished = True
         finally:  # interrupted: kill the workers, their results are not wanted
-            self.pool.shutdown(kill=not finished)
+            if self._pool is not None:
+                self._pool.shutdown(kill=not finished)
             for slide in self.active.values():
                 slide.lock.release()
 

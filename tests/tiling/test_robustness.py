@@ -203,3 +203,15 @@ def test_kill_9_leaves_no_worker_and_a_live_lock_is_its_own_exit_status(good_sli
     assert "3 done, 0 failed, 0 skipped" in third.stdout
     assert all(is_complete(out / "tiles.zarr" / s) for s in GOOD)
     assert {row["status"] for row in read_manifest(out).values()} == {"done"}
+
+
+def test_a_rerun_with_nothing_to_do_starts_no_worker(good_slides, tmp_path, monkeypatch):
+    _run([good_slides], tmp_path / "out", 2)
+    import tiling.pipeline as pipeline
+
+    def no_pool(*args, **kwargs):
+        raise AssertionError("a worker pool was started for a run with nothing to tile")
+
+    monkeypatch.setattr(pipeline, "ProcessPool", no_pool)
+    summary, _ = _run([good_slides], tmp_path / "out", 2)
+    assert [row.status for row in summary.rows] == ["skipped"] * 3 and summary.exit_code == 0
