@@ -18,6 +18,7 @@ import shutil
 import sys
 import time
 from collections import deque
+from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -25,11 +26,19 @@ from pathlib import Path
 from tqdm import tqdm
 
 from tiling.config import TilingConfig
-from tiling.discover import (describe_ignored, discover_slides, override_for, read_mpp_overrides, select_shard,
-                             slide_ids)
+from tiling.discover import describe_ignored, discover_slides, override_for, read_mpp_overrides, select_shard, slide_ids
 from tiling.faults import fault_from_environment, fault_point, install_fault, parse_fault
-from tiling.manifest import (STATUSES, FileLock, ManifestRow, new_run_id, read_manifest, slide_lock, update_manifest,
-                             write_run_config, write_run_rows)
+from tiling.manifest import (
+    STATUSES,
+    FileLock,
+    ManifestRow,
+    new_run_id,
+    read_manifest,
+    slide_lock,
+    update_manifest,
+    write_run_config,
+    write_run_rows,
+)
 from tiling.qc import write_summary_html
 from tiling.reader import SlideError
 from tiling.store import TILES_DIR, ensure_root, is_complete, mark_complete, read_attrs
@@ -83,7 +92,7 @@ class InlinePool:
     def __init__(self) -> None:
         self._finished: list[Future] = []
 
-    def submit(self, fn, arg) -> Future:  # noqa: ANN001 -- the ProcessPool interface
+    def submit(self, fn: Callable, arg: object) -> Future:
         """Run `fn(arg)` now; its Future comes back from the next `wait_any`."""
         future: Future = Future()
         try:
@@ -220,7 +229,7 @@ class _Scheduler:
             else:
                 return
 
-    def _submit(self, slide_id: str, fn, arg) -> None:  # noqa: ANN001
+    def _submit(self, slide_id: str, fn: Callable, arg: object) -> None:
         self.active[slide_id].in_flight += 1
         self.in_flight[self.pool.submit(fn, arg)] = slide_id
 

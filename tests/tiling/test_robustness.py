@@ -185,7 +185,7 @@ def test_kill_9_leaves_no_worker_and_a_live_lock_is_its_own_exit_status(good_sli
         workers = _descendants(first.pid)
         assert len(workers) >= 3  # the fork server and two workers (and the resource tracker)
         env.pop(FAULT_ENV)
-        second = subprocess.run(_tile_cmd(good_slides, out), cwd=REPO, env=env, capture_output=True, text=True)
+        second = subprocess.run(_tile_cmd(good_slides, out), cwd=REPO, env=env, capture_output=True, text=True, check=False)
         assert second.returncode == 3, second.stderr
         assert "3 NOT tiled: locked by another live run (exit status 3" in second.stdout
         assert {row["status"] for row in read_manifest(out).values()} == {"locked"}
@@ -198,7 +198,7 @@ def test_kill_9_leaves_no_worker_and_a_live_lock_is_its_own_exit_status(good_sli
     finally:
         first.kill()
     third = subprocess.run(_tile_cmd(good_slides, out, "--workers", "2"), cwd=REPO, env=env,
-                           capture_output=True, text=True)
+                           capture_output=True, text=True, check=False)
     assert third.returncode == 0, third.stderr
     assert "3 done, 0 failed, 0 skipped" in third.stdout
     assert all(is_complete(out / "tiles.zarr" / s) for s in GOOD)
@@ -207,7 +207,7 @@ def test_kill_9_leaves_no_worker_and_a_live_lock_is_its_own_exit_status(good_sli
 
 def test_a_rerun_with_nothing_to_do_starts_no_worker(good_slides, tmp_path, monkeypatch):
     _run([good_slides], tmp_path / "out", 2)
-    import tiling.pipeline as pipeline
+    from tiling import pipeline
 
     def no_pool(*args, **kwargs):
         raise AssertionError("a worker pool was started for a run with nothing to tile")
@@ -215,3 +215,19 @@ def test_a_rerun_with_nothing_to_do_starts_no_worker(good_slides, tmp_path, monk
     monkeypatch.setattr(pipeline, "ProcessPool", no_pool)
     summary, _ = _run([good_slides], tmp_path / "out", 2)
     assert [row.status for row in summary.rows] == ["skipped"] * 3 and summary.exit_code == 0
+
+
+def test_plans_and_shard_tasks_pickle_round_trip(good_slides, tmp_path):
+    """What crosses the process boundary (a plan coming back, its shard tasks going out) survives pickling."""
+    import pickle
+
+    from tiling.tile_slide import SlideJob, plan_slide
+
+    job = SlideJob(good_slides / "good_1.tif", "good_1", tmp_path / "tiles.zarr" / "good_1", None)
+    plan = plan_slide(job, _cfg(0))
+    copy = pickle.loads(pickle.dumps(plan))
+    assert copy.job == plan.job and copy.level0_mpp == plan.level0_mpp and copy.n_tiles == plan.n_tiles > 0
+    for task, task_copy in zip(plan.shards, copy.shards, strict=True):
+        np.testing.assert_array_equal(task_copy.level0_xy, task.level0_xy)
+        np.testing.assert_array_equal(task_copy.row_col, task.row_col)
+        assert (task_copy.layout, task_copy.grid, task_copy.shard_index) == (task.layout, task.grid, task.shard_index)
