@@ -42,8 +42,8 @@ class TilingConfig:
     tile_size_px: int = 224
     overlap_px: int = 0
     min_tissue: float = 0.25  # keep tiles whose tissue fraction is at least this
-    workers: int = 1
-    shard: str = "1/1"  # "K/N": this machine tiles the K-th of N interleaved slide subsets
+    workers: int = 1  # worker processes (tiling.workers); 0 tiles in this process, without crash isolation
+    shard: str = "1/1"  # "K/N": this machine tiles the K-th of N interleaved slide subsets (CLI: Slurm env)
     mpp_override: str | None = None  # CSV with columns slide, mpp
     max_tiles_per_read: int = 16  # horizontal run of tiles fetched with one read_region
     reader_cache_mb: int = 256  # decoded-tile cache per worker: holds a row of a large slide's JPEG tiles

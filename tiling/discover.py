@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import math
+from collections.abc import Mapping
 from pathlib import Path
 
 SLIDE_SUFFIXES = {".svs", ".tif", ".tiff", ".ndpi", ".vms", ".vmu", ".scn", ".mrxs", ".svslide",
@@ -16,11 +17,14 @@ def discover_slides(inputs: list[str | Path]) -> tuple[list[Path], list[Path]]:
 
     A file named on the command line is always taken (and fails clearly if it is not a slide);
     inside folders only files with a slide suffix are taken, so READMEs and CSVs beside the
-    slides are passed over rather than reported as broken slides.
+    slides are passed over rather than reported as broken slides. An input that does not exist
+    is a ValueError naming it (a typo must not start a run that tiles nothing).
     """
     slides: set[Path] = set()
     ignored: list[Path] = []
     for item in map(Path, inputs):
+        if not item.exists():
+            raise ValueError(f"{item}: no such file or folder")
         if item.is_dir():
             for path in item.rglob("*"):
                 if not path.is_file() or path.name.startswith("."):
@@ -29,6 +33,37 @@ def discover_slides(inputs: list[str | Path]) -> tuple[list[Path], list[Path]]:
         else:
             slides.add(item.absolute())
     return sorted(slides), sorted(ignored)
+
+
+def describe_ignored(ignored: list[Path], shown: int = 3) -> str:
+    """'ignored N files without a slide suffix: a, b, c and K more' (empty when none were)."""
+    if not ignored:
+        return ""
+    names = ", ".join(str(path) for path in ignored[:shown])
+    more = f" and {len(ignored) - shown} more" if len(ignored) > shown else ""
+    return f"ignored {len(ignored)} file{'s' * (len(ignored) != 1)} without a slide suffix: {names}{more}"
+
+
+def shard_from_environment(environ: Mapping[str, str]) -> str | None:
+    """The `K/N` shard of a Slurm job-array task, or None outside a job array.
+
+    Slurm numbers array tasks from SLURM_ARRAY_TASK_MIN in steps of SLURM_ARRAY_TASK_STEP (1 when
+    unset), with SLURM_ARRAY_TASK_COUNT tasks in all; task ids 0-15 or 1-16 both map to 1/16..16/16.
+    Arrays given as an irregular list of ids (`--array=1,4,9`) cannot be mapped: ValueError.
+    """
+    if "SLURM_ARRAY_TASK_ID" not in environ:
+        return None
+    names = ("SLURM_ARRAY_TASK_ID", "SLURM_ARRAY_TASK_MIN", "SLURM_ARRAY_TASK_COUNT")
+    try:
+        task_id, task_min, count = (int(environ[name]) for name in names)
+        step = int(environ.get("SLURM_ARRAY_TASK_STEP", "1"))
+    except (KeyError, ValueError) as err:
+        raise ValueError(f"cannot take the shard from the environment ({err}): give --shard K/N") from err
+    position, off_step = divmod(task_id - task_min, step) if step > 0 else (-1, 1)
+    if off_step or not 0 <= position < count:
+        raise ValueError(f"SLURM_ARRAY_TASK_ID={task_id} is not task min {task_min} + k×step {step} for k < "
+                         f"count {count} (an irregular --array list?): give --shard K/N")
+    return f"{position + 1}/{count}"
 
 
 def select_shard(slides: list[Path], shard: str) -> list[Path]:

@@ -5,6 +5,11 @@ workers speed up one large slide as well as many small ones. Slides are finished
 order (shards first, a new slide only when a worker would otherwise wait), which keeps the
 number of half-written stores small when a run is killed. Each slide is tiled under a file lock,
 so two runs sharing an output folder never write the same store.
+
+Failure isolation: every error a task raises comes back to this process as itself (the project's
+exception types pickle) and fails only the slide it belongs to; a worker that dies (a crash in a
+decoder, the OOM killer) fails only the slide whose task it held (tiling.workers). Workers exit
+with the main process, so a killed run leaves no process holding a slide's lock.
 """
 
 from __future__ import annotations
@@ -13,23 +18,39 @@ import shutil
 import sys
 import time
 from collections import deque
-from concurrent.futures import FIRST_COMPLETED, Executor, Future, ProcessPoolExecutor, wait
-from concurrent.futures.process import BrokenProcessPool
+from collections.abc import Callable
+from concurrent.futures import Future
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from tqdm import tqdm
 
 from tiling.config import TilingConfig
-from tiling.discover import discover_slides, override_for, read_mpp_overrides, select_shard, slide_ids
-from tiling.manifest import FileLock, ManifestRow, read_manifest, slide_lock, update_manifest
+from tiling.discover import describe_ignored, discover_slides, override_for, read_mpp_overrides, select_shard, slide_ids
+from tiling.faults import fault_from_environment, fault_point, install_fault, parse_fault
+from tiling.manifest import (
+    STATUSES,
+    FileLock,
+    ManifestRow,
+    new_run_id,
+    read_manifest,
+    slide_lock,
+    update_manifest,
+    write_run_config,
+    write_run_rows,
+)
 from tiling.qc import write_summary_html
 from tiling.reader import SlideError
 from tiling.store import TILES_DIR, ensure_root, is_complete, mark_complete, read_attrs
 from tiling.tile_slide import ShardTask, SlideJob, SlidePlan, elapsed, fill_shard, now_iso, plan_slide
+from tiling.workers import ProcessPool, WorkerCrashed
 
 QC_DIR = "qc"
+EXIT_FAILED = 1  # at least one slide failed
+EXIT_START_ERROR = 2  # the run could not start (bad input path, option or output folder)
+EXIT_LOCKED = 3  # nothing failed, but some slides were left to another live run holding their locks
 _MANIFEST_EVERY_S = 5.0
+_WORKER_PRELOAD = ("tiling.tile_slide",)  # imported once by the fork server, so workers start in ms
 
 
 class OutputError(Exception):
@@ -41,6 +62,7 @@ class RunSummary:
     """What one `pathgen tile` run did, slide by slide."""
 
     out_dir: Path
+    run_id: str = ""
     rows: list[ManifestRow] = field(default_factory=list)
 
     def count(self, status: str) -> int:
@@ -49,20 +71,44 @@ class RunSummary:
 
     @property
     def exit_code(self) -> int:
-        """0 when no slide failed, 1 otherwise."""
-        return 1 if self.count("failed") else 0
+        """1 when a slide failed; else 3 when a slide was left to another live run; else 0."""
+        if self.count("failed"):
+            return EXIT_FAILED
+        return EXIT_LOCKED if self.count("locked") else 0
+
+    def line(self) -> str:
+        """The one-line account of the run: counts per status, locked slides called out."""
+        text = (f"{self.count('done')} done, {self.count('failed')} failed, "
+                f"{self.count('skipped')} skipped (already complete)")
+        if self.count("locked"):
+            text += (f", {self.count('locked')} NOT tiled: locked by another live run (exit status {EXIT_LOCKED};"
+                     " re-run when it ends)")
+        return text
 
 
-class InlineExecutor(Executor):
-    """Runs each task at submission in this process: `--workers 1` without a pool."""
+class InlinePool:
+    """Runs each task at submission in this process (`workers: 0`, for debugging: no crash isolation)."""
 
-    def submit(self, fn, /, *args, **kwargs) -> Future:  # noqa: ANN001 (Executor's signature)
+    def __init__(self) -> None:
+        self._finished: list[Future] = []
+
+    def submit(self, fn: Callable, arg: object) -> Future:
+        """Run `fn(arg)` now; its Future comes back from the next `wait_any`."""
         future: Future = Future()
         try:
-            future.set_result(fn(*args, **kwargs))
+            future.set_result(fn(arg))
         except Exception as err:  # noqa: BLE001 -- delivered to the caller through the future
             future.set_exception(err)
+        self._finished.append(future)
         return future
+
+    def wait_any(self, timeout: float | None = None) -> list[Future]:
+        """The Futures finished since the last call."""
+        finished, self._finished = self._finished, []
+        return finished
+
+    def shutdown(self, kill: bool = False) -> None:
+        """Nothing to stop."""
 
 
 def prepare_output(out_dir: str | Path) -> Path:
@@ -79,8 +125,13 @@ def prepare_output(out_dir: str | Path) -> Path:
     return out_dir
 
 
-def make_jobs(inputs: list[str | Path], out_dir: Path, cfg: TilingConfig) -> tuple[list[SlideJob], int]:
-    """One job per slide of this machine's shard; also how many folder files were ignored."""
+def make_jobs(inputs: list[str | Path], out_dir: Path, cfg: TilingConfig) -> tuple[list[SlideJob], list[Path]]:
+    """One job per slide of this machine's shard, and the folder files ignored; writes nothing.
+
+    Raises ValueError for a missing input, no slides, a bad shard or override file.
+    """
+    if cfg.workers < 0:
+        raise ValueError(f"workers must be 0 (tile in this process) or more, got {cfg.workers}")
     slides, ignored = discover_slides(inputs)
     if not slides:
         raise ValueError(f"no slides found in {', '.join(map(str, inputs)) or 'the inputs'}")
@@ -89,21 +140,30 @@ def make_jobs(inputs: list[str | Path], out_dir: Path, cfg: TilingConfig) -> tup
     jobs = [SlideJob(path, ids[path], out_dir / TILES_DIR / ids[path],
                      out_dir / QC_DIR / f"{ids[path]}.png" if cfg.qc else None, override_for(path, overrides))
             for path in select_shard(slides, cfg.shard)]
-    return jobs, len(ignored)
+    return jobs, ignored
 
 
 def run_tiling(inputs: list[str | Path], out_dir: str | Path, cfg: TilingConfig, progress: bool = True) -> RunSummary:
-    """Tile every slide in `inputs` into `out_dir`; one bad slide never stops the others."""
+    """Tile every slide in `inputs` into `out_dir`; one bad slide never stops the others.
+
+    Inputs are checked before anything is written (ValueError, OutputError); the resolved config
+    is saved as `runs/<run id>.yaml` and this run's rows as `runs/<run id>.csv` beside the manifest.
+    """
+    out_dir = Path(out_dir).resolve()
+    jobs, ignored = make_jobs(inputs, out_dir, cfg)
+    fault = fault_from_environment()
+    parse_fault(fault)  # a malformed test hook is a start-up error, not a crash in every worker
     out_dir = prepare_output(out_dir)
-    jobs, n_ignored = make_jobs(inputs, out_dir, cfg)
-    if n_ignored:
-        print(f"pathgen tile: ignored {n_ignored} files without a slide suffix", file=sys.stderr)
-    summary = RunSummary(out_dir)
+    summary = RunSummary(out_dir, new_run_id())
+    write_run_config(out_dir, summary.run_id, asdict(cfg))
+    if ignored:
+        print(f"pathgen tile: {describe_ignored(ignored)}", file=sys.stderr)
     try:
         with tqdm(total=0, unit="tile", disable=not progress, dynamic_ncols=True) as bar:
-            _Scheduler(jobs, out_dir, cfg, summary, bar).run()
+            _Scheduler(jobs, out_dir, cfg, summary, bar, fault).run()
     finally:  # an interrupted run still records the slides it finished
         update_manifest(out_dir, summary.rows)
+        write_run_rows(out_dir, summary.run_id, summary.rows)
     write_summary_html(out_dir / QC_DIR / "index.html", list(read_manifest(out_dir).values()), ".")
     return summary
 
@@ -123,30 +183,38 @@ class _ActiveSlide:
 class _Scheduler:
     """Keeps the pool busy with plan and shard tasks and turns their results into manifest rows."""
 
-    def __init__(self, jobs: list[SlideJob], out_dir: Path, cfg: TilingConfig, summary: RunSummary, bar: tqdm):
+    def __init__(self, jobs: list[SlideJob], out_dir: Path, cfg: TilingConfig, summary: RunSummary, bar: tqdm,
+                 fault: str | None = None):
         self.pending = deque(jobs)
         self.shards: deque[ShardTask] = deque()
         self.in_flight: dict[Future, str] = {}
         self.active: dict[str, _ActiveSlide] = {}
         self.out_dir, self.cfg, self.summary, self.bar = out_dir, cfg, summary, bar
         self.last_manifest = time.monotonic()
-        self.pool = self._new_pool()
+        self.fault = fault
+        self._pool: ProcessPool | InlinePool | None = None  # started on the first task: a re-run that
+        # only skips complete slides starts no process
 
-    def _new_pool(self) -> Executor:
-        return InlineExecutor() if self.cfg.workers <= 1 else ProcessPoolExecutor(self.cfg.workers)
+    @property
+    def pool(self) -> ProcessPool | InlinePool:
+        """The workers, started when first needed."""
+        if self._pool is None:
+            self._pool = (InlinePool() if self.cfg.workers == 0 else
+                          ProcessPool(self.cfg.workers, install_fault, (self.fault,), preload=_WORKER_PRELOAD))
+        return self._pool
 
     def run(self) -> None:
-        """Process every job to a done, failed or skipped row."""
+        """Process every job to a done, failed, skipped or locked row."""
+        finished = False
         try:
             while self.pending or self.shards or self.in_flight:
                 self._fill()
-                if self.in_flight:
-                    done, _ = wait(list(self.in_flight), return_when=FIRST_COMPLETED)
-                    for future in done:
-                        if future in self.in_flight:  # a pool restart may have settled it already
-                            self._handle(future, self.in_flight.pop(future))
-        finally:
-            self.pool.shutdown(wait=True, cancel_futures=True)
+                for future in self.pool.wait_any() if self.in_flight else []:
+                    self._handle(future, self.in_flight.pop(future))
+            finished = True
+        finally:  # interrupted: kill the workers, their results are not wanted
+            if self._pool is not None:
+                self._pool.shutdown(kill=not finished)
             for slide in self.active.values():
                 slide.lock.release()
 
@@ -157,18 +225,18 @@ class _Scheduler:
                 self._start(self.pending.popleft())
             elif self.shards:
                 task = self.shards.popleft()
-                self._submit(task.job.slide_id, fill_shard, task)
+                self._submit(task.job.slide_id, fill_shard_task, task)
             else:
                 return
 
-    def _submit(self, slide_id: str, fn, arg) -> None:  # noqa: ANN001
+    def _submit(self, slide_id: str, fn: Callable, arg: object) -> None:
         self.active[slide_id].in_flight += 1
         self.in_flight[self.pool.submit(fn, arg)] = slide_id
 
     def _start(self, job: SlideJob) -> None:
         lock = slide_lock(self.out_dir, job.slide_id)
         if not lock.acquire():
-            self._record(job, "skipped", "being tiled by another run (its lock is held)")
+            self._record(job, "locked", "NOT tiled: another live run holds this slide's lock; re-run when it ends")
             return
         if is_complete(job.group_path):
             lock.release()
@@ -191,9 +259,9 @@ class _Scheduler:
         slide.in_flight -= 1
         try:
             result = future.result()
-        except BrokenProcessPool:
-            self._fail(slide, "a worker process died while tiling this slide (out of memory or a crash in the reader)")
-            self._restart_pool()
+        except WorkerCrashed as err:
+            self._fail(slide, f"the worker process tiling this slide died ({err.how}): out of memory, or a crash "
+                              "in the slide reader; a re-run retries it")
         except Exception as err:  # noqa: BLE001 -- one bad slide must never stop the folder
             self._fail(slide, err.problem if isinstance(err, SlideError) else f"{type(err).__name__}: {err}")
         else:
@@ -236,21 +304,10 @@ class _Scheduler:
         slide.lock.release()
         self._record(slide.job, "failed", slide.failed, seconds=elapsed(slide.t0))
 
-    def _restart_pool(self) -> None:
-        for future, slide_id in list(self.in_flight.items()):
-            self.in_flight.pop(future)
-            self.active[slide_id].in_flight -= 1
-            self._fail(self.active[slide_id], "a worker process died while tiling this slide")
-        for slide in [s for s in self.active.values() if s.failed and s.in_flight == 0]:
-            self._close_failed(slide)
-        self.pool.shutdown(wait=False, cancel_futures=True)
-        self.pool = self._new_pool()
-
     def _record(self, job: SlideJob, status: str, reason: str, **values) -> None:
         self.summary.rows.append(ManifestRow(job.slide_id, str(job.slide_path), status, reason,
-                                             finished=now_iso(), **values))
-        self.bar.set_postfix_str(f"slides done {self.summary.count('done')} failed {self.summary.count('failed')}"
-                                 f" skipped {self.summary.count('skipped')}")
+                                             finished=now_iso(), run=self.summary.run_id, **values))
+        self.bar.set_postfix_str(", ".join(f"{status} {self.summary.count(status)}" for status in STATUSES))
         if time.monotonic() - self.last_manifest > _MANIFEST_EVERY_S:
             update_manifest(self.out_dir, self.summary.rows)
             self.last_manifest = time.monotonic()
@@ -258,7 +315,14 @@ class _Scheduler:
 
 def plan_slide_task(args: tuple[SlideJob, TilingConfig]) -> SlidePlan:
     """Pool entry point for planning (one picklable argument)."""
+    fault_point("plan", args[0].slide_path)
     return plan_slide(*args)
+
+
+def fill_shard_task(task: ShardTask) -> int:
+    """Pool entry point for filling one shard."""
+    fault_point("shard", task.job.slide_path, task.shard_index)
+    return fill_shard(task)
 
 
 _CHECKED_PARAMETERS = ("target_mpp", "tile_size_px", "overlap_px", "min_tissue")

@@ -32,6 +32,10 @@ class SlideError(Exception):
         self.problem = problem
         super().__init__(f"{path}: {problem}")
 
+    def __reduce__(self) -> tuple:
+        """Rebuild from (path, problem): a worker's error must unpickle in the parent process."""
+        return type(self), (self.path, self.problem)
+
 
 @dataclass(frozen=True)
 class Resolution:

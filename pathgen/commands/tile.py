@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import os
+import sys
 from pathlib import Path
 
-from pathgen.config import ConfigError, load_config, save_config
+from pathgen.config import ConfigError, load_config
 from pathgen.errors import report_failure
+from tiling.discover import shard_from_environment
 
 # command-line flag → config key; flags win over the YAML and over key=value overrides
 FLAG_KEYS = {"mpp": "target_mpp", "tile_size": "tile_size_px", "overlap": "overlap_px",
@@ -26,8 +29,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--tile-size", type=int, help="tile side in pixels at the target mpp (default 224)")
     parser.add_argument("--overlap", type=int, help="overlap of neighbouring tiles in pixels (default 0)")
     parser.add_argument("--min-tissue", type=float, help="minimum tissue fraction of a kept tile (default 0.25)")
-    parser.add_argument("--workers", type=int, help="worker processes (default 1)")
-    parser.add_argument("--shard", help="K/N: tile only the K-th of N slide subsets (job arrays)")
+    parser.add_argument("--workers", type=int, help="worker processes (default 1; 0: tile in this process, "
+                                                    "no crash isolation)")
+    parser.add_argument("--shard", help="K/N: tile only the K-th of N slide subsets (job arrays); default: "
+                                        "from SLURM_ARRAY_TASK_ID/_MIN/_COUNT/_STEP in a Slurm job array, else 1/1")
     parser.add_argument("--mpp-override", help="CSV with columns slide,mpp for slides whose files lack it")
     parser.add_argument("--codec", choices=["zstd", "jpeg"], help="tile compression (default zstd, lossless)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -44,23 +49,33 @@ def resolve_config(args: argparse.Namespace):  # noqa: ANN201 -- TilingConfig, i
         value = getattr(args, flag)
         if value is not None:
             overrides.append(f"{key}={value}")
-    return load_config(TilingConfig, args.config, overrides)
+    cfg = load_config(TilingConfig, args.config, overrides)
+    if not any(word.startswith("shard=") for word in overrides):
+        cfg.shard = _shard_from_slurm() or cfg.shard
+    return cfg
+
+
+def _shard_from_slurm() -> str | None:
+    """The shard of this Slurm array task, announced on stderr; None outside a job array."""
+    shard = shard_from_environment(os.environ)
+    if shard is not None:
+        print(f"pathgen tile: shard {shard} from SLURM_ARRAY_TASK_ID={os.environ['SLURM_ARRAY_TASK_ID']}",
+              file=sys.stderr)
+    return shard
 
 
 def run(args: argparse.Namespace) -> int:
-    """Tile the inputs; exit status 1 if any slide failed, 2 if the run could not start."""
+    """Tile the inputs. Exit status: 0 all tiled, 1 a slide failed, 2 the run could not start,
+    3 nothing failed but some slides were left to another live run that holds their locks."""
     # lazy: start-up time (a command loads its stage, and torch, only when it runs)
-    from tiling.pipeline import OutputError, prepare_output, run_tiling
+    from tiling.pipeline import EXIT_START_ERROR, OutputError, run_tiling
 
-    inputs = args.inputs
     try:
         cfg = resolve_config(args)
-        out_dir = prepare_output(args.out)
-        save_config(cfg, out_dir / "config.yaml")
-        summary = run_tiling(inputs, out_dir, cfg, progress=not args.no_progress)
+        summary = run_tiling(args.inputs, args.out, cfg, progress=not args.no_progress)
     except (ConfigError, OutputError, ValueError) as err:
-        return report_failure("tile", err, 2)
-    print(f"pathgen tile: {summary.count('done')} done, {summary.count('failed')} failed, "
-          f"{summary.count('skipped')} skipped → {out_dir}/tiles.zarr, QC {out_dir}/qc/index.html, "
-          f"manifest {out_dir}/manifest.csv")
+        return report_failure("tile", err, EXIT_START_ERROR)
+    out_dir = summary.out_dir
+    print(f"pathgen tile: {summary.line()} → {out_dir}/tiles.zarr, QC {out_dir}/qc/index.html, "
+          f"manifest {out_dir}/manifest.csv, config {out_dir}/runs/{summary.run_id}.yaml")
     return summary.exit_code

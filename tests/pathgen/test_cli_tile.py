@@ -22,7 +22,7 @@ def test_synth_tile_export_end_to_end(tmp_path, capsys):
                  "--pen-strokes", "1"]) == 0
     assert main(["tile", str(tmp_path / "slides"), "--out", str(tmp_path / "out"), "--workers", "2",
                  "--no-progress", "tissue.min_region_mm2=0.01", "--min-tissue", "0.5"]) == 0
-    resolved = yaml.safe_load((tmp_path / "out" / "config.yaml").read_text())
+    resolved = yaml.safe_load(next((tmp_path / "out" / "runs").glob("*.yaml")).read_text())
     assert resolved["min_tissue"] == 0.5 and resolved["tissue"]["min_region_mm2"] == 0.01
     assert "2 done" in capsys.readouterr().out
     assert main(["export-coords", str(tmp_path / "out"), "--out", str(tmp_path / "h5")]) == 0

@@ -4,7 +4,8 @@ from pathlib import Path
 
 import pytest
 
-from tiling.discover import discover_slides, override_for, read_mpp_overrides, select_shard, slide_ids
+from tiling.discover import (describe_ignored, discover_slides, override_for, read_mpp_overrides, select_shard,
+                             shard_from_environment, slide_ids)
 from tiling.manifest import FileLock, ManifestRow, read_manifest, update_manifest
 
 
@@ -77,3 +78,39 @@ def test_file_lock_is_exclusive(tmp_path):
     first.release()
     assert second.acquire()
     second.release()
+
+
+def test_a_missing_input_is_refused_by_name(tmp_path):
+    with pytest.raises(ValueError, match=r"nope\.svs: no such file or folder"):
+        discover_slides([tmp_path, tmp_path / "nope.svs"])
+
+
+def test_ignored_files_are_named_first_few_then_counted():
+    assert describe_ignored([]) == ""
+    assert describe_ignored([Path("a.txt")]) == "ignored 1 file without a slide suffix: a.txt"
+    names = [Path(f"{c}.csv") for c in "abcde"]
+    assert describe_ignored(names) == "ignored 5 files without a slide suffix: a.csv, b.csv, c.csv and 2 more"
+
+
+@pytest.mark.parametrize(("environ", "shard"), [
+    ({}, None),
+    ({"SLURM_ARRAY_TASK_ID": "0", "SLURM_ARRAY_TASK_MIN": "0", "SLURM_ARRAY_TASK_COUNT": "16"}, "1/16"),
+    ({"SLURM_ARRAY_TASK_ID": "16", "SLURM_ARRAY_TASK_MIN": "1", "SLURM_ARRAY_TASK_COUNT": "16"}, "16/16"),
+    ({"SLURM_ARRAY_TASK_ID": "7", "SLURM_ARRAY_TASK_MIN": "5", "SLURM_ARRAY_TASK_COUNT": "4"}, "3/4"),
+    ({"SLURM_ARRAY_TASK_ID": "14", "SLURM_ARRAY_TASK_MIN": "0", "SLURM_ARRAY_TASK_COUNT": "8",
+      "SLURM_ARRAY_TASK_STEP": "2"}, "8/8"),
+])
+def test_shard_from_a_slurm_job_array(environ, shard):
+    assert shard_from_environment(environ) == shard
+
+
+@pytest.mark.parametrize("environ", [
+    {"SLURM_ARRAY_TASK_ID": "9", "SLURM_ARRAY_TASK_MIN": "1", "SLURM_ARRAY_TASK_COUNT": "3"},  # --array=1,4,9
+    {"SLURM_ARRAY_TASK_ID": "3", "SLURM_ARRAY_TASK_MIN": "0", "SLURM_ARRAY_TASK_COUNT": "8",
+     "SLURM_ARRAY_TASK_STEP": "2"},
+    {"SLURM_ARRAY_TASK_ID": "2"},
+    {"SLURM_ARRAY_TASK_ID": "x", "SLURM_ARRAY_TASK_MIN": "0", "SLURM_ARRAY_TASK_COUNT": "2"},
+])
+def test_an_unmappable_slurm_array_asks_for_shard(environ):
+    with pytest.raises(ValueError, match="--shard K/N"):
+        shard_from_environment(environ)

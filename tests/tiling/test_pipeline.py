@@ -11,11 +11,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
 from PIL import Image
 
 from tiling.config import TilingConfig
 from tiling.manifest import read_manifest, slide_lock
-from tiling.pipeline import OutputError, prepare_output, run_tiling
+from tiling.pipeline import EXIT_LOCKED, OutputError, prepare_output, run_tiling
 from tiling.reader import open_slide
 from tiling.store import is_complete, open_store, open_tile_folder
 from tiling.synthetic import SyntheticSlideSpec, write_synthetic_slide
@@ -76,11 +77,25 @@ def test_rerun_skips_complete_slides(synthetic_dir, tmp_path):
     assert all(row["status"] == "done" for row in manifest.values())  # the record of the run that tiled them
 
 
-def test_rerun_with_other_parameters_is_refused(synthetic_dir, tmp_path):
-    _run([synthetic_dir / "normal_b.tif"], tmp_path / "out")
+def test_rerun_with_other_parameters_is_refused_and_keeps_the_record(synthetic_dir, tmp_path):
+    first, before = _run([synthetic_dir / "normal_b.tif"], tmp_path / "out")
     summary, manifest = _run([synthetic_dir / "normal_b.tif"], tmp_path / "out", target_mpp=1.0)
     assert summary.exit_code == 1
-    assert "target_mpp=0.5 (this run: 1.0)" in manifest["normal_b"]["reason"]
+    assert "target_mpp=0.5 (this run: 1.0)" in summary.rows[0].reason
+    assert manifest == before and manifest["normal_b"]["status"] == "done"  # the run that did the work
+    assert manifest["normal_b"]["run"] == first.run_id
+    runs = tmp_path / "out" / "runs"
+    configs = {path.stem: yaml.safe_load(path.read_text()) for path in runs.glob("*.yaml")}
+    assert configs[first.run_id]["target_mpp"] == 0.5 and configs[summary.run_id]["target_mpp"] == 1.0
+    refused = read_csv_rows(runs / f"{summary.run_id}.csv")
+    assert refused[0]["status"] == "failed" and "use another --out" in refused[0]["reason"]
+
+
+def read_csv_rows(path: Path) -> list[dict]:
+    import csv
+
+    with path.open(newline="") as handle:
+        return list(csv.DictReader(handle))
 
 
 def test_interrupted_run_resumes_to_identical_stores(synthetic_dir, tmp_path, monkeypatch):
@@ -98,7 +113,7 @@ def test_interrupted_run_resumes_to_identical_stores(synthetic_dir, tmp_path, mo
 
     monkeypatch.setattr(pipeline, "fill_shard", dying_fill)
     with pytest.raises(KeyboardInterrupt):
-        _run([synthetic_dir / "tumor_a.tif"], tmp_path / "killed", **{"store": _small_shards()})
+        _run([synthetic_dir / "tumor_a.tif"], tmp_path / "killed", workers=0, **{"store": _small_shards()})
     group = tmp_path / "killed" / "tiles.zarr" / "tumor_a"
     assert group.exists() and not is_complete(group)
     monkeypatch.setattr(pipeline, "fill_shard", real_fill)
@@ -183,7 +198,7 @@ def test_mpp_override_csv_rescues_a_slide_without_mpp(tmp_path):
     assert open_store(tmp_path / "out" / "tiles.zarr" / "nompp").attrs["slide"]["mpp_source"] == "--mpp-override"
 
 
-def test_a_slide_locked_by_another_run_is_skipped(synthetic_dir, tmp_path):
+def test_a_slide_locked_by_another_run_is_not_success(synthetic_dir, tmp_path):
     out = prepare_output(tmp_path / "out")
     lock = slide_lock(out, "normal_b")
     assert lock.acquire()
@@ -191,8 +206,13 @@ def test_a_slide_locked_by_another_run_is_skipped(synthetic_dir, tmp_path):
         summary, manifest = _run([synthetic_dir], out)
     finally:
         lock.release()
-    assert manifest["normal_b"]["status"] == "skipped" and "lock" in manifest["normal_b"]["reason"]
+    assert manifest["normal_b"]["status"] == "locked" and "another live run" in manifest["normal_b"]["reason"]
     assert manifest["tumor_a"]["status"] == "done"
+    assert summary.exit_code == EXIT_LOCKED == 3
+    assert summary.line() == ("1 done, 0 failed, 0 skipped (already complete), 1 NOT tiled: locked by another "
+                              "live run (exit status 3; re-run when it ends)")
+    again, manifest = _run([synthetic_dir], out)  # the lock is free now: the slide is tiled
+    assert again.exit_code == 0 and manifest["normal_b"]["status"] == "done"
 
 
 def test_shards_split_the_folder_between_runs(synthetic_dir, tmp_path):
@@ -225,8 +245,11 @@ def test_two_runs_on_one_output_folder_at_once(synthetic_dir, tmp_path):
     out = tmp_path / "out"
     cmd = [sys.executable, "-m", "pathgen.cli", "tile", str(synthetic_dir), "--out", str(out), "--no-progress",
            "store.tiles_per_shard=4"]
-    runs = [subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE) for _ in range(2)]
-    assert [run.wait() for run in runs] == [0, 0]
+    runs = [subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            for _ in range(2)]
+    results = [(run.wait(), run.stdout.read()) for run in runs]
+    for code, stdout in results:  # 3: it found a slide the other run was tiling, and says so
+        assert code == 0 or (code == 3 and "locked by another live run" in stdout), (code, stdout)
     manifest = read_manifest(out)
     assert {row["status"] for row in manifest.values()} == {"done"}  # a skip never hides the run that tiled it
     assert sorted(manifest) == ["normal_b", "tumor_a"]
