@@ -119,3 +119,19 @@ def test_split_tables_keeps_a_decodable_pair():
     tables, abbreviated = split_tables(stream)
     assert b"\xff\xdb" in tables and b"\xff\xdb" not in abbreviated and b"\xff\xc4" not in abbreviated
     assert len(tables) + len(abbreviated) == len(stream) + 4  # one extra SOI and EOI
+
+
+def test_two_worker_run_records_the_read_path_and_openslide_pixels(synthetic_dir, tmp_path):
+    from tiling.config import TilingConfig
+    from tiling.pipeline import run_tiling
+    from tiling.store import open_store
+
+    run_tiling([str(synthetic_dir)], tmp_path / "out", TilingConfig(workers=2), progress=False)
+    for name in ("tumor_a", "normal_b"):
+        store = open_store(tmp_path / "out" / "tiles.zarr" / name)
+        assert store.attrs["slide"]["read_path"] == "tiff-jpeg"
+        level = store.attrs["tiling"]["read_level"]
+        for index in [0, len(store) // 3, len(store) - 1]:
+            xy = tuple(int(v) for v in store.coords[index])
+            np.testing.assert_array_equal(store[index], _openslide_rgb(synthetic_dir / f"{name}.tif", xy, level,
+                                                                       (224, 224)))
