@@ -36,6 +36,9 @@ class SlideError(Exception):
         self.problem = problem
         super().__init__(f"{path}: {problem}")
 
+    def __reduce__(self):
+        return SlideError, (self.path, self.problem)  # it crosses from worker processes
+
 
 @dataclass(frozen=True)
 class Resolution:

@@ -135,3 +135,11 @@ def test_two_worker_run_records_the_read_path_and_openslide_pixels(synthetic_dir
             xy = tuple(int(v) for v in store.coords[index])
             np.testing.assert_array_equal(store[index], _openslide_rgb(synthetic_dir / f"{name}.tif", xy, level,
                                                                        (224, 224)))
+
+
+def test_decode_errors_cross_process_boundaries_intact(tmp_path):
+    import pickle
+
+    error = pickle.loads(pickle.dumps(SlideError(tmp_path / "s.tif", "cannot decode region")))
+    assert (error.path, error.problem, str(error)) == (str(tmp_path / "s.tif"), "cannot decode region",
+                                                       f"{tmp_path / 's.tif'}: cannot decode region")
