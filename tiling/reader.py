@@ -17,10 +17,14 @@ import numpy as np
 import openslide
 from PIL import Image, UnidentifiedImageError
 
+from tiling.tiff_tiles import READ_PATH, TiffTileReader, open_tiff_tiles
+
 Image.MAX_IMAGE_PIXELS = 4_000_000_000  # plain images are whole slides; the limit is memory
 
 _CM_PER_UNIT = {"centimeter": 1.0, "inch": 2.54, "millimeter": 0.1, "micrometer": 1e-4}
 _THUMBNAIL_STRIP_BYTES = 64 * 2**20
+_DIRECT_VENDORS = ("generic-tiff", "aperio")  # TIFF layouts whose levels are plain tiled pages
+_DIRECT_CACHE_MB = 64  # decoded-tile cache of the direct reader when the caller asks for none
 _IMPLAUSIBLE_MPP = 50.0  # coarser than a 0.2× objective: 72/96/300-dpi defaults land at 85–1000 µm/px
 
 
@@ -93,8 +97,9 @@ class Slide:
     """
 
     def __init__(self, path: Path, backend: openslide.AbstractSlide, resolution: Resolution,
-                 vendor: str):
+                 vendor: str, direct: TiffTileReader | None = None):
         self.path = path
+        self._direct = direct
         self._backend = backend
         self.level0_mpp = resolution.mpp
         self.mpp_source = resolution.source
@@ -111,8 +116,23 @@ class Slide:
         """Microns per pixel of a pyramid level."""
         return self.level0_mpp * self.level_downsamples[level]
 
+    def read_path(self, level: int) -> str:
+        """Which code decodes `level`: "tiff-jpeg" (the file's own tiles) or "openslide"."""
+        return READ_PATH if self._direct is not None and level in self._direct.levels else "openslide"
+
     def read_rgb(self, level0_xy: tuple[int, int], level: int, size_wh: tuple[int, int]) -> np.ndarray:
-        """RGB uint8 (h, w, 3) region; transparent (unscanned) pixels become white glass."""
+        """RGB uint8 (h, w, 3) region; transparent (unscanned) pixels become white glass.
+
+        JPEG-tiled TIFF levels are decoded from the file's own tiles (tiling/tiff_tiles.py, the
+        same pixels as OpenSlide's, faster); everything else goes through OpenSlide.
+        """
+        level_xy = (level0_xy[0] / self.level_downsamples[level], level0_xy[1] / self.level_downsamples[level])
+        if self._direct is not None and self._direct.can_read(level, level_xy):
+            try:
+                return self._direct.read_rgb(level, (int(level_xy[0]), int(level_xy[1])), size_wh)
+            except OSError as err:
+                raise SlideError(self.path, f"cannot decode region at level-0 {tuple(level0_xy)}, "
+                                            f"level {level}: {err}") from err
         try:
             rgba = np.asarray(self._backend.read_region(level0_xy, level, size_wh))
         except (openslide.OpenSlideError, OSError) as err:
@@ -148,8 +168,10 @@ class Slide:
         return np.concatenate(strips, axis=0)
 
     def close(self) -> None:
-        """Release the file handle."""
+        """Release the file handles."""
         self._backend.close()
+        if self._direct is not None:
+            self._direct.close()
 
 
 def open_slide(path: str | Path, mpp_override: float | None = None, cache_mb: int = 0) -> Slide:
@@ -157,24 +179,34 @@ def open_slide(path: str | Path, mpp_override: float | None = None, cache_mb: in
 
     `cache_mb` > 0 gives this handle its own cache of decoded slide tiles of that size. OpenSlide's
     default (32 MB, shared) holds less than one row of a large slide's JPEG tiles, so a raster
-    scan decodes each of them about twice; tiling passes a larger cache.
+    scan decodes each of them about twice; tiling passes a larger cache. A JPEG-tiled TIFF or SVS
+    is read from its own tiles, and then that cache belongs to the direct reader instead.
     """
     path = Path(path)
     if not path.is_file():
         raise SlideError(path, "no such file")
     backend, vendor = _open_backend(path)
-    if cache_mb > 0:
+    direct = None
+    if vendor in _DIRECT_VENDORS:
+        direct = open_tiff_tiles(path, tuple(backend.level_dimensions), (cache_mb or _DIRECT_CACHE_MB) * 2**20)
+    if cache_mb > 0 and direct is None:  # with the direct reader OpenSlide only reads leftovers
         backend.set_cache(openslide.OpenSlideCache(cache_mb * 2**20))
     try:
         resolution = _resolve_resolution(path, backend, mpp_override)
     except ValueError as err:
-        backend.close()
+        _close_all(backend, direct)
         raise SlideError(path, str(err)) from err
     if resolution is None:
-        backend.close()
+        _close_all(backend, direct)
         raise SlideError(path, "no resolution (µm/px) in the file; give it with --mpp-override "
                                "FILE.csv (columns slide,mpp)")
-    return Slide(path, backend, resolution, vendor)
+    return Slide(path, backend, resolution, vendor, direct)
+
+
+def _close_all(backend: openslide.AbstractSlide, direct: TiffTileReader | None) -> None:
+    backend.close()
+    if direct is not None:
+        direct.close()
 
 
 def _open_backend(path: Path) -> tuple[openslide.AbstractSlide, str]:

@@ -151,6 +151,7 @@ def _store_attrs(slide: Slide, grid: GridSpec, cfg: TilingConfig, saturation_thr
         "slide": {"path": str(slide.path), "name": slide.path.name, "size_bytes": slide.path.stat().st_size,
                   "quick_sha256": quick_checksum(slide.path), "vendor": slide.vendor,
                   "level0_mpp": slide.level0_mpp, "mpp_source": slide.mpp_source,
+                  "read_path": slide.read_path(level),
                   "level0_width": slide.dimensions[0], "level0_height": slide.dimensions[1],
                   "level_downsamples": list(slide.level_downsamples),
                   "level_dimensions": [list(dims) for dims in slide.level_dimensions]},

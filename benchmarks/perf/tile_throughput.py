@@ -1,13 +1,19 @@
-"""Tiles/s of `pathgen tile` against a naive loop and the raw decode bound, in one run.
+"""Tiles/s of `pathgen tile` against a naive loop, the OpenSlide bound and the decode limit, in one run.
 
-On one large synthetic slide (tens of thousands of tissue tiles by default):
-  * pathgen      `pathgen tile` end to end (planning, tissue detection, QC, stores, manifest)
-  * naive        thumbnail Otsu + one read_region per tile + one zarr chunk write per tile
-  * decode bound only read_region of the tiles pathgen kept (nothing else)
-each with 1 and 2 worker processes; peak memory per process; and bytes on disk per tile for
-the lossless and JPEG stores beside the slide's own compressed bytes for the same area.
+On one large synthetic JPEG-tiled slide (tens of thousands of tissue tiles by default), in two cases:
+  * aligned      0.5 µm/px slide, 256-px tiles on the file's own 256-px tile grid (no resampling)
+  * resampled    0.4 µm/px slide, 224-px tiles at 0.5 µm/px (each read 280 px wide and resized)
+and in each, with 2 worker processes:
+  * pathgen        `pathgen tile` end to end (planning, tissue detection, QC, stores, manifest)
+  * openslide      only OpenSlide read_region of the level-0 boxes of the tiles pathgen kept
+  * turbo limit    only libjpeg-turbo (Pillow) decoding the file's compressed tiles under those
+                   boxes, each once: the physical limit of any reader of this file
+  * naive          thumbnail Otsu + one read_region per tile + one zarr chunk write per tile
+Every rate is printed beside its ratio to the OpenSlide bound and to the turbo limit of the same
+case, measured in the same run (the machine may be shared: only same-run ratios compare). The
+aligned case also prints bytes on disk per tile for the lossless and JPEG stores.
 
-    python benchmarks/perf/tile_throughput.py                 # 40,000 × 30,000 px at 0.5 µm/px
+    python benchmarks/perf/tile_throughput.py                 # 40,000 × 30,000 px
     python benchmarks/perf/tile_throughput.py --width 12000 --height 9000   # a quick look
 """
 
@@ -33,8 +39,10 @@ from skimage.filters import threshold_otsu
 from tiling.manifest import read_manifest
 from tiling.store import open_store
 from tiling.synthetic import SyntheticSlideSpec, write_synthetic_slide
+from tiling.tiff_tiles import decode_jpeg_tile, find_tiled_levels
 
-TILE_PX = 224
+TARGET_MPP = 0.5
+CASES = {"aligned": (0.5, 256), "resampled": (0.4, 224)}  # slide µm/px, tile px at TARGET_MPP
 
 
 def make_slide(workdir: Path, width: int, height: int, mpp: float) -> Path:
@@ -59,43 +67,72 @@ def run_measured(cmd: list[str]) -> tuple[float, float]:
     return seconds, peak_mb
 
 
-def run_pathgen(slide: Path, out: Path, workers: int, codec: str) -> dict:
+def run_pathgen(slide: Path, out: Path, workers: int, codec: str, tile_px: int) -> dict:
     """`pathgen tile` on the slide into a fresh folder; seconds are the slide's own (manifest),
     from opening it to marking its store complete, so interpreter start-up is not counted."""
     shutil.rmtree(out, ignore_errors=True)
     cmd = [sys.executable, "-m", "pathgen.cli", "tile", str(slide), "--out", str(out), "--workers", str(workers),
-           "--codec", codec, "--no-progress"]
+           "--codec", codec, "--tile-size", str(tile_px), "--mpp", str(TARGET_MPP), "--no-progress"]
     _, peak_mb = run_measured(cmd)
     row = read_manifest(out)[slide.stem]
     return {"tiles": int(row["tiles"]), "seconds": float(row["seconds"]), "peak_mb": peak_mb}
 
 
-def _decode_part(args: tuple[str, np.ndarray]) -> tuple[float, float, int]:
-    path, coords = args
+def _decode_part(args: tuple[str, np.ndarray, int]) -> tuple[float, float, int]:
+    """OpenSlide read_region of each level-0 box, nothing else."""
+    path, coords, box_px = args
     start = time.perf_counter()
     slide = openslide.OpenSlide(path)
     for x, y in coords:
-        slide.read_region((int(x), int(y)), 0, (TILE_PX, TILE_PX))
+        slide.read_region((int(x), int(y)), 0, (box_px, box_px))
     return time.perf_counter() - start, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, len(coords)
 
 
-def _naive_part(args: tuple[str, str, int, int]) -> tuple[float, float, int]:
-    """The loop people write first: Otsu on a thumbnail, then read → check → write, tile by tile."""
-    path, out, part, n_parts = args
+def covered_file_tiles(slide: Path, coords: np.ndarray, box_px: int) -> np.ndarray:
+    """Indices of the slide's level-0 file tiles that the level-0 boxes touch, in file order."""
+    with tifffile.TiffFile(slide) as tif:
+        page = tif.pages[0]
+        tw, th, across = page.tilewidth, page.tilelength, -(-page.imagewidth // page.tilewidth)
+    covered = set()
+    for x, y in coords:
+        for ty in range(int(y) // th, (int(y) + box_px - 1) // th + 1):
+            for tx in range(int(x) // tw, (int(x) + box_px - 1) // tw + 1):
+                covered.add(ty * across + tx)
+    return np.asarray(sorted(covered))
+
+
+def _turbo_part(args: tuple[str, np.ndarray, int]) -> tuple[float, float, int]:
+    """Read and decode these compressed file tiles, once each; counts the kept tiles they serve."""
+    path, file_tiles, n_kept = args
+    start = time.perf_counter()
+    with tifffile.TiffFile(path) as tif:
+        size = (tif.pages[0].imagewidth, tif.pages[0].imagelength)
+    level = find_tiled_levels(Path(path), (size,))[0]
+    with open(path, "rb") as handle:
+        for index in file_tiles:
+            handle.seek(int(level.offsets[index]))
+            decode_jpeg_tile(handle.read(int(level.byte_counts[index])), level)
+    return time.perf_counter() - start, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, n_kept
+
+
+def _naive_part(args: tuple[str, str, int, int, int, int]) -> tuple[float, float, int]:
+    """The loop people write first: Otsu on a thumbnail, then read → resize → write, tile by tile."""
+    path, out, part, n_parts, tile_px, box_px = args
     start = time.perf_counter()
     slide = openslide.OpenSlide(path)
     width, height = slide.dimensions
     thumb = np.asarray(slide.get_thumbnail((width // 16, height // 16)).convert("RGB"))
     saturation = rgb2hsv(thumb)[..., 1]
     mask = saturation > threshold_otsu(saturation)
-    step = TILE_PX // 16
+    step = box_px // 16
     coords = [(x * 16, y * 16) for y in range(0, mask.shape[0] - step + 1, step)
               for x in range(0, mask.shape[1] - step + 1, step) if mask[y:y + step, x:x + step].mean() >= 0.25]
     coords = coords[part::n_parts]
-    store = zarr.create_array(f"{out}/part{part}.zarr", shape=(len(coords), TILE_PX, TILE_PX, 3), dtype="uint8",
-                              chunks=(1, TILE_PX, TILE_PX, 3), compressors=zarr.codecs.ZstdCodec(level=1))
+    store = zarr.create_array(f"{out}/part{part}.zarr", shape=(len(coords), tile_px, tile_px, 3), dtype="uint8",
+                              chunks=(1, tile_px, tile_px, 3), compressors=zarr.codecs.ZstdCodec(level=1))
     for i, (x, y) in enumerate(coords):
-        store[i] = np.asarray(slide.read_region((x, y), 0, (TILE_PX, TILE_PX)))[..., :3]
+        region = slide.read_region((x, y), 0, (box_px, box_px)).convert("RGB")
+        store[i] = np.asarray(region if box_px == tile_px else region.resize((tile_px, tile_px), 1))
     return time.perf_counter() - start, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, len(coords)
 
 
@@ -108,20 +145,14 @@ def run_pool(fn, parts: list, workers: int) -> dict:
             "tiles": sum(r[2] for r in results)}
 
 
-def slide_bytes_per_tile(slide: Path, coords: np.ndarray) -> float:
+def slide_bytes_per_tile(slide: Path, coords: np.ndarray, tile_px: int) -> float:
     """The slide's own compressed bytes for the area of the kept tiles, per tile."""
     with tifffile.TiffFile(slide) as tif:
         page = tif.pages[0]
         tw, th = page.tilewidth, page.tilelength
-        tiles_across = -(-page.imagewidth // tw)
         counts = np.asarray(page.databytecounts)
-    covered = set()
-    for x, y in coords:
-        for ty in range(int(y) // th, (int(y) + TILE_PX - 1) // th + 1):
-            for tx in range(int(x) // tw, (int(x) + TILE_PX - 1) // tw + 1):
-                covered.add(ty * tiles_across + tx)
-    bytes_per_px = counts[sorted(covered)].sum() / (len(covered) * tw * th)
-    return bytes_per_px * TILE_PX * TILE_PX
+    covered = covered_file_tiles(slide, coords, tile_px)
+    return counts[covered].sum() / (len(covered) * tw * th) * tile_px * tile_px
 
 
 def store_bytes_per_tile(out: Path, slide_id: str) -> float:
@@ -134,46 +165,57 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--width", type=int, default=40000)
     parser.add_argument("--height", type=int, default=30000)
-    parser.add_argument("--mpp", type=float, default=0.5, help="slide µm/px (0.5: tiles read at level 0)")
+    parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--workdir", type=Path, default=Path("/tmp/pathgen_perf"))
     args = parser.parse_args()
     args.workdir.mkdir(parents=True, exist_ok=True)
-    slide = make_slide(args.workdir, args.width, args.height, args.mpp)
-    rows = []
-    for workers in (1, 2):
-        result = run_pathgen(slide, args.workdir / f"pathgen_w{workers}", workers, "zstd")
-        rows.append(("pathgen", workers, result))
-    coords = open_store(args.workdir / "pathgen_w1" / "tiles.zarr" / slide.stem).coords
-    for workers in (1, 2):
-        parts = [(str(slide), part) for part in np.array_split(coords, workers)]
-        rows.append(("decode bound", workers, run_pool(_decode_part, parts, workers)))
-        naive_dir = args.workdir / f"naive_w{workers}"
-        shutil.rmtree(naive_dir, ignore_errors=True)
-        naive_dir.mkdir()
-        parts = [(str(slide), str(naive_dir), k, workers) for k in range(workers)]
-        rows.append(("naive", workers, run_pool(_naive_part, parts, workers)))
-    jpeg = run_pathgen(slide, args.workdir / "pathgen_jpeg_w2", 2, "jpeg")
-    report(rows, jpeg, slide, coords, args.workdir)
+    for case, (slide_mpp, tile_px) in CASES.items():
+        slide = make_slide(args.workdir, args.width, args.height, slide_mpp)
+        rows, coords = run_case(slide, args.workdir / case, args.workers, tile_px, round(tile_px * TARGET_MPP / slide_mpp))
+        print(f"\n{case}: slide {slide.name} ({slide_mpp} µm/px), {len(coords)} tissue tiles of {tile_px} px at "
+              f"{TARGET_MPP} µm/px, {args.workers} workers")
+        report(rows)
+        if case == "aligned":
+            report_bytes(slide, coords, tile_px, args.workdir / case, args.workers)
 
 
-def report(rows: list, jpeg: dict, slide: Path, coords: np.ndarray, workdir: Path) -> None:
-    """Print the table: tiles/s and the ratio to the decode bound with the same worker count."""
-    bound = {w: r["tiles"] / r["seconds"] for name, w, r in rows if name == "decode bound"}
-    print(f"\nslide {slide.name}: {len(coords)} tissue tiles of {TILE_PX} px kept by pathgen")
-    print(f"{'variant':<14}{'workers':>8}{'tiles':>8}{'seconds':>9}{'tiles/s':>9}{'× bound':>9}{'peak MB':>9}")
-    for name, workers, r in sorted(rows, key=lambda row: (row[1], row[0])):
+def run_case(slide: Path, workdir: Path, workers: int, tile_px: int, box_px: int) -> tuple[dict, np.ndarray]:
+    """All variants on one slide; the OpenSlide and turbo rows read the tiles pathgen kept."""
+    rows = {"pathgen": run_pathgen(slide, workdir / "pathgen", workers, "zstd", tile_px)}
+    coords = open_store(workdir / "pathgen" / "tiles.zarr" / slide.stem).coords
+    parts = [(str(slide), part, box_px) for part in np.array_split(coords, workers)]
+    rows["openslide"] = run_pool(_decode_part, parts, workers)
+    file_tiles = covered_file_tiles(slide, coords, box_px)
+    parts = [(str(slide), part, len(coords) // workers) for part in np.array_split(file_tiles, workers)]
+    rows["turbo limit"] = run_pool(_turbo_part, parts, workers)
+    naive_dir = workdir / "naive"
+    shutil.rmtree(naive_dir, ignore_errors=True)
+    naive_dir.mkdir(parents=True)
+    parts = [(str(slide), str(naive_dir), k, workers, tile_px, box_px) for k in range(workers)]
+    rows["naive"] = run_pool(_naive_part, parts, workers)
+    return rows, coords
+
+
+def report(rows: dict) -> None:
+    """Print tiles/s of each variant and its ratios to the OpenSlide bound and the turbo limit."""
+    bound = rows["openslide"]["tiles"] / rows["openslide"]["seconds"]
+    limit = rows["turbo limit"]["tiles"] / rows["turbo limit"]["seconds"]
+    print(f"{'variant':<13}{'tiles':>8}{'seconds':>9}{'tiles/s':>9}{'× openslide':>13}{'× turbo':>9}{'peak MB':>9}")
+    for name, r in rows.items():
         rate = r["tiles"] / r["seconds"]
-        print(f"{name:<14}{workers:>8}{r['tiles']:>8}{r['seconds']:>9.1f}{rate:>9.0f}{rate / bound[workers]:>9.2f}"
+        print(f"{name:<13}{r['tiles']:>8}{r['seconds']:>9.1f}{rate:>9.0f}{rate / bound:>13.2f}{rate / limit:>9.2f}"
               f"{r['peak_mb']:>9.0f}")
-    rate = jpeg["tiles"] / jpeg["seconds"]
-    print(f"{'pathgen jpeg':<14}{2:>8}{jpeg['tiles']:>8}{jpeg['seconds']:>9.1f}{rate:>9.0f}{rate / bound[2]:>9.2f}"
-          f"{jpeg['peak_mb']:>9.0f}")
-    source = slide_bytes_per_tile(slide, coords)
-    lossless = store_bytes_per_tile(workdir / "pathgen_w2", slide.stem)
-    lossy = store_bytes_per_tile(workdir / "pathgen_jpeg_w2", slide.stem)
-    print(f"\nbytes per tile: slide (JPEG q90 source) {source / 1024:.1f} KB | pathgen zstd-1 {lossless / 1024:.1f} KB "
+
+
+def report_bytes(slide: Path, coords: np.ndarray, tile_px: int, workdir: Path, workers: int) -> None:
+    """Bytes per tile: the slide's own JPEG, the lossless store and a JPEG store."""
+    run_pathgen(slide, workdir / "pathgen_jpeg", workers, "jpeg", tile_px)
+    source = slide_bytes_per_tile(slide, coords, tile_px)
+    lossless = store_bytes_per_tile(workdir / "pathgen", slide.stem)
+    lossy = store_bytes_per_tile(workdir / "pathgen_jpeg", slide.stem)
+    print(f"bytes per tile: slide (JPEG q90 source) {source / 1024:.1f} KB | pathgen zstd-1 {lossless / 1024:.1f} KB "
           f"({lossless / source:.1f}× the slide) | pathgen jpeg-90 {lossy / 1024:.1f} KB ({lossy / source:.1f}×)"
-          f" | raw {TILE_PX * TILE_PX * 3 / 1024:.0f} KB")
+          f" | raw {tile_px * tile_px * 3 / 1024:.0f} KB")
 
 
 if __name__ == "__main__":
