@@ -26,6 +26,7 @@ test-all: $(STAMP)
 # ruff with the config in pyproject.toml ([tool.ruff]); `ruff format --check` joins once the tree is formatted
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
 
 perf: $(STAMP)
 	$(PY) benchmarks/perf/tile_throughput.py

@@ -24,11 +24,11 @@ from PIL import Image
 from skimage.color import rgb2hed
 from sklearn.linear_model import LogisticRegression
 
-from pathgen.stages.bench import DataConfig, ProbesConfig, TaskConfig, run_bench
 from pathgen.eval.datasets import read_dataset
 from pathgen.eval.features import FrozenEncoder, dataset_key, patch_features
 from pathgen.eval.metrics import balanced_accuracy
 from pathgen.eval.probes import LogisticProbeConfig, logistic_probe
+from pathgen.stages.bench import DataConfig, ProbesConfig, TaskConfig, run_bench
 
 TILE = 96
 GRID = (1e-2, 1e-1, 1.0, 10.0, 100.0, 1e3, 1e4)
@@ -60,8 +60,10 @@ def determinism_check(root: Path, cache: Path) -> None:
     dataset = read_dataset("image_folder", root)
     encoder = FrozenEncoder("random:test_vit", cache)
     key = dataset_key("image_folder", root)
-    (tx, ty), (vx, vy), (sx, sy) = ((patch_features(encoder, dataset.splits[s], key, 64, 0).astype(np.float64),
-                                     dataset.splits[s].labels) for s in ("train", "val", "test"))
+    (tx, ty), (vx, vy), (sx, sy) = (
+        (patch_features(encoder, dataset.splits[s], key, 64, 0).astype(np.float64), dataset.splits[s].labels)
+        for s in ("train", "val", "test")
+    )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         warm, best, best_c = LogisticRegression(max_iter=1000, warm_start=True), -1.0, None
@@ -71,19 +73,25 @@ def determinism_check(root: Path, cache: Path) -> None:
             warm_scores[c] = balanced_accuracy(sy, warm.predict_proba(sx))
             score = balanced_accuracy(vy, warm.predict_proba(vx))
             best, best_c = (score, c) if score > best else (best, best_c)
-        cold = {c: balanced_accuracy(sy, LogisticRegression(C=c, max_iter=1000).fit(tx, ty).predict_proba(sx))
-                for c in GRID}
+        cold = {
+            c: balanced_accuracy(sy, LogisticRegression(C=c, max_iter=1000).fit(tx, ty).predict_proba(sx)) for c in GRID
+        }
     print("C      warm-started grid   cold single fit   |diff|")
     for c in GRID:
         print(f"{c:<8g} {warm_scores[c]:.4f}             {cold[c]:.4f}            {abs(warm_scores[c] - cold[c]):.4f}")
-    print(f"old probe (warm grid) selects C={best_c:g}: test {warm_scores[best_c]:.4f}; alone at that C {cold[best_c]:.4f}")
+    print(
+        f"old probe (warm grid) selects C={best_c:g}: test {warm_scores[best_c]:.4f}; "
+        f"alone at that C {cold[best_c]:.4f}"
+    )
     cfg = LogisticProbeConfig(c_grid=GRID, standardize=False)
     grid = logistic_probe(tx, ty, vx, vy, sx, sy, cfg)
     c = grid.selected["C"]
     alone = logistic_probe(tx, ty, vx, vy, sx, sy, LogisticProbeConfig(c_grid=(c,), standardize=False))
-    print(f"new probe selects C={c:g}: grid {grid.metrics['test']['balanced_accuracy']:.4f}, single C "
-          f"{alone.metrics['test']['balanced_accuracy']:.4f}, max |Δ score| "
-          f"{np.abs(grid.test_scores - alone.test_scores).max():.2e}")
+    print(
+        f"new probe selects C={c:g}: grid {grid.metrics['test']['balanced_accuracy']:.4f}, single C "
+        f"{alone.metrics['test']['balanced_accuracy']:.4f}, max |Δ score| "
+        f"{np.abs(grid.test_scores - alone.test_scores).max():.2e}"
+    )
 
 
 def main(slide: str, out: str) -> None:
@@ -91,11 +99,21 @@ def main(slide: str, out: str) -> None:
     out_dir = Path(out)
     root = out_dir / "tiles"
     print(f"{cut_tiles(Path(slide), root)} tissue tiles of {TILE} px from {slide}")
-    task = TaskConfig(name="cmu1_density", level="patch", data=DataConfig("image_folder", str(root), {}),
-                      probes=ProbesConfig(linear={"lr": 1e-3, "max_steps": 300, "val_every_steps": 50,
-                                                  "batch_size": 64, "patience": None},
-                                          logistic={}, knn={"k": 20}, few_shot={"shots": [1, 8], "episodes": 50}),
-                      seeds=[0, 1, 2, 3, 4], batch_size=64, device="cpu", n_boot=1000)
+    task = TaskConfig(
+        name="cmu1_density",
+        level="patch",
+        data=DataConfig("image_folder", str(root), {}),
+        probes=ProbesConfig(
+            linear={"lr": 1e-3, "max_steps": 300, "val_every_steps": 50, "batch_size": 64, "patience": None},
+            logistic={},
+            knn={"k": 20},
+            few_shot={"shots": [1, 8], "episodes": 50},
+        ),
+        seeds=[0, 1, 2, 3, 4],
+        batch_size=64,
+        device="cpu",
+        n_boot=1000,
+    )
     run_bench([task], ["random:test_vit", "random:resnet18"], out_dir / "bench", out_dir / "cache")
     print((out_dir / "bench" / "results.md").read_text())
     determinism_check(root, out_dir / "cache")

@@ -59,8 +59,8 @@ def best_shift(slide: Slide, tile: np.ndarray, level0_xy: np.ndarray, grid: Grid
             continue
         scores.append(psnr(tile, reference_tile(slide, tuple(xy), grid.tile_size_level0, grid.tile_size_px), 4))
     i = int(np.argmax(scores))
-    if 0 < i < len(scores) - 1 and all(abs(s) < math.inf for s in scores[i - 1:i + 2]):
-        left, mid, right = scores[i - 1:i + 2]
+    if 0 < i < len(scores) - 1 and all(abs(s) < math.inf for s in scores[i - 1 : i + 2]):
+        left, mid, right = scores[i - 1 : i + 2]
         curvature = left - 2 * mid + right
         if curvature < 0:
             return float(SHIFTS_PX[i] + 0.1 * 0.5 * (left - right) / curvature)
@@ -80,11 +80,17 @@ def measure(slide_path: Path, target_mpp: float, tile_px: int, max_run: int, max
     psnrs = [psnr(t, reference_tile(slide, tuple(c), grid.tile_size_level0, tile_px)) for t, c in zip(tiles, coords)]
     shift_x = [best_shift(slide, t, c, grid, 0) for t, c in zip(tiles, coords)]
     shift_y = [best_shift(slide, t, c, grid, 1) for t, c in zip(tiles, coords)]
-    return {"slide": slide_path.name, "target_mpp": target_mpp, "level": level,
-            "level_downsample": slide.level_downsamples[level], "tiles": len(tiles),
-            "psnr_db_min": round(min(psnrs), 2), "psnr_db_median": round(float(np.median(psnrs)), 2),
-            "shift_x_px_max_abs": round(max(map(abs, shift_x)), 3),
-            "shift_y_px_max_abs": round(max(map(abs, shift_y)), 3)}
+    return {
+        "slide": slide_path.name,
+        "target_mpp": target_mpp,
+        "level": level,
+        "level_downsample": slide.level_downsamples[level],
+        "tiles": len(tiles),
+        "psnr_db_min": round(min(psnrs), 2),
+        "psnr_db_median": round(float(np.median(psnrs)), 2),
+        "shift_x_px_max_abs": round(max(map(abs, shift_x)), 3),
+        "shift_y_px_max_abs": round(max(map(abs, shift_y)), 3),
+    }
 
 
 def main() -> None:

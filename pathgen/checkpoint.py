@@ -23,8 +23,13 @@ def rng_state() -> dict:
     kind, keys, pos, has_gauss, cached = np.random.get_state()
     return {
         "python": random.getstate(),
-        "numpy": {"kind": kind, "keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos),
-                  "has_gauss": int(has_gauss), "cached": float(cached)},
+        "numpy": {
+            "kind": kind,
+            "keys": torch.from_numpy(keys.astype(np.int64)),
+            "pos": int(pos),
+            "has_gauss": int(has_gauss),
+            "cached": float(cached),
+        },
         "torch": torch.get_rng_state(),
         "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
     }
@@ -35,8 +40,15 @@ def set_rng_state(state: dict) -> None:
     version, internal, gauss = state["python"]
     random.setstate((version, tuple(internal), gauss))
     numpy_state = state["numpy"]
-    np.random.set_state((numpy_state["kind"], numpy_state["keys"].numpy().astype(np.uint32), numpy_state["pos"],
-                         numpy_state["has_gauss"], numpy_state["cached"]))
+    np.random.set_state(
+        (
+            numpy_state["kind"],
+            numpy_state["keys"].numpy().astype(np.uint32),
+            numpy_state["pos"],
+            numpy_state["has_gauss"],
+            numpy_state["cached"],
+        )
+    )
     torch.set_rng_state(state["torch"])
     if state["cuda"] and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
@@ -55,8 +67,10 @@ def load_checkpoint(path: Path) -> dict:
     except FileNotFoundError as err:
         raise FileNotFoundError(f"{path}: no checkpoint to resume from") from err
     except pickle.UnpicklingError as err:  # weights_only refused an object: never offer to unpickle it
-        raise ValueError(f"{path}: not a pathgen checkpoint (refused to unpickle: it holds objects other than "
-                         "tensors and plain values)") from err
+        raise ValueError(
+            f"{path}: not a pathgen checkpoint (refused to unpickle: it holds objects other than "
+            "tensors and plain values)"
+        ) from err
     except Exception as err:  # noqa: BLE001 -- torch raises many types for a bad file
         first_line = (str(err).strip().splitlines() or [""])[0]
         raise ValueError(f"{path}: unreadable checkpoint ({type(err).__name__}: {first_line})") from err

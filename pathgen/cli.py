@@ -7,15 +7,45 @@ import os
 import sys
 
 from pathgen import __version__
-from pathgen.commands import (ablate, bench, embed, eval_gen, export, export_coords, export_features, generate, gensis,
-                              synth, synth_dataset, tile, train_ldm, train_ssl, train_vae)
+from pathgen.commands import (
+    ablate,
+    bench,
+    embed,
+    eval_gen,
+    export,
+    export_coords,
+    export_features,
+    generate,
+    gensis,
+    synth,
+    synth_dataset,
+    tile,
+    train_ldm,
+    train_ssl,
+    train_vae,
+)
 from pathgen.config import ConfigError, is_override
 from pathgen.errors import report_failure, show_tracebacks
 from pathgen.run_log import setup_logging
 from tiling.store import StoreError
 
-COMMANDS = (tile, synth, synth_dataset, export_coords, train_ssl, export, embed, export_features, bench, train_vae,
-            train_ldm, generate, eval_gen, gensis, ablate)
+COMMANDS = (
+    tile,
+    synth,
+    synth_dataset,
+    export_coords,
+    train_ssl,
+    export,
+    embed,
+    export_features,
+    bench,
+    train_vae,
+    train_ldm,
+    generate,
+    eval_gen,
+    gensis,
+    ablate,
+)
 
 
 def build_parser() -> argparse.ArgumentParser:

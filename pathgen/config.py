@@ -29,10 +29,14 @@ class Yaml12Loader(yaml.SafeLoader):
     strings)."""
 
 
-_YAML12_FLOAT = re.compile(r"""^[-+]?(?:[0-9][0-9_]*(?:\.[0-9_]*)?|\.[0-9_]+)(?:[eE][-+]?[0-9]+)?$
-    |^[-+]?\.(?:inf|Inf|INF)$|^\.(?:nan|NaN|NAN)$""", re.X)
-Yaml12Loader.yaml_implicit_resolvers = {key: list(value)
-                                        for key, value in yaml.SafeLoader.yaml_implicit_resolvers.items()}
+_YAML12_FLOAT = re.compile(
+    r"""^[-+]?(?:[0-9][0-9_]*(?:\.[0-9_]*)?|\.[0-9_]+)(?:[eE][-+]?[0-9]+)?$
+    |^[-+]?\.(?:inf|Inf|INF)$|^\.(?:nan|NaN|NAN)$""",
+    re.X,
+)
+Yaml12Loader.yaml_implicit_resolvers = {
+    key: list(value) for key, value in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
 Yaml12Loader.add_implicit_resolver("tag:yaml.org,2002:float", _YAML12_FLOAT, list("-+0123456789."))
 # the int resolver is registered first for these first characters, so integers stay ints
 
@@ -59,8 +63,9 @@ def parse_override(text: str) -> tuple[str, Any]:
         return key, yaml_load(raw)
     except yaml.YAMLError as err:
         problem = getattr(err, "problem", None) or type(err).__name__
-        raise ConfigError(f"override {text!r}: the value is not valid YAML ({problem}; quote strings, "
-                          "close brackets)") from None
+        raise ConfigError(
+            f"override {text!r}: the value is not valid YAML ({problem}; quote strings, close brackets)"
+        ) from None
 
 
 def _is_plain_text(raw: str) -> bool:

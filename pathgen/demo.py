@@ -38,15 +38,19 @@ def run_demo(out_dir: Path, gensis: bool = True) -> int:
         seconds[argv[0]] = time.perf_counter() - start
         if status != 0:
             return status
-    print(f"\ndemo: slides          {slides}\n"
-          f"demo: tile stores     {tiles / 'tiles.zarr'} (tiling.open_tile_folder)\n"
-          f"demo: QC pictures     {tiles / 'qc' / 'index.html'}\n"
-          f"demo: manifest        {tiles / 'manifest.csv'}")
+    print(
+        f"\ndemo: slides          {slides}\n"
+        f"demo: tile stores     {tiles / 'tiles.zarr'} (tiling.open_tile_folder)\n"
+        f"demo: QC pictures     {tiles / 'qc' / 'index.html'}\n"
+        f"demo: manifest        {tiles / 'manifest.csv'}"
+    )
     if gensis:
-        print(f"demo: Gen-SIS run     {run} (status.json: every stage's wall time; config.yaml)\n"
-              f"demo: encoders        {run / 'ssl_round1' / 'model'} (baseline), {run / 'ssl_round2' / 'model'} "
-              f"(Gen-SIS)\n"
-              f"demo: report          {run / 'report' / 'report.md'}")
+        print(
+            f"demo: Gen-SIS run     {run} (status.json: every stage's wall time; config.yaml)\n"
+            f"demo: encoders        {run / 'ssl_round1' / 'model'} (baseline), {run / 'ssl_round2' / 'model'} "
+            f"(Gen-SIS)\n"
+            f"demo: report          {run / 'report' / 'report.md'}"
+        )
     print("demo: wall time       " + ", ".join(f"{name} {s:.0f} s" for name, s in seconds.items()))
     return 0
 
@@ -55,8 +59,9 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of `python -m pathgen.demo`."""
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--out", type=Path, default=Path("demo_out"))
-    parser.add_argument("--no-ssl", "--tiles-only", dest="tiles_only", action="store_true",
-                        help="stop after tiling (no Gen-SIS loop)")
+    parser.add_argument(
+        "--no-ssl", "--tiles-only", dest="tiles_only", action="store_true", help="stop after tiling (no Gen-SIS loop)"
+    )
     args = parser.parse_args(argv)
     return run_demo(args.out, gensis=not args.tiles_only)
 

@@ -20,9 +20,8 @@ class LARS(torch.optim.Optimizer):
     no weight decay, the usual `exclude_bias_n_norm` setting.
     """
 
-    def __init__(self, params, lr: float = 0.1, momentum: float = 0.9, weight_decay: float = 0.0,
-                 eta: float = 0.02):
-        super().__init__(params, dict(lr=lr, momentum=momentum, weight_decay=weight_decay, eta=eta))
+    def __init__(self, params, lr: float = 0.1, momentum: float = 0.9, weight_decay: float = 0.0, eta: float = 0.02):
+        super().__init__(params, {"lr": lr, "momentum": momentum, "weight_decay": weight_decay, "eta": eta})
 
     @torch.no_grad()
     def step(self, closure=None):  # noqa: ANN001, ANN201 -- torch.optim signature
@@ -35,8 +34,11 @@ class LARS(torch.optim.Optimizer):
                 if param.ndim > 1:
                     grad = grad.add(param, alpha=group["weight_decay"])
                     param_norm, grad_norm = torch.norm(param), torch.norm(grad)
-                    trust = torch.where((param_norm > 0) & (grad_norm > 0),
-                                        group["eta"] * param_norm / grad_norm, torch.ones_like(param_norm))
+                    trust = torch.where(
+                        (param_norm > 0) & (grad_norm > 0),
+                        group["eta"] * param_norm / grad_norm,
+                        torch.ones_like(param_norm),
+                    )
                     grad = grad * trust
                 buffer = self.state[param].setdefault("momentum_buffer", torch.zeros_like(param))
                 buffer.mul_(group["momentum"]).add_(grad)
@@ -46,9 +48,15 @@ class LARS(torch.optim.Optimizer):
 OPTIMIZERS = ("adamw", "sgd", "lars")
 
 
-def build_optimizer(name: str, param_groups: list[dict], lr: float, weight_decay: float,
-                    betas: tuple[float, float] = (0.9, 0.999), momentum: float = 0.9,
-                    lars_eta: float = 0.02) -> torch.optim.Optimizer:
+def build_optimizer(
+    name: str,
+    param_groups: list[dict],
+    lr: float,
+    weight_decay: float,
+    betas: tuple[float, float] = (0.9, 0.999),
+    momentum: float = 0.9,
+    lars_eta: float = 0.02,
+) -> torch.optim.Optimizer:
     """The optimizer `name` over `param_groups`; groups keep their own overrides."""
     for group in param_groups:
         group.setdefault("weight_decay", weight_decay)
@@ -63,8 +71,7 @@ def build_optimizer(name: str, param_groups: list[dict], lr: float, weight_decay
     raise ValueError(f"unknown optimizer {name!r}; choose adamw, sgd or lars")
 
 
-def decay_groups(named_params, decay_biases_and_norms: bool = False,
-                 bias_and_norm_lr_scale: float = 1.0) -> list[dict]:
+def decay_groups(named_params, decay_biases_and_norms: bool = False, bias_and_norm_lr_scale: float = 1.0) -> list[dict]:
     """Trainable parameters split into matrices and 1-D tensors (biases, norm weights, and the like).
 
     Most recipes (DINO, BYOL, SimCLR, Barlow Twins) take biases and norms out of weight decay;

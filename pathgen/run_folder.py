@@ -40,11 +40,15 @@ def prepare_run_folder(out: str | Path, resume: bool = False, overwrite: bool = 
     if not existing or resume:
         return out
     if not overwrite:
-        raise RunFolderError(f"{out}: already holds a run ({', '.join(sorted(existing)[:4])}); pass --resume to "
-                             "continue it, --overwrite to replace it, or choose another output folder")
+        raise RunFolderError(
+            f"{out}: already holds a run ({', '.join(sorted(existing)[:4])}); pass --resume to "
+            "continue it, --overwrite to replace it, or choose another output folder"
+        )
     if not existing & set(RUN_MARKERS):
-        raise RunFolderError(f"{out}: --overwrite refused: the folder holds no pathgen output "
-                             f"({', '.join(sorted(existing)[:4])}); choose an empty or new output folder")
+        raise RunFolderError(
+            f"{out}: --overwrite refused: the folder holds no pathgen output "
+            f"({', '.join(sorted(existing)[:4])}); choose an empty or new output folder"
+        )
     with RunLock(out):
         for name in existing:
             _remove(out / name)
@@ -91,8 +95,9 @@ class RunLock:
             handle.seek(0)
             holder = handle.read().strip() or "another process"
             handle.close()
-            raise RunFolderError(f"{self.folder}: in use by another run ({holder}); wait for it to end or "
-                                 "choose another output folder") from None
+            raise RunFolderError(
+                f"{self.folder}: in use by another run ({holder}); wait for it to end or choose another output folder"
+            ) from None
         handle.seek(0)
         handle.truncate()
         handle.write(f"pid {os.getpid()} on {socket.gethostname()}\n")
@@ -113,8 +118,13 @@ def remove_stale_temp_files(folder: str | Path) -> list[Path]:
     ``checkpoints/``; call it while holding the folder's `RunLock`, so none belongs to a live run.
     Returns what was removed."""
     folder = Path(folder)
-    stale = [path for where in (folder, folder / "checkpoints") if where.is_dir()
-             for path in where.glob(".*.tmp") if path.is_file()]
+    stale = [
+        path
+        for where in (folder, folder / "checkpoints")
+        if where.is_dir()
+        for path in where.glob(".*.tmp")
+        if path.is_file()
+    ]
     for path in stale:
         path.unlink()
     return stale

@@ -61,8 +61,11 @@ class ProgressReporter:
         self.total, self.start_step = total_steps, start_step
         self.started = time.perf_counter()
         use_bar = stderr_is_terminal() if use_bar is None else use_bar
-        self.bar = tqdm(total=total_steps, initial=start_step, unit="step", dynamic_ncols=True) \
-            if enabled and use_bar else None
+        self.bar = (
+            tqdm(total=total_steps, initial=start_step, unit="step", dynamic_ncols=True)
+            if enabled and use_bar
+            else None
+        )
         self.enabled = enabled
 
     def advance(self) -> None:
@@ -93,8 +96,10 @@ class ProgressReporter:
 def format_progress(record: dict, total_steps: int, eta_seconds: float | None) -> str:
     """One plain progress line, e.g. ``step 20/300 loss 1.2345 lr 1.00e-04 512.0 img/s ETA 0:05:12``."""
     eta = "?" if eta_seconds is None else str(timedelta(seconds=round(eta_seconds)))
-    return (f"step {record['step']}/{total_steps} loss {record['loss']:.4f} lr {record['lr']:.2e} "
-            f"{record.get('images_per_s', 0.0):.1f} img/s ETA {eta}")
+    return (
+        f"step {record['step']}/{total_steps} loss {record['loss']:.4f} lr {record['lr']:.2e} "
+        f"{record.get('images_per_s', 0.0):.1f} img/s ETA {eta}"
+    )
 
 
 def truncate_metrics(path: Path, last_step: int) -> int:

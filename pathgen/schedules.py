@@ -20,8 +20,9 @@ class StepInfo:
         return min(1.0, self.step / max(1, self.total_steps))
 
 
-def warmup_cosine(step: int, total_steps: int, peak: float, final: float, warmup_steps: int = 0,
-                  start: float = 0.0) -> float:
+def warmup_cosine(
+    step: int, total_steps: int, peak: float, final: float, warmup_steps: int = 0, start: float = 0.0
+) -> float:
     """Linear warm-up from `start` to `peak` over `warmup_steps`, then cosine from `peak` to `final`."""
     if step < warmup_steps:
         return start + (peak - start) * step / warmup_steps

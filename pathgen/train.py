@@ -28,11 +28,17 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Dataset
 
-from pathgen.config import check, one_of
 from pathgen.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from pathgen.config import check, one_of
 from pathgen.data.tiles import ResumableSampler
-from pathgen.distributed import (DistContext, any_rank, gather_objects, mean_over_ranks, setup_distributed,
-                                 sync_batchnorm_)
+from pathgen.distributed import (
+    DistContext,
+    any_rank,
+    gather_objects,
+    mean_over_ranks,
+    setup_distributed,
+    sync_batchnorm_,
+)
 from pathgen.finite import grads_finite, nonfinite_names, params_finite
 from pathgen.optim import OPTIMIZERS, build_optimizer, model_param_groups
 from pathgen.run_folder import RunLock, remove_stale_temp_files
@@ -88,8 +94,9 @@ class TrainConfig:
         check(self.lr >= 0, "lr", f"must not be negative, got {self.lr}")  # 0: a run that only records step 0
         check(self.min_lr >= 0 and self.warmup_epochs >= 0, "min_lr / warmup_epochs", "must not be negative")
         check(self.num_workers >= 0, "num_workers", f"must not be negative, got {self.num_workers}")
-        check(self.clip_grad is None or self.clip_grad > 0, "clip_grad",
-              f"must be positive or null, got {self.clip_grad}")
+        check(
+            self.clip_grad is None or self.clip_grad > 0, "clip_grad", f"must be positive or null, got {self.clip_grad}"
+        )
         one_of(self.optimizer, OPTIMIZERS, "optimizer")
         one_of(self.lr_scaling, ("linear", "none"), "lr_scaling")
         one_of(self.clip_mode, ("per_param", "global"), "clip_mode")
@@ -102,8 +109,10 @@ def steps_per_epoch(n_items: int, cfg: TrainConfig, world_size: int) -> int:
     per_rank = math.ceil(n_items / world_size)
     steps = per_rank // cfg.batch_size // cfg.grad_accum
     if steps == 0:
-        raise ValueError(f"{n_items} items are fewer than one step of {cfg.batch_size} × {cfg.grad_accum} "
-                         f"× {world_size} processes; lower train.batch_size")
+        raise ValueError(
+            f"{n_items} items are fewer than one step of {cfg.batch_size} × {cfg.grad_accum} "
+            f"× {world_size} processes; lower train.batch_size"
+        )
     return steps
 
 
@@ -121,8 +130,15 @@ def move_to(batch, device: torch.device):  # noqa: ANN001, ANN201 -- nested tens
 class Trainer:
     """Fits a model on a dataset and keeps a run folder (config, metrics, checkpoints)."""
 
-    def __init__(self, cfg: TrainConfig, model: nn.Module, dataset: Dataset, run_dir: str | Path,
-                 sampler_weights=None, collate_fn=None):  # noqa: ANN001
+    def __init__(
+        self,
+        cfg: TrainConfig,
+        model: nn.Module,
+        dataset: Dataset,
+        run_dir: str | Path,
+        sampler_weights=None,
+        collate_fn=None,
+    ):  # noqa: ANN001
         self.cfg, self.dataset, self.run_dir = cfg, dataset, Path(run_dir)
         self.dist: DistContext = setup_distributed(cfg.device)
         torch.manual_seed(cfg.seed + self.dist.rank)
@@ -135,8 +151,15 @@ class Trainer:
             self.total_steps = min(self.total_steps, cfg.max_steps)
         total_batch = cfg.batch_size * cfg.grad_accum * self.dist.world_size
         self.peak_lr = cfg.lr * (total_batch / 256 if cfg.lr_scaling == "linear" else 1.0)
-        self.optimizer = build_optimizer(cfg.optimizer, model_param_groups(model), self.peak_lr, cfg.weight_decay,
-                                         tuple(cfg.betas), cfg.momentum, cfg.lars_eta)
+        self.optimizer = build_optimizer(
+            cfg.optimizer,
+            model_param_groups(model),
+            self.peak_lr,
+            cfg.weight_decay,
+            tuple(cfg.betas),
+            cfg.momentum,
+            cfg.lars_eta,
+        )
         self.dtype = _autocast_dtype(cfg.precision, self.dist.device)
         self.scaler = torch.amp.GradScaler(enabled=self.dtype == torch.float16)
         self.engine = self._wrap(model)
@@ -200,10 +223,17 @@ class Trainer:
         self.sampler.set_epoch(epoch, start=start_batch * self.cfg.batch_size)
         if hasattr(self.dataset, "set_epoch"):
             self.dataset.set_epoch(epoch)
-        return DataLoader(self.dataset, batch_size=self.cfg.batch_size, sampler=self.sampler, drop_last=True,
-                          num_workers=self.cfg.num_workers, pin_memory=self.dist.device.type == "cuda",
-                          persistent_workers=False, collate_fn=self.collate_fn,
-                          generator=torch.Generator().manual_seed(self.cfg.seed))
+        return DataLoader(
+            self.dataset,
+            batch_size=self.cfg.batch_size,
+            sampler=self.sampler,
+            drop_last=True,
+            num_workers=self.cfg.num_workers,
+            pin_memory=self.dist.device.type == "cuda",
+            persistent_workers=False,
+            collate_fn=self.collate_fn,
+            generator=torch.Generator().manual_seed(self.cfg.seed),
+        )
 
     def _run_epoch(self, progress: ProgressReporter) -> dict:
         epoch, done_in_epoch = divmod(self.step, self.steps_per_epoch)
@@ -236,7 +266,7 @@ class Trainer:
         totals: dict[str, float] = {}
         for index, batch in enumerate(micro_batches):
             sync = index == len(micro_batches) - 1 or self.dist.world_size == 1
-            with (nullcontext() if sync else self.engine.no_sync()), self._autocast():
+            with nullcontext() if sync else self.engine.no_sync(), self._autocast():
                 outputs = self.engine(move_to(batch, self.dist.device), info)
             if self.cfg.on_nonfinite == "stop":
                 self._check_finite(outputs["loss"])
@@ -270,16 +300,19 @@ class Trainer:
         self.scaler.update()
         self.optimizer.zero_grad(set_to_none=True)
         if self._any_rank(not params_finite(self.model)):
-            raise TrainingDiverged(f"non-finite weights after the optimizer step at step {self.step}: training "
-                                   f"stopped; {self._last_good()}")
+            raise TrainingDiverged(
+                f"non-finite weights after the optimizer step at step {self.step}: training "
+                f"stopped; {self._last_good()}"
+            )
 
     def _drop_step(self) -> None:
         """Non-finite gradients: stop, or (on_nonfinite=skip) leave the weights as they are this step."""
         self._skipped_in_a_row += 1
         if self.cfg.on_nonfinite == "stop" or self._skipped_in_a_row > self.cfg.max_skipped_steps:
             reason = "" if self.cfg.on_nonfinite == "stop" else f" ({self._skipped_in_a_row} steps in a row)"
-            raise TrainingDiverged(f"non-finite gradients at step {self.step}{reason}: training stopped; "
-                                   f"{self._last_good()}")
+            raise TrainingDiverged(
+                f"non-finite gradients at step {self.step}{reason}: training stopped; {self._last_good()}"
+            )
         get_logger().warning(f"non-finite gradients at step {self.step}: step skipped (train.on_nonfinite=skip)")
 
     def _last_good(self) -> str:
@@ -309,9 +342,14 @@ class Trainer:
         if not self.dist.is_main:
             return
         images = self.cfg.batch_size * self.cfg.grad_accum * self.dist.world_size
-        record = {"step": self.step, "epoch": round(self.step / self.steps_per_epoch, 4),
-                  "lr": self.optimizer.param_groups[0]["lr"], "wd": self.optimizer.param_groups[0]["weight_decay"],
-                  **{k: round(v, 6) for k, v in metrics.items()}, "images_per_s": round(images / seconds, 2)}
+        record = {
+            "step": self.step,
+            "epoch": round(self.step / self.steps_per_epoch, 4),
+            "lr": self.optimizer.param_groups[0]["lr"],
+            "wd": self.optimizer.param_groups[0]["weight_decay"],
+            **{k: round(v, 6) for k, v in metrics.items()},
+            "images_per_s": round(images / seconds, 2),
+        }
         self.run_dir.mkdir(parents=True, exist_ok=True)
         with (self.run_dir / METRICS).open("a") as handle:
             handle.write(json.dumps(record) + "\n")
@@ -326,15 +364,27 @@ class Trainer:
         Refuses (TrainingDiverged) to write weights or optimizer states holding NaN or inf, so the
         checkpoint on disk is always one a run can continue from."""
         rng_states = gather_objects(rng_state(), self.dist)  # each rank draws its own drop-path / dropout masks
-        state = {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
-                 "scaler": self.scaler.state_dict(), "step": self.step, "rng": rng_states[0],
-                 "rng_per_rank": rng_states, "world_size": self.dist.world_size, "config": asdict(self.cfg)}
-        bad = nonfinite_names({"model": state["model"], "optimizer": state["optimizer"]["state"]}) \
-            if self.dist.is_main else []
+        state = {
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scaler": self.scaler.state_dict(),
+            "step": self.step,
+            "rng": rng_states[0],
+            "rng_per_rank": rng_states,
+            "world_size": self.dist.world_size,
+            "config": asdict(self.cfg),
+        }
+        bad = (
+            nonfinite_names({"model": state["model"], "optimizer": state["optimizer"]["state"]})
+            if self.dist.is_main
+            else []
+        )
         if self._any_rank(bool(bad)):
             first = f" (first: {bad[0]})" if bad else ""
-            raise TrainingDiverged(f"{len(bad) or 'some'} non-finite tensors at step {self.step}{first}: "
-                                   f"checkpoint not written; {self._last_good()}")
+            raise TrainingDiverged(
+                f"{len(bad) or 'some'} non-finite tensors at step {self.step}{first}: "
+                f"checkpoint not written; {self._last_good()}"
+            )
         if self.dist.is_main:
             save_checkpoint(self.checkpoint_path, state)
         self.dist.barrier()
@@ -349,8 +399,10 @@ class Trainer:
         self.step = int(state["step"])
         per_rank = state.get("rng_per_rank") or [state["rng"]]
         if len(per_rank) != self.dist.world_size:
-            get_logger().warning(f"{path} was written by {len(per_rank)} processes, resumed on "
-                                 f"{self.dist.world_size}: random draws differ from an uninterrupted run")
+            get_logger().warning(
+                f"{path} was written by {len(per_rank)} processes, resumed on "
+                f"{self.dist.world_size}: random draws differ from an uninterrupted run"
+            )
         set_rng_state(per_rank[self.dist.rank % len(per_rank)])
         if self.dist.is_main:
             truncate_metrics(self.run_dir / METRICS, self.step)

@@ -16,7 +16,9 @@ CMU_SMALL = Path(__file__).resolve().parents[2] / "shared" / "data" / "slides" /
 def synthetic_dir(tmp_path_factory) -> Path:
     """Two 4096×3072 slides at 0.25 µm/px: one with tumor and pen ink, one plain."""
     folder = tmp_path_factory.mktemp("slides")
-    write_synthetic_slide(folder / "tumor_a.tif", SyntheticSlideSpec(4096, 3072, seed=1, tumor_regions=2, pen_strokes=2))
+    write_synthetic_slide(
+        folder / "tumor_a.tif", SyntheticSlideSpec(4096, 3072, seed=1, tumor_regions=2, pen_strokes=2)
+    )
     write_synthetic_slide(folder / "normal_b.tif", SyntheticSlideSpec(4096, 3072, seed=2))
     return folder
 

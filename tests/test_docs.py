@@ -7,9 +7,12 @@ import re
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-SOURCES = [p for folder in ("pathgen", "tiling", "configs", "benchmarks")
-           for p in sorted((ROOT / folder).rglob("*")) if p.suffix in (".py", ".yaml") and p.is_file()
-           and "package_data" not in p.parts]
+SOURCES = [
+    p
+    for folder in ("pathgen", "tiling", "configs", "benchmarks")
+    for p in sorted((ROOT / folder).rglob("*"))
+    if p.suffix in (".py", ".yaml") and p.is_file() and "package_data" not in p.parts
+]
 CITATION = re.compile(r"(?<![`\w/])docs/[\w/.-]+\.md")  # ``docs/x.md`` in backticks: another repo's file
 
 

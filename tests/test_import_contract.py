@@ -18,16 +18,39 @@ PROJECT = ("pathgen", "tiling")
 # lowest first; a module may import its own layer and the ones below it
 LAYERS: tuple[tuple[str, ...], ...] = (
     ("tiling",),
-    ("pathgen", "pathgen.config", "pathgen.checkpoint", "pathgen.distributed", "pathgen.optim",
-     "pathgen.schedules", "pathgen.threads", "pathgen.resources"),
+    (
+        "pathgen",
+        "pathgen.config",
+        "pathgen.checkpoint",
+        "pathgen.distributed",
+        "pathgen.optim",
+        "pathgen.schedules",
+        "pathgen.threads",
+        "pathgen.resources",
+    ),
     ("pathgen.data", "pathgen.models"),
-    ("pathgen.ssl", "pathgen.diffusion", "pathgen.genaug", "pathgen.eval", "pathgen.generation_metrics",
-     "pathgen.feature_formats", "pathgen.train"),
+    (
+        "pathgen.ssl",
+        "pathgen.diffusion",
+        "pathgen.genaug",
+        "pathgen.eval",
+        "pathgen.generation_metrics",
+        "pathgen.feature_formats",
+        "pathgen.train",
+    ),
     ("pathgen.stages",),
     ("pathgen.commands", "pathgen.cli", "pathgen.demo"),
 )
-LIBRARIES = ("pathgen.data", "pathgen.models", "pathgen.ssl", "pathgen.diffusion", "pathgen.genaug",
-             "pathgen.eval", "pathgen.generation_metrics", "pathgen.feature_formats")
+LIBRARIES = (
+    "pathgen.data",
+    "pathgen.models",
+    "pathgen.ssl",
+    "pathgen.diffusion",
+    "pathgen.genaug",
+    "pathgen.eval",
+    "pathgen.generation_metrics",
+    "pathgen.feature_formats",
+)
 LAZY_MARK = "lazy"  # an in-function project import says why it is one: "# lazy: start-up time"
 
 
@@ -76,8 +99,11 @@ def imports_of(module: str) -> list[tuple[str, int, bool]]:
 
 def project_imports(module: str) -> list[tuple[str, int, bool]]:
     """The imports of `module` that name a module of this project (itself excluded)."""
-    return [(name, line, lazy) for name, line, lazy in imports_of(module)
-            if name.split(".")[0] in PROJECT and name != module]
+    return [
+        (name, line, lazy)
+        for name, line, lazy in imports_of(module)
+        if name.split(".")[0] in PROJECT and name != module
+    ]
 
 
 def layer_of(module: str) -> int:
@@ -106,7 +132,7 @@ def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
         stack.append(node)
         for nxt in sorted(graph.get(node, ())):
             if state.get(nxt) == 1:
-                return stack[stack.index(nxt):] + [nxt]
+                return stack[stack.index(nxt) :] + [nxt]
             if nxt not in state and (cycle := walk(nxt)):
                 return cycle
         stack.pop()
@@ -130,22 +156,35 @@ def test_every_module_has_a_layer():
 
 
 def test_tiling_never_imports_pathgen_or_torch():
-    bad = [f"{source_files()[m].relative_to(ROOT)}:{line} imports {name}"
-           for m in source_files() if m.split(".")[0] == "tiling"
-           for name, line, _ in imports_of(m) if name.split(".")[0] in ("pathgen", "torch", "torchvision", "timm")]
+    bad = [
+        f"{source_files()[m].relative_to(ROOT)}:{line} imports {name}"
+        for m in source_files()
+        if m.split(".")[0] == "tiling"
+        for name, line, _ in imports_of(m)
+        if name.split(".")[0] in ("pathgen", "torch", "torchvision", "timm")
+    ]
     assert not bad, "\n".join(bad)
 
 
 def test_modules_import_only_their_layer_or_below():
-    bad = [f"{source_files()[m].relative_to(ROOT)}:{line} ({LAYERS[layer_of(m)][0]} layer) imports {name}"
-           for m in source_files() for name, line, _ in project_imports(m) if layer_of(name) > layer_of(m)]
+    bad = [
+        f"{source_files()[m].relative_to(ROOT)}:{line} ({LAYERS[layer_of(m)][0]} layer) imports {name}"
+        for m in source_files()
+        for name, line, _ in project_imports(m)
+        if layer_of(name) > layer_of(m)
+    ]
     assert not bad, "\n".join(bad)
 
 
 def test_libraries_never_import_stages_or_commands():
     upper = ("pathgen.stages", "pathgen.commands", "pathgen.cli", "pathgen.demo")
-    bad = [f"{m} imports {name}" for m in source_files() if m.startswith(LIBRARIES)
-           for name, _, _ in project_imports(m) if name.startswith(upper)]
+    bad = [
+        f"{m} imports {name}"
+        for m in source_files()
+        if m.startswith(LIBRARIES)
+        for name, _, _ in project_imports(m)
+        if name.startswith(upper)
+    ]
     assert not bad, "\n".join(bad)
 
 
@@ -157,7 +196,8 @@ def test_no_cycle_between_packages():
     graph: dict[str, set[str]] = {}
     for module, targets in module_graph().items():
         graph.setdefault(package_of(module), set()).update(
-            package_of(t) for t in targets if package_of(t) != package_of(module))
+            package_of(t) for t in targets if package_of(t) != package_of(module)
+        )
     cycle = find_cycle(graph)
     assert cycle is None, " → ".join(cycle or [])
 
@@ -168,8 +208,10 @@ def test_in_function_project_imports_are_named_lazy():
         lines = path.read_text().splitlines()
         for name, line, in_function in project_imports(module):
             if in_function and not _marked_lazy(lines, line):
-                bad.add(f"{path.relative_to(ROOT)}:{line} imports {name} inside a function without "
-                        f"a '# {LAZY_MARK}: why' comment")
+                bad.add(
+                    f"{path.relative_to(ROOT)}:{line} imports {name} inside a function without "
+                    f"a '# {LAZY_MARK}: why' comment"
+                )
     assert not bad, "\n".join(sorted(bad))
 
 
@@ -211,14 +253,18 @@ def test_the_checks_catch_a_violation(rule, monkeypatch):
     """Each check fails on a planted violation (so a passing contract means something)."""
     if rule == "tiling imports torch":
         real = imports_of
-        monkeypatch.setitem(globals(), "imports_of",
-                            lambda m: real(m) + ([("torch", 1, False)] if m == "tiling.grid" else []))
+        monkeypatch.setitem(
+            globals(), "imports_of", lambda m: real(m) + ([("torch", 1, False)] if m == "tiling.grid" else [])
+        )
         with pytest.raises(AssertionError, match="tiling/grid.py:1 imports torch"):
             test_tiling_never_imports_pathgen_or_torch()
     elif rule == "library imports a stage":
         real = project_imports
-        monkeypatch.setitem(globals(), "project_imports", lambda m: real(m) + (
-            [("pathgen.stages.gensis", 3, False)] if m == "pathgen.ssl.dino" else []))
+        monkeypatch.setitem(
+            globals(),
+            "project_imports",
+            lambda m: real(m) + ([("pathgen.stages.gensis", 3, False)] if m == "pathgen.ssl.dino" else []),
+        )
         with pytest.raises(AssertionError, match="pathgen.ssl.dino imports pathgen.stages.gensis"):
             test_libraries_never_import_stages_or_commands()
         with pytest.raises(AssertionError, match="ssl/dino.py:3"):

@@ -40,13 +40,15 @@ def write_asap_polygons(xml_path: str | Path, polygons: list[np.ndarray], group:
     root = ET.Element("ASAP_Annotations")
     annotations = ET.SubElement(root, "Annotations")
     for i, polygon in enumerate(polygons):
-        annotation = ET.SubElement(annotations, "Annotation", Name=f"Annotation {i}",
-                                   Type="Polygon", PartOfGroup=group, Color="#F4FA58")
+        annotation = ET.SubElement(
+            annotations, "Annotation", Name=f"Annotation {i}", Type="Polygon", PartOfGroup=group, Color="#F4FA58"
+        )
         coordinates = ET.SubElement(annotation, "Coordinates")
         for order, (x, y) in enumerate(polygon):
             ET.SubElement(coordinates, "Coordinate", Order=str(order), X=f"{x:.2f}", Y=f"{y:.2f}")
-    group_element = ET.SubElement(ET.SubElement(root, "AnnotationGroups"), "Group", Name=group,
-                                  PartOfGroup="None", Color="#00ff00")
+    group_element = ET.SubElement(
+        ET.SubElement(root, "AnnotationGroups"), "Group", Name=group, PartOfGroup="None", Color="#00ff00"
+    )
     ET.SubElement(group_element, "Attributes")
     ET.indent(root)
     xml_path = Path(xml_path)
@@ -54,8 +56,7 @@ def write_asap_polygons(xml_path: str | Path, polygons: list[np.ndarray], group:
     return xml_path
 
 
-def read_asap_polygons(xml_path: str | Path,
-                       groups: tuple[str, ...] | None = None) -> list[np.ndarray]:
+def read_asap_polygons(xml_path: str | Path, groups: tuple[str, ...] | None = None) -> list[np.ndarray]:
     """Polygons of an ASAP/Camelyon16 XML as level-0 (K, 2) float x, y arrays, in file order.
 
     `groups` keeps only annotations whose PartOfGroup is listed (Camelyon16 uses "Tumor",

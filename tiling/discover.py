@@ -8,8 +8,21 @@ import math
 from collections.abc import Mapping
 from pathlib import Path
 
-SLIDE_SUFFIXES = {".svs", ".tif", ".tiff", ".ndpi", ".vms", ".vmu", ".scn", ".mrxs", ".svslide",
-                  ".bif", ".png", ".jpg", ".jpeg"}
+SLIDE_SUFFIXES = {
+    ".svs",
+    ".tif",
+    ".tiff",
+    ".ndpi",
+    ".vms",
+    ".vmu",
+    ".scn",
+    ".mrxs",
+    ".svslide",
+    ".bif",
+    ".png",
+    ".jpg",
+    ".jpeg",
+}
 
 
 def discover_slides(inputs: list[str | Path]) -> tuple[list[Path], list[Path]]:
@@ -61,8 +74,10 @@ def shard_from_environment(environ: Mapping[str, str]) -> str | None:
         raise ValueError(f"cannot take the shard from the environment ({err}): give --shard K/N") from err
     position, off_step = divmod(task_id - task_min, step) if step > 0 else (-1, 1)
     if off_step or not 0 <= position < count:
-        raise ValueError(f"SLURM_ARRAY_TASK_ID={task_id} is not task min {task_min} + k×step {step} for k < "
-                         f"count {count} (an irregular --array list?): give --shard K/N")
+        raise ValueError(
+            f"SLURM_ARRAY_TASK_ID={task_id} is not task min {task_min} + k×step {step} for k < "
+            f"count {count} (an irregular --array list?): give --shard K/N"
+        )
     return f"{position + 1}/{count}"
 
 

@@ -49,8 +49,10 @@ def parse_fault(spec: str | None) -> Fault | None:
         return None
     parts = spec.split(":", 2)
     if len(parts) != 3 or parts[0] not in _ACTIONS or not parts[1].startswith(("plan", "shard")) or not parts[2]:
-        raise ValueError(f"{FAULT_ENV}={spec!r}: expected ACTION:STAGE:NAME with ACTION one of "
-                         f"{', '.join(_ACTIONS)} and STAGE plan, shard or shardK")
+        raise ValueError(
+            f"{FAULT_ENV}={spec!r}: expected ACTION:STAGE:NAME with ACTION one of "
+            f"{', '.join(_ACTIONS)} and STAGE plan, shard or shardK"
+        )
     return Fault(*parts)
 
 

@@ -67,7 +67,7 @@ class FileLock:
             os.close(self._fd)
             self._fd = None
 
-    def __enter__(self) -> "FileLock":
+    def __enter__(self) -> FileLock:
         self.acquire(blocking=True)
         return self
 
@@ -131,8 +131,9 @@ def _keeps_existing(existing: dict[str, str] | None, row: ManifestRow, out_dir: 
         return False
     if row.status in ("skipped", "locked"):
         return True
-    return (row.status == "failed" and existing.get("status") == "done"
-            and is_complete(out_dir / TILES_DIR / row.slide_id))
+    return (
+        row.status == "failed" and existing.get("status") == "done" and is_complete(out_dir / TILES_DIR / row.slide_id)
+    )
 
 
 def _as_strings(row: ManifestRow) -> dict[str, object]:

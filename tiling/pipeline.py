@@ -78,11 +78,15 @@ class RunSummary:
 
     def line(self) -> str:
         """The one-line account of the run: counts per status, locked slides called out."""
-        text = (f"{self.count('done')} done, {self.count('failed')} failed, "
-                f"{self.count('skipped')} skipped (already complete)")
+        text = (
+            f"{self.count('done')} done, {self.count('failed')} failed, "
+            f"{self.count('skipped')} skipped (already complete)"
+        )
         if self.count("locked"):
-            text += (f", {self.count('locked')} NOT tiled: locked by another live run (exit status {EXIT_LOCKED};"
-                     " re-run when it ends)")
+            text += (
+                f", {self.count('locked')} NOT tiled: locked by another live run (exit status {EXIT_LOCKED};"
+                " re-run when it ends)"
+            )
         return text
 
 
@@ -137,9 +141,16 @@ def make_jobs(inputs: list[str | Path], out_dir: Path, cfg: TilingConfig) -> tup
         raise ValueError(f"no slides found in {', '.join(map(str, inputs)) or 'the inputs'}")
     ids = slide_ids(slides)  # over the whole list, so every shard names slides alike
     overrides = read_mpp_overrides(cfg.mpp_override) if cfg.mpp_override else {}
-    jobs = [SlideJob(path, ids[path], out_dir / TILES_DIR / ids[path],
-                     out_dir / QC_DIR / f"{ids[path]}.png" if cfg.qc else None, override_for(path, overrides))
-            for path in select_shard(slides, cfg.shard)]
+    jobs = [
+        SlideJob(
+            path,
+            ids[path],
+            out_dir / TILES_DIR / ids[path],
+            out_dir / QC_DIR / f"{ids[path]}.png" if cfg.qc else None,
+            override_for(path, overrides),
+        )
+        for path in select_shard(slides, cfg.shard)
+    ]
     return jobs, ignored
 
 
@@ -183,8 +194,15 @@ class _ActiveSlide:
 class _Scheduler:
     """Keeps the pool busy with plan and shard tasks and turns their results into manifest rows."""
 
-    def __init__(self, jobs: list[SlideJob], out_dir: Path, cfg: TilingConfig, summary: RunSummary, bar: tqdm,
-                 fault: str | None = None):
+    def __init__(
+        self,
+        jobs: list[SlideJob],
+        out_dir: Path,
+        cfg: TilingConfig,
+        summary: RunSummary,
+        bar: tqdm,
+        fault: str | None = None,
+    ):
         self.pending = deque(jobs)
         self.shards: deque[ShardTask] = deque()
         self.in_flight: dict[Future, str] = {}
@@ -199,8 +217,11 @@ class _Scheduler:
     def pool(self) -> ProcessPool | InlinePool:
         """The workers, started when first needed."""
         if self._pool is None:
-            self._pool = (InlinePool() if self.cfg.workers == 0 else
-                          ProcessPool(self.cfg.workers, install_fault, (self.fault,), preload=_WORKER_PRELOAD))
+            self._pool = (
+                InlinePool()
+                if self.cfg.workers == 0
+                else ProcessPool(self.cfg.workers, install_fault, (self.fault,), preload=_WORKER_PRELOAD)
+            )
         return self._pool
 
     def run(self) -> None:
@@ -251,8 +272,13 @@ class _Scheduler:
         if mismatch:
             self._record(job, "failed", f"an existing store was tiled with {mismatch}; use another --out")
         else:
-            self._record(job, "skipped", "already complete", tiles=int(attrs.get("n_tiles", 0)),
-                         level0_mpp=attrs.get("slide", {}).get("level0_mpp"))
+            self._record(
+                job,
+                "skipped",
+                "already complete",
+                tiles=int(attrs.get("n_tiles", 0)),
+                level0_mpp=attrs.get("slide", {}).get("level0_mpp"),
+            )
 
     def _handle(self, future: Future, slide_id: str) -> None:
         slide = self.active[slide_id]
@@ -260,8 +286,11 @@ class _Scheduler:
         try:
             result = future.result()
         except WorkerCrashed as err:
-            self._fail(slide, f"the worker process tiling this slide died ({err.how}): out of memory, or a crash "
-                              "in the slide reader; a re-run retries it")
+            self._fail(
+                slide,
+                f"the worker process tiling this slide died ({err.how}): out of memory, or a crash "
+                "in the slide reader; a re-run retries it",
+            )
         except Exception as err:  # noqa: BLE001 -- one bad slide must never stop the folder
             self._fail(slide, err.problem if isinstance(err, SlideError) else f"{type(err).__name__}: {err}")
         else:
@@ -305,8 +334,11 @@ class _Scheduler:
         self._record(slide.job, "failed", slide.failed, seconds=elapsed(slide.t0))
 
     def _record(self, job: SlideJob, status: str, reason: str, **values) -> None:
-        self.summary.rows.append(ManifestRow(job.slide_id, str(job.slide_path), status, reason,
-                                             finished=now_iso(), run=self.summary.run_id, **values))
+        self.summary.rows.append(
+            ManifestRow(
+                job.slide_id, str(job.slide_path), status, reason, finished=now_iso(), run=self.summary.run_id, **values
+            )
+        )
         self.bar.set_postfix_str(", ".join(f"{status} {self.summary.count(status)}" for status in STATUSES))
         if time.monotonic() - self.last_manifest > _MANIFEST_EVERY_S:
             update_manifest(self.out_dir, self.summary.rows)
@@ -332,6 +364,9 @@ def _parameter_mismatch(attrs: dict, cfg: TilingConfig) -> str:
     """Describe how an existing store's tiling parameters differ from this run's, if they do."""
     stored = attrs.get("tiling", {})
     wanted = asdict(cfg)
-    diffs = [f"{name}={stored.get(name)} (this run: {wanted[name]})" for name in _CHECKED_PARAMETERS
-             if stored.get(name) != wanted[name]]
+    diffs = [
+        f"{name}={stored.get(name)} (this run: {wanted[name]})"
+        for name in _CHECKED_PARAMETERS
+        if stored.get(name) != wanted[name]
+    ]
     return ", ".join(diffs)

@@ -70,8 +70,9 @@ def render_qc(
     return _add_caption(picture, title, mpp_note)
 
 
-def qc_size(thumbnail_hw: tuple[int, int], max_side_px: int = MAX_SIDE_PX,
-            min_side_px: int = MIN_SIDE_PX) -> tuple[int, int]:
+def qc_size(
+    thumbnail_hw: tuple[int, int], max_side_px: int = MAX_SIDE_PX, min_side_px: int = MIN_SIDE_PX
+) -> tuple[int, int]:
     """(width, height) of the picture part of a QC image for a thumbnail of (H, W) pixels."""
     h, w = thumbnail_hw
     scale = min(max(1.0, min_side_px / max(h, w)), max_side_px / max(h, w))
@@ -124,8 +125,7 @@ def qc_png_name(slide: str) -> str:
 def _check_inputs(thumbnail, tissue_mask, ink_mask, boxes) -> None:
     """Clear errors for mismatched inputs instead of a confusing numpy broadcast failure."""
     if thumbnail.ndim != 3 or thumbnail.shape[2] != 3 or thumbnail.dtype != np.uint8:
-        raise ValueError(f"render_qc needs an RGB uint8 (H, W, 3) thumbnail, got "
-                         f"{thumbnail.dtype} {thumbnail.shape}")
+        raise ValueError(f"render_qc needs an RGB uint8 (H, W, 3) thumbnail, got {thumbnail.dtype} {thumbnail.shape}")
     for name, mask in (("tissue_mask", tissue_mask), ("ink_mask", ink_mask)):
         if mask is not None and mask.shape != thumbnail.shape[:2]:
             raise ValueError(f"{name} has shape {mask.shape}, thumbnail {thumbnail.shape[:2]}")
@@ -162,8 +162,7 @@ def _draw_tiles(picture: Image.Image, boxes: np.ndarray) -> Image.Image:
     overlay = Image.new("RGBA", picture.size, (0, 0, 0, 0))
     draw = ImageDraw.Draw(overlay)
     for x0, y0, x1, y1 in boxes.reshape(-1, 4):
-        draw.rectangle((x0, y0, max(x0, x1 - 1), max(y0, y1 - 1)),
-                       fill=TILE_FILL_RGBA, outline=TILE_RGBA, width=1)
+        draw.rectangle((x0, y0, max(x0, x1 - 1), max(y0, y1 - 1)), fill=TILE_FILL_RGBA, outline=TILE_RGBA, width=1)
     return Image.alpha_composite(picture.convert("RGBA"), overlay).convert("RGB")
 
 
@@ -253,7 +252,7 @@ def write_summary_html(out_path: str | Path, rows: list[dict], qc_dir_rel: str) 
     page = (
         f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
         f"<title>pathgen tiling summary</title><style>{_STYLE}</style></head><body>\n"
-        f"<h1>pathgen tiling summary</h1>\n<p class=\"counts\">{header}"
+        f'<h1>pathgen tiling summary</h1>\n<p class="counts">{header}'
         f"<span>total: {len(rows)}</span></p>\n"
         f"<table>\n<tr>{head}</tr>\n{body}\n</table>\n</body></html>\n"
     )

@@ -51,8 +51,7 @@ class Resolution:
 
 def _mpp_from_openslide(props: dict[str, str]) -> Resolution | None:
     if "openslide.mpp-x" in props and "openslide.mpp-y" in props:
-        return _checked_isotropic(float(props["openslide.mpp-x"]), float(props["openslide.mpp-y"]),
-                                  "openslide.mpp")
+        return _checked_isotropic(float(props["openslide.mpp-x"]), float(props["openslide.mpp-y"]), "openslide.mpp")
     if "tiff.XResolution" in props and "tiff.ResolutionUnit" in props:
         unit = props["tiff.ResolutionUnit"].lower()
         if unit not in _CM_PER_UNIT:
@@ -67,8 +66,10 @@ def _checked_isotropic(mpp_x: float, mpp_y: float, source: str) -> Resolution:
     if not (math.isfinite(mpp_x) and math.isfinite(mpp_y) and mpp_x > 0 and mpp_y > 0):
         raise ValueError(f"invalid {source}: {mpp_x} × {mpp_y} µm/px")
     if source != "--mpp-override" and max(mpp_x, mpp_y) > _IMPLAUSIBLE_MPP:
-        raise ValueError(f"implausible resolution {max(mpp_x, mpp_y):.4g} µm/px in the {source} (an image "
-                         "editor's default dpi, not a scan?); give it with --mpp-override FILE.csv (columns slide,mpp)")
+        raise ValueError(
+            f"implausible resolution {max(mpp_x, mpp_y):.4g} µm/px in the {source} (an image "
+            "editor's default dpi, not a scan?); give it with --mpp-override FILE.csv (columns slide,mpp)"
+        )
     if abs(mpp_x - mpp_y) > 0.02 * max(mpp_x, mpp_y):
         raise ValueError(f"non-square pixels ({mpp_x:.4f} × {mpp_y:.4f} µm/px from {source})")
     return Resolution((mpp_x + mpp_y) / 2, source)
@@ -82,8 +83,9 @@ def _mpp_from_pil(image: Image.Image) -> Resolution | None:
         if unit is None:
             return None
         x_res, y_res = float(tags[282]), float(tags.get(283, tags[282]))
-        return _checked_isotropic(_CM_PER_UNIT[unit] * 1e4 / x_res, _CM_PER_UNIT[unit] * 1e4 / y_res,
-                                  "tiff resolution tags")
+        return _checked_isotropic(
+            _CM_PER_UNIT[unit] * 1e4 / x_res, _CM_PER_UNIT[unit] * 1e4 / y_res, "tiff resolution tags"
+        )
     if image.format == "PNG" and "dpi" in image.info:
         x_dpi, y_dpi = image.info["dpi"]
         return _checked_isotropic(25400 / x_dpi, 25400 / y_dpi, "png pHYs")
@@ -96,8 +98,14 @@ class Slide:
     One handle per process: OpenSlide handles are not shared across fork safely.
     """
 
-    def __init__(self, path: Path, backend: openslide.AbstractSlide, resolution: Resolution,
-                 vendor: str, direct: TiffTileReader | None = None):
+    def __init__(
+        self,
+        path: Path,
+        backend: openslide.AbstractSlide,
+        resolution: Resolution,
+        vendor: str,
+        direct: TiffTileReader | None = None,
+    ):
         self.path = path
         self._direct = direct
         self._backend = backend
@@ -131,13 +139,15 @@ class Slide:
             try:
                 return self._direct.read_rgb(level, (int(level_xy[0]), int(level_xy[1])), size_wh)
             except OSError as err:
-                raise SlideError(self.path, f"cannot decode region at level-0 {tuple(level0_xy)}, "
-                                            f"level {level}: {err}") from err
+                raise SlideError(
+                    self.path, f"cannot decode region at level-0 {tuple(level0_xy)}, level {level}: {err}"
+                ) from err
         try:
             rgba = np.asarray(self._backend.read_region(level0_xy, level, size_wh))
         except (openslide.OpenSlideError, OSError) as err:
-            raise SlideError(self.path, f"cannot decode region at level-0 {tuple(level0_xy)}, "
-                                        f"level {level}: {err}") from err
+            raise SlideError(
+                self.path, f"cannot decode region at level-0 {tuple(level0_xy)}, level {level}: {err}"
+            ) from err
         rgb = rgba[..., :3]
         if (rgba.view("<u4") >= 0xFF000000).all():  # every alpha byte 255: one pass over whole words
             return rgb  # a strided view: callers copy once when they cut tiles out of it
@@ -147,8 +157,9 @@ class Slide:
     def best_level_for(self, target_mpp: float) -> int:
         """The coarsest level whose resolution is at least as fine as `target_mpp`."""
         tolerance = 1e-3
-        levels = [lvl for lvl in range(len(self.level_downsamples))
-                  if self.level_mpp(lvl) <= target_mpp * (1 + tolerance)]
+        levels = [
+            lvl for lvl in range(len(self.level_downsamples)) if self.level_mpp(lvl) <= target_mpp * (1 + tolerance)
+        ]
         return max(levels, key=lambda lvl: self.level_downsamples[lvl]) if levels else 0
 
     def thumbnail(self, thumbnail_mpp: float) -> np.ndarray:
@@ -198,8 +209,9 @@ def open_slide(path: str | Path, mpp_override: float | None = None, cache_mb: in
         raise SlideError(path, str(err)) from err
     if resolution is None:
         _close_all(backend, direct)
-        raise SlideError(path, "no resolution (µm/px) in the file; give it with --mpp-override "
-                               "FILE.csv (columns slide,mpp)")
+        raise SlideError(
+            path, "no resolution (µm/px) in the file; give it with --mpp-override FILE.csv (columns slide,mpp)"
+        )
     return Slide(path, backend, resolution, vendor, direct)
 
 
@@ -227,8 +239,7 @@ def _open_backend(path: Path) -> tuple[openslide.AbstractSlide, str]:
         raise SlideError(path, f"not a slide or image that OpenSlide or Pillow can read ({err})") from err
 
 
-def _resolve_resolution(path: Path, backend: openslide.AbstractSlide,
-                        mpp_override: float | None) -> Resolution | None:
+def _resolve_resolution(path: Path, backend: openslide.AbstractSlide, mpp_override: float | None) -> Resolution | None:
     if mpp_override is not None:
         return _checked_isotropic(mpp_override, mpp_override, "--mpp-override")
     if isinstance(backend, openslide.ImageSlide):

@@ -80,8 +80,9 @@ def read_layout(array_dir: Path) -> ShardLayout:
     if meta.get("chunk_key_encoding", {}).get("configuration", {}).get("separator", "/") != "/":
         raise UnsupportedLayout(f"{array_dir}: unexpected chunk key encoding")
     shard_shape = meta["chunk_grid"]["configuration"]["chunk_shape"]
-    return ShardLayout(int(meta["shape"][0]), tuple(meta["shape"][1:]), int(shard_shape[0]),
-                       _codec_from(config["codecs"], array_dir))
+    return ShardLayout(
+        int(meta["shape"][0]), tuple(meta["shape"][1:]), int(shard_shape[0]), _codec_from(config["codecs"], array_dir)
+    )
 
 
 def _codec_from(inner: list[dict], array_dir: Path) -> TileCodec:
@@ -145,8 +146,10 @@ class ShardReader:
             raise self._corrupt(shard, f"tile {inner} does not decode ({type(err).__name__})") from None
 
     def _corrupt(self, shard: int, problem: str) -> CorruptShard:
-        return CorruptShard(f"{shard_path(self.array_dir, shard)}: corrupt shard file, {problem}; delete the "
-                            f"store {self.array_dir.parent} and re-run pathgen tile to redo the slide")
+        return CorruptShard(
+            f"{shard_path(self.array_dir, shard)}: corrupt shard file, {problem}; delete the "
+            f"store {self.array_dir.parent} and re-run pathgen tile to redo the slide"
+        )
 
     def _index(self, shard: int) -> np.ndarray:
         if shard not in self._indices:

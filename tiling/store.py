@@ -84,21 +84,35 @@ def ensure_root(tiles_dir: Path) -> None:
         pass  # another process created it between our check and our write
 
 
-def create_store(group_path: Path, layout: StoreLayout, coords: np.ndarray, tissue_fraction: np.ndarray,
-                 thumbnail: np.ndarray, tissue_mask: np.ndarray, attrs: dict, cfg: StoreConfig) -> None:
+def create_store(
+    group_path: Path,
+    layout: StoreLayout,
+    coords: np.ndarray,
+    tissue_fraction: np.ndarray,
+    thumbnail: np.ndarray,
+    tissue_mask: np.ndarray,
+    attrs: dict,
+    cfg: StoreConfig,
+) -> None:
     """Create an empty, incomplete store for one slide, replacing whatever was at `group_path`."""
     if group_path.exists():
         shutil.rmtree(group_path)
     ensure_root(group_path.parent)
-    group = zarr.open_group(group_path, mode="w", attributes={**attrs, "pathgen_tile_store": SCHEMA_VERSION,
-                                                               "complete": False})
+    group = zarr.open_group(
+        group_path, mode="w", attributes={**attrs, "pathgen_tile_store": SCHEMA_VERSION, "complete": False}
+    )
     tile_shape = (layout.tile_size_px, layout.tile_size_px, 3)
-    group.create_array("tiles", shape=(layout.n_tiles, *tile_shape), dtype="uint8",
-                       chunks=(1, *tile_shape), shards=(max(1, layout.tiles_per_shard), *tile_shape),
-                       fill_value=0, **_tile_codecs(cfg))
+    group.create_array(
+        "tiles",
+        shape=(layout.n_tiles, *tile_shape),
+        dtype="uint8",
+        chunks=(1, *tile_shape),
+        shards=(max(1, layout.tiles_per_shard), *tile_shape),
+        fill_value=0,
+        **_tile_codecs(cfg),
+    )
     group.create_array("coords", data=coords.astype(np.int64), chunks=(max(1, len(coords)), 2))
-    group.create_array("tissue_fraction", data=tissue_fraction.astype(np.float32),
-                       chunks=(max(1, len(coords)),))
+    group.create_array("tissue_fraction", data=tissue_fraction.astype(np.float32), chunks=(max(1, len(coords)),))
     group.create_array("thumbnail", data=thumbnail, compressors=ZstdCodec(level=3))
     group.create_array("tissue_mask", data=tissue_mask.astype(np.uint8), compressors=ZstdCodec(level=3))
 
@@ -111,8 +125,7 @@ def write_shard(group_path: Path, layout: StoreLayout, shard_index: int, tiles: 
         raise ValueError(f"shard {shard_index} of {group_path} needs tiles of shape {expected}, got {tiles.shape}")
     array_dir = group_path / "tiles"
     codec = read_layout(array_dir).codec
-    write_shard_file(shard_path(array_dir, shard_index), [codec.encode(tile) for tile in tiles],
-                     layout.tiles_per_shard)
+    write_shard_file(shard_path(array_dir, shard_index), [codec.encode(tile) for tile in tiles], layout.tiles_per_shard)
 
 
 def mark_complete(group_path: Path, extra_attrs: dict) -> None:
@@ -232,14 +245,17 @@ def complete_store_paths(out_dir: str | Path) -> list[Path]:
     complete = [p for p in paths if is_complete(p)]
     incomplete = [p.name for p in paths if p not in complete]
     if paths and not complete:
-        raise StoreError(f"{out_dir}: none of its {len(paths)} slide stores is complete (their tiling did not "
-                         "finish); re-run pathgen tile on it first")
+        raise StoreError(
+            f"{out_dir}: none of its {len(paths)} slide stores is complete (their tiling did not "
+            "finish); re-run pathgen tile on it first"
+        )
     if not paths:
         raise StoreError(f"{out_dir}: no slide stores in {TILES_DIR}")
     if incomplete:
         shown = ", ".join(incomplete[:5]) + (f" and {len(incomplete) - 5} more" if len(incomplete) > 5 else "")
-        _log.warning("%s: skipping %d incomplete slide store(s) (tiling not finished): %s", out_dir,
-                     len(incomplete), shown)
+        _log.warning(
+            "%s: skipping %d incomplete slide store(s) (tiling not finished): %s", out_dir, len(incomplete), shown
+        )
     return complete
 
 

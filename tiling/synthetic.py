@@ -26,13 +26,15 @@ from PIL import Image
 from scipy import ndimage
 from scipy.spatial import cKDTree
 
-from tiling.annotations import field_outlines, write_asap_polygons
-from tiling.annotations import read_asap_polygons  # noqa: F401 (re-exported: tests import it from here)
+from tiling.annotations import (
+    field_outlines,
+    read_asap_polygons,  # noqa: F401 (re-exported: tests import it from here)
+    write_asap_polygons,
+)
 from tiling.synthetic_texture import GLASS_RGB, texture_mosaic
 
 MASK_DS = 32  # level-0 pixels per value of the layout fields
-INK_RGB = {"blue": (30, 60, 170), "green": (40, 140, 60), "red": (200, 30, 40),
-           "black": (30, 30, 30)}
+INK_RGB = {"blue": (30, 60, 170), "green": (40, 140, 60), "red": (200, 30, 40), "black": (30, 30, 30)}
 _OUTSIDE = -1e6  # field value meaning "nowhere near"
 _RESOLUTION_TAGS = (282, 283, 296)  # TIFF XResolution, YResolution, ResolutionUnit
 _MAX_PLAIN_PIXELS = 64_000_000
@@ -83,6 +85,7 @@ class SyntheticSlide:
 
 # ------------------------------------------------------------------------------ layout fields
 
+
 class _Grid(NamedTuple):
     """Level-0 coordinates of the layout field's sample points (block centres) and slide size."""
 
@@ -102,13 +105,13 @@ class _Fields:
 
 
 def _layout(spec: SyntheticSlideSpec) -> _Fields:
-    return _fields(spec.width_px, spec.height_px, spec.mpp, spec.seed, spec.tissue_regions,
-                   spec.tumor_regions, spec.pen_strokes)
+    return _fields(
+        spec.width_px, spec.height_px, spec.mpp, spec.seed, spec.tissue_regions, spec.tumor_regions, spec.pen_strokes
+    )
 
 
 @lru_cache(maxsize=16)
-def _fields(width: int, height: int, mpp: float, seed: int, n_tissue: int, n_tumor: int,
-            n_ink: int) -> _Fields:
+def _fields(width: int, height: int, mpp: float, seed: int, n_tissue: int, n_tumor: int, n_ink: int) -> _Fields:
     """The layout of one slide; each part has its own random stream, so e.g. adding pen
     strokes leaves tissue and tumor where they were."""
     ys = ((np.arange(-(-height // MASK_DS)) + 0.5) * MASK_DS).astype(np.float32)
@@ -130,8 +133,9 @@ def _smooth_noise(grid: _Grid, scale: float, rng: np.random.Generator) -> np.nda
     return noise / max(float(noise.std()), 1e-6)
 
 
-def _blob(grid: _Grid, centre: tuple[float, float], radii: tuple[float, float], angle: float,
-          rng: np.random.Generator) -> np.ndarray:
+def _blob(
+    grid: _Grid, centre: tuple[float, float], radii: tuple[float, float], angle: float, rng: np.random.Generator
+) -> np.ndarray:
     """Signed distance (approximately, level-0 px) to a rotated ellipse with a wavy outline."""
     cos, sin = math.cos(angle), math.sin(angle)
     dx, dy = grid.xx - centre[0], grid.yy - centre[1]
@@ -152,8 +156,7 @@ def _tissue_field(grid: _Grid, n: int, rng: np.random.Generator) -> np.ndarray:
     cell_w, cell_h = grid.width / cols, grid.height / rows
     for cell in rng.permutation(rows * cols)[:n]:
         row, col = divmod(int(cell), cols)
-        centre = ((col + 0.5 + rng.uniform(-0.1, 0.1)) * cell_w,
-                  (row + 0.5 + rng.uniform(-0.1, 0.1)) * cell_h)
+        centre = ((col + 0.5 + rng.uniform(-0.1, 0.1)) * cell_w, (row + 0.5 + rng.uniform(-0.1, 0.1)) * cell_h)
         radii = (cell_w * rng.uniform(0.28, 0.42), cell_h * rng.uniform(0.28, 0.42))
         field = np.maximum(field, _blob(grid, centre, radii, rng.uniform(-0.3, 0.3), rng))
     return field + 0.03 * min(grid.width, grid.height) * _smooth_noise(grid, 0.02, rng)
@@ -172,8 +175,9 @@ def _tumor_field(grid: _Grid, tissue: np.ndarray, n: int, rng: np.random.Generat
     return np.minimum(raw, tissue)
 
 
-def _ink_fields(grid: _Grid, tissue: np.ndarray, n: int, mpp: float,
-                rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+def _ink_fields(
+    grid: _Grid, tissue: np.ndarray, n: int, mpp: float, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
     """Thick smooth strokes (100–300 µm, at most 6% of the short side) from tissue out onto
     glass: the distance field of all strokes and, per point, the nearest stroke's tint."""
     ink = np.full(grid.xx.shape, _OUTSIDE, np.float32)
@@ -190,8 +194,7 @@ def _ink_fields(grid: _Grid, tissue: np.ndarray, n: int, mpp: float,
     return ink, tint
 
 
-def _stroke_curve(grid: _Grid, points: np.ndarray, in_tissue: np.ndarray,
-                  rng: np.random.Generator) -> np.ndarray:
+def _stroke_curve(grid: _Grid, points: np.ndarray, in_tissue: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """A cubic Bézier from a tissue point to a glass point 0.3–0.6 short sides away."""
     inside, outside = np.flatnonzero(in_tissue), np.flatnonzero(~in_tissue)
     start = points[rng.choice(inside if inside.size else len(points))]
@@ -202,18 +205,23 @@ def _stroke_curve(grid: _Grid, points: np.ndarray, in_tissue: np.ndarray,
     c1 = start + (end - start) / 3 + normal * rng.normal(0, 0.3)
     c2 = start + 2 * (end - start) / 3 + normal * rng.normal(0, 0.3)
     t = np.linspace(0, 1, max(64, int(4 * np.hypot(*(end - start)) / MASK_DS)))[:, None]
-    return ((1 - t) ** 3 * start + 3 * (1 - t) ** 2 * t * c1 + 3 * (1 - t) * t ** 2 * c2
-            + t ** 3 * end)
+    return (1 - t) ** 3 * start + 3 * (1 - t) ** 2 * t * c1 + 3 * (1 - t) * t**2 * c2 + t**3 * end
 
 
 # ------------------------------------------------------------------------------------- image
+
 
 def _upsample(field: np.ndarray, spec: SyntheticSlideSpec) -> pyvips.Image:
     """Bilinear MASK_DS× enlargement, pixel centres aligned as in `_sample_field`."""
     shift = 0.5 - 0.5 / MASK_DS
     return pyvips.Image.new_from_array(np.ascontiguousarray(field, np.float32)).affine(
-        [MASK_DS, 0, 0, MASK_DS], interpolate=pyvips.Interpolate.new("bilinear"),
-        idx=shift, idy=shift, extend="copy", oarea=[0, 0, spec.width_px, spec.height_px])
+        [MASK_DS, 0, 0, MASK_DS],
+        interpolate=pyvips.Interpolate.new("bilinear"),
+        idx=shift,
+        idy=shift,
+        extend="copy",
+        oarea=[0, 0, spec.width_px, spec.height_px],
+    )
 
 
 def _alpha(field: np.ndarray, spec: SyntheticSlideSpec, edge_um: float) -> pyvips.Image:
@@ -244,6 +252,7 @@ def synthetic_slide_image(spec: SyntheticSlideSpec) -> pyvips.Image:
 
 
 # ------------------------------------------------------------------------------ ground truth
+
 
 def _sample_field(field: np.ndarray, spec: SyntheticSlideSpec, downsample: int) -> np.ndarray:
     """Bilinear samples of a layout field at the centres of `downsample`-pixel blocks."""
@@ -279,6 +288,7 @@ def ink_truth_mask(spec: SyntheticSlideSpec, downsample: int) -> np.ndarray:
 
 # ----------------------------------------------------------------------------------- writing
 
+
 def write_synthetic_slide(path: str | Path, spec: SyntheticSlideSpec) -> SyntheticSlide:
     """Write the slide as a tiled JPEG TIFF OpenSlide opens, plus `<stem>.xml` if it has tumor.
 
@@ -286,9 +296,15 @@ def write_synthetic_slide(path: str | Path, spec: SyntheticSlideSpec) -> Synthet
     resolution is written in pixels per centimetre, which OpenSlide turns into openslide.mpp-x.
     """
     path = Path(path)
-    options = dict(tile=True, pyramid=spec.pyramid, compression="jpeg", Q=spec.jpeg_quality,
-                   tile_width=spec.tile_px, tile_height=spec.tile_px,
-                   bigtiff=spec.width_px * spec.height_px * 3 >= 2 ** 32)
+    options = {
+        "tile": True,
+        "pyramid": spec.pyramid,
+        "compression": "jpeg",
+        "Q": spec.jpeg_quality,
+        "tile_width": spec.tile_px,
+        "tile_height": spec.tile_px,
+        "bigtiff": spec.width_px * spec.height_px * 3 >= 2**32,
+    }
     if spec.write_mpp:  # pyvips takes pixels per millimetre whatever the unit written
         options.update(xres=1000 / spec.mpp, yres=1000 / spec.mpp, resunit="cm")
     synthetic_slide_image(spec).tiffsave(str(path), **options)
@@ -305,24 +321,32 @@ def write_plain_image(path: str | Path, spec: SyntheticSlideSpec) -> SyntheticSl
     if suffix not in (".png", ".tif", ".tiff"):
         raise ValueError(f"{path}: plain images are .png, .tif or .tiff, not {suffix!r}")
     if spec.width_px * spec.height_px > _MAX_PLAIN_PIXELS:
-        raise ValueError(f"{path}: {spec.width_px}×{spec.height_px} is too large for a plain "
-                         f"image (at most {_MAX_PLAIN_PIXELS:,} px); use write_synthetic_slide")
+        raise ValueError(
+            f"{path}: {spec.width_px}×{spec.height_px} is too large for a plain "
+            f"image (at most {_MAX_PLAIN_PIXELS:,} px); use write_synthetic_slide"
+        )
     pixels = synthetic_slide_image(spec).numpy()
     px_per_cm = 1e4 / spec.mpp
     if suffix == ".png":
         dpi = {"dpi": (2.54 * px_per_cm,) * 2} if spec.write_mpp else {}
         Image.fromarray(pixels).save(path, **dpi)
     else:
-        tifffile.imwrite(path, pixels, photometric="rgb", metadata=None,
-                         resolution=(px_per_cm, px_per_cm), resolutionunit="CENTIMETER")
+        tifffile.imwrite(
+            path,
+            pixels,
+            photometric="rgb",
+            metadata=None,
+            resolution=(px_per_cm, px_per_cm),
+            resolutionunit="CENTIMETER",
+        )
         if not spec.write_mpp:
             _strip_resolution_tags(path)
     return SyntheticSlide(path, _write_annotation(path, spec), spec)
 
 
-def write_synthetic_folder(out_dir: str | Path, n_slides: int, spec: SyntheticSlideSpec,
-                           tumor_every: int = 2,
-                           name_prefix: str = "slide") -> list[SyntheticSlide]:
+def write_synthetic_folder(
+    out_dir: str | Path, n_slides: int, spec: SyntheticSlideSpec, tumor_every: int = 2, name_prefix: str = "slide"
+) -> list[SyntheticSlide]:
     """Write `<prefix>_000.tif`… with seeds spec.seed + i, a tumor/normal set for demos.
 
     Slides 0, tumor_every, 2·tumor_every… get `spec.tumor_regions` tumor areas (2 if that is
@@ -333,10 +357,13 @@ def write_synthetic_folder(out_dir: str | Path, n_slides: int, spec: SyntheticSl
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     tumors = spec.tumor_regions or 2
-    return [write_synthetic_slide(
-        out_dir / f"{name_prefix}_{i:03d}.tif",
-        replace(spec, seed=spec.seed + i, tumor_regions=tumors if i % tumor_every == 0 else 0))
-        for i in range(n_slides)]
+    return [
+        write_synthetic_slide(
+            out_dir / f"{name_prefix}_{i:03d}.tif",
+            replace(spec, seed=spec.seed + i, tumor_regions=tumors if i % tumor_every == 0 else 0),
+        )
+        for i in range(n_slides)
+    ]
 
 
 def _strip_resolution_tags(path: Path) -> None:
@@ -355,13 +382,13 @@ def _strip_resolution_tags(path: Path) -> None:
             (count,) = struct.unpack(count_fmt, f.read(struct.calcsize(count_fmt)))
             entries = [f.read(entry_size) for _ in range(count)]
             next_ifd = f.read(struct.calcsize(next_fmt))
-            kept = [e for e in entries
-                    if struct.unpack(order + "H", e[:2])[0] not in _RESOLUTION_TAGS]
+            kept = [e for e in entries if struct.unpack(order + "H", e[:2])[0] not in _RESOLUTION_TAGS]
             f.seek(offset)
             f.write(struct.pack(count_fmt, len(kept)) + b"".join(kept) + next_ifd)
 
 
 # ------------------------------------------------------------------------- ASAP annotations
+
 
 def _write_annotation(path: Path, spec: SyntheticSlideSpec) -> Path | None:
     """Write the tumor outlines beside the slide in ASAP (Camelyon16) XML, if there is tumor."""

@@ -37,8 +37,9 @@ def level_sizes(level0_wh: tuple[int, int], downsamples: tuple[float, ...]) -> l
     return [(width, height)] + [(max(1, round(width / ds)), max(1, round(height / ds))) for ds in downsamples]
 
 
-def write_pyramid_tiff(path: str | Path, level0: np.ndarray, downsamples: tuple[float, ...], mpp: float,
-                       tile_px: int = 256) -> Path:
+def write_pyramid_tiff(
+    path: str | Path, level0: np.ndarray, downsamples: tuple[float, ...], mpp: float, tile_px: int = 256
+) -> Path:
     """Write `level0` (RGB uint8) and one reduced level per entry of `downsamples` as a tiled TIFF OpenSlide
     opens (generic-tiff), with the resolution in pixels per centimetre; returns the path.
 
@@ -53,8 +54,14 @@ def write_pyramid_tiff(path: str | Path, level0: np.ndarray, downsamples: tuple[
     px_per_cm = 1e4 / mpp
     image = Image.fromarray(level0)
     with tifffile.TiffWriter(path) as tif:
-        tif.write(level0, tile=(tile_px, tile_px), photometric="rgb", compression="zlib",
-                  resolution=(px_per_cm, px_per_cm), resolutionunit="CENTIMETER")
+        tif.write(
+            level0,
+            tile=(tile_px, tile_px),
+            photometric="rgb",
+            compression="zlib",
+            resolution=(px_per_cm, px_per_cm),
+            resolutionunit="CENTIMETER",
+        )
         for size in level_sizes(image.size, downsamples)[1:]:
             level = np.asarray(image.resize(size, Image.Resampling.LANCZOS))
             tif.write(level, tile=(tile_px, tile_px), photometric="rgb", compression="zlib", subfiletype=1)

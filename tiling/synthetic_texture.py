@@ -10,9 +10,10 @@ tiling.synthetic, which decides where each texture shows.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Callable, NamedTuple
+from typing import NamedTuple
 
 import numpy as np
 import pyvips
@@ -72,7 +73,7 @@ def _periodic_noise(rng: np.random.Generator, n: int, sigma_y: float, sigma_x: f
 @lru_cache(maxsize=64)
 def _gaussian_gain(n: int, sigma_y: float, sigma_x: float) -> np.ndarray:
     ky, kx = np.fft.fftfreq(n)[:, None], np.fft.rfftfreq(n)[None, :]
-    gain = np.exp(-2 * np.pi ** 2 * ((ky * sigma_y) ** 2 + (kx * sigma_x) ** 2))
+    gain = np.exp(-2 * np.pi**2 * ((ky * sigma_y) ** 2 + (kx * sigma_x) ** 2))
     gain[0, 0] = 0  # no constant offset
     return gain.astype(np.float32)
 
@@ -104,8 +105,7 @@ _LYMPHOCYTES = _Nuclei(400, (2.5, 3.2), (2.2, 3.0), None, 1.4)
 _TUMOR_NUCLEI = _Nuclei(5000, (4.0, 7.0), (3.0, 5.0), None, 1.5, rim=0.35)
 
 
-def _draw_nuclei(hema: np.ndarray, rand: _PatchRandom, chromatin: np.ndarray,
-                 kind: _Nuclei) -> None:
+def _draw_nuclei(hema: np.ndarray, rand: _PatchRandom, chromatin: np.ndarray, kind: _Nuclei) -> None:
     """Darken `hema` in place with soft, slightly irregular elliptic nuclei.
 
     Nuclei centred in the patch border come from the shared base stream, so borders match
@@ -124,16 +124,18 @@ def _draw_nuclei(hema: np.ndarray, rand: _PatchRandom, chromatin: np.ndarray,
                 hema[box] = np.maximum(hema[box], dose * kind.strength * chromatin[box])
 
 
-def _nucleus_dose(a: float, b: float, angle: float, wobble: tuple[np.ndarray, np.ndarray],
-                  rim: float) -> tuple[int, np.ndarray]:
+def _nucleus_dose(
+    a: float, b: float, angle: float, wobble: tuple[np.ndarray, np.ndarray], rim: float
+) -> tuple[int, np.ndarray]:
     """Coverage (0..1, anti-aliased edge) of one nucleus on a (2r+1)² box around its centre."""
     r = int(math.ceil(1.3 * a)) + 1
-    dy, dx = np.ogrid[-r:r + 1, -r:r + 1]
+    dy, dx = np.ogrid[-r : r + 1, -r : r + 1]
     u = (math.cos(angle) * dx + math.sin(angle) * dy) / a
     v = (math.cos(angle) * dy - math.sin(angle) * dx) / b
     theta = np.arctan2(v, u)
-    q = np.hypot(u, v) / (1 + wobble[0][0] * np.cos(2 * theta + wobble[1][0])
-                          + wobble[0][1] * np.cos(3 * theta + wobble[1][1]))
+    q = np.hypot(u, v) / (
+        1 + wobble[0][0] * np.cos(2 * theta + wobble[1][0]) + wobble[0][1] * np.cos(3 * theta + wobble[1][1])
+    )
     dose = np.clip((1 - q) * b + 0.5, 0, 1)
     return r, dose * (1 - rim + rim * np.minimum(q, 1) ** 2) if rim else dose
 
@@ -177,7 +179,10 @@ def _glass_patch(rand: _PatchRandom) -> np.ndarray:
 
 
 _PATCH_KINDS = {  # maker and number of patches
-    "glass": (_glass_patch, 1), "stroma": (_stroma_patch, 4), "tumor": (_tumor_patch, 3)}
+    "glass": (_glass_patch, 1),
+    "stroma": (_stroma_patch, 4),
+    "tumor": (_tumor_patch, 3),
+}
 
 
 def _patch_px(width_px: int, height_px: int) -> int:
@@ -194,13 +199,19 @@ def _patches(kind: str, seed: int, mpp: float, n: int) -> tuple[pyvips.Image, ..
     ramp = np.clip((edge - n / 32) / (n / 12), 0, 1)
     window = ramp * ramp * (3 - 2 * ramp)
     stream = [seed, 4, list(_PATCH_KINDS).index(kind)]
-    return tuple(pyvips.Image.new_from_array(make(_PatchRandom(
-        np.random.default_rng(stream + [0]), np.random.default_rng(stream + [1 + i]), window, mpp)))
-        for i in range(count))
+    return tuple(
+        pyvips.Image.new_from_array(
+            make(
+                _PatchRandom(np.random.default_rng(stream + [0]), np.random.default_rng(stream + [1 + i]), window, mpp)
+            )
+        )
+        for i in range(count)
+    )
 
 
-def texture_mosaic(kind: str, width_px: int, height_px: int, mpp: float, seed: int,
-                   rng: np.random.Generator) -> pyvips.Image:
+def texture_mosaic(
+    kind: str, width_px: int, height_px: int, mpp: float, seed: int, rng: np.random.Generator
+) -> pyvips.Image:
     """Cover a slide with texture patches of one kind ("glass", "stroma", "tumor") in random
     order drawn from `rng` (lazy, seamless); the patches themselves depend on seed and mpp."""
     n = _patch_px(width_px, height_px)

@@ -51,16 +51,30 @@ class TiledLevel:
 
 def _level_from_page(page: tifffile.TiffPage) -> TiledLevel | None:
     """The page as a TiledLevel, or None when it is not a layout this module decodes."""
-    if not (page.is_tiled and page.compression == _JPEG and page.photometric in _JPEG_MODE
-            and page.samplesperpixel == 3 and page.bitspersample == 8 and page.planarconfig == 1
-            and page.imagedepth == 1 and page.tiledepth == 1):
+    if not (
+        page.is_tiled
+        and page.compression == _JPEG
+        and page.photometric in _JPEG_MODE
+        and page.samplesperpixel == 3
+        and page.bitspersample == 8
+        and page.planarconfig == 1
+        and page.imagedepth == 1
+        and page.tiledepth == 1
+    ):
         return None
     counts = np.asarray(page.databytecounts, dtype=np.int64)
     if (counts <= 0).any():
         return None  # sparse (unscanned) tiles: OpenSlide paints them transparent
-    return TiledLevel(page.imagewidth, page.imagelength, page.tilewidth, page.tilelength,
-                      np.asarray(page.dataoffsets, dtype=np.int64), counts, page.jpegtables,
-                      _JPEG_MODE[int(page.photometric)])
+    return TiledLevel(
+        page.imagewidth,
+        page.imagelength,
+        page.tilewidth,
+        page.tilelength,
+        np.asarray(page.dataoffsets, dtype=np.int64),
+        counts,
+        page.jpegtables,
+        _JPEG_MODE[int(page.photometric)],
+    )
 
 
 def find_tiled_levels(path: Path, level_dimensions: tuple[tuple[int, int], ...]) -> dict[int, TiledLevel]:
@@ -127,7 +141,7 @@ class TiffTileReader:
                 tx, ty = col * spec.tile_w, row * spec.tile_h
                 sx0, sy0 = max(cx0, tx), max(cy0, ty)
                 sx1, sy1 = min(cx1, tx + spec.tile_w), min(cy1, ty + spec.tile_h)
-                out[sy0 - y0:sy1 - y0, sx0 - x0:sx1 - x0] = tile[sy0 - ty:sy1 - ty, sx0 - tx:sx1 - tx]
+                out[sy0 - y0 : sy1 - y0, sx0 - x0 : sx1 - x0] = tile[sy0 - ty : sy1 - ty, sx0 - tx : sx1 - tx]
         return out
 
     def _tile(self, level: int, spec: TiledLevel, index: int) -> np.ndarray:
@@ -137,8 +151,9 @@ class TiffTileReader:
             return self._cache[key]
         data = os.pread(self._fd, int(spec.byte_counts[index]), int(spec.offsets[index]))
         if len(data) != spec.byte_counts[index]:
-            raise OSError(f"tile {index} of level {level} is truncated ({len(data)} of "
-                          f"{spec.byte_counts[index]} bytes)")
+            raise OSError(
+                f"tile {index} of level {level} is truncated ({len(data)} of {spec.byte_counts[index]} bytes)"
+            )
         tile = decode_jpeg_tile(data, spec)
         self._remember(key, tile)
         return tile
@@ -164,8 +179,9 @@ class TiffTileReader:
         os.close(self._fd)
 
 
-def open_tiff_tiles(path: Path, level_dimensions: tuple[tuple[int, int], ...],
-                    cache_bytes: int) -> TiffTileReader | None:
+def open_tiff_tiles(
+    path: Path, level_dimensions: tuple[tuple[int, int], ...], cache_bytes: int
+) -> TiffTileReader | None:
     """A direct reader for the slide's JPEG-tiled levels, or None if no level qualifies."""
     levels = find_tiled_levels(path, level_dimensions)
     return TiffTileReader(path, levels, cache_bytes) if levels else None

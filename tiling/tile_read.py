@@ -35,8 +35,15 @@ def level_boxes(slide: Slide, level: int, level0_xy: np.ndarray, side_level0: fl
     scale_x = slide.dimensions[0] / level_w  # level-0 px per level px, per axis
     scale_y = slide.dimensions[1] / level_h
     xy = np.asarray(level0_xy, np.float64).reshape(-1, 2)
-    return np.stack([xy[:, 0] / scale_x, xy[:, 1] / scale_y,
-                     (xy[:, 0] + side_level0) / scale_x, (xy[:, 1] + side_level0) / scale_y], axis=1)
+    return np.stack(
+        [
+            xy[:, 0] / scale_x,
+            xy[:, 1] / scale_y,
+            (xy[:, 0] + side_level0) / scale_x,
+            (xy[:, 1] + side_level0) / scale_y,
+        ],
+        axis=1,
+    )
 
 
 def read_run(slide: Slide, grid: GridSpec, level: int, level0_xy: np.ndarray, out: np.ndarray) -> None:
@@ -57,7 +64,7 @@ def read_run(slide: Slide, grid: GridSpec, level: int, level0_xy: np.ndarray, ou
     for i, box in enumerate(local):
         if is_whole_pixel_box(box, tile_px):
             x0, y0 = int(round(box[0])), int(round(box[1]))
-            out[i] = region[y0:y0 + tile_px, x0:x0 + tile_px]
+            out[i] = region[y0 : y0 + tile_px, x0 : x0 + tile_px]
             continue
         if image is None:
             image = Image.fromarray(np.ascontiguousarray(region))

@@ -100,12 +100,18 @@ def plan_slide(job: SlideJob, cfg: TilingConfig) -> SlidePlan:
 
 def _plan_open_slide(slide: Slide, job: SlideJob, cfg: TilingConfig) -> SlidePlan:
     if slide.level0_mpp > cfg.target_mpp * (1 + _MPP_TOLERANCE):
-        raise SlideError(slide.path, f"resolution {slide.level0_mpp:.4g} µm/px is coarser than the target "
-                                     f"{cfg.target_mpp:g} µm/px; pathgen does not upsample (lower --mpp)")
+        raise SlideError(
+            slide.path,
+            f"resolution {slide.level0_mpp:.4g} µm/px is coarser than the target "
+            f"{cfg.target_mpp:g} µm/px; pathgen does not upsample (lower --mpp)",
+        )
     grid = GridSpec(slide.dimensions, slide.level0_mpp, cfg.target_mpp, cfg.tile_size_px, cfg.overlap_px)
     if 0 in grid.shape:
-        raise SlideError(slide.path, f"slide of {slide.dimensions[0]}×{slide.dimensions[1]} px is smaller than one "
-                                     f"{cfg.tile_size_px}-px tile at {cfg.target_mpp:g} µm/px")
+        raise SlideError(
+            slide.path,
+            f"slide of {slide.dimensions[0]}×{slide.dimensions[1]} px is smaller than one "
+            f"{cfg.tile_size_px}-px tile at {cfg.target_mpp:g} µm/px",
+        )
     thumbnail = slide.thumbnail(detection_mpp(slide, cfg.tissue.thumbnail_mpp))
     thumb_mpp = slide.level0_mpp * slide.dimensions[0] / thumbnail.shape[1]
     tissue = detect_tissue(thumbnail, thumb_mpp, cfg.tissue)
@@ -115,13 +121,22 @@ def _plan_open_slide(slide: Slide, job: SlideJob, cfg: TilingConfig) -> SlidePla
     keep = fractions >= cfg.min_tissue
     if job.qc_path is not None:
         boxes = np.concatenate([coords[keep], coords[keep] + grid.tile_size_level0], axis=1) * (
-            slide.level0_mpp / thumb_mpp)
-        save_qc_png(job.qc_path, thumbnail, tissue.tissue, tissue.ink, boxes,
-                    f"{job.slide_id}: {int(keep.sum())} tiles at {cfg.target_mpp:g} µm/px",
-                    resolution_note(slide.level0_mpp, slide.mpp_source))
+            slide.level0_mpp / thumb_mpp
+        )
+        save_qc_png(
+            job.qc_path,
+            thumbnail,
+            tissue.tissue,
+            tissue.ink,
+            boxes,
+            f"{job.slide_id}: {int(keep.sum())} tiles at {cfg.target_mpp:g} µm/px",
+            resolution_note(slide.level0_mpp, slide.mpp_source),
+        )
     if not keep.any():
-        raise SlideError(slide.path, f"no tissue: none of {len(keep)} tiles reaches min_tissue={cfg.min_tissue:g}"
-                                     " (see the QC picture)")
+        raise SlideError(
+            slide.path,
+            f"no tissue: none of {len(keep)} tiles reaches min_tissue={cfg.min_tissue:g} (see the QC picture)",
+        )
     layout = StoreLayout(int(keep.sum()), cfg.tile_size_px, cfg.store.tiles_per_shard)
     attrs = _store_attrs(slide, grid, cfg, tissue.saturation_threshold, thumb_mpp)
     create_store(job.group_path, layout, coords[keep], fractions[keep], thumbnail, tissue.tissue, attrs, cfg.store)
@@ -136,30 +151,66 @@ def detection_mpp(slide: Slide, thumbnail_mpp: float) -> float:
     return max(thumbnail_mpp, (area_um2 / _MAX_THUMBNAIL_PIXELS) ** 0.5)
 
 
-def _shard_tasks(job: SlideJob, layout: StoreLayout, grid: GridSpec, slide: Slide, row_col: np.ndarray,
-                 coords: np.ndarray, cfg: TilingConfig) -> list[ShardTask]:
+def _shard_tasks(
+    job: SlideJob,
+    layout: StoreLayout,
+    grid: GridSpec,
+    slide: Slide,
+    row_col: np.ndarray,
+    coords: np.ndarray,
+    cfg: TilingConfig,
+) -> list[ShardTask]:
     level = slide.best_level_for(cfg.target_mpp)
-    return [ShardTask(job, layout, index, grid, level, row_col[layout.shard_slice(index)],
-                      coords[layout.shard_slice(index)], cfg.max_tiles_per_read, cfg.reader_cache_mb)
-            for index in range(layout.n_shards)]
+    return [
+        ShardTask(
+            job,
+            layout,
+            index,
+            grid,
+            level,
+            row_col[layout.shard_slice(index)],
+            coords[layout.shard_slice(index)],
+            cfg.max_tiles_per_read,
+            cfg.reader_cache_mb,
+        )
+        for index in range(layout.n_shards)
+    ]
 
 
-def _store_attrs(slide: Slide, grid: GridSpec, cfg: TilingConfig, saturation_threshold: float,
-                 thumb_mpp: float) -> dict:
+def _store_attrs(
+    slide: Slide, grid: GridSpec, cfg: TilingConfig, saturation_threshold: float, thumb_mpp: float
+) -> dict:
     level = slide.best_level_for(cfg.target_mpp)
     return {
-        "slide": {"path": str(slide.path), "name": slide.path.name, "size_bytes": slide.path.stat().st_size,
-                  "quick_sha256": quick_checksum(slide.path), "vendor": slide.vendor,
-                  "level0_mpp": slide.level0_mpp, "mpp_source": slide.mpp_source,
-                  "read_path": slide.read_path(level),
-                  "level0_width": slide.dimensions[0], "level0_height": slide.dimensions[1],
-                  "level_downsamples": list(slide.level_downsamples),
-                  "level_dimensions": [list(dims) for dims in slide.level_dimensions]},
-        "tiling": {"target_mpp": cfg.target_mpp, "tile_size_px": cfg.tile_size_px, "overlap_px": cfg.overlap_px,
-                   "stride_px": grid.stride_px, "read_level": level, "read_level_mpp": slide.level_mpp(level),
-                   "tile_size_level0": grid.tile_size_level0, "min_tissue": cfg.min_tissue},
-        "tissue": {**asdict(cfg.tissue), "saturation_threshold": float(saturation_threshold),
-                   "thumbnail_mpp_actual": thumb_mpp},
+        "slide": {
+            "path": str(slide.path),
+            "name": slide.path.name,
+            "size_bytes": slide.path.stat().st_size,
+            "quick_sha256": quick_checksum(slide.path),
+            "vendor": slide.vendor,
+            "level0_mpp": slide.level0_mpp,
+            "mpp_source": slide.mpp_source,
+            "read_path": slide.read_path(level),
+            "level0_width": slide.dimensions[0],
+            "level0_height": slide.dimensions[1],
+            "level_downsamples": list(slide.level_downsamples),
+            "level_dimensions": [list(dims) for dims in slide.level_dimensions],
+        },
+        "tiling": {
+            "target_mpp": cfg.target_mpp,
+            "tile_size_px": cfg.tile_size_px,
+            "overlap_px": cfg.overlap_px,
+            "stride_px": grid.stride_px,
+            "read_level": level,
+            "read_level_mpp": slide.level_mpp(level),
+            "tile_size_level0": grid.tile_size_level0,
+            "min_tissue": cfg.min_tissue,
+        },
+        "tissue": {
+            **asdict(cfg.tissue),
+            "saturation_threshold": float(saturation_threshold),
+            "thumbnail_mpp_actual": thumb_mpp,
+        },
         "store": asdict(cfg.store),
         "pathgen_version": __version__,
         "created": now_iso(),

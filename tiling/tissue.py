@@ -22,9 +22,8 @@ from dataclasses import dataclass
 
 import numpy as np
 from scipy import ndimage as ndi
-from skimage.filters import rank
+from skimage.filters import rank, threshold_otsu
 from skimage.morphology import footprint_rectangle
-from skimage.filters import threshold_otsu
 
 from tiling.config import TissueConfig
 
@@ -96,8 +95,9 @@ def _hsv(thumbnail: np.ndarray) -> np.ndarray:
     saturation = np.divide(delta, value, out=np.zeros_like(value), where=value > 0)
     safe = np.where(delta > 0, delta, 1)
     red, green, blue = rgb[..., 0], rgb[..., 1], rgb[..., 2]
-    hue = np.where(value == red, (green - blue) / safe,
-                   np.where(value == green, 2 + (blue - red) / safe, 4 + (red - green) / safe))
+    hue = np.where(
+        value == red, (green - blue) / safe, np.where(value == green, 2 + (blue - red) / safe, 4 + (red - green) / safe)
+    )
     hue = np.where(delta > 0, (hue / 6) % 1.0, 0).astype(np.float32)
     return np.stack([hue, saturation, value], axis=-1)
 
@@ -199,7 +199,7 @@ _DISK_MAX_RADIUS_PX = 6  # up to here a disk structuring element beats the dista
 
 def _disk(radius_px: float) -> np.ndarray:
     reach = int(np.floor(radius_px))
-    dy, dx = np.mgrid[-reach:reach + 1, -reach:reach + 1]
+    dy, dx = np.mgrid[-reach : reach + 1, -reach : reach + 1]
     return dx * dx + dy * dy <= radius_px * radius_px
 
 
@@ -276,8 +276,7 @@ def tissue_fractions(
         raise ValueError(f"level0_xy must have shape (N, 2), got {xy.shape}")
     if not (mask_mpp > 0 and level0_mpp > 0 and tile_size_level0 > 0):
         raise ValueError(
-            f"mask_mpp, level0_mpp and tile_size_level0 must be > 0; got "
-            f"{mask_mpp}, {level0_mpp}, {tile_size_level0}"
+            f"mask_mpp, level0_mpp and tile_size_level0 must be > 0; got {mask_mpp}, {level0_mpp}, {tile_size_level0}"
         )
     sat = np.zeros((mask.shape[0] + 1, mask.shape[1] + 1), dtype=np.float64)
     sat[1:, 1:] = np.cumsum(np.cumsum(mask, axis=0, dtype=np.int64), axis=1)
@@ -285,9 +284,7 @@ def tissue_fractions(
     x0, y0 = xy[:, 0] * scale, xy[:, 1] * scale
     side = tile_size_level0 * scale
     x1, y1 = x0 + side, y0 + side
-    inside = (
-        _sat_at(sat, x1, y1) - _sat_at(sat, x0, y1) - _sat_at(sat, x1, y0) + _sat_at(sat, x0, y0)
-    )
+    inside = _sat_at(sat, x1, y1) - _sat_at(sat, x0, y1) - _sat_at(sat, x1, y0) + _sat_at(sat, x0, y0)
     return (inside / (side * side)).clip(0.0, 1.0).astype(np.float32)
 
 

@@ -77,8 +77,9 @@ class ProcessPool:
     is also when finished tasks are collected and queued tasks handed out.
     """
 
-    def __init__(self, n_workers: int, initializer: Callable | None = None, initargs: tuple = (),
-                 preload: Iterable[str] = ()):
+    def __init__(
+        self, n_workers: int, initializer: Callable | None = None, initargs: tuple = (), preload: Iterable[str] = ()
+    ):
         if n_workers < 1:
             raise ValueError(f"a process pool needs at least one worker, got {n_workers}")
         self._context = mp.get_context("forkserver")
@@ -91,8 +92,12 @@ class ProcessPool:
     def _start_worker(self) -> _Worker:
         parent_tasks, child_tasks = self._context.Pipe(duplex=True)
         child_alive, parent_alive = self._context.Pipe(duplex=False)
-        process = self._context.Process(target=_worker_main, daemon=True, name="pathgen-tile-worker",
-                                        args=(child_tasks, child_alive, self._initializer, self._initargs))
+        process = self._context.Process(
+            target=_worker_main,
+            daemon=True,
+            name="pathgen-tile-worker",
+            args=(child_tasks, child_alive, self._initializer, self._initargs),
+        )
         process.start()
         child_tasks.close()  # only the worker holds these ends now, so EOF means what it says
         child_alive.close()

@@ -21,10 +21,10 @@ import time
 import numpy as np
 import torch
 
-from pathgen.models.embeddings import preprocess
 from pathgen.eval.datasets import PatchSplit
 from pathgen.eval.features import FrozenEncoder, extract_patch_features
 from pathgen.eval.mil import MILConfig, build_mil_model, fit_mil, pad_bags
+from pathgen.models.embeddings import preprocess
 
 
 class MemorySplit(PatchSplit):
@@ -55,8 +55,12 @@ def feature_speed(encoder: FrozenEncoder, n: int, batch_size: int) -> tuple[floa
     extract_patch_features(encoder, split, batch_size)
     sync(encoder.device)
     pipeline = n / (time.perf_counter() - start)
-    batches = [preprocess(torch.from_numpy(split.data[i:i + batch_size]).permute(0, 3, 1, 2).to(encoder.device),
-                          encoder.config) for i in range(0, n, batch_size)]
+    batches = [
+        preprocess(
+            torch.from_numpy(split.data[i : i + batch_size]).permute(0, 3, 1, 2).to(encoder.device), encoder.config
+        )
+        for i in range(0, n, batch_size)
+    ]
     sync(encoder.device)
     start = time.perf_counter()
     with torch.no_grad():
@@ -72,15 +76,15 @@ def mil_speed(n_bags: int, n_tiles: int, dim: int, device: str) -> tuple[float, 
     bags = [rng.standard_normal((n_tiles, dim), dtype=np.float32) for _ in range(n_bags)]
     labels = np.arange(n_bags) % 2
     epochs = 2
-    cfg = MILConfig(max_epochs=epochs, patience=None, val_every_steps=10 ** 9)
+    cfg = MILConfig(max_epochs=epochs, patience=None, val_every_steps=10**9)
     start = time.perf_counter()
     fit_mil((bags, labels), (bags[:2], labels[:2]), 2, cfg, device=device)
     sync(torch.device(device))
     fitted = (time.perf_counter() - start) / epochs
     model = build_mil_model(cfg, dim, 2).to(device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr)
-    padded = [pad_bags(bags[i:i + cfg.batch_size], device) for i in range(0, n_bags, cfg.batch_size)]
-    y = [torch.as_tensor(labels[i:i + cfg.batch_size], device=device) for i in range(0, n_bags, cfg.batch_size)]
+    padded = [pad_bags(bags[i : i + cfg.batch_size], device) for i in range(0, n_bags, cfg.batch_size)]
+    y = [torch.as_tensor(labels[i : i + cfg.batch_size], device=device) for i in range(0, n_bags, cfg.batch_size)]
     sync(torch.device(device))
     start = time.perf_counter()
     for (x, mask), target in zip(padded, y):
@@ -104,12 +108,16 @@ def main() -> None:
         encoder = FrozenEncoder(args.encoder, cache, args.device)
         n = max(args.batch_size, int(args.images * min(1.0, args.scale * 4)))
         pipeline, bare = feature_speed(encoder, n, args.batch_size)
-    print(f"features  {encoder.name} on {args.device}: pipeline {pipeline:,.0f} img/s, bare forward {bare:,.0f} img/s, "
-          f"ratio {pipeline / bare:.2f} ({n} images, batch {args.batch_size})")
+    print(
+        f"features  {encoder.name} on {args.device}: pipeline {pipeline:,.0f} img/s, bare forward {bare:,.0f} img/s, "
+        f"ratio {pipeline / bare:.2f} ({n} images, batch {args.batch_size})"
+    )
     n_bags, n_tiles = max(4, round(400 * args.scale)), max(10, round(10_000 * args.scale))
     fitted, bare_epoch = mil_speed(n_bags, n_tiles, 384, args.device)
-    print(f"MIL ABMIL {n_bags} bags × {n_tiles} tiles × 384: fit_mil {fitted:.2f} s/epoch, bare forward+backward "
-          f"{bare_epoch:.2f} s/epoch, ratio {bare_epoch / fitted:.2f}")
+    print(
+        f"MIL ABMIL {n_bags} bags × {n_tiles} tiles × 384: fit_mil {fitted:.2f} s/epoch, bare forward+backward "
+        f"{bare_epoch:.2f} s/epoch, ratio {bare_epoch / fitted:.2f}"
+    )
 
 
 if __name__ == "__main__":

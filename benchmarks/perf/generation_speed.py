@@ -52,23 +52,27 @@ import torch.nn.functional as F
 
 from pathgen.config import load_config
 from pathgen.data.tiles import TileDataset
-from pathgen.diffusion.training_data import DiffusionTiles, resize_u8
-from pathgen.stages.generate import select_sources
 from pathgen.diffusion.images import to_model_range, to_uint8
 from pathgen.diffusion.ldm_io import LoadedLDM, load_ldm, read_ldm_config
 from pathgen.diffusion.sampling import SamplerConfig, generate_views
-from pathgen.stages.train_ldm import LDMObjective, LDMOptimConfig, LDMTrainConfig, train_ldm
-from pathgen.stages.train_vae import VAETrainConfig, train_vae
+from pathgen.diffusion.training_data import DiffusionTiles, resize_u8
 from pathgen.distributed import pick_device
 from pathgen.generation_metrics.fidelity import conditioning_fidelity
 from pathgen.generation_metrics.frechet import bootstrap_frechet, frechet_distance_features
+from pathgen.stages.generate import select_sources
+from pathgen.stages.train_ldm import LDMObjective, LDMOptimConfig, LDMTrainConfig, train_ldm
+from pathgen.stages.train_vae import VAETrainConfig, train_vae
 from pathgen.train import Trainer
 
 REPO = Path(__file__).resolve().parents[2]
 CONFIGS = REPO / "configs" / "diffusion"
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
-MODES = {"fp32": ("fp32", False), "bf16": ("bf16", False), "fp32-compile": ("fp32", True),
-         "bf16-compile": ("bf16", True)}
+MODES = {
+    "fp32": ("fp32", False),
+    "bf16": ("bf16", False),
+    "fp32-compile": ("fp32", True),
+    "bf16-compile": ("bf16", True),
+}
 
 
 @dataclass
@@ -115,8 +119,9 @@ def make_tiles(n_slides: int, slide_px: int, work: Path) -> list[str]:
     slides = [work / "slides" / f"slide_{i}.tif" for i in range(n_slides)]
     slides[0].parent.mkdir(parents=True, exist_ok=True)
     for i, path in enumerate(slides):
-        write_synthetic_slide(path, SyntheticSlideSpec(slide_px, slide_px * 3 // 4, seed=i + 1,
-                                                       tumor_regions=2 * (i % 2 == 0)))
+        write_synthetic_slide(
+            path, SyntheticSlideSpec(slide_px, slide_px * 3 // 4, seed=i + 1, tumor_regions=2 * (i % 2 == 0))
+        )
     run_tiling(slides, work / "tiles", TilingConfig(target_mpp=1.0, tile_size_px=32), progress=False)
     return [str(work / "tiles")]
 
@@ -139,13 +144,23 @@ def build_model(args: argparse.Namespace, work: Path) -> tuple[Path, list[str], 
     seconds["slides_and_tiles"], started = time.perf_counter() - started, time.perf_counter()
     encoder = args.encoder or random_encoder(work / "encoder", args.seed)
     common = [f"data=[{tiles[0]}]", f"train.device={args.device}", "train.progress=false"]
-    vae_cfg = load_config(VAETrainConfig, CONFIGS / "vae_tiny.yaml",
-                          [*common, f"out={work / 'vae'}", f"train.max_steps={args.vae_steps}"])
+    vae_cfg = load_config(
+        VAETrainConfig, CONFIGS / "vae_tiny.yaml", [*common, f"out={work / 'vae'}", f"train.max_steps={args.vae_steps}"]
+    )
     vae = train_vae(vae_cfg)
     seconds["vae"], started = time.perf_counter() - started, time.perf_counter()
-    ldm_cfg = load_config(LDMTrainConfig, CONFIGS / "ldm_tiny.yaml",
-                          [*common, f"out={work / 'ldm'}", f"vae={vae}", f"encoder={encoder}",
-                           f"train.max_steps={args.ldm_steps}", f"train.checkpoint_every={max(args.ldm_steps, 1)}"])
+    ldm_cfg = load_config(
+        LDMTrainConfig,
+        CONFIGS / "ldm_tiny.yaml",
+        [
+            *common,
+            f"out={work / 'ldm'}",
+            f"vae={vae}",
+            f"encoder={encoder}",
+            f"train.max_steps={args.ldm_steps}",
+            f"train.checkpoint_every={max(args.ldm_steps, 1)}",
+        ],
+    )
     model_dir = train_ldm(ldm_cfg)
     seconds["ldm"] = time.perf_counter() - started
     return model_dir, tiles, seconds
@@ -169,8 +184,9 @@ def real_tiles(dataset: TileDataset, indices: np.ndarray, size: int) -> torch.Te
 
 def embed(ldm: LoadedLDM, tiles_u8_bchw: torch.Tensor, batch: int = 256) -> np.ndarray:
     """(B, D) float64 conditioning-encoder features of uint8 tiles, in fp32 (the same ruler for every row)."""
-    return np.concatenate([ldm.embed(tiles_u8_bchw[i:i + batch]).double().cpu().numpy()
-                           for i in range(0, len(tiles_u8_bchw), batch)])
+    return np.concatenate(
+        [ldm.embed(tiles_u8_bchw[i : i + batch]).double().cpu().numpy() for i in range(0, len(tiles_u8_bchw), batch)]
+    )
 
 
 # ------------------------------------------------------------------------------- training
@@ -213,22 +229,32 @@ def bare_step(objective: LDMObjective, batch: dict, dtype: torch.dtype, compiled
             loss = F.mse_loss(run(noisy, timesteps, denoiser.context(embeddings)).float(), noise)
         loss.backward()
         denoiser.zero_grad(set_to_none=True)
+
     return step
 
 
-def measure_training(ldm: LoadedLDM, tiles: list[str], mode: str, args: argparse.Namespace, run_dir: Path
-                     ) -> list[TrainRow]:
+def measure_training(
+    ldm: LoadedLDM, tiles: list[str], mode: str, args: argparse.Namespace, run_dir: Path
+) -> list[TrainRow]:
     """Best seconds per step of the Trainer's LDM step and of the bare denoiser, interleaved."""
     precision, compiled = MODES[mode]
     denoiser = copy.deepcopy(ldm.denoiser).requires_grad_(True).train()
     objective = LDMObjective(denoiser, ldm.codec, ldm.encoder, ldm.encoder_config)
-    train = LDMOptimConfig(batch_size=args.batch_size, precision=precision, compile=compiled, device=args.device,
-                           progress=False, num_workers=0)
+    train = LDMOptimConfig(
+        batch_size=args.batch_size,
+        precision=precision,
+        compile=compiled,
+        device=args.device,
+        progress=False,
+        num_workers=0,
+    )
     trainer = Trainer(train, objective, range(args.batch_size * 10_000), run_dir)
     trainer.step = trainer.total_steps // 2
     batch = training_batch(tiles, ldm, args.batch_size)
-    steps = {"objective": lambda: trainer._train_step([batch]),  # the Trainer's own step, not a copy of it
-             "bare": bare_step(objective, batch, trainer.dtype, compiled)}
+    steps = {
+        "objective": lambda: trainer._train_step([batch]),  # the Trainer's own step, not a copy of it
+        "bare": bare_step(objective, batch, trainer.dtype, compiled),
+    }
     for step in steps.values():
         seconds_per_step(step, args.warmup, ldm.device)
     best = {name: float("inf") for name in steps}
@@ -257,13 +283,18 @@ def real_set(ldm: LoadedLDM, tiles: list[str], n_sources: int, n_held_out: int, 
     rest = np.setdiff1d(np.arange(len(dataset)), sources)
     held_out = np.random.default_rng([seed, 1]).permutation(rest)[:n_held_out]
     if len(held_out) < 2:
-        raise SystemExit(f"{len(dataset)} tiles leave {len(held_out)} held out beside {len(sources)} sources; "
-                         f"lower --sources or give more tiles")
-    source_tiles, other_tiles = real_tiles(dataset, sources, ldm.image_size), real_tiles(dataset, held_out,
-                                                                                          ldm.image_size)
+        raise SystemExit(
+            f"{len(dataset)} tiles leave {len(held_out)} held out beside {len(sources)} sources; "
+            f"lower --sources or give more tiles"
+        )
+    source_tiles, other_tiles = (
+        real_tiles(dataset, sources, ldm.image_size),
+        real_tiles(dataset, held_out, ldm.image_size),
+    )
     flipped = torch.flip(torch.rot90(source_tiles, 1, dims=(-2, -1)), dims=(-1,))
-    return RealSet(embed(ldm, source_tiles), embed(ldm, flipped), embed(ldm, other_tiles),
-                   embed(ldm, round_trip(ldm, other_tiles)))
+    return RealSet(
+        embed(ldm, source_tiles), embed(ldm, flipped), embed(ldm, other_tiles), embed(ldm, round_trip(ldm, other_tiles))
+    )
 
 
 @torch.no_grad()
@@ -271,18 +302,18 @@ def round_trip(ldm: LoadedLDM, tiles_u8_bchw: torch.Tensor, batch: int = 256) ->
     """uint8 (B, 3, S, S) tiles after VAE encode (posterior mode) and decode: the best any sampler can reach."""
     out = []
     for i in range(0, len(tiles_u8_bchw), batch):
-        latents = ldm.codec.encode(to_model_range(tiles_u8_bchw[i:i + batch]).to(ldm.device))
+        latents = ldm.codec.encode(to_model_range(tiles_u8_bchw[i : i + batch]).to(ldm.device))
         out.append(torch.from_numpy(to_uint8(ldm.codec.decode(latents))).permute(0, 3, 1, 2))
     return torch.cat(out)
 
 
-def draw(ldm: LoadedLDM, real: RealSet, cfg: SamplerConfig, dtype: torch.dtype, args: argparse.Namespace
-         ) -> np.ndarray:
+def draw(ldm: LoadedLDM, real: RealSet, cfg: SamplerConfig, dtype: torch.dtype, args: argparse.Namespace) -> np.ndarray:
     """uint8 (N, K, S, S, 3) views of every source, as `pathgen generate` draws them (autocast when not fp32)."""
     autocast = nullcontext() if dtype == torch.float32 else torch.autocast(ldm.device.type, dtype=dtype)
     with autocast:
-        return generate_views(ldm, torch.from_numpy(real.condition).float(), args.views, cfg, args.seed,
-                              batch_size=args.sample_batch)
+        return generate_views(
+            ldm, torch.from_numpy(real.condition).float(), args.views, cfg, args.seed, batch_size=args.sample_batch
+        )
 
 
 def quality(ldm: LoadedLDM, views: np.ndarray, real: RealSet) -> tuple[float, float, dict]:
@@ -292,8 +323,9 @@ def quality(ldm: LoadedLDM, views: np.ndarray, real: RealSet) -> tuple[float, fl
     features = embed(ldm, flat)
     frechet = frechet_distance_features(features, real.condition)
     spread = bootstrap_frechet(features, real.condition, n_bootstrap=50)["std"]
-    fidelity = conditioning_fidelity(features.reshape(n, k, -1), real.condition, real.held_out,
-                                     augmented=(real.condition, real.augmented))
+    fidelity = conditioning_fidelity(
+        features.reshape(n, k, -1), real.condition, real.held_out, augmented=(real.condition, real.augmented)
+    )
     return frechet, spread, fidelity
 
 
@@ -320,8 +352,20 @@ def measure_sampling(ldm: LoadedLDM, real: RealSet, precision: str, args: argpar
         frechet, spread, fidelity = quality(ldm, drawn, real)
         rms = None if reference is None else float(np.sqrt(((drawn - reference) ** 2).mean()) / 255)
         nfe = cfg.steps * (1 if cfg.guidance_scale == 1.0 else 2)
-        rows.append(SampleRow(precision, cfg.sampler, cfg.steps, nfe, drawn.shape[0] * drawn.shape[1], seconds,
-                              frechet, spread, fidelity, rms))
+        rows.append(
+            SampleRow(
+                precision,
+                cfg.sampler,
+                cfg.steps,
+                nfe,
+                drawn.shape[0] * drawn.shape[1],
+                seconds,
+                frechet,
+                spread,
+                fidelity,
+                rms,
+            )
+        )
     return rows
 
 
@@ -329,11 +373,15 @@ def measure_sampling(ldm: LoadedLDM, real: RealSet, precision: str, args: argpar
 def print_training(rows: list[TrainRow]) -> None:
     print(f"\n{'mode':<14}{'step':<34}{'batch':>6}{'steps/s':>9}{'images/s':>10}{'ms/step':>9}")
     for row in rows:
-        print(f"{row.mode:<14}{row.step:<34}{row.batch:>6}{1 / row.seconds:>9.2f}{row.images_per_s:>10.1f}"
-              f"{1000 * row.seconds:>9.1f}")
+        print(
+            f"{row.mode:<14}{row.step:<34}{row.batch:>6}{1 / row.seconds:>9.2f}{row.images_per_s:>10.1f}"
+            f"{1000 * row.seconds:>9.1f}"
+        )
     for bare, objective in zip(rows[::2], rows[1::2]):
-        print(f"{objective.mode}: LDM objective / bare denoiser images/s = "
-              f"{objective.images_per_s / bare.images_per_s:.2f} (share of the limit)")
+        print(
+            f"{objective.mode}: LDM objective / bare denoiser images/s = "
+            f"{objective.images_per_s / bare.images_per_s:.2f} (share of the limit)"
+        )
     fp32 = next((r for r in rows[1::2] if r.mode == "fp32"), None)
     for objective in rows[1::2]:
         if fp32 is not None and objective is not fp32:
@@ -343,19 +391,25 @@ def print_training(rows: list[TrainRow]) -> None:
 
 def print_sampling(rows: list[SampleRow], floors: dict[str, float], real: RealSet) -> None:
     has_ref = any(row.rms_to_reference is not None for row in rows)
-    print(f"\n{'prec':<6}{'sampler':<10}{'NFE':>5}{'images':>7}{'images/s':>10}{'× DDIM':>8}{'FD':>16}"
-          f"{'fidelity':>10}{'− random':>10}" + (f"{'RMS→ref':>9}" if has_ref else ""))
+    print(
+        f"\n{'prec':<6}{'sampler':<10}{'NFE':>5}{'images':>7}{'images/s':>10}{'× DDIM':>8}{'FD':>16}"
+        f"{'fidelity':>10}{'− random':>10}" + (f"{'RMS→ref':>9}" if has_ref else "")
+    )
     for row in rows:
         base = next(r for r in rows if r.precision == row.precision and r.sampler == "ddim")
         ref = f"{row.rms_to_reference:>9.4f}" if has_ref else ""
         name = f"{row.sampler}-{row.steps}"
-        print(f"{row.precision:<6}{name:<10}{row.nfe:>5}{row.images:>7}{row.images_per_s:>10.2f}"
-              f"{row.images_per_s / base.images_per_s:>8.2f}{row.frechet:>10.3f} ±{row.frechet_std:<4.2f}"
-              f"{row.fidelity['fidelity']:>10.3f}{row.fidelity['difference']:>+10.3f}{ref}")
+        print(
+            f"{row.precision:<6}{name:<10}{row.nfe:>5}{row.images:>7}{row.images_per_s:>10.2f}"
+            f"{row.images_per_s / base.images_per_s:>8.2f}{row.frechet:>10.3f} ±{row.frechet_std:<4.2f}"
+            f"{row.fidelity['fidelity']:>10.3f}{row.fidelity['difference']:>+10.3f}{ref}"
+        )
     fidelity = rows[0].fidelity
-    print(f"FD floors ({len(real.held_out)} held-out real tiles ↔ the {len(real.condition)} sources): real "
-          f"{floors['real']:.3f}, through the VAE {floors['vae']:.3f}; cosine: random real pairs "
-          f"{fidelity['random_pairs']:.3f}, a flipped source to its source {fidelity['augmented_self']:.3f}")
+    print(
+        f"FD floors ({len(real.held_out)} held-out real tiles ↔ the {len(real.condition)} sources): real "
+        f"{floors['real']:.3f}, through the VAE {floors['vae']:.3f}; cosine: random real pairs "
+        f"{fidelity['random_pairs']:.3f}, a flipped source to its source {fidelity['augmented_self']:.3f}"
+    )
     print_speedups(rows)
 
 
@@ -365,14 +419,20 @@ def print_speedups(rows: list[SampleRow]) -> None:
         if row.sampler != "dpm++":
             continue
         base = next(r for r in rows if r.precision == row.precision and r.sampler == "ddim")
-        ref = f", RMS to the reference {row.rms_to_reference:.4f} vs {base.rms_to_reference:.4f}" \
-            if row.rms_to_reference is not None else ""
-        print(f"{row.precision}: DPM-Solver++-{row.steps} / DDIM-{base.steps} images/s = "
-              f"{row.images_per_s / base.images_per_s:.2f}; FD {row.frechet:.3f} vs {base.frechet:.3f}, "
-              f"fidelity {row.fidelity['fidelity']:.3f} vs {base.fidelity['fidelity']:.3f}{ref}")
+        ref = (
+            f", RMS to the reference {row.rms_to_reference:.4f} vs {base.rms_to_reference:.4f}"
+            if row.rms_to_reference is not None
+            else ""
+        )
+        print(
+            f"{row.precision}: DPM-Solver++-{row.steps} / DDIM-{base.steps} images/s = "
+            f"{row.images_per_s / base.images_per_s:.2f}; FD {row.frechet:.3f} vs {base.frechet:.3f}, "
+            f"fidelity {row.fidelity['fidelity']:.3f} vs {base.fidelity['fidelity']:.3f}{ref}"
+        )
     for row in rows:
-        fp32 = next((r for r in rows if r.precision == "fp32" and (r.sampler, r.steps) == (row.sampler, row.steps)),
-                    None)
+        fp32 = next(
+            (r for r in rows if r.precision == "fp32" and (r.sampler, r.steps) == (row.sampler, row.steps)), None
+        )
         if fp32 is not None and row is not fp32:
             ratio = row.images_per_s / fp32.images_per_s
             print(f"{row.precision} / fp32 images/s, {row.sampler}-{row.steps}: {ratio:.2f}")
@@ -384,8 +444,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--model", type=Path, help="a `pathgen train-ldm` model folder (default: build a tiny one)")
     parser.add_argument("--tiles", type=Path, nargs="+", help="real tile folders (default: the model's training data)")
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
-    parser.add_argument("--threads", type=int, default=1,
-                        help="torch CPU threads on CPU (default 1: tiny models are op-bound; 0: torch's choice)")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="torch CPU threads on CPU (default 1: tiny models are op-bound; 0: torch's choice)",
+    )
     parser.add_argument("--out", type=Path, help="write the results as JSON here")
     build = parser.add_argument_group("building the model (without --model)")
     build.add_argument("--work", type=Path, help="keep the slides, tiles and runs here (default: a temporary folder)")
@@ -409,8 +473,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     sample.add_argument("--guidance", type=float, default=2.0)
     sample.add_argument("--ddim-steps", type=int, default=50)
     sample.add_argument("--dpm-steps", type=int, default=20)
-    sample.add_argument("--reference-steps", type=int, default=0, help="also DDIM with this many steps as the "
-                                                                        "near-converged reference (e.g. 250)")
+    sample.add_argument(
+        "--reference-steps",
+        type=int,
+        default=0,
+        help="also DDIM with this many steps as the near-converged reference (e.g. 250)",
+    )
     sample.add_argument("--sample-repeats", type=int, default=2, help="timed sampling passes; the best is kept")
     sample.add_argument("--seed", type=int, default=0)
     return parser.parse_args(argv)
@@ -446,26 +514,35 @@ def run(args: argparse.Namespace, work: Path) -> dict:
     tiles = tile_folders(args)
     ldm = load_ldm(args.model, args.device)
     n_params = sum(p.numel() for p in ldm.denoiser.parameters())
-    print(f"{args.model}: {ldm.image_size}-px images, {ldm.latent_size}² × {ldm.codec.latent_channels} latents, "
-          f"denoiser {n_params / 1e6:.2f} M parameters; {device_line(args)}", flush=True)
+    print(
+        f"{args.model}: {ldm.image_size}-px images, {ldm.latent_size}² × {ldm.codec.latent_channels} latents, "
+        f"denoiser {n_params / 1e6:.2f} M parameters; {device_line(args)}",
+        flush=True,
+    )
     training: list[TrainRow] = []
     for mode in args.modes:
         training += measure_training(ldm, tiles, mode, args, work / "train_step")
         print(f"  measured training {mode}", flush=True)
     real = real_set(ldm, tiles, args.sources, args.held_out, args.seed)
-    floors = {"real": frechet_distance_features(real.held_out, real.condition),
-              "vae": frechet_distance_features(real.held_out_vae, real.condition)}
+    floors = {
+        "real": frechet_distance_features(real.held_out, real.condition),
+        "vae": frechet_distance_features(real.held_out_vae, real.condition),
+    }
     sampling: list[SampleRow] = []
     for precision in dict.fromkeys(MODES[m][0] for m in args.modes):
         sampling += measure_sampling(ldm, real, precision, args)
         print(f"  measured sampling {precision}", flush=True)
     print_training(training)
     print_sampling(sampling, floors, real)
-    return {"model": str(args.model), "device": device_line(args), "build_seconds": built,
-            "args": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
-            "training": [{**asdict(r), "images_per_s": r.images_per_s} for r in training],
-            "sampling": [{**asdict(r), "images_per_s": r.images_per_s} for r in sampling],
-            "frechet_floors": floors}
+    return {
+        "model": str(args.model),
+        "device": device_line(args),
+        "build_seconds": built,
+        "args": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
+        "training": [{**asdict(r), "images_per_s": r.images_per_s} for r in training],
+        "sampling": [{**asdict(r), "images_per_s": r.images_per_s} for r in sampling],
+        "frechet_floors": floors,
+    }
 
 
 def main(argv: list[str] | None = None) -> dict:

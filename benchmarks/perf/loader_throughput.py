@@ -119,14 +119,39 @@ def build_tiles(root: Path, n_slides: int, width: int, height: int, tile_px: int
     slides, tiles = root / "slides", root / "tiles"
     if not (slides / ".done").exists():
         print(f"synthesizing {n_slides} slides of {width} × {height} px …", flush=True)
-        run_cli("synth", str(slides), "--n", str(n_slides), "--width", str(width), "--height", str(height),
-                "--mpp", str(mpp), "--tissue-regions", "4", "--seed", "5")
+        run_cli(
+            "synth",
+            str(slides),
+            "--n",
+            str(n_slides),
+            "--width",
+            str(width),
+            "--height",
+            str(height),
+            "--mpp",
+            str(mpp),
+            "--tissue-regions",
+            "4",
+            "--seed",
+            "5",
+        )
         (slides / ".done").touch()
     stores = list_store_paths(tiles) if (tiles / "tiles.zarr").is_dir() else []
     if len(stores) < n_slides or not all(map(is_complete, stores)):
         print("tiling them with `pathgen tile` …", flush=True)
-        run_cli("tile", str(slides), "--out", str(tiles), "--mpp", str(mpp), "--tile-size", str(tile_px),
-                "--workers", "2", "--no-progress")
+        run_cli(
+            "tile",
+            str(slides),
+            "--out",
+            str(tiles),
+            "--mpp",
+            str(mpp),
+            "--tile-size",
+            str(tile_px),
+            "--workers",
+            "2",
+            "--no-progress",
+        )
     return tiles
 
 
@@ -137,11 +162,12 @@ def export_h5(dataset: TileDataset, path: Path) -> None:
     print(f"exporting {len(dataset)} tiles to {path.name} …", flush=True)
     tmp, tile_shape = path.with_suffix(".tmp"), dataset.tile(0).shape
     with h5py.File(tmp, "w") as handle:
-        out = handle.create_dataset("tiles", (len(dataset), *tile_shape), np.uint8, chunks=(1, *tile_shape),
-                                    compression="lzf")
+        out = handle.create_dataset(
+            "tiles", (len(dataset), *tile_shape), np.uint8, chunks=(1, *tile_shape), compression="lzf"
+        )
         for start in range(0, len(dataset), 256):
             rows = range(start, min(len(dataset), start + 256))
-            out[rows.start:rows.stop] = np.stack([dataset.tile(i) for i in rows])
+            out[rows.start : rows.stop] = np.stack([dataset.tile(i) for i in rows])
     os.replace(tmp, path)
 
 
@@ -209,13 +235,15 @@ def make_loader(dataset: Dataset, workers: int, batch_size: int) -> tuple[DataLo
     """A DataLoader as the Trainer builds it, but with persistent workers so that their start-up and
     their lazy file opening happen once, in the warm-up pass, outside the timed windows."""
     sampler = ResumableSampler(len(dataset), seed=0)
-    loader = DataLoader(dataset, batch_size=batch_size, sampler=sampler, num_workers=workers,
-                        persistent_workers=workers > 0)
+    loader = DataLoader(
+        dataset, batch_size=batch_size, sampler=sampler, num_workers=workers, persistent_workers=workers > 0
+    )
     return loader, sampler
 
 
-def measure_group(datasets: dict[str, Dataset], workers: int, args: argparse.Namespace, count: int,
-                  cache_paths: list[Path]) -> dict[str, float]:
+def measure_group(
+    datasets: dict[str, Dataset], workers: int, args: argparse.Namespace, count: int, cache_paths: list[Path]
+) -> dict[str, float]:
     """Best tiles/s of each source over `args.repeats` windows, sources interleaved per window."""
     warm_page_cache(cache_paths)
     loaders = {name: make_loader(dataset, workers, args.batch_size) for name, dataset in datasets.items()}
@@ -256,8 +284,10 @@ def thread_check(dataset: Dataset, n_tiles: int, main_threads: int) -> None:
         started = time.perf_counter()
         for index in range(n_tiles):
             dataset[index]
-        print(f"  main-process augmentation with torch.set_num_threads({threads}): "
-              f"{n_tiles / (time.perf_counter() - started):.1f} tiles/s")
+        print(
+            f"  main-process augmentation with torch.set_num_threads({threads}): "
+            f"{n_tiles / (time.perf_counter() - started):.1f} tiles/s"
+        )
     torch.set_num_threads(main_threads)
 
 
@@ -265,8 +295,12 @@ def thread_check(dataset: Dataset, n_tiles: int, main_threads: int) -> None:
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("overrides", nargs="*", help="key=value overrides of the SSL config (augment.n_local=2 …)")
-    parser.add_argument("--config", type=Path, default=REPO / "configs/ssl/dino_vits16.yaml",
-                        help="SSL config whose `augment` section is used")
+    parser.add_argument(
+        "--config",
+        type=Path,
+        default=REPO / "configs/ssl/dino_vits16.yaml",
+        help="SSL config whose `augment` section is used",
+    )
     parser.add_argument("--workdir", type=Path, default=Path("/tmp/pathgen_bench_loader"), help="data cache")
     parser.add_argument("--slides", type=int, default=3, help="synthetic slides (~1,700 tiles each)")
     parser.add_argument("--slide-size", type=int, nargs=2, default=(16384, 12288), metavar=("W", "H"))
@@ -278,21 +312,35 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--io-tiles", type=int, default=1024, help="tiles per timed window, no augmentation")
     parser.add_argument("--aug-tiles", type=int, default=128, help="tiles per timed window, augmented")
     parser.add_argument("--repeats", type=int, default=3, help="timed windows per cell; the best is kept")
-    parser.add_argument("--main-threads", type=int, default=1,
-                        help="torch threads of this process (workers=0 runs the transform here)")
-    parser.add_argument("--profile", choices=("auto", "on", "off"), default="auto",
-                        help="cProfile pathgen and h5 reads (auto: only when pathgen is slower without augmentation)")
-    parser.add_argument("--skip-thread-check", action="store_true",
-                        help="skip timing main-process augmentation with torch's default threads")
+    parser.add_argument(
+        "--main-threads", type=int, default=1, help="torch threads of this process (workers=0 runs the transform here)"
+    )
+    parser.add_argument(
+        "--profile",
+        choices=("auto", "on", "off"),
+        default="auto",
+        help="cProfile pathgen and h5 reads (auto: only when pathgen is slower without augmentation)",
+    )
+    parser.add_argument(
+        "--skip-thread-check",
+        action="store_true",
+        help="skip timing main-process augmentation with torch's default threads",
+    )
     return parser.parse_args()
 
 
 def print_table(rows: list[tuple[str, int, dict[str, float]]]) -> None:
-    print(f"\n{'augmentation':<14}{'workers':>8}" + "".join(f"{s + ' tiles/s':>16}" for s in SOURCES)
-          + f"{'pathgen/h5':>12}{'png/h5':>9}")
+    print(
+        f"\n{'augmentation':<14}{'workers':>8}"
+        + "".join(f"{s + ' tiles/s':>16}" for s in SOURCES)
+        + f"{'pathgen/h5':>12}{'png/h5':>9}"
+    )
     for label, workers, best in rows:
-        print(f"{label:<14}{workers:>8}" + "".join(f"{best[s]:>16.1f}" for s in SOURCES)
-              + f"{best['pathgen'] / best['h5']:>12.2f}{best['png'] / best['h5']:>9.2f}")
+        print(
+            f"{label:<14}{workers:>8}"
+            + "".join(f"{best[s]:>16.1f}" for s in SOURCES)
+            + f"{best['pathgen'] / best['h5']:>12.2f}{best['png'] / best['h5']:>9.2f}"
+        )
 
 
 def main() -> None:
@@ -310,11 +358,13 @@ def main() -> None:
     views = AugmentedViews(build_transform(cfg.augment))
     augmented = make_datasets(tiles, h5_path, png_dir, views.views)
     n_views = f"{cfg.augment.n_global}×{cfg.augment.global_size}+{cfg.augment.n_local or 0}×{cfg.augment.local_size}"
-    print(f"{len(plain['pathgen'])} tiles of {args.tile_px} px from {root}; batch {args.batch_size}; "
-          f"augmentation '{cfg.augment.recipe}' {n_views} from {args.config.name}; best of {args.repeats} windows "
-          f"of {args.io_tiles} (plain) / {args.aug_tiles} (augmented) shuffled tiles; warm page cache; "
-          f"{os.cpu_count()} CPUs, possibly shared with other jobs: compare ratios, not absolute numbers.",
-          flush=True)
+    print(
+        f"{len(plain['pathgen'])} tiles of {args.tile_px} px from {root}; batch {args.batch_size}; "
+        f"augmentation '{cfg.augment.recipe}' {n_views} from {args.config.name}; best of {args.repeats} windows "
+        f"of {args.io_tiles} (plain) / {args.aug_tiles} (augmented) shuffled tiles; warm page cache; "
+        f"{os.cpu_count()} CPUs, possibly shared with other jobs: compare ratios, not absolute numbers.",
+        flush=True,
+    )
     cache_paths = [tiles, h5_path, png_dir]
     rows = []
     for label, datasets, count in (("none", plain, args.io_tiles), (cfg.augment.recipe, augmented, args.aug_tiles)):

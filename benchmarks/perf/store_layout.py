@@ -56,6 +56,7 @@ REAL_SLIDE = Path("/work/shared/data/slides/CMU-1-Small-Region.svs")
 
 # ------------------------------------------------------------------------------------ tile sets
 
+
 def tissue_tiles(path: Path, stride_px: int, limit: int | None) -> np.ndarray:
     """(N, T, T, 3) tiles at MPP whose tissue fraction (pathgen's detector) is ≥ 0.25, raster order."""
     slide = open_slide(path)
@@ -75,7 +76,7 @@ def tissue_tiles(path: Path, stride_px: int, limit: int | None) -> np.ndarray:
         x0 = int(xy[rows, 0].min())
         strip = slide.read_rgb((x0, int(y)), 0, (int(xy[rows, 0].max()) - x0 + TILE_PX, TILE_PX))
         for row in rows:
-            tiles[row] = strip[:, xy[row, 0] - x0:xy[row, 0] - x0 + TILE_PX]
+            tiles[row] = strip[:, xy[row, 0] - x0 : xy[row, 0] - x0 + TILE_PX]
     slide.close()
     return tiles
 
@@ -90,6 +91,7 @@ def synthetic_tiles(workdir: Path, n_tiles: int) -> np.ndarray:
 
 
 # -------------------------------------------------------------------------------------- layouts
+
 
 @dataclass(frozen=True)
 class Layout:
@@ -133,28 +135,42 @@ class Writer:
         self.layout, self.path, shape = layout, path, (n_tiles, TILE_PX, TILE_PX, 3)
         if layout.kind.startswith("pathgen"):
             self.store_layout = StoreLayout(n_tiles, TILE_PX, layout.tiles_per_shard)
-            cfg = StoreConfig(codec=layout.codec, zstd_level=layout.level, jpeg_quality=layout.level,
-                              tiles_per_shard=layout.tiles_per_shard)
-            create_store(path, self.store_layout, np.zeros((n_tiles, 2)), np.ones(n_tiles),
-                         np.zeros((8, 8, 3), np.uint8), np.ones((8, 8), np.uint8), {}, cfg)
+            cfg = StoreConfig(
+                codec=layout.codec,
+                zstd_level=layout.level,
+                jpeg_quality=layout.level,
+                tiles_per_shard=layout.tiles_per_shard,
+            )
+            create_store(
+                path,
+                self.store_layout,
+                np.zeros((n_tiles, 2)),
+                np.ones(n_tiles),
+                np.zeros((8, 8, 3), np.uint8),
+                np.ones((8, 8), np.uint8),
+                {},
+                cfg,
+            )
             self.array = zarr.open_array(path / "tiles", mode="r+") if layout.kind == "pathgen-zarr" else None
         elif layout.kind == "zarr":
-            self.array = zarr.create_array(path, shape=shape, dtype="uint8", chunks=(1, *shape[1:]),
-                                           compressors=ZstdCodec(level=layout.level))
+            self.array = zarr.create_array(
+                path, shape=shape, dtype="uint8", chunks=(1, *shape[1:]), compressors=ZstdCodec(level=layout.level)
+            )
         else:
             self.file = h5py.File(path, "w")
             options = {"compression_opts": layout.level} if layout.codec == "gzip" else {}
-            self.array = self.file.create_dataset("tiles", shape=shape, dtype="uint8", chunks=(1, *shape[1:]),
-                                                  compression=layout.codec, **options)
+            self.array = self.file.create_dataset(
+                "tiles", shape=shape, dtype="uint8", chunks=(1, *shape[1:]), compression=layout.codec, **options
+            )
 
     def write(self, start: int, tiles: np.ndarray) -> None:
         if self.layout.kind == "pathgen":
             per_shard = self.layout.tiles_per_shard
             for shard in range(start // per_shard, -(-(start + len(tiles)) // per_shard)):
                 rows = self.store_layout.shard_slice(shard)
-                write_shard(self.path, self.store_layout, shard, tiles[rows.start - start:rows.stop - start])
+                write_shard(self.path, self.store_layout, shard, tiles[rows.start - start : rows.stop - start])
         else:
-            self.array[start:start + len(tiles)] = tiles
+            self.array[start : start + len(tiles)] = tiles
 
     def finish(self) -> None:
         if self.layout.kind.startswith("pathgen"):
@@ -189,6 +205,7 @@ class Reader:
 
 
 # ---------------------------------------------------------------------------------- measurement
+
 
 @dataclass
 class Rate:
@@ -241,7 +258,7 @@ def write_all(workdir: Path, tiles: np.ndarray) -> dict[str, Rate]:
             if lo == 0:
                 writers[key] = Writer(layout, fresh(workdir / key), n)
             for block in range(lo, hi, BLOCK):
-                writers[key].write(block, tiles[block:min(hi, block + BLOCK)])
+                writers[key].write(block, tiles[block : min(hi, block + BLOCK)])
             if hi == n:
                 writers[key].finish()
             rates[key].keep_better(hi - lo, time.perf_counter() - wall0, time.process_time() - cpu0, False)
@@ -256,8 +273,7 @@ def fresh(path: Path) -> Path:
     return path
 
 
-def read_all(readers: dict[str, Reader], results: dict[str, Result], n_tiles: int, n_reads: int,
-             cap_s: float) -> None:
+def read_all(readers: dict[str, Reader], results: dict[str, Result], n_tiles: int, n_reads: int, cap_s: float) -> None:
     """Random single-tile and batch reads, the same indices for every layout; two rounds over all
     layouts, the better kept; for a batch, the fastest way the layout offers."""
     rng = np.random.default_rng(0)
@@ -306,12 +322,14 @@ def run_set(title: str, tiles: np.ndarray, workdir: Path, n_reads: int, cap_s: f
     for key, layout in LAYOUTS.items():
         check_and_size(layout, workdir / key, readers[key], tiles, results[key])
         readers[key].close()
-    print_table(f"{title}: {len(tiles)} tiles of {TILE_PX}×{TILE_PX}×3, measured in {time.perf_counter() - t0:.0f} s",
-                results)
+    print_table(
+        f"{title}: {len(tiles)} tiles of {TILE_PX}×{TILE_PX}×3, measured in {time.perf_counter() - t0:.0f} s", results
+    )
     return results
 
 
 # -------------------------------------------------------------------------------------- report
+
 
 def print_table(title: str, results: dict[str, Result]) -> None:
     """Rates per wall-clock second with sizes, then rates per CPU-second; each with its ratio."""
@@ -321,8 +339,10 @@ def print_table(title: str, results: dict[str, Result]) -> None:
     print(f"{header}  {'batch via':<10}{'KB/tile':>8}{'×':>6}{'files':>6}{'PSNR dB':>8}")
     for key, r in results.items():
         psnr = "—" if r.psnr is None else f"{r.psnr:.1f}"
-        print(f"{LAYOUTS[key].name:<29}{rates(r, base, 'wall')}  {r.batch_way:<10}{r.bytes_per_tile / 1024:>8.1f}"
-              f"{r.bytes_per_tile / base.bytes_per_tile:>6.2f}{r.files:>6}{psnr:>8}")
+        print(
+            f"{LAYOUTS[key].name:<29}{rates(r, base, 'wall')}  {r.batch_way:<10}{r.bytes_per_tile / 1024:>8.1f}"
+            f"{r.bytes_per_tile / base.bytes_per_tile:>6.2f}{r.files:>6}{psnr:>8}"
+        )
     print(f"the same rates per CPU-second of this process (what other jobs on the machine cannot lower):\n{header}")
     for key, r in results.items():
         print(f"{LAYOUTS[key].name:<29}{rates(r, base, 'cpu')}")
@@ -342,7 +362,7 @@ def rates(r: Result, base: Result, clock: str) -> str:
 
 
 def times(ratio: float, more: str = "faster", less: str = "slower") -> str:
-    """"2.3× faster" for a ratio of 2.3, "2.3× slower" for one of 1/2.3."""
+    """ "2.3× faster" for a ratio of 2.3, "2.3× slower" for one of 1/2.3."""
     return f"{ratio:.1f}× {more}" if ratio >= 1 else f"{1 / ratio:.1f}× {less}"
 
 
@@ -376,9 +396,11 @@ def conclusion(res: dict[str, Result], real: dict[str, Result] | None, n_real: i
         f"writes {vs(jpeg, ours, 'write')} and reads single tiles {vs(jpeg, ours, 'single')}.",
     ]
     if real is not None:
-        text.append(f"On the {n_real} real tissue tiles zstd-1 takes {real['pathgen'].bytes_per_tile / 1024:.0f} KB "
-                    f"a tile ({real['pathgen'].bytes_per_tile / real[BASELINE].bytes_per_tile:.2f}× LZF) and JPEG-90 "
-                    f"{real['jpeg90'].bytes_per_tile / 1024:.0f} KB at {real['jpeg90'].psnr:.1f} dB.")
+        text.append(
+            f"On the {n_real} real tissue tiles zstd-1 takes {real['pathgen'].bytes_per_tile / 1024:.0f} KB "
+            f"a tile ({real['pathgen'].bytes_per_tile / real[BASELINE].bytes_per_tile:.2f}× LZF) and JPEG-90 "
+            f"{real['jpeg90'].bytes_per_tile / 1024:.0f} KB at {real['jpeg90'].psnr:.1f} dB."
+        )
     return " ".join(text)
 
 
@@ -392,8 +414,11 @@ def main() -> None:
     args = parser.parse_args()
     args.workdir.mkdir(parents=True, exist_ok=True)
     started, load = time.perf_counter(), os.getloadavg()[0]
-    print(f"{os.cpu_count()} CPUs, load average {load:.1f} at start; each figure is the better of two runs, "
-          "but other jobs on a shared machine can still lower any of them", flush=True)
+    print(
+        f"{os.cpu_count()} CPUs, load average {load:.1f} at start; each figure is the better of two runs, "
+        "but other jobs on a shared machine can still lower any of them",
+        flush=True,
+    )
     synthetic = synthetic_tiles(args.workdir, args.tiles)
     real = tissue_tiles(args.real_slide, TILE_PX, None) if args.real_slide.is_file() else None
     n_real = 0 if real is None else len(real)
@@ -402,8 +427,9 @@ def main() -> None:
         results = run_set("synthetic", synthetic, Path(tmp) / "synthetic", args.reads, args.cap)
         real_results = None
         if real is not None:
-            real_results = run_set(f"real ({args.real_slide.name}), writes and sizes only", real,
-                                   Path(tmp) / "real", 0, args.cap)
+            real_results = run_set(
+                f"real ({args.real_slide.name}), writes and sizes only", real, Path(tmp) / "real", 0, args.cap
+            )
     print(f"\nload average {os.getloadavg()[0]:.1f} at the end; total {time.perf_counter() - started:.0f} s")
     print("\n" + conclusion(results, real_results, n_real))
 

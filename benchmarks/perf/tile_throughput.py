@@ -56,10 +56,12 @@ def make_slide(workdir: Path, width: int, height: int, mpp: float) -> Path:
 
 def run_measured(cmd: list[str]) -> tuple[float, float]:
     """Run a command; (wall seconds, peak RSS in MB of the largest process it started)."""
-    script = ("import resource, subprocess, sys, time, json; t = time.perf_counter(); "
-              "rc = subprocess.run(sys.argv[1:]).returncode; "
-              "print(json.dumps([rc, time.perf_counter() - t, "
-              "resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024]))")
+    script = (
+        "import resource, subprocess, sys, time, json; t = time.perf_counter(); "
+        "rc = subprocess.run(sys.argv[1:]).returncode; "
+        "print(json.dumps([rc, time.perf_counter() - t, "
+        "resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024]))"
+    )
     out = subprocess.run([sys.executable, "-c", script, *cmd], capture_output=True, text=True, check=True)
     rc, seconds, peak_mb = json.loads(out.stdout.strip().splitlines()[-1])
     if rc not in (0,):
@@ -71,8 +73,24 @@ def run_pathgen(slide: Path, out: Path, workers: int, codec: str, tile_px: int) 
     """`pathgen tile` on the slide into a fresh folder; seconds are the slide's own (manifest),
     from opening it to marking its store complete, so interpreter start-up is not counted."""
     shutil.rmtree(out, ignore_errors=True)
-    cmd = [sys.executable, "-m", "pathgen.cli", "tile", str(slide), "--out", str(out), "--workers", str(workers),
-           "--codec", codec, "--tile-size", str(tile_px), "--mpp", str(TARGET_MPP), "--no-progress"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "pathgen.cli",
+        "tile",
+        str(slide),
+        "--out",
+        str(out),
+        "--workers",
+        str(workers),
+        "--codec",
+        codec,
+        "--tile-size",
+        str(tile_px),
+        "--mpp",
+        str(TARGET_MPP),
+        "--no-progress",
+    ]
     _, peak_mb = run_measured(cmd)
     row = read_manifest(out)[slide.stem]
     return {"tiles": int(row["tiles"]), "seconds": float(row["seconds"]), "peak_mb": peak_mb}
@@ -125,11 +143,20 @@ def _naive_part(args: tuple[str, str, int, int, int, int]) -> tuple[float, float
     saturation = rgb2hsv(thumb)[..., 1]
     mask = saturation > threshold_otsu(saturation)
     step = box_px // 16
-    coords = [(x * 16, y * 16) for y in range(0, mask.shape[0] - step + 1, step)
-              for x in range(0, mask.shape[1] - step + 1, step) if mask[y:y + step, x:x + step].mean() >= 0.25]
+    coords = [
+        (x * 16, y * 16)
+        for y in range(0, mask.shape[0] - step + 1, step)
+        for x in range(0, mask.shape[1] - step + 1, step)
+        if mask[y : y + step, x : x + step].mean() >= 0.25
+    ]
     coords = coords[part::n_parts]
-    store = zarr.create_array(f"{out}/part{part}.zarr", shape=(len(coords), tile_px, tile_px, 3), dtype="uint8",
-                              chunks=(1, tile_px, tile_px, 3), compressors=zarr.codecs.ZstdCodec(level=1))
+    store = zarr.create_array(
+        f"{out}/part{part}.zarr",
+        shape=(len(coords), tile_px, tile_px, 3),
+        dtype="uint8",
+        chunks=(1, tile_px, tile_px, 3),
+        compressors=zarr.codecs.ZstdCodec(level=1),
+    )
     for i, (x, y) in enumerate(coords):
         region = slide.read_region((x, y), 0, (box_px, box_px)).convert("RGB")
         store[i] = np.asarray(region if box_px == tile_px else region.resize((tile_px, tile_px), 1))
@@ -141,8 +168,11 @@ def run_pool(fn, parts: list, workers: int) -> dict:
     the slowest part's own (process start-up not counted, as for pathgen)."""
     with mp.get_context("spawn").Pool(workers) as pool:
         results = pool.map(fn, parts)
-    return {"seconds": max(r[0] for r in results), "peak_mb": max(r[1] for r in results),
-            "tiles": sum(r[2] for r in results)}
+    return {
+        "seconds": max(r[0] for r in results),
+        "peak_mb": max(r[1] for r in results),
+        "tiles": sum(r[2] for r in results),
+    }
 
 
 def slide_bytes_per_tile(slide: Path, coords: np.ndarray, tile_px: int) -> float:
@@ -171,9 +201,13 @@ def main() -> None:
     args.workdir.mkdir(parents=True, exist_ok=True)
     for case, (slide_mpp, tile_px) in CASES.items():
         slide = make_slide(args.workdir, args.width, args.height, slide_mpp)
-        rows, coords = run_case(slide, args.workdir / case, args.workers, tile_px, round(tile_px * TARGET_MPP / slide_mpp))
-        print(f"\n{case}: slide {slide.name} ({slide_mpp} µm/px), {len(coords)} tissue tiles of {tile_px} px at "
-              f"{TARGET_MPP} µm/px, {args.workers} workers")
+        rows, coords = run_case(
+            slide, args.workdir / case, args.workers, tile_px, round(tile_px * TARGET_MPP / slide_mpp)
+        )
+        print(
+            f"\n{case}: slide {slide.name} ({slide_mpp} µm/px), {len(coords)} tissue tiles of {tile_px} px at "
+            f"{TARGET_MPP} µm/px, {args.workers} workers"
+        )
         report(rows)
         if case == "aligned":
             report_bytes(slide, coords, tile_px, args.workdir / case, args.workers)
@@ -203,8 +237,10 @@ def report(rows: dict) -> None:
     print(f"{'variant':<13}{'tiles':>8}{'seconds':>9}{'tiles/s':>9}{'× openslide':>13}{'× turbo':>9}{'peak MB':>9}")
     for name, r in rows.items():
         rate = r["tiles"] / r["seconds"]
-        print(f"{name:<13}{r['tiles']:>8}{r['seconds']:>9.1f}{rate:>9.0f}{rate / bound:>13.2f}{rate / limit:>9.2f}"
-              f"{r['peak_mb']:>9.0f}")
+        print(
+            f"{name:<13}{r['tiles']:>8}{r['seconds']:>9.1f}{rate:>9.0f}{rate / bound:>13.2f}{rate / limit:>9.2f}"
+            f"{r['peak_mb']:>9.0f}"
+        )
 
 
 def report_bytes(slide: Path, coords: np.ndarray, tile_px: int, workdir: Path, workers: int) -> None:
@@ -213,9 +249,11 @@ def report_bytes(slide: Path, coords: np.ndarray, tile_px: int, workdir: Path, w
     source = slide_bytes_per_tile(slide, coords, tile_px)
     lossless = store_bytes_per_tile(workdir / "pathgen", slide.stem)
     lossy = store_bytes_per_tile(workdir / "pathgen_jpeg", slide.stem)
-    print(f"bytes per tile: slide (JPEG q90 source) {source / 1024:.1f} KB | pathgen zstd-1 {lossless / 1024:.1f} KB "
-          f"({lossless / source:.1f}× the slide) | pathgen jpeg-90 {lossy / 1024:.1f} KB ({lossy / source:.1f}×)"
-          f" | raw {tile_px * tile_px * 3 / 1024:.0f} KB")
+    print(
+        f"bytes per tile: slide (JPEG q90 source) {source / 1024:.1f} KB | pathgen zstd-1 {lossless / 1024:.1f} KB "
+        f"({lossless / source:.1f}× the slide) | pathgen jpeg-90 {lossy / 1024:.1f} KB ({lossy / source:.1f}×)"
+        f" | raw {tile_px * tile_px * 3 / 1024:.0f} KB"
+    )
 
 
 if __name__ == "__main__":

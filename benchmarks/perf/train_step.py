@@ -55,8 +55,11 @@ class Mode:
     compile: bool
 
 
-MODES = {"fp32": Mode("fp32", "fp32", False), "bf16": Mode("bf16", "bf16", False),
-         "bf16-compile": Mode("bf16+compile", "bf16", True)}
+MODES = {
+    "fp32": Mode("fp32", "fp32", False),
+    "bf16": Mode("bf16", "bf16", False),
+    "bf16-compile": Mode("bf16+compile", "bf16", True),
+}
 
 
 @dataclass
@@ -89,8 +92,10 @@ def _cpu_sdpa_backward(grad_out: Shape, query: Shape, key: Shape, value: Shape, 
 
 
 #: FlopCounterMode knows the CUDA attention kernels but not the CPU one, which it would count as 0
-CPU_ATTENTION_FLOPS = {torch.ops.aten._scaled_dot_product_flash_attention_for_cpu: _cpu_sdpa,
-                       torch.ops.aten._scaled_dot_product_flash_attention_for_cpu_backward: _cpu_sdpa_backward}
+CPU_ATTENTION_FLOPS = {
+    torch.ops.aten._scaled_dot_product_flash_attention_for_cpu: _cpu_sdpa,
+    torch.ops.aten._scaled_dot_product_flash_attention_for_cpu_backward: _cpu_sdpa_backward,
+}
 
 
 def count_flops(run: Callable[[], None]) -> int:
@@ -110,8 +115,15 @@ def random_views(cfg: SSLConfig, batch: int, device: torch.device) -> list[torch
 
 def build_trainer(cfg: SSLConfig, mode: Mode, batch: int, device: str, run_dir: Path) -> Trainer:
     """pathgen's Trainer around the configured method, placed in the middle of a long run."""
-    train = replace(cfg.train, batch_size=batch, grad_accum=1, precision=mode.precision, compile=mode.compile,
-                    device=device, progress=False)
+    train = replace(
+        cfg.train,
+        batch_size=batch,
+        grad_accum=1,
+        precision=mode.precision,
+        compile=mode.compile,
+        device=device,
+        progress=False,
+    )
     method = build_ssl_method(replace(cfg, train=train))
     trainer = Trainer(train, method, range(batch * 10_000), run_dir)
     trainer.step = trainer.total_steps // 2
@@ -127,6 +139,7 @@ def backbone_step(backbone: nn.Module, images: torch.Tensor, dtype: torch.dtype)
             loss = backbone(images).float().square().mean()
         loss.backward()
         backbone.zero_grad(set_to_none=True)
+
     return step
 
 
@@ -148,6 +161,7 @@ def dino_flops(trainer: Trainer, views: list[torch.Tensor]) -> int:
 
     def run() -> None:
         method(views, StepInfo(0, 1, 0.0))["loss"].backward()
+
     flops = count_flops(run)
     method.zero_grad(set_to_none=True)
     return flops
@@ -160,14 +174,17 @@ def measure_mode(cfg: SSLConfig, mode: Mode, args: argparse.Namespace, run_dir: 
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     views = random_views(cfg, args.batch_size, device)
-    globals_batch = torch.cat(views[:cfg.augment.n_global])
+    globals_batch = torch.cat(views[: cfg.augment.n_global])
     backbone = create_backbone(cfg.backbone)[0].to(device).train()
     baseline = backbone_step(torch.compile(backbone) if mode.compile else backbone, globals_batch, trainer.dtype)
 
     def dino() -> None:
         trainer._train_step([views])  # the Trainer's own step, not a copy of it
-    flops = {"dino": dino_flops(trainer, views), "backbone": count_flops(backbone_step(backbone, globals_batch,
-                                                                                      torch.float32))}
+
+    flops = {
+        "dino": dino_flops(trainer, views),
+        "backbone": count_flops(backbone_step(backbone, globals_batch, torch.float32)),
+    }
     steps = {"dino": dino, "backbone": baseline}
     for step in steps.values():
         seconds_per_step(step, args.warmup, device)
@@ -188,14 +205,17 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--config", type=Path, default=REPO / "configs/ssl/dino_vits16.yaml")
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     parser.add_argument("--batch-size", type=int, help="images per step (default 8 on CPU, the config's on CUDA)")
-    parser.add_argument("--modes", nargs="+", choices=sorted(MODES),
-                        help="default fp32 on CPU; fp32, bf16 and bf16-compile on CUDA")
+    parser.add_argument(
+        "--modes", nargs="+", choices=sorted(MODES), help="default fp32 on CPU; fp32, bf16 and bf16-compile on CUDA"
+    )
     parser.add_argument("--warmup", type=int, help="untimed steps first (default 1 on CPU, 5 on CUDA)")
     parser.add_argument("--steps", type=int, help="steps per timed window (default 1 on CPU, 20 on CUDA)")
     parser.add_argument("--repeats", type=int, default=3, help="timed windows; the best is kept")
-    parser.add_argument("--peak-tflops", type=float,
-                        help=f"device peak for MFU (default {H100_SXM_BF16_DENSE_TFLOPS:g} on CUDA: H100 SXM dense "
-                             "bf16; none on CPU)")
+    parser.add_argument(
+        "--peak-tflops",
+        type=float,
+        help=f"device peak for MFU (default {H100_SXM_BF16_DENSE_TFLOPS:g} on CUDA: H100 SXM dense bf16; none on CPU)",
+    )
     parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
     return parser.parse_args()
 
@@ -215,13 +235,17 @@ def fill_device_defaults(args: argparse.Namespace, cfg: SSLConfig) -> None:
 
 
 def print_table(rows: list[Row], peak_tflops: float | None) -> None:
-    print(f"\n{'mode':<14}{'step':<32}{'batch':>6}{'images/s':>10}{'ms/step':>10}{'GFLOP/step':>12}"
-          f"{'GFLOP/s':>11}{'MFU':>8}")
+    print(
+        f"\n{'mode':<14}{'step':<32}{'batch':>6}{'images/s':>10}{'ms/step':>10}{'GFLOP/step':>12}"
+        f"{'GFLOP/s':>11}{'MFU':>8}"
+    )
     for row in rows:
         achieved = row.flops / row.seconds
         mfu = f"{100 * achieved / (peak_tflops * 1e12):.1f}%" if peak_tflops else "—"
-        print(f"{row.mode:<14}{row.step:<32}{row.batch:>6}{row.images_per_s:>10.2f}{1000 * row.seconds:>10.1f}"
-              f"{row.flops / 1e9:>12.1f}{achieved / 1e9:>11.1f}{mfu:>8}")
+        print(
+            f"{row.mode:<14}{row.step:<32}{row.batch:>6}{row.images_per_s:>10.2f}{1000 * row.seconds:>10.1f}"
+            f"{row.flops / 1e9:>12.1f}{achieved / 1e9:>11.1f}{mfu:>8}"
+        )
     for backbone, dino in zip(rows[::2], rows[1::2]):
         print(f"{dino.mode}: DINO step / bare backbone images/s = {dino.images_per_s / backbone.images_per_s:.2f}")
 
@@ -229,7 +253,9 @@ def print_table(rows: list[Row], peak_tflops: float | None) -> None:
 def device_line(args: argparse.Namespace) -> str:
     """What ran the steps, for the header."""
     if args.device == "cuda":
-        return f"{torch.cuda.get_device_name()} ({torch.cuda.device_count()} visible), peak {args.peak_tflops:g} TFLOP/s"
+        return (
+            f"{torch.cuda.get_device_name()} ({torch.cuda.device_count()} visible), peak {args.peak_tflops:g} TFLOP/s"
+        )
     return f"CPU, {torch.get_num_threads()} torch threads (machine possibly shared with other jobs)"
 
 
@@ -239,10 +265,12 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     cfg = load_config(SSLConfig, args.config, args.overrides)
     fill_device_defaults(args, cfg)
-    print(f"{cfg.method} {cfg.backbone.name}, crops {cfg.augment.n_global}×{cfg.augment.global_size} + "
-          f"{cfg.augment.n_local or 0}×{cfg.augment.local_size}, batch {args.batch_size}, {args.config.name}; "
-          f"{device_line(args)}; best of {args.repeats} × {args.steps} steps after {args.warmup} warm-up",
-          flush=True)
+    print(
+        f"{cfg.method} {cfg.backbone.name}, crops {cfg.augment.n_global}×{cfg.augment.global_size} + "
+        f"{cfg.augment.n_local or 0}×{cfg.augment.local_size}, batch {args.batch_size}, {args.config.name}; "
+        f"{device_line(args)}; best of {args.repeats} × {args.steps} steps after {args.warmup} warm-up",
+        flush=True,
+    )
     rows: list[Row] = []
     with tempfile.TemporaryDirectory(prefix="pathgen_train_step_") as run_dir:
         for name in args.modes:

@@ -14,8 +14,9 @@ from pathgen.commands.staged_run import add_pipeline_arguments, run_pipeline, st
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the `ablate` subcommand."""
-    parser = subparsers.add_parser("ablate", help="ablation of the generative augmentations (same budget and seeds)",
-                                   description=__doc__)
+    parser = subparsers.add_parser(
+        "ablate", help="ablation of the generative augmentations (same budget and seeds)", description=__doc__
+    )
     add_pipeline_arguments(parser, "configs/genaug/ablation_tiny.yaml", run)
 
 

@@ -26,6 +26,8 @@ def run(args: argparse.Namespace) -> int:
         out = export_run(args.run_dir, args.out)
     except (ConfigError, ValueError, FileNotFoundError) as err:
         return report_failure("export", err, 2)
-    print(f"pathgen export: encoder saved in {out} (load with pathgen.models.load_encoder, or "
-          f"timm.create_model('local-dir:{out}', pretrained=True))")
+    print(
+        f"pathgen export: encoder saved in {out} (load with pathgen.models.load_encoder, or "
+        f"timm.create_model('local-dir:{out}', pretrained=True))"
+    )
     return 0

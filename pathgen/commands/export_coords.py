@@ -10,8 +10,7 @@ from pathgen.errors import report_failure
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the `export-coords` subcommand."""
-    parser = subparsers.add_parser("export-coords", help="write CLAM/TRIDENT h5 coordinate files",
-                                   description=__doc__)
+    parser = subparsers.add_parser("export-coords", help="write CLAM/TRIDENT h5 coordinate files", description=__doc__)
     parser.add_argument("tile_dir", type=Path, help="a `pathgen tile` output folder")
     parser.add_argument("--out", required=True, type=Path, help="folder for <slide_id>.h5 files")
     parser.set_defaults(run=run)

@@ -9,8 +9,9 @@ from pathlib import Path
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the `export-features` subcommand."""
-    parser = subparsers.add_parser("export-features", help="write embeddings in CLAM, TRIDENT or eva layout",
-                                   description=__doc__)
+    parser = subparsers.add_parser(
+        "export-features", help="write embeddings in CLAM, TRIDENT or eva layout", description=__doc__
+    )
     parser.add_argument("tile_dir", type=Path, help="a `pathgen tile` folder embedded with `pathgen embed`")
     parser.add_argument("--embeddings", required=True, help="name of the embedding set (pathgen embed --name)")
     parser.add_argument("--format", required=True, choices=["clam", "trident", "eva"])
@@ -27,10 +28,11 @@ def run(args: argparse.Namespace) -> int:
     from tiling.store import StoreError
 
     try:
-        summary = export_features(args.tile_dir, args.embeddings, args.format, args.out, args.labels,
-                                  args.encoder_name)
+        summary = export_features(args.tile_dir, args.embeddings, args.format, args.out, args.labels, args.encoder_name)
     except (StoreError, ValueError, FileNotFoundError) as err:
         print(f"pathgen export-features: {err}", file=sys.stderr)
         return 2
-    print(f"pathgen export-features: {summary['slides']} slides ({summary['dim']}-d) in {args.format} layout → {args.out}")
+    print(
+        f"pathgen export-features: {summary['slides']} slides ({summary['dim']}-d) in {args.format} layout → {args.out}"
+    )
     return 0

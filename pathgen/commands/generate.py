@@ -9,25 +9,39 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from pathgen.errors import report_failure
 
 from pathgen.commands.training import add_overwrite_argument, guarded_run
+from pathgen.errors import report_failure
 
 # command-line flag → config key; flags win over the YAML and over key=value overrides
-FLAG_KEYS = {"n_views": "n_views", "steps": "sampler.steps", "guidance": "sampler.guidance_scale",
-             "eta": "sampler.eta", "strength": "strength", "alpha": "alpha", "max_sources": "max_sources",
-             "min_tissue": "min_tissue", "seed": "seed", "batch_size": "batch_size"}
+FLAG_KEYS = {
+    "n_views": "n_views",
+    "steps": "sampler.steps",
+    "guidance": "sampler.guidance_scale",
+    "eta": "sampler.eta",
+    "strength": "strength",
+    "alpha": "alpha",
+    "max_sources": "max_sources",
+    "min_tissue": "min_tissue",
+    "seed": "seed",
+    "batch_size": "batch_size",
+}
 # text flags are set as given (no YAML parsing of paths and names)
 TEXT_FLAGS = {"out": "out", "mode": "mode", "device": "device", "embeddings": "embeddings_name"}
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the `generate` subcommand."""
-    parser = subparsers.add_parser("generate", help="generate views of tiles with a trained LDM into a view bank",
-                                   description=__doc__)
-    parser.add_argument("inputs", nargs="*", metavar="MODEL TILES",
-                        help="an LDM folder, then `pathgen tile` output folders (or model=/tiles= in the config); "
-                             "key.sub=value words override the config")
+    parser = subparsers.add_parser(
+        "generate", help="generate views of tiles with a trained LDM into a view bank", description=__doc__
+    )
+    parser.add_argument(
+        "inputs",
+        nargs="*",
+        metavar="MODEL TILES",
+        help="an LDM folder, then `pathgen tile` output folders (or model=/tiles= in the config); "
+        "key.sub=value words override the config",
+    )
     parser.add_argument("--out", help="bank folder (bank.zarr, grid.png, config.yaml)")
     parser.add_argument("--config", type=Path, help="YAML config (configs/diffusion/generate_tiny.yaml)")
     parser.add_argument("--mode", choices=["views", "interpolate", "img2img"])
@@ -37,16 +51,22 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--guidance", type=float, help="classifier-free guidance scale (default 2; 1 = none)")
     parser.add_argument("--eta", type=float, help="DDIM eta (default 0)")
     parser.add_argument("--strength", type=float, help="img2img noise strength in [0, 1] (default 0.5)")
-    parser.add_argument("--alpha", type=float, help="interpolate: SLERP weight on the source (default 0.5; "
-                                                    "alpha=[a,b] for uniform per view)")
+    parser.add_argument(
+        "--alpha",
+        type=float,
+        help="interpolate: SLERP weight on the source (default 0.5; alpha=[a,b] for uniform per view)",
+    )
     parser.add_argument("--max-sources", type=int, help="a seeded random choice of N source tiles (default all)")
     parser.add_argument("--min-tissue", type=float, help="only tiles with at least this tissue fraction")
     parser.add_argument("--embeddings", help="read this `pathgen embed` set instead of embedding on the fly")
     parser.add_argument("--seed", type=int)
     parser.add_argument("--batch-size", type=int, help="samples per denoiser call (default 16)")
     parser.add_argument("--device", choices=["auto", "cpu", "cuda"])
-    parser.add_argument("--adaptive-noise", action="store_true",
-                        help="img2img: GenView's strength per tile from its foreground proportion (foreground=pca|hematoxylin)")
+    parser.add_argument(
+        "--adaptive-noise",
+        action="store_true",
+        help="img2img: GenView's strength per tile from its foreground proportion (foreground=pca|hematoxylin)",
+    )
     parser.add_argument("--no-progress", action="store_true")
     parser.add_argument("--resume", action="store_true", help="continue the unfinished bank in --out")
     add_overwrite_argument(parser)
@@ -88,6 +108,8 @@ def run(args: argparse.Namespace) -> int:
             summary = generate_bank(cfg, progress=not args.no_progress)
     except (ConfigError, BankError, StoreError, ValueError, FileNotFoundError) as err:
         return report_failure("generate", err, 2)
-    print(f"pathgen generate: {summary['generated']} sources generated, {summary['skipped']} already done → "
-          f"{summary['bank']} (grid {Path(cfg.out) / 'grid.png'})")
+    print(
+        f"pathgen generate: {summary['generated']} sources generated, {summary['skipped']} already done → "
+        f"{summary['bank']} (grid {Path(cfg.out) / 'grid.png'})"
+    )
     return 0

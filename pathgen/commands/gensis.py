@@ -16,8 +16,9 @@ from pathgen.commands.training import add_overwrite_argument, guarded_run
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the `gensis` subcommand."""
-    parser = subparsers.add_parser("gensis", description=__doc__,
-                                   help="run the Gen-SIS loop (SSL → LDM → views → SSL → bench → report)")
+    parser = subparsers.add_parser(
+        "gensis", description=__doc__, help="run the Gen-SIS loop (SSL → LDM → views → SSL → bench → report)"
+    )
     add_pipeline_arguments(parser, "configs/genaug/*.yaml", run)
     parser.add_argument("--resume", action="store_true", help="continue the run in out= (complete stages are skipped)")
     add_overwrite_argument(parser)

@@ -4,8 +4,8 @@ the stage list parsed from `--only`, and one-line errors (exit 2) for a run that
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from pathgen.errors import report_failure
 

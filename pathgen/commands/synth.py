@@ -27,9 +27,15 @@ def run(args: argparse.Namespace) -> int:
     # lazy: start-up time (a command loads its stage, and torch, only when it runs)
     from tiling.synthetic import SyntheticSlideSpec, write_synthetic_folder
 
-    spec = SyntheticSlideSpec(width_px=args.width, height_px=args.height, mpp=args.mpp, seed=args.seed,
-                              tissue_regions=args.tissue_regions, tumor_regions=args.tumor_regions,
-                              pen_strokes=args.pen_strokes)
+    spec = SyntheticSlideSpec(
+        width_px=args.width,
+        height_px=args.height,
+        mpp=args.mpp,
+        seed=args.seed,
+        tissue_regions=args.tissue_regions,
+        tumor_regions=args.tumor_regions,
+        pen_strokes=args.pen_strokes,
+    )
     slides = write_synthetic_folder(args.out, args.n, spec, tumor_every=args.tumor_every)
     print(f"pathgen synth: {len(slides)} slides → {args.out}")
     return 0

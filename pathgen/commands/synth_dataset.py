@@ -8,27 +8,37 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+
 from pathgen.errors import report_failure
 
 NAMES = ("pcam", "crc", "mhist", "bach", "camelyon16")
-COUNTS_HELP = ("comma-separated counts: pcam train,val,test patches (default 256,64,64); crc train,test tiles "
-               "per class (32,8); mhist train,test images (96,32); bach images per class (10); camelyon16 "
-               "train,test slides (4,2)")
+COUNTS_HELP = (
+    "comma-separated counts: pcam train,val,test patches (default 256,64,64); crc train,test tiles "
+    "per class (32,8); mhist train,test images (96,32); bach images per class (10); camelyon16 "
+    "train,test slides (4,2)"
+)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the `synth-dataset` subcommand."""
-    parser = subparsers.add_parser("synth-dataset", help="write a small synthetic benchmark dataset",
-                                   description=__doc__)
+    parser = subparsers.add_parser(
+        "synth-dataset", help="write a small synthetic benchmark dataset", description=__doc__
+    )
     parser.add_argument("dataset", choices=NAMES, help="which dataset's format to write")
     parser.add_argument("out", type=Path, help="new (or empty) folder to write it to")
     parser.add_argument("--n", default=None, help=COUNTS_HELP)
     parser.add_argument("--seed", type=int, default=0, help="seed of everything drawn (default 0)")
-    parser.add_argument("--slide-size", default="8192x6144",
-                        help="camelyon16 only: level-0 WIDTHxHEIGHT of each slide at 0.25 µm/px (default 8192x6144)")
-    parser.add_argument("--stain-shift", type=float, default=None,
-                        help="pcam only: θ of the per-site H&E shift of val/test (default 0.3; 0 = the plain, "
-                             "colour-separable task)")
+    parser.add_argument(
+        "--slide-size",
+        default="8192x6144",
+        help="camelyon16 only: level-0 WIDTHxHEIGHT of each slide at 0.25 µm/px (default 8192x6144)",
+    )
+    parser.add_argument(
+        "--stain-shift",
+        type=float,
+        default=None,
+        help="pcam only: θ of the per-site H&E shift of val/test (default 0.3; 0 = the plain, colour-separable task)",
+    )
     parser.set_defaults(run=run)
 
 

@@ -12,27 +12,41 @@ from pathgen.errors import report_failure
 from tiling.discover import shard_from_environment
 
 # command-line flag → config key; flags win over the YAML and over key=value overrides
-FLAG_KEYS = {"mpp": "target_mpp", "tile_size": "tile_size_px", "overlap": "overlap_px",
-             "min_tissue": "min_tissue", "workers": "workers", "shard": "shard",
-             "mpp_override": "mpp_override", "codec": "store.codec"}
+FLAG_KEYS = {
+    "mpp": "target_mpp",
+    "tile_size": "tile_size_px",
+    "overlap": "overlap_px",
+    "min_tissue": "min_tissue",
+    "workers": "workers",
+    "shard": "shard",
+    "mpp_override": "mpp_override",
+    "codec": "store.codec",
+}
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the `tile` subcommand."""
-    parser = subparsers.add_parser("tile", help="tile whole-slide images into zarr tile stores",
-                                   description=__doc__)
-    parser.add_argument("inputs", nargs="+", metavar="SLIDES",
-                        help="slide files or folders (searched recursively); key.sub=value words override the config")
+    parser = subparsers.add_parser("tile", help="tile whole-slide images into zarr tile stores", description=__doc__)
+    parser.add_argument(
+        "inputs",
+        nargs="+",
+        metavar="SLIDES",
+        help="slide files or folders (searched recursively); key.sub=value words override the config",
+    )
     parser.add_argument("--out", required=True, type=Path, help="output folder (tiles.zarr/, qc/, manifest.csv)")
     parser.add_argument("--config", type=Path, help="YAML config (see configs/tile/default.yaml)")
     parser.add_argument("--mpp", type=float, help="target resolution in µm/px (default 0.5)")
     parser.add_argument("--tile-size", type=int, help="tile side in pixels at the target mpp (default 224)")
     parser.add_argument("--overlap", type=int, help="overlap of neighbouring tiles in pixels (default 0)")
     parser.add_argument("--min-tissue", type=float, help="minimum tissue fraction of a kept tile (default 0.25)")
-    parser.add_argument("--workers", type=int, help="worker processes (default 1; 0: tile in this process, "
-                                                    "no crash isolation)")
-    parser.add_argument("--shard", help="K/N: tile only the K-th of N slide subsets (job arrays); default: "
-                                        "from SLURM_ARRAY_TASK_ID/_MIN/_COUNT/_STEP in a Slurm job array, else 1/1")
+    parser.add_argument(
+        "--workers", type=int, help="worker processes (default 1; 0: tile in this process, no crash isolation)"
+    )
+    parser.add_argument(
+        "--shard",
+        help="K/N: tile only the K-th of N slide subsets (job arrays); default: "
+        "from SLURM_ARRAY_TASK_ID/_MIN/_COUNT/_STEP in a Slurm job array, else 1/1",
+    )
     parser.add_argument("--mpp-override", help="CSV with columns slide,mpp for slides whose files lack it")
     parser.add_argument("--codec", choices=["zstd", "jpeg"], help="tile compression (default zstd, lossless)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -59,8 +73,9 @@ def _shard_from_slurm() -> str | None:
     """The shard of this Slurm array task, announced on stderr; None outside a job array."""
     shard = shard_from_environment(os.environ)
     if shard is not None:
-        print(f"pathgen tile: shard {shard} from SLURM_ARRAY_TASK_ID={os.environ['SLURM_ARRAY_TASK_ID']}",
-              file=sys.stderr)
+        print(
+            f"pathgen tile: shard {shard} from SLURM_ARRAY_TASK_ID={os.environ['SLURM_ARRAY_TASK_ID']}", file=sys.stderr
+        )
     return shard
 
 
@@ -76,6 +91,8 @@ def run(args: argparse.Namespace) -> int:
     except (ConfigError, OutputError, ValueError) as err:
         return report_failure("tile", err, EXIT_START_ERROR)
     out_dir = summary.out_dir
-    print(f"pathgen tile: {summary.line()} → {out_dir}/tiles.zarr, QC {out_dir}/qc/index.html, "
-          f"manifest {out_dir}/manifest.csv, config {out_dir}/runs/{summary.run_id}.yaml")
+    print(
+        f"pathgen tile: {summary.line()} → {out_dir}/tiles.zarr, QC {out_dir}/qc/index.html, "
+        f"manifest {out_dir}/manifest.csv, config {out_dir}/runs/{summary.run_id}.yaml"
+    )
     return summary.exit_code

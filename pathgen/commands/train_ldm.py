@@ -13,8 +13,9 @@ from pathgen.commands.training import add_training_arguments, run_training
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the `train-ldm` subcommand."""
-    parser = subparsers.add_parser("train-ldm", help="train an embedding-conditioned latent diffusion model",
-                                   description=__doc__)
+    parser = subparsers.add_parser(
+        "train-ldm", help="train an embedding-conditioned latent diffusion model", description=__doc__
+    )
     add_training_arguments(parser, "configs/diffusion/ldm_*.yaml", run)
 
 

@@ -12,8 +12,7 @@ from pathgen.commands.training import add_training_arguments, run_training
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the `train-ssl` subcommand."""
-    parser = subparsers.add_parser("train-ssl", help="train an SSL encoder on tile stores",
-                                   description=__doc__)
+    parser = subparsers.add_parser("train-ssl", help="train an SSL encoder on tile stores", description=__doc__)
     add_training_arguments(parser, "configs/ssl/*.yaml", run)
 
 

@@ -13,8 +13,9 @@ from pathgen.commands.training import add_training_arguments, run_training
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the `train-vae` subcommand."""
-    parser = subparsers.add_parser("train-vae", help="train the diffusion autoencoder (AutoencoderKL) on tile stores",
-                                   description=__doc__)
+    parser = subparsers.add_parser(
+        "train-vae", help="train the diffusion autoencoder (AutoencoderKL) on tile stores", description=__doc__
+    )
     add_training_arguments(parser, "configs/diffusion/vae_*.yaml", run)
 
 

@@ -5,9 +5,10 @@ one-line errors (exit 2; 1 when a started run diverged)."""
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
 from contextlib import nullcontext
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from pathgen.errors import report_failure
 from pathgen.run_folder import RunLock, is_main_process, prepare_run_folder
@@ -16,16 +17,22 @@ from pathgen.run_folder import RunLock, is_main_process, prepare_run_folder
 def add_training_arguments(parser: argparse.ArgumentParser, config_glob: str, run: Callable) -> None:
     """--config and --resume, and trailing key=value overrides collected into args.overrides."""
     parser.add_argument("--config", type=Path, help=f"YAML config ({config_glob})")
-    parser.add_argument("--resume", action="store_true",
-                        help="continue from out/checkpoints/last.pt (without --config, out's saved config)")
+    parser.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue from out/checkpoints/last.pt (without --config, out's saved config)",
+    )
     add_overwrite_argument(parser)
     parser.set_defaults(run=run, overrides=[])
 
 
 def add_overwrite_argument(parser: argparse.ArgumentParser) -> None:
     """--overwrite: replace an existing run folder (without it, or --resume, an existing one is refused)."""
-    parser.add_argument("--overwrite", action="store_true",
-                        help="delete the pathgen outputs already in the output folder and start afresh")
+    parser.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="delete the pathgen outputs already in the output folder and start afresh",
+    )
 
 
 def guarded_run(out: str | Path, args: argparse.Namespace):  # noqa: ANN201 -- a context manager
@@ -37,8 +44,9 @@ def guarded_run(out: str | Path, args: argparse.Namespace):  # noqa: ANN201 -- a
     return RunLock(out)
 
 
-def run_training(command: str, args: argparse.Namespace, config_class: type, train: Callable[[Any, bool], Path],
-                 what: str) -> int:
+def run_training(
+    command: str, args: argparse.Namespace, config_class: type, train: Callable[[Any, bool], Path], what: str
+) -> int:
     """Resolve the config of `command` and train; print where the result went, or one line of error."""
     # lazy: start-up time (a command loads its stage, and torch, only when it runs)
     from pathgen.config import ConfigError, is_override, load_config, parse_override

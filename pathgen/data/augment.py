@@ -10,8 +10,8 @@ else through torch's global RNG, which DataLoader seeds per worker.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence, Union
 
 import numpy as np
 import torch
@@ -29,7 +29,7 @@ SKIMAGE_OD_UNIT = math.log(1e6)
 #: HED jitter units: "skimage" (rgb2hed's, the unit of the published θ values) or "ln_od" (−ln I, I0 = 1)
 HED_UNITS = {"skimage": SKIMAGE_OD_UNIT, "ln_od": 1.0}
 SOLARIZE_THRESHOLD = 128 / 255  # DINO / BYOL solarize uint8 pixels >= 128
-Seed = Union[torch.Generator, int, None]
+Seed = torch.Generator | int | None
 
 
 def as_generator(seed: Seed) -> torch.Generator | None:
@@ -147,10 +147,10 @@ def gaussian_blur(image: torch.Tensor, sigma: float) -> torch.Tensor:
     padded = tnf.pad(image[None], (radius,) * 4, mode="reflect")[0]
     rows = torch.zeros(image.shape[0], height + 2 * radius, width, dtype=image.dtype)
     for i, weight in enumerate(weights):
-        rows.add_(padded[..., i:i + width], alpha=weight)
+        rows.add_(padded[..., i : i + width], alpha=weight)
     out = torch.zeros_like(image)
     for i, weight in enumerate(weights):
-        out.add_(rows[..., i:i + height, :], alpha=weight)
+        out.add_(rows[..., i : i + height, :], alpha=weight)
     return out
 
 
@@ -168,8 +168,11 @@ def adjust_hue(image: torch.Tensor, hue_factor: float) -> torch.Tensor:
     low = torch.minimum(torch.minimum(red, green), blue)
     chroma = value - low
     inv = torch.where(chroma > 0, chroma, 1.0).reciprocal_()
-    sector = torch.where(value == red, (green - blue).mul_(inv),
-                         torch.where(value == green, (blue - red).mul_(inv).add_(2), (red - green).mul_(inv).add_(4)))
+    sector = torch.where(
+        value == red,
+        (green - blue).mul_(inv),
+        torch.where(value == green, (blue - red).mul_(inv).add_(2), (red - green).mul_(inv).add_(4)),
+    )
     k = (sector.add_(6 * hue_factor) + _HUE_OFFSETS).remainder_(6)
     return value - chroma * torch.minimum(k, 4 - k).clamp_(0, 1)
 
@@ -178,8 +181,12 @@ def color_jitter(image: torch.Tensor, strength: Sequence[float], g: torch.Genera
     """torchvision ColorJitter semantics: brightness, contrast, saturation factors ~ U(1−s, 1+s),
     hue shift ~ U(−h, h), applied in a random order."""
     b, c, s, h = strength
-    factors = (_uniform(max(0.0, 1 - b), 1 + b, g), _uniform(max(0.0, 1 - c), 1 + c, g),
-               _uniform(max(0.0, 1 - s), 1 + s, g), _uniform(-h, h, g))
+    factors = (
+        _uniform(max(0.0, 1 - b), 1 + b, g),
+        _uniform(max(0.0, 1 - c), 1 + c, g),
+        _uniform(max(0.0, 1 - s), 1 + s, g),
+        _uniform(-h, h, g),
+    )
     ops = (F.adjust_brightness, F.adjust_contrast, F.adjust_saturation, adjust_hue)
     for i in torch.randperm(4, generator=g).tolist():
         if strength[i] > 0:
@@ -187,8 +194,9 @@ def color_jitter(image: torch.Tensor, strength: Sequence[float], g: torch.Genera
     return image
 
 
-def crop_box(height: int, width: int, scale: Sequence[float], ratio: Sequence[float],
-             g: torch.Generator | None) -> tuple[int, int, int, int]:
+def crop_box(
+    height: int, width: int, scale: Sequence[float], ratio: Sequence[float], g: torch.Generator | None
+) -> tuple[int, int, int, int]:
     """RandomResizedCrop's box (top, left, h, w): area share ~ U(scale), log-aspect ~ U(log ratio),
     10 tries, then a centre crop at the nearest allowed aspect ratio (as torchvision does)."""
     log_low, log_high = math.log(ratio[0]), math.log(ratio[1])
@@ -229,8 +237,15 @@ class ViewSpec:
     std: tuple[float, float, float] = IMAGENET_STD
 
     def __post_init__(self) -> None:
-        probs = (self.hflip_p, self.vflip_p, self.hed_p, self.color_jitter_p, self.grayscale_p,
-                 self.blur_p, self.solarize_p)
+        probs = (
+            self.hflip_p,
+            self.vflip_p,
+            self.hed_p,
+            self.color_jitter_p,
+            self.grayscale_p,
+            self.blur_p,
+            self.solarize_p,
+        )
         if any(not 0.0 <= p <= 1.0 for p in probs):
             raise ValueError(f"view probabilities must lie in [0, 1], got {probs}")
         if not 0 < self.scale[0] <= self.scale[1] <= 1 or self.size < 1:
@@ -238,8 +253,9 @@ class ViewSpec:
         if self.hed_units not in HED_UNITS:
             raise ValueError(f"hed_units must be one of {sorted(HED_UNITS)}, got {self.hed_units!r}")
         if not 0 <= self.color_jitter[3] <= 0.5 or min(self.blur_sigma) <= 0:
-            raise ValueError(f"hue jitter must lie in [0, 0.5] and blur sigma > 0, got "
-                             f"{self.color_jitter}, {self.blur_sigma}")
+            raise ValueError(
+                f"hue jitter must lie in [0, 0.5] and blur sigma > 0, got {self.color_jitter}, {self.blur_sigma}"
+            )
 
 
 def as_chw_uint8(image: np.ndarray | torch.Tensor) -> torch.Tensor:
@@ -250,8 +266,10 @@ def as_chw_uint8(image: np.ndarray | torch.Tensor) -> torch.Tensor:
         return torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1)))
     if isinstance(image, torch.Tensor) and image.dtype == torch.uint8 and image.ndim == 3 and image.shape[0] == 3:
         return image
-    raise ValueError(f"expected a (3, H, W) uint8 tensor or a (H, W, 3) uint8 array, got {type(image).__name__} "
-                     f"{getattr(image, 'dtype', '')} {tuple(getattr(image, 'shape', ()))}")
+    raise ValueError(
+        f"expected a (3, H, W) uint8 tensor or a (H, W, 3) uint8 array, got {type(image).__name__} "
+        f"{getattr(image, 'dtype', '')} {tuple(getattr(image, 'shape', ()))}"
+    )
 
 
 def augment_view(tile: torch.Tensor, spec: ViewSpec, generator: torch.Generator | None = None) -> torch.Tensor:
@@ -259,8 +277,9 @@ def augment_view(tile: torch.Tensor, spec: ViewSpec, generator: torch.Generator 
     rot90, HED jitter, colour jitter, grayscale, blur, solarize, normalise → (3, size, size) float."""
     g = generator
     top, left, h, w = crop_box(tile.shape[-2], tile.shape[-1], spec.scale, spec.ratio, g)
-    view = F.resized_crop(tile, top, left, h, w, [spec.size, spec.size],
-                          interpolation=F.InterpolationMode.BICUBIC, antialias=True)
+    view = F.resized_crop(
+        tile, top, left, h, w, [spec.size, spec.size], interpolation=F.InterpolationMode.BICUBIC, antialias=True
+    )
     view = RandomFlip(spec.hflip_p, spec.vflip_p)(view, g)
     if spec.rot90:
         view = RandomRot90()(view, g)

@@ -26,14 +26,22 @@ def _shared(hed_theta: float, hed_p: float, rot90: bool, vflip: bool, view_optio
     clash = sorted(_PER_VIEW & set(view_options))
     if clash:
         raise ValueError(f"{clash} are set by the recipe or its own arguments, not by view options")
-    return {"hed_theta": hed_theta, "hed_p": hed_p, "rot90": rot90, "vflip_p": 0.5 if vflip else 0.0,
-            **view_options}
+    return {"hed_theta": hed_theta, "hed_p": hed_p, "rot90": rot90, "vflip_p": 0.5 if vflip else 0.0, **view_options}
 
 
-def dino_multicrop(global_size: int = 224, local_size: int = 96, n_global: int = 2, n_local: int = 8,
-                   global_scale: tuple[float, float] = (0.4, 1.0), local_scale: tuple[float, float] = (0.05, 0.4),
-                   hed_theta: float = 0.05, hed_p: float = 0.5, rot90: bool = True, vflip: bool = True,
-                   **view_options) -> MultiCropTransform:
+def dino_multicrop(
+    global_size: int = 224,
+    local_size: int = 96,
+    n_global: int = 2,
+    n_local: int = 8,
+    global_scale: tuple[float, float] = (0.4, 1.0),
+    local_scale: tuple[float, float] = (0.05, 0.4),
+    hed_theta: float = 0.05,
+    hed_p: float = 0.5,
+    rot90: bool = True,
+    vflip: bool = True,
+    **view_options,
+) -> MultiCropTransform:
     """DINO multi-crop (Caron et al. 2021): bicubic RRC, hflip, ColorJitter(0.4, 0.4, 0.2, 0.1)
     p=0.8, grayscale p=0.2; blur σ ~ U(0.1, 2) with p=1.0 on global 1, 0.1 on global 2, 0.5 on
     locals; solarize p=0.2 on global 2 only. Globals alternate the two global recipes when
@@ -46,9 +54,16 @@ def dino_multicrop(global_size: int = 224, local_size: int = 96, n_global: int =
     return MultiCropTransform(tuple(globals_ + [local] * n_local), n_global)
 
 
-def two_view(size: int = 224, scale: tuple[float, float] = (0.2, 1.0), recipe: str = "simclr",
-             hed_theta: float = 0.05, hed_p: float = 0.5, rot90: bool = True, vflip: bool = True,
-             **view_options) -> MultiCropTransform:
+def two_view(
+    size: int = 224,
+    scale: tuple[float, float] = (0.2, 1.0),
+    recipe: str = "simclr",
+    hed_theta: float = 0.05,
+    hed_p: float = 0.5,
+    rot90: bool = True,
+    vflip: bool = True,
+    **view_options,
+) -> MultiCropTransform:
     """Two views for SimCLR / MoCo / BYOL / SimSiam / Barlow Twins. "simclr": ColorJitter(0.8,
     0.8, 0.8, 0.2), blur p=0.5 on both. "byol": ColorJitter(0.4, 0.4, 0.2, 0.1), blur 1.0 / 0.1
     and solarize 0.0 / 0.2 on view 1 / 2. "symmetric" (SimSiam, MoCo v2): ColorJitter(0.4, 0.4,
@@ -89,18 +104,29 @@ class AugmentConfig:
 
 def build_transform(cfg: AugmentConfig) -> MultiCropTransform:
     """The multi-crop transform an `AugmentConfig` describes; errors name the offending field."""
-    options = {name: getattr(cfg, name) for name in
-               ("hflip_p", "hed_units", "color_jitter_p", "grayscale_p", "blur_sigma", "mean", "std")}
+    options = {
+        name: getattr(cfg, name)
+        for name in ("hflip_p", "hed_units", "color_jitter_p", "grayscale_p", "blur_sigma", "mean", "std")
+    }
     if cfg.color_jitter is not None:
         options["color_jitter"] = cfg.color_jitter
     shared = dict(hed_theta=cfg.hed_theta, hed_p=cfg.hed_p, rot90=cfg.rot90, vflip=cfg.vflip, **options)
     if cfg.recipe == "dino":
         n_local = 8 if cfg.n_local is None else cfg.n_local
-        return dino_multicrop(cfg.global_size, cfg.local_size, cfg.n_global, n_local,
-                              cfg.global_scale or (0.4, 1.0), cfg.local_scale, **shared)
+        return dino_multicrop(
+            cfg.global_size,
+            cfg.local_size,
+            cfg.n_global,
+            n_local,
+            cfg.global_scale or (0.4, 1.0),
+            cfg.local_scale,
+            **shared,
+        )
     if cfg.recipe not in TWO_VIEW_RECIPES:
         raise ValueError(f"augment.recipe {cfg.recipe!r} is unknown; choose dino, {', '.join(TWO_VIEW_RECIPES)}")
     if cfg.n_global != 2 or cfg.n_local:
-        raise ValueError(f"augment.recipe {cfg.recipe} makes exactly 2 views: set n_global: 2 and n_local: 0 "
-                         f"(got {cfg.n_global}, {cfg.n_local}) or use recipe dino")
+        raise ValueError(
+            f"augment.recipe {cfg.recipe} makes exactly 2 views: set n_global: 2 and n_local: 0 "
+            f"(got {cfg.n_global}, {cfg.n_local}) or use recipe dino"
+        )
     return two_view(cfg.global_size, cfg.global_scale or (0.2, 1.0), cfg.recipe, **shared)

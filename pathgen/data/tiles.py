@@ -33,8 +33,14 @@ class TileDataset(Dataset):
     unless `allow_mixed_tiling`.
     """
 
-    def __init__(self, folders: Sequence[str | Path], transform: Callable | None = None, min_tissue: float = 0.0,
-                 seed: int = 0, allow_mixed_tiling: bool = False):
+    def __init__(
+        self,
+        folders: Sequence[str | Path],
+        transform: Callable | None = None,
+        min_tissue: float = 0.0,
+        seed: int = 0,
+        allow_mixed_tiling: bool = False,
+    ):
         self.stores = _complete_stores(folders)
         if not self.stores:
             raise ValueError(f"no complete tile stores in {', '.join(map(str, folders))}; run `pathgen tile` first")
@@ -88,10 +94,14 @@ def check_same_tiling(stores: Sequence[TileStore]) -> None:
         tiling = store.attrs.get("tiling", {})
         groups.setdefault((tiling.get("target_mpp"), tiling.get("tile_size_px")), []).append(str(store.path))
     if len(groups) > 1:
-        described = "; ".join(f"{mpp} µm/px, {size} px: {', '.join(paths[:3])}{' …' if len(paths) > 3 else ''}"
-                              for (mpp, size), paths in groups.items())
-        raise ValueError(f"tile stores differ in µm/px or tile size ({described}); tile them alike, or set "
-                         "allow_mixed_tiling=true to train on them together")
+        described = "; ".join(
+            f"{mpp} µm/px, {size} px: {', '.join(paths[:3])}{' …' if len(paths) > 3 else ''}"
+            for (mpp, size), paths in groups.items()
+        )
+        raise ValueError(
+            f"tile stores differ in µm/px or tile size ({described}); tile them alike, or set "
+            "allow_mixed_tiling=true to train on them together"
+        )
 
 
 def _complete_stores(folders: Sequence[str | Path]) -> list[TileStore]:
@@ -109,8 +119,15 @@ class ResumableSampler(Sampler[int]):
     ranks see disjoint samples and the order survives restarts with a different worker count.
     """
 
-    def __init__(self, n_items: int, seed: int = 0, rank: int = 0, world_size: int = 1,
-                 weights: np.ndarray | None = None, shuffle: bool = True):
+    def __init__(
+        self,
+        n_items: int,
+        seed: int = 0,
+        rank: int = 0,
+        world_size: int = 1,
+        weights: np.ndarray | None = None,
+        shuffle: bool = True,
+    ):
         self.n_items, self.seed, self.rank, self.world_size = n_items, seed, rank, world_size
         self.weights = None if weights is None else torch.as_tensor(weights, dtype=torch.float64)
         self.shuffle = shuffle
@@ -136,5 +153,5 @@ class ResumableSampler(Sampler[int]):
         return np.resize(order.numpy(), padded)
 
     def __iter__(self) -> Iterator[int]:
-        mine = self.epoch_order()[self.rank::self.world_size]
-        return iter(mine[self.start:].tolist())
+        mine = self.epoch_order()[self.rank :: self.world_size]
+        return iter(mine[self.start :].tolist())

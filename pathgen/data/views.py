@@ -21,13 +21,14 @@ Providers run inside DataLoader workers: keep them picklable (module-level calla
 from __future__ import annotations
 
 import abc
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable, Optional
 
 import numpy as np
 import torch
 
 from pathgen.data.augment import MultiCropTransform, Seed, as_chw_uint8, as_generator
+
 
 @dataclass(frozen=True)
 class TileKey:
@@ -38,7 +39,7 @@ class TileKey:
 
 
 #: (key, view index, rng) → an alternative source image for that view, or None for the real tile
-SourceForView = Callable[[TileKey, int, Optional[torch.Generator]], Optional[np.ndarray]]
+SourceForView = Callable[[TileKey, int, torch.Generator | None], np.ndarray | None]
 
 
 class ViewProvider(abc.ABC):

@@ -28,8 +28,16 @@ BANK_NAME = "bank.zarr"
 BANK_SCHEMA = 1
 MODES = ("views", "interpolate", "img2img")
 # attrs that must agree for a re-run to resume an existing bank rather than refuse it
-META_ARRAYS = ("source_store_id", "source_index", "secondary_store_id", "secondary_index", "alpha", "strength",
-               "seed", "done")
+META_ARRAYS = (
+    "source_store_id",
+    "source_index",
+    "secondary_store_id",
+    "secondary_index",
+    "alpha",
+    "strength",
+    "seed",
+    "done",
+)
 RESUME_KEYS = ("mode", "stores", "n_views", "image_size", "sampler", "model", "seed", "settings")
 
 
@@ -62,8 +70,12 @@ def store_identity(path: str | Path) -> str | None:
     slide = (attrs or {}).get("slide") or {}
     if not slide.get("quick_sha256"):
         return None
-    content = {"slide": slide["quick_sha256"], "size_bytes": slide.get("size_bytes"), "tiling": attrs.get("tiling"),
-               "n_tiles": attrs.get("n_tiles")}
+    content = {
+        "slide": slide["quick_sha256"],
+        "size_bytes": slide.get("size_bytes"),
+        "tiling": attrs.get("tiling"),
+        "n_tiles": attrs.get("n_tiles"),
+    }
     return hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()[:32]
 
 
@@ -75,11 +87,21 @@ class BankWriter:
     the N source tiles in row order.
     """
 
-    def __init__(self, bank_dir: str | Path, stores: list[str], source_store_id: np.ndarray,
-                 source_index: np.ndarray, attrs: dict[str, Any]):
+    def __init__(
+        self,
+        bank_dir: str | Path,
+        stores: list[str],
+        source_store_id: np.ndarray,
+        source_index: np.ndarray,
+        attrs: dict[str, Any],
+    ):
         self.path = bank_path(bank_dir)
-        self.attrs = {**attrs, "stores": [_norm_store(s) for s in stores],
-                      "store_ids": [store_identity(s) for s in stores], "pathgen_view_bank": BANK_SCHEMA}
+        self.attrs = {
+            **attrs,
+            "stores": [_norm_store(s) for s in stores],
+            "store_ids": [store_identity(s) for s in stores],
+            "pathgen_view_bank": BANK_SCHEMA,
+        }
         if self.attrs.get("mode") not in MODES:
             raise BankError(f"{self.path}: mode must be one of {MODES}, got {self.attrs.get('mode')!r}")
         source_store_id = np.asarray(source_store_id, np.int32)
@@ -111,10 +133,13 @@ class BankWriter:
         old = dict(group.attrs)
         for key in RESUME_KEYS:
             if _jsonish(old.get(key)) != _jsonish(self.attrs.get(key)):
-                raise BankError(f"{self.path}: written with a different {key} ({old.get(key)!r}, now "
-                                f"{self.attrs.get(key)!r}); use another --out or delete the bank to start over")
-        if (not np.array_equal(group["source_store_id"][:], source_store_id)
-                or not np.array_equal(group["source_index"][:], source_index)):
+                raise BankError(
+                    f"{self.path}: written with a different {key} ({old.get(key)!r}, now "
+                    f"{self.attrs.get(key)!r}); use another --out or delete the bank to start over"
+                )
+        if not np.array_equal(group["source_store_id"][:], source_store_id) or not np.array_equal(
+            group["source_index"][:], source_index
+        ):
             raise BankError(f"{self.path}: written for different source tiles; use another --out or delete it")
         return group
 
@@ -127,13 +152,21 @@ class BankWriter:
         """Rows not yet written (all of them in a fresh bank)."""
         return np.flatnonzero(~self.group["done"][:])
 
-    def write_row(self, row: int, views: np.ndarray, seeds: np.ndarray, alpha: np.ndarray | None = None,
-                  strength: np.ndarray | None = None, secondary: tuple[int, int] | None = None) -> None:
+    def write_row(
+        self,
+        row: int,
+        views: np.ndarray,
+        seeds: np.ndarray,
+        alpha: np.ndarray | None = None,
+        strength: np.ndarray | None = None,
+        secondary: tuple[int, int] | None = None,
+    ) -> None:
         """Write one source's K uint8 (S, S, 3) views and how they were made, then mark the row done."""
         k, s = int(self.attrs["n_views"]), int(self.attrs["image_size"])
         if views.shape != (k, s, s, 3) or views.dtype != np.uint8:
-            raise BankError(f"{self.path}: row {row} views must be uint8 {(k, s, s, 3)}, got "
-                            f"{views.dtype} {views.shape}")
+            raise BankError(
+                f"{self.path}: row {row} views must be uint8 {(k, s, s, 3)}, got {views.dtype} {views.shape}"
+            )
         group = self.group
         group["views"][row] = views
         group["seed"][row] = np.asarray(seeds, np.int64)
@@ -148,8 +181,9 @@ class BankWriter:
         """Mark the bank complete (only if every row is done): the last write of a run."""
         missing = self.pending_rows()
         if len(missing):
-            raise BankError(f"{self.path}: {len(missing)} rows not written (first {missing[0]}); re-run with "
-                            "--resume to continue")
+            raise BankError(
+                f"{self.path}: {len(missing)} rows not written (first {missing[0]}); re-run with --resume to continue"
+            )
         self.group.attrs["complete"] = True
 
 
@@ -191,8 +225,9 @@ class ViewBank:
             except (FileNotFoundError, ValueError, zarr.errors.BaseZarrError) as err:
                 raise BankError(f"{path}: not a view bank ({err}); run `pathgen generate`") from err
             if self.require_complete and group.attrs.get("complete") is not True:
-                raise BankError(f"{path}: bank is incomplete (its generate run did not finish); re-run it with "
-                                "--resume to continue")
+                raise BankError(
+                    f"{path}: bank is incomplete (its generate run did not finish); re-run it with --resume to continue"
+                )
             self._group = group
         return self._group
 
@@ -228,9 +263,11 @@ class ViewBank:
         try:
             return self.group["views"][int(row)]
         except (RuntimeError, ValueError, OSError) as err:  # zstd / zarr on a truncated or overwritten chunk
-            raise BankError(f"{bank_path(self.bank_dir)}: row {int(row)} of the views cannot be read "
-                            f"({type(err).__name__}); the bank is damaged: delete it and re-run pathgen "
-                            "generate") from None
+            raise BankError(
+                f"{bank_path(self.bank_dir)}: row {int(row)} of the views cannot be read "
+                f"({type(err).__name__}); the bank is damaged: delete it and re-run pathgen "
+                "generate"
+            ) from None
 
     def store_id_of(self, store: str) -> int | None:
         """The bank's id of tile store `store` (matched by identity, else by resolved path), or None."""
@@ -282,7 +319,11 @@ class ViewBank:
         g, row = self.group, int(row)
         stores = [self.current_path(i) for i in range(len(self.stores))]
         sec_id = int(g["secondary_store_id"][row])
-        return {"source": TileKey(stores[int(g["source_store_id"][row])], int(g["source_index"][row])),
-                "secondary": TileKey(stores[sec_id], int(g["secondary_index"][row])) if sec_id >= 0 else None,
-                "alpha": g["alpha"][row], "strength": g["strength"][row], "seed": g["seed"][row],
-                "done": bool(g["done"][row])}
+        return {
+            "source": TileKey(stores[int(g["source_store_id"][row])], int(g["source_index"][row])),
+            "secondary": TileKey(stores[sec_id], int(g["secondary_index"][row])) if sec_id >= 0 else None,
+            "alpha": g["alpha"][row],
+            "strength": g["strength"][row],
+            "seed": g["seed"][row],
+            "done": bool(g["done"][row]),
+        }

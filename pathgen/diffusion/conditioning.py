@@ -80,8 +80,9 @@ class EmbeddingConditioner(nn.Module):
             unit = unit.masked_fill(drop.to(unit.device, torch.bool)[:, None], 0.0)
         return self.proj(unit).view(len(unit), self.n_tokens, self.context_dim)
 
-    def null(self, batch_size: int, device: torch.device | str | None = None,
-             dtype: torch.dtype | None = None) -> Tensor:
+    def null(
+        self, batch_size: int, device: torch.device | str | None = None, dtype: torch.dtype | None = None
+    ) -> Tensor:
         """The unconditional context (the projection of a zero embedding: the bias), (B, n_tokens, context_dim)."""
         bias = self.proj.bias.view(1, self.n_tokens, self.context_dim)
         return bias.expand(batch_size, -1, -1).to(device=device or bias.device, dtype=dtype or bias.dtype)

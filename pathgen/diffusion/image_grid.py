@@ -17,8 +17,9 @@ BACKGROUND = (255, 255, 255)
 TEXT = (0, 0, 0)
 
 
-def grid_size(n_rows: int, n_views: int, cell_px: int, pad: int = 2, label_px: int = 0,
-              n_real: int = 1) -> tuple[int, int]:
+def grid_size(
+    n_rows: int, n_views: int, cell_px: int, pad: int = 2, label_px: int = 0, n_real: int = 1
+) -> tuple[int, int]:
     """(width, height) in pixels of a grid of n_rows × (n_real + n_views) cells (label band above each row)."""
     width = pad + (n_real + n_views) * (cell_px + pad)
     height = pad + n_rows * (label_px + cell_px + pad)
@@ -33,9 +34,15 @@ def _cell(image: np.ndarray, cell_px: int) -> Image.Image:
     return picture
 
 
-def make_grid(sources: Sequence[np.ndarray], views: Sequence[np.ndarray], cell_px: int | None = None,
-              pad: int = 2, labels: Sequence[Sequence[str]] | None = None, label_px: int = 11,
-              secondaries: Sequence[np.ndarray] | None = None) -> Image.Image:
+def make_grid(
+    sources: Sequence[np.ndarray],
+    views: Sequence[np.ndarray],
+    cell_px: int | None = None,
+    pad: int = 2,
+    labels: Sequence[Sequence[str]] | None = None,
+    label_px: int = 11,
+    secondaries: Sequence[np.ndarray] | None = None,
+) -> Image.Image:
     """Grid picture: row r = sources[r] (H, W, 3) uint8, secondaries[r] when given (the second tile of an
     interpolation), then views[r] (K, S, S, 3) uint8.
 
@@ -65,9 +72,15 @@ def make_grid(sources: Sequence[np.ndarray], views: Sequence[np.ndarray], cell_p
     return canvas
 
 
-def write_grid(path: str | Path, sources: Sequence[np.ndarray], views: Sequence[np.ndarray],
-               cell_px: int | None = None, pad: int = 2, labels: Sequence[Sequence[str]] | None = None,
-               secondaries: Sequence[np.ndarray] | None = None) -> Path:
+def write_grid(
+    path: str | Path,
+    sources: Sequence[np.ndarray],
+    views: Sequence[np.ndarray],
+    cell_px: int | None = None,
+    pad: int = 2,
+    labels: Sequence[Sequence[str]] | None = None,
+    secondaries: Sequence[np.ndarray] | None = None,
+) -> Path:
     """Save `make_grid(...)` as a PNG at `path` (temporary name, then renamed); returns the path."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -44,8 +44,13 @@ class LDMConfig:
 
 def scheduler_kwargs(cfg: LDMConfig) -> dict[str, Any]:
     """Keyword arguments shared by the DDPM / DDIM / DPM-Solver schedulers so all use the training schedule."""
-    return {"num_train_timesteps": cfg.num_train_timesteps, "beta_schedule": cfg.beta_schedule,
-            "beta_start": cfg.beta_start, "beta_end": cfg.beta_end, "prediction_type": cfg.prediction_type}
+    return {
+        "num_train_timesteps": cfg.num_train_timesteps,
+        "beta_schedule": cfg.beta_schedule,
+        "beta_start": cfg.beta_start,
+        "beta_end": cfg.beta_end,
+        "prediction_type": cfg.prediction_type,
+    }
 
 
 def build_unet(cfg: LDMConfig, latent_channels: int, latent_size: int) -> UNet2DConditionModel:
@@ -56,21 +61,33 @@ def build_unet(cfg: LDMConfig, latent_channels: int, latent_size: int) -> UNet2D
     if not levels <= set(range(n_levels)):
         raise ValueError(f"ldm.cross_attention_levels {sorted(levels)} must be level indices below {n_levels}")
     if latent_size % 2 ** (n_levels - 1):
-        raise ValueError(f"latent size {latent_size} is not divisible by 2^{n_levels - 1} (the UNet's "
-                         f"{n_levels} levels); change image_size or ldm.block_out_channels")
+        raise ValueError(
+            f"latent size {latent_size} is not divisible by 2^{n_levels - 1} (the UNet's "
+            f"{n_levels} levels); change image_size or ldm.block_out_channels"
+        )
     bad = [c for c in channels if c % cfg.attention_head_dim or c % cfg.norm_num_groups]
     if bad:
-        raise ValueError(f"ldm.block_out_channels {bad} must be multiples of ldm.attention_head_dim "
-                         f"({cfg.attention_head_dim}) and ldm.norm_num_groups ({cfg.norm_num_groups})")
+        raise ValueError(
+            f"ldm.block_out_channels {bad} must be multiples of ldm.attention_head_dim "
+            f"({cfg.attention_head_dim}) and ldm.norm_num_groups ({cfg.norm_num_groups})"
+        )
     down = ["CrossAttnDownBlock2D" if i in levels else "DownBlock2D" for i in range(n_levels)]
     up = ["CrossAttnUpBlock2D" if n_levels - 1 - i in levels else "UpBlock2D" for i in range(n_levels)]
     # diffusers' `attention_head_dim` is really the number of heads per level (its issue #2011)
     heads = [c // cfg.attention_head_dim for c in channels]
     return UNet2DConditionModel(
-        sample_size=latent_size, in_channels=latent_channels, out_channels=latent_channels,
-        down_block_types=tuple(down), up_block_types=tuple(up), block_out_channels=tuple(channels),
-        layers_per_block=cfg.layers_per_block, attention_head_dim=heads, cross_attention_dim=cfg.cross_attention_dim,
-        norm_num_groups=cfg.norm_num_groups, mid_block_type="UNetMidBlock2DCrossAttn")
+        sample_size=latent_size,
+        in_channels=latent_channels,
+        out_channels=latent_channels,
+        down_block_types=tuple(down),
+        up_block_types=tuple(up),
+        block_out_channels=tuple(channels),
+        layers_per_block=cfg.layers_per_block,
+        attention_head_dim=heads,
+        cross_attention_dim=cfg.cross_attention_dim,
+        norm_num_groups=cfg.norm_num_groups,
+        mid_block_type="UNetMidBlock2DCrossAttn",
+    )
 
 
 class ConditionedDenoiser(nn.Module):
@@ -91,8 +108,9 @@ class ConditionedDenoiser(nn.Module):
         """(B, n_tokens, context_dim) context of SSL embeddings (B, D); rows with `drop` True get the null context."""
         return self.conditioner(embeddings, drop)
 
-    def null_context(self, batch_size: int, device: torch.device | str | None = None,
-                     dtype: torch.dtype | None = None) -> Tensor:
+    def null_context(
+        self, batch_size: int, device: torch.device | str | None = None, dtype: torch.dtype | None = None
+    ) -> Tensor:
         """The unconditional context (the projection of a zero embedding), for classifier-free guidance."""
         return self.conditioner.null(batch_size, device, dtype)
 
@@ -133,4 +151,3 @@ class EMA(nn.Module):
         super().train(mode)
         self.shadow.eval()
         return self
-

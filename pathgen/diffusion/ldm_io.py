@@ -63,8 +63,14 @@ class LoadedLDM:
         return self.encoder(images).float()
 
 
-def save_ldm(denoiser: ConditionedDenoiser, out_dir: str | Path, vae_dir: str | Path, encoder_dir: str | Path,
-             image_size: int, source: dict | None = None) -> Path:
+def save_ldm(
+    denoiser: ConditionedDenoiser,
+    out_dir: str | Path,
+    vae_dir: str | Path,
+    encoder_dir: str | Path,
+    image_size: int,
+    source: dict | None = None,
+) -> Path:
     """Write a self-contained LDM folder: `denoiser`'s weights (pass the EMA copy) + config + VAE and encoder copies."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -72,9 +78,17 @@ def save_ldm(denoiser: ConditionedDenoiser, out_dir: str | Path, vae_dir: str | 
     _copy_folder(Path(encoder_dir), out_dir / ENCODER_DIR)
     (out_dir / CONFIG).unlink(missing_ok=True)  # config.json marks the folder complete: written last
     save_weights({k: v.float() for k, v in denoiser.state_dict().items()}, out_dir / WEIGHTS)
-    config = {"kind": KIND, "format_version": FORMAT_VERSION, "ldm": asdict(denoiser.cfg), "embed_dim": denoiser.embed_dim,
-              "latent_channels": denoiser.latent_channels, "latent_size": denoiser.latent_size,
-              "image_size": int(image_size), "source": dict(source or {}), "pathgen_version": __version__}
+    config = {
+        "kind": KIND,
+        "format_version": FORMAT_VERSION,
+        "ldm": asdict(denoiser.cfg),
+        "embed_dim": denoiser.embed_dim,
+        "latent_channels": denoiser.latent_channels,
+        "latent_size": denoiser.latent_size,
+        "image_size": int(image_size),
+        "source": dict(source or {}),
+        "pathgen_version": __version__,
+    }
     write_config(out_dir, config)
     return out_dir
 
@@ -109,11 +123,15 @@ def load_ldm(model_dir: str | Path, device: str | torch.device = "cpu") -> Loade
     encoder, encoder_config = load_encoder(model_dir / ENCODER_DIR, device)
     encoder.requires_grad_(False)
     if encoder_config.embed_dim != config["embed_dim"]:
-        raise ValueError(f"{model_dir / ENCODER_DIR}: encoder gives {encoder_config.embed_dim}-d embeddings but the "
-                         f"denoiser was trained on {config['embed_dim']}-d ones")
+        raise ValueError(
+            f"{model_dir / ENCODER_DIR}: encoder gives {encoder_config.embed_dim}-d embeddings but the "
+            f"denoiser was trained on {config['embed_dim']}-d ones"
+        )
     if codec.latent_channels != config["latent_channels"]:
-        raise ValueError(f"{model_dir / VAE_DIR}: VAE latents have {codec.latent_channels} channels, the denoiser "
-                         f"expects {config['latent_channels']}")
+        raise ValueError(
+            f"{model_dir / VAE_DIR}: VAE latents have {codec.latent_channels} channels, the denoiser "
+            f"expects {config['latent_channels']}"
+        )
     denoiser = ConditionedDenoiser(config["ldm"], config["embed_dim"], config["latent_channels"], config["latent_size"])
     state = load_weights(model_dir / WEIGHTS)
     try:
@@ -123,5 +141,6 @@ def load_ldm(model_dir: str | Path, device: str | torch.device = "cpu") -> Loade
     except (OSError, RuntimeError) as err:
         raise ValueError(f"{model_dir / WEIGHTS}: cannot load the denoiser weights ({err})") from err
     denoiser = denoiser.to(device).eval().requires_grad_(False)
-    return LoadedLDM(denoiser, codec, encoder, encoder_config, config["ldm"], config["image_size"],
-                     config["latent_size"], model_dir)
+    return LoadedLDM(
+        denoiser, codec, encoder, encoder_config, config["ldm"], config["image_size"], config["latent_size"], model_dir
+    )

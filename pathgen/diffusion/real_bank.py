@@ -37,9 +37,21 @@ def write_real_views_bank(source_bank_dir: str | Path, out_dir: str | Path) -> P
     n_views, image_size = int(attrs["n_views"]), int(attrs["image_size"])
     group = source.group
     store_ids, indices = group["source_store_id"][:], group["source_index"][:]
-    writer = BankWriter(out_dir, source.stores, store_ids, indices, {
-        "mode": "views", "n_views": n_views, "image_size": image_size, "sampler": {"sampler": "none"},
-        "model": REAL_MODEL, "seed": 0, "settings": {"control_of": str(Path(source_bank_dir).resolve())}})
+    writer = BankWriter(
+        out_dir,
+        source.stores,
+        store_ids,
+        indices,
+        {
+            "mode": "views",
+            "n_views": n_views,
+            "image_size": image_size,
+            "sampler": {"sampler": "none"},
+            "model": REAL_MODEL,
+            "seed": 0,
+            "settings": {"control_of": str(Path(source_bank_dir).resolve())},
+        },
+    )
     if not writer.complete:
         stores = {}
         for row in writer.pending_rows():

@@ -27,8 +27,9 @@ def resize_u8(tile: torch.Tensor, size: int) -> torch.Tensor:
     """uint8 (3, H, W) → uint8 (3, size, size), antialiased bilinear (identity when already that size)."""
     if tuple(tile.shape[-2:]) == (size, size):
         return tile
-    resized = F.interpolate(tile[None].float(), size=(size, size), mode="bilinear", antialias=True,
-                            align_corners=False)[0]
+    resized = F.interpolate(
+        tile[None].float(), size=(size, size), mode="bilinear", antialias=True, align_corners=False
+    )[0]
     return resized.round_().clamp_(0, 255).to(torch.uint8)
 
 
@@ -45,8 +46,15 @@ class DiffusionTiles(Dataset):
     embedding), "embedding": float32 (D,) only when embeddings_name is given (the tile's row of
     `pathgen embed` output; the embedding is of the un-flipped tile — as Large-Image-Diffusion does)}."""
 
-    def __init__(self, folders: Sequence[str | Path], image_size: int, min_tissue: float = 0.0, seed: int = 0,
-                 embeddings_name: str | None = None, flips: bool = True):
+    def __init__(
+        self,
+        folders: Sequence[str | Path],
+        image_size: int,
+        min_tissue: float = 0.0,
+        seed: int = 0,
+        embeddings_name: str | None = None,
+        flips: bool = True,
+    ):
         if image_size < 1:
             raise ValueError(f"image_size must be positive, got {image_size}")
         self.tiles = TileDataset(folders, transform=None, min_tissue=min_tissue, seed=seed)
@@ -55,8 +63,10 @@ class DiffusionTiles(Dataset):
         if embeddings_name is not None:
             for store in self.stores:
                 if not embeddings_complete(store.path, embeddings_name):
-                    raise ValueError(f"{embedding_path(store.path, embeddings_name)}: no complete embeddings "
-                                     f"{embeddings_name!r} for store {store.path}; run `pathgen embed`")
+                    raise ValueError(
+                        f"{embedding_path(store.path, embeddings_name)}: no complete embeddings "
+                        f"{embeddings_name!r} for store {store.path}; run `pathgen embed`"
+                    )
 
     @property
     def stores(self) -> list:
@@ -81,11 +91,14 @@ class DiffusionTiles(Dataset):
             store = self.stores[store_id]
             rows = read_embeddings(store.path, self.embeddings_name)
             if len(rows) != len(store):
-                raise ValueError(f"{embedding_path(store.path, self.embeddings_name)}: {len(rows)} rows for "
-                                 f"{len(store)} tiles; re-run `pathgen embed`")
+                raise ValueError(
+                    f"{embedding_path(store.path, self.embeddings_name)}: {len(rows)} rows for "
+                    f"{len(store)} tiles; re-run `pathgen embed`"
+                )
             self._embeddings[store_id] = rows
-        return torch.from_numpy(np.array(self._embeddings[store_id][int(self.tiles.local_ids[index])],
-                                         dtype=np.float32))
+        return torch.from_numpy(
+            np.array(self._embeddings[store_id][int(self.tiles.local_ids[index])], dtype=np.float32)
+        )
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
         tile = torch.from_numpy(np.ascontiguousarray(self.tiles.tile(index).transpose(2, 0, 1)))

@@ -49,12 +49,20 @@ def build_vae(cfg: VAEConfig) -> AutoencoderKL:
     """A randomly initialised AutoencoderKL (RGB in, RGB out) with the architecture of `cfg`."""
     levels = len(cfg.block_out_channels)
     if levels < 1 or any(c % cfg.norm_num_groups for c in cfg.block_out_channels):
-        raise ValueError(f"vae.block_out_channels {cfg.block_out_channels} must be non-empty and each a multiple "
-                         f"of vae.norm_num_groups ({cfg.norm_num_groups})")
-    return AutoencoderKL(in_channels=3, out_channels=3, down_block_types=("DownEncoderBlock2D",) * levels,
-                         up_block_types=("UpDecoderBlock2D",) * levels,
-                         block_out_channels=tuple(cfg.block_out_channels), layers_per_block=cfg.layers_per_block,
-                         latent_channels=cfg.latent_channels, norm_num_groups=cfg.norm_num_groups)
+        raise ValueError(
+            f"vae.block_out_channels {cfg.block_out_channels} must be non-empty and each a multiple "
+            f"of vae.norm_num_groups ({cfg.norm_num_groups})"
+        )
+    return AutoencoderKL(
+        in_channels=3,
+        out_channels=3,
+        down_block_types=("DownEncoderBlock2D",) * levels,
+        up_block_types=("UpDecoderBlock2D",) * levels,
+        block_out_channels=tuple(cfg.block_out_channels),
+        layers_per_block=cfg.layers_per_block,
+        latent_channels=cfg.latent_channels,
+        norm_num_groups=cfg.norm_num_groups,
+    )
 
 
 class LatentCodec(nn.Module):
@@ -64,8 +72,9 @@ class LatentCodec(nn.Module):
     it. shift_factor is 0 except for diffusers VAEs that declare one (SD3 / Flux style).
     """
 
-    def __init__(self, vae: AutoencoderKL, scaling_factor: float, source: dict | None = None,
-                 shift_factor: float = 0.0):
+    def __init__(
+        self, vae: AutoencoderKL, scaling_factor: float, source: dict | None = None, shift_factor: float = 0.0
+    ):
         super().__init__()
         self.vae = vae.eval().requires_grad_(False)
         self.scaling_factor = float(scaling_factor)
@@ -87,8 +96,9 @@ class LatentCodec(nn.Module):
         return super().train(False)
 
     @torch.no_grad()
-    def encode(self, images: torch.Tensor, generator: torch.Generator | None = None,
-               sample: bool = False) -> torch.Tensor:
+    def encode(
+        self, images: torch.Tensor, generator: torch.Generator | None = None, sample: bool = False
+    ) -> torch.Tensor:
         """Images (B, 3, S, S) in [-1, 1] → scaled latents (B, C, S/f, S/f): the posterior mode, or a sample."""
         posterior = self.vae.encode(images.to(self.vae.dtype)).latent_dist
         latents = posterior.sample(generator) if sample else posterior.mode()
@@ -101,14 +111,27 @@ class LatentCodec(nn.Module):
         return self.vae.decode(latents).sample.clamp(-1.0, 1.0)
 
 
-def save_vae(vae: AutoencoderKL, cfg: VAEConfig, scaling_factor: float, out_dir: str | Path,
-             source: dict | None = None, image_size: int | None = None) -> Path:
+def save_vae(
+    vae: AutoencoderKL,
+    cfg: VAEConfig,
+    scaling_factor: float,
+    out_dir: str | Path,
+    source: dict | None = None,
+    image_size: int | None = None,
+) -> Path:
     """Write a VAE folder (weights + config.json) that `load_codec` reads; works for a random-init VAE too."""
     out_dir = Path(out_dir)
     (out_dir / CONFIG).unlink(missing_ok=True)  # config.json marks the folder complete: written last
     save_weights(vae.state_dict(), out_dir / WEIGHTS)
-    config = {"kind": KIND, "format_version": FORMAT_VERSION, "vae": asdict(cfg), "scaling_factor": float(scaling_factor),
-              "image_size": image_size, "source": dict(source or {}), "pathgen_version": __version__}
+    config = {
+        "kind": KIND,
+        "format_version": FORMAT_VERSION,
+        "vae": asdict(cfg),
+        "scaling_factor": float(scaling_factor),
+        "image_size": image_size,
+        "source": dict(source or {}),
+        "pathgen_version": __version__,
+    }
     write_config(out_dir, config)
     return out_dir
 
@@ -124,16 +147,20 @@ def load_codec(path: str | Path, device: str | torch.device = "cpu") -> LatentCo
     elif config.get("_class_name") == "AutoencoderKL":
         codec = _load_diffusers(path, config)
     else:
-        raise ValueError(f"{path}: neither a pathgen VAE folder (config.json kind {KIND!r} + {WEIGHTS}) nor a "
-                         f"diffusers AutoencoderKL folder (config.json _class_name AutoencoderKL + "
-                         f"{DIFFUSERS_WEIGHTS}); train one with `pathgen train-vae`")
+        raise ValueError(
+            f"{path}: neither a pathgen VAE folder (config.json kind {KIND!r} + {WEIGHTS}) nor a "
+            f"diffusers AutoencoderKL folder (config.json _class_name AutoencoderKL + "
+            f"{DIFFUSERS_WEIGHTS}); train one with `pathgen train-vae`"
+        )
     return codec.to(device)
 
 
 def _read_config(path: Path) -> dict:
     if not (path / CONFIG).is_file():
-        raise ValueError(f"{path}: no {CONFIG}; expected a pathgen VAE folder (`pathgen train-vae` writes "
-                         f"<out>/model) or a local diffusers AutoencoderKL folder")
+        raise ValueError(
+            f"{path}: no {CONFIG}; expected a pathgen VAE folder (`pathgen train-vae` writes "
+            f"<out>/model) or a local diffusers AutoencoderKL folder"
+        )
     return read_config(path)
 
 
@@ -152,21 +179,31 @@ def _load_pathgen(path: Path, config: dict) -> LatentCodec:
         vae.load_state_dict(state)
     except RuntimeError as err:
         raise ValueError(f"{path / WEIGHTS}: weights do not fit the config's architecture ({err})") from err
-    source = {**config.get("source", {}), "format": KIND, "path": str(path.resolve()),
-              "image_size": config.get("image_size"), "vae": asdict(cfg)}
+    source = {
+        **config.get("source", {}),
+        "format": KIND,
+        "path": str(path.resolve()),
+        "image_size": config.get("image_size"),
+        "vae": asdict(cfg),
+    }
     return LatentCodec(vae, scaling_factor, source)
 
 
 def _load_diffusers(path: Path, config: dict) -> LatentCodec:
     if not (path / DIFFUSERS_WEIGHTS).is_file():
-        raise ValueError(f"{path}: diffusers AutoencoderKL folder without {DIFFUSERS_WEIGHTS} (pathgen reads "
-                         f"safetensors weights only; convert .bin weights with save_pretrained(safe_serialization=True))")
+        raise ValueError(
+            f"{path}: diffusers AutoencoderKL folder without {DIFFUSERS_WEIGHTS} (pathgen reads "
+            f"safetensors weights only; convert .bin weights with save_pretrained(safe_serialization=True))"
+        )
     load_weights(path / DIFFUSERS_WEIGHTS)  # a corrupt file is one line naming it, before diffusers reads it
     try:
-        vae = AutoencoderKL.from_pretrained(str(path), local_files_only=True, use_safetensors=True,
-                                            low_cpu_mem_usage=False)
+        vae = AutoencoderKL.from_pretrained(
+            str(path), local_files_only=True, use_safetensors=True, low_cpu_mem_usage=False
+        )
     except (OSError, ValueError, RuntimeError, TypeError) as err:
-        raise ValueError(f"{path}: diffusers cannot load this AutoencoderKL folder ({str(err).splitlines()[0]})") from err
+        raise ValueError(
+            f"{path}: diffusers cannot load this AutoencoderKL folder ({str(err).splitlines()[0]})"
+        ) from err
     source = {"format": "diffusers", "path": str(path.resolve()), "image_size": vae.config.sample_size}
     shift = config.get("shift_factor")
     return LatentCodec(vae, float(vae.config.scaling_factor), source, shift_factor=float(shift or 0.0))

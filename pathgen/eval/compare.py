@@ -30,8 +30,10 @@ from scipy.stats import norm
 from pathgen.eval.metrics import METRICS, WeightedMetrics, class_indices, stratified_resample
 
 COMPARED_METRICS = ("balanced_accuracy", "auroc", "binary_f1", "macro_f1")
-PAIRED_METHOD = ("paired percentile bootstrap of Δ = B − A: each resample draws each encoder's seeds with "
-                 "replacement and one stratified resample of the shared test samples; p two-sided")
+PAIRED_METHOD = (
+    "paired percentile bootstrap of Δ = B − A: each resample draws each encoder's seeds with "
+    "replacement and one stratified resample of the shared test samples; p two-sided"
+)
 
 
 def bootstrap_p_value(deltas: np.ndarray) -> float:
@@ -44,8 +46,14 @@ def bootstrap_p_value(deltas: np.ndarray) -> float:
     return float(min(1.0, 2.0 * (tail + 1) / (deltas.size + 1)))
 
 
-def paired_bootstrap(y_true: np.ndarray, runs_a: Sequence[np.ndarray], runs_b: Sequence[np.ndarray],
-                     n_boot: int = 1000, alpha: float = 0.05, seed: int = 0) -> dict[str, dict[str, float]]:
+def paired_bootstrap(
+    y_true: np.ndarray,
+    runs_a: Sequence[np.ndarray],
+    runs_b: Sequence[np.ndarray],
+    n_boot: int = 1000,
+    alpha: float = 0.05,
+    seed: int = 0,
+) -> dict[str, dict[str, float]]:
     """Δ (B − A) of the run means of every metric, its percentile interval and bootstrap p (see module).
 
     Args:
@@ -115,24 +123,34 @@ def delong_test(y_true: np.ndarray, score_a: np.ndarray, score_b: np.ndarray) ->
     if set(np.unique(y_true).tolist()) != {0, 1}:
         raise ValueError("delong_test: labels must be binary 0/1 with both classes present")
     positive = y_true == 1
-    (auc_a, v10_a, v01_a), (auc_b, v10_b, v01_b) = (delong_components(np.asarray(s, np.float64), positive)
-                                                    for s in (score_a, score_b))
+    (auc_a, v10_a, v01_a), (auc_b, v10_b, v01_b) = (
+        delong_components(np.asarray(s, np.float64), positive) for s in (score_a, score_b)
+    )
     s10, s01 = np.cov(np.stack([v10_a, v10_b])), np.cov(np.stack([v01_a, v01_b]))
     cov = s10 / positive.sum() + s01 / (~positive).sum()
     variance = float(cov[0, 0] + cov[1, 1] - 2 * cov[0, 1])
     delta = auc_b - auc_a
     se = float(np.sqrt(max(variance, 0.0)))
     z = delta / se if se > 0 else (0.0 if delta == 0 else float(np.sign(delta) * np.inf))
-    return {"auroc_a": auc_a, "auroc_b": auc_b, "delta": float(delta), "se": se, "low": float(delta - 1.96 * se),
-            "high": float(delta + 1.96 * se), "z": float(z), "p": float(2 * norm.sf(abs(z)))}
+    return {
+        "auroc_a": auc_a,
+        "auroc_b": auc_b,
+        "delta": float(delta),
+        "se": se,
+        "low": float(delta - 1.96 * se),
+        "high": float(delta + 1.96 * se),
+        "z": float(z),
+        "p": float(2 * norm.sf(abs(z))),
+    }
 
 
 def _comparable(result: dict[str, Any]) -> bool:
     return result.get("test_scores") is not None and not str(result.get("ci_method", "")).startswith("normal")
 
 
-def compare_results(results: Sequence[dict[str, Any]], baseline: str, n_boot: int = 1000,
-                    alpha: float = 0.05, seed: int = 0) -> list[dict[str, Any]]:
+def compare_results(
+    results: Sequence[dict[str, Any]], baseline: str, n_boot: int = 1000, alpha: float = 0.05, seed: int = 0
+) -> list[dict[str, Any]]:
     """Every other encoder against `baseline` on each task / probe both were run on (paired tests).
 
     Results need "test_scores" ((runs, N, C)) and "test_labels"; few-shot summaries (episode
@@ -151,13 +169,25 @@ def compare_results(results: Sequence[dict[str, Any]], baseline: str, n_boot: in
         paired = paired_bootstrap(labels, list(base["test_scores"]), list(other["test_scores"]), n_boot, alpha, seed)
         delong = None
         if np.asarray(base["test_scores"]).shape[-1] == 2:
-            delong = delong_test(labels, np.mean(base["test_scores"], axis=0)[:, 1],
-                                 np.mean(other["test_scores"], axis=0)[:, 1])
+            delong = delong_test(
+                labels, np.mean(base["test_scores"], axis=0)[:, 1], np.mean(other["test_scores"], axis=0)[:, 1]
+            )
         for metric in COMPARED_METRICS:
             if not np.isfinite(paired[metric]["delta"]):
                 continue
-            rows.append({"task": task, "probe": probe, "encoder": encoder, "baseline": baseline, "metric": metric,
-                         "report_split": base.get("report_split", "test"), "n_test": int(len(labels)),
-                         "runs": [len(base["test_scores"]), len(other["test_scores"])], **paired[metric],
-                         "method": PAIRED_METHOD, "delong": delong if metric == "auroc" else None})
+            rows.append(
+                {
+                    "task": task,
+                    "probe": probe,
+                    "encoder": encoder,
+                    "baseline": baseline,
+                    "metric": metric,
+                    "report_split": base.get("report_split", "test"),
+                    "n_test": int(len(labels)),
+                    "runs": [len(base["test_scores"]), len(other["test_scores"])],
+                    **paired[metric],
+                    "method": PAIRED_METHOD,
+                    "delong": delong if metric == "auroc" else None,
+                }
+            )
     return rows

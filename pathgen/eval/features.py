@@ -32,11 +32,11 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from pathgen.models.embeddings import embed_folder, preprocess, read_embeddings
 from pathgen.eval.datasets import PatchSplit, SlideDataset
 from pathgen.eval.datasets.feature_folder import PREFIX as FEATURES_PREFIX
 from pathgen.eval.datasets.feature_folder import feature_h5_dir, read_feature_bags
 from pathgen.models.backbone import BackboneConfig, backbone_kwargs, create_backbone
+from pathgen.models.embeddings import embed_folder, preprocess, read_embeddings
 from pathgen.models.io import (
     CONFIG,
     WEIGHTS,
@@ -69,7 +69,7 @@ def atomic_write(path: Path, write) -> None:
 
 def materialise_random(spec: str, cache_dir: Path) -> Path:
     """The model folder of `random:<timm name>` (written once, seed 0), so every path sees a folder."""
-    name = spec[len(RANDOM_PREFIX):]
+    name = spec[len(RANDOM_PREFIX) :]
     folder = cache_dir / "encoders" / f"random-{name}"
     if (folder / CONFIG).is_file() and (folder / WEIGHTS).is_file():
         return folder
@@ -77,8 +77,14 @@ def materialise_random(spec: str, cache_dir: Path) -> Path:
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)
         model, dim = create_backbone(cfg)
-    config = EncoderConfig(timm_name=name, embed_dim=dim, timm_kwargs=backbone_kwargs(cfg),
-                           input_size_px=RANDOM_TILE_PX, mpp=None, source={"method": "random init", "seed": 0})
+    config = EncoderConfig(
+        timm_name=name,
+        embed_dim=dim,
+        timm_kwargs=backbone_kwargs(cfg),
+        input_size_px=RANDOM_TILE_PX,
+        mpp=None,
+        source={"method": "random init", "seed": 0},
+    )
     tmp = folder.with_name(f".{folder.name}.tmp-{os.getpid()}")
     save_encoder(model, config, tmp)
     if folder.exists():  # another process got there first; its weights are the same (seed 0)
@@ -105,7 +111,7 @@ class FrozenEncoder:
         self.cache_dir, self.device = Path(cache_dir), torch.device(device)
         self.feature_folder: Path | None = None
         if self.spec.startswith(FEATURES_PREFIX):  # features another tool extracted: slide tasks only
-            self.feature_folder = feature_h5_dir(self.spec[len(FEATURES_PREFIX):])
+            self.feature_folder = feature_h5_dir(self.spec[len(FEATURES_PREFIX) :])
             self.name = label or self.feature_folder.resolve().name
             self.encoder_id, self.model_dir, self.config = f"features-{self.name}", None, None
             self._model = None
@@ -161,11 +167,11 @@ class _Batches(Dataset):
         return [torch.from_numpy(np.ascontiguousarray(im.transpose(2, 0, 1)))[None] for im in images]
 
 
-def extract_patch_features(encoder: FrozenEncoder, split: PatchSplit, batch_size: int = 256,
-                           num_workers: int = 0) -> np.ndarray:
+def extract_patch_features(
+    encoder: FrozenEncoder, split: PatchSplit, batch_size: int = 256, num_workers: int = 0
+) -> np.ndarray:
     """(N, D) float32 features of every image of `split`, in order (images of mixed size one by one)."""
-    loader = DataLoader(_Batches(split, batch_size), batch_size=None, num_workers=num_workers,
-                        persistent_workers=False)
+    loader = DataLoader(_Batches(split, batch_size), batch_size=None, num_workers=num_workers, persistent_workers=False)
     chunks = []
     for batch in loader:
         parts = batch if isinstance(batch, list) else [batch]
@@ -177,8 +183,9 @@ def _labels_hash(labels: np.ndarray) -> str:
     return hashlib.sha1(np.ascontiguousarray(labels, dtype=np.int64).tobytes()).hexdigest()[:12]
 
 
-def patch_features(encoder: FrozenEncoder, split: PatchSplit, key: str, batch_size: int = 256,
-                   num_workers: int = 0) -> np.ndarray:
+def patch_features(
+    encoder: FrozenEncoder, split: PatchSplit, key: str, batch_size: int = 256, num_workers: int = 0
+) -> np.ndarray:
     """Cached features of one split: read if a complete matching entry exists, else extract and write."""
     folder = encoder.cache_dir / encoder.encoder_id / key
     npy, meta_path = folder / f"{split.name}.npy", folder / f"{split.name}.meta.json"
@@ -200,9 +207,15 @@ def tiling_key(key: str, tiling: TilingConfig) -> str:
     return f"{key}-{short_hash(values)}"
 
 
-def slide_features(encoder: FrozenEncoder, dataset: SlideDataset, key: str, tiling: TilingConfig,
-                   batch_size: int = 256, num_workers: int = 0, progress: bool = False
-                   ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+def slide_features(
+    encoder: FrozenEncoder,
+    dataset: SlideDataset,
+    key: str,
+    tiling: TilingConfig,
+    batch_size: int = 256,
+    num_workers: int = 0,
+    progress: bool = False,
+) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
     """Bags {slide_id: (N, D)} and tile coords {slide_id: (N, 2) level-0 x, y} of every slide.
 
     Tiles with `tiling.pipeline.run_tiling` into CACHE/tiles/<key>-<tiling hash> and embeds with
@@ -215,10 +228,13 @@ def slide_features(encoder: FrozenEncoder, dataset: SlideDataset, key: str, tili
     stores = {record.slide_id: tile_dir / TILES_DIR / record.slide_id for record in dataset.records}
     missing = [slide for slide, path in stores.items() if not is_complete(path)]
     if missing:
-        raise ValueError(f"{tile_dir}: slide(s) {', '.join(missing[:5])} were not tiled (no tissue or unreadable); "
-                         f"see {tile_dir}/manifest and qc/, or lower tiling.min_tissue")
-    embed_folder(encoder.model_dir, tile_dir, encoder.encoder_id, str(encoder.device), batch_size, num_workers,
-                 progress=progress)
+        raise ValueError(
+            f"{tile_dir}: slide(s) {', '.join(missing[:5])} were not tiled (no tissue or unreadable); "
+            f"see {tile_dir}/manifest and qc/, or lower tiling.min_tissue"
+        )
+    embed_folder(
+        encoder.model_dir, tile_dir, encoder.encoder_id, str(encoder.device), batch_size, num_workers, progress=progress
+    )
     bags = {slide: read_embeddings(path, encoder.encoder_id) for slide, path in stores.items()}
     coords = {slide: TileStore(path).coords for slide, path in stores.items()}
     return bags, coords

@@ -89,8 +89,14 @@ def summarise_episodes(name: str, per_episode: list[dict[str, float]], shots: in
         half = z * (sd or 0.0) / np.sqrt(len(values))
         ci[m] = [float(mean - half), float(mean + half)] if sd is not None else None
     return {
-        "probe": name, "runs": len(per_episode), "metrics": {"test": metrics}, "ci": {"test": ci},
-        "alpha": cfg.alpha, "ci_method": CI_METHOD_EPISODES, "selected": [{"shots": shots}], "roc": None,
+        "probe": name,
+        "runs": len(per_episode),
+        "metrics": {"test": metrics},
+        "ci": {"test": ci},
+        "alpha": cfg.alpha,
+        "ci_method": CI_METHOD_EPISODES,
+        "selected": [{"shots": shots}],
+        "roc": None,
         "report_split": "test",
     }
 

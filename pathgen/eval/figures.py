@@ -54,8 +54,9 @@ def _title(ax: Any, text: str, width: int = 60) -> None:
     ax.set_title("\n".join(textwrap.wrap(text, width)), fontsize=9)
 
 
-def _bar_series(ax: Any, rows: Sequence[Result], encoders: list[str], offset: float, width: float,
-                label: str, metric: str) -> None:
+def _bar_series(
+    ax: Any, rows: Sequence[Result], encoders: list[str], offset: float, width: float, label: str, metric: str
+) -> None:
     """Bars of one probe across encoders, with asymmetric CI whiskers where an interval exists."""
     by_encoder = {r["encoder"]: r for r in rows}
     present = [e for e in encoders if e in by_encoder]
@@ -72,8 +73,9 @@ def _bars_figure(rows: list[Result], task: str, metric: str, whiskers: str, stem
     width = 0.8 / len(probes)
     fig, ax = plt.subplots(figsize=(max(4.0, 1.1 * len(encoders) * max(1, len(probes)) ** 0.5 + 2), 3.6))
     for j, probe in enumerate(probes):
-        _bar_series(ax, [r for r in rows if r["probe"] == probe], encoders, j * width - 0.4 + width / 2, width,
-                    probe, metric)
+        _bar_series(
+            ax, [r for r in rows if r["probe"] == probe], encoders, j * width - 0.4 + width / 2, width, probe, metric
+        )
     chance = {"balanced_accuracy": 1 / rows[0].get("n_classes", math.inf), "auroc": 0.5}.get(metric, 0.0)
     if chance > 0:
         ax.axhline(chance, color="grey", linestyle=":", linewidth=1, label="chance")
@@ -97,12 +99,26 @@ def plot_bars(results: Sequence[Result], out_dir: str | Path, metric: str = "bal
         level = f"{100 * (1 - alpha):.0f}%"
         runs = [r for r in rows if not is_few_shot(r)]
         if runs:
-            paths.append(_bars_figure(runs, task, metric, f"mean over runs, whiskers = {level} bootstrap interval "
-                                      "(seeds and test samples resampled)", out_dir / f"bars_{safe_name(task)}"))
+            paths.append(
+                _bars_figure(
+                    runs,
+                    task,
+                    metric,
+                    f"mean over runs, whiskers = {level} bootstrap interval (seeds and test samples resampled)",
+                    out_dir / f"bars_{safe_name(task)}",
+                )
+            )
         shots = [r for r in rows if is_few_shot(r)]
         if shots:
-            paths.append(_bars_figure(shots, task, metric, f"few-shot: mean over episodes, whiskers = {level} "
-                                      "interval over episodes (not a bootstrap)", out_dir / f"fewshot_{safe_name(task)}"))
+            paths.append(
+                _bars_figure(
+                    shots,
+                    task,
+                    metric,
+                    f"few-shot: mean over episodes, whiskers = {level} interval over episodes (not a bootstrap)",
+                    out_dir / f"fewshot_{safe_name(task)}",
+                )
+            )
     return paths
 
 
@@ -127,16 +143,26 @@ def plot_roc(results: Sequence[Result], out_dir: str | Path) -> list[Path]:
             fpr, tpr = np.asarray(roc["fpr"]), np.asarray(roc["tpr"])
             sd = np.asarray(roc.get("tpr_sd") or np.zeros_like(tpr))
             ax.fill_between(fpr, np.clip(tpr - sd, 0, 1), np.clip(tpr + sd, 0, 1), color=colour, alpha=0.15, lw=0)
-            ax.plot(fpr, tpr, color=colour, linestyle=styles[r["probe"]], linewidth=1.4,
-                    label=f"{r['encoder']} · {r['probe']} ({roc['auroc_of_curve']:.3f}, "
-                    f"{roc.get('runs', 1)} run{'s' if roc.get('runs', 1) > 1 else ''})")
+            ax.plot(
+                fpr,
+                tpr,
+                color=colour,
+                linestyle=styles[r["probe"]],
+                linewidth=1.4,
+                label=f"{r['encoder']} · {r['probe']} ({roc['auroc_of_curve']:.3f}, "
+                f"{roc.get('runs', 1)} run{'s' if roc.get('runs', 1) > 1 else ''})",
+            )
         ax.set_xlabel("false positive rate")
         ax.set_ylabel("true positive rate")
         ax.set_xlim(0, 1)
         ax.set_ylim(0, 1.01)
         ax.set_aspect("equal")
-        _title(ax, f"{task}: mean ROC over runs ({rows[0].get('report_split', 'test')}), band ±1 sd; "
-               "legend: AUROC of the mean curve", 50)
+        _title(
+            ax,
+            f"{task}: mean ROC over runs ({rows[0].get('report_split', 'test')}), band ±1 sd; "
+            "legend: AUROC of the mean curve",
+            50,
+        )
         ax.legend(fontsize=7, loc="lower right")
         paths.append(save_figure(fig, out_dir / f"roc_{safe_name(task)}"))
     return paths

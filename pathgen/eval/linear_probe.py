@@ -98,8 +98,12 @@ def check_config(cfg: LinearProbeConfig) -> None:
     """Raise ValueError naming the first field of `cfg` that cannot run."""
     if cfg.val_every_steps < 1 or cfg.max_steps < 1 or cfg.batch_size < 1:
         raise ValueError(f"LinearProbeConfig: steps, val_every_steps and batch_size must be ≥ 1, got {cfg}")
-    for name, allowed in (("optimizer", OPTIMIZERS), ("lr_schedule", LR_SCHEDULES),
-                          ("lr_schedule_interval", LR_SCHEDULE_INTERVALS), ("monitor", tuple(METRICS))):
+    for name, allowed in (
+        ("optimizer", OPTIMIZERS),
+        ("lr_schedule", LR_SCHEDULES),
+        ("lr_schedule_interval", LR_SCHEDULE_INTERVALS),
+        ("monitor", tuple(METRICS)),
+    ):
         if getattr(cfg, name) not in allowed:
             raise ValueError(f"LinearProbeConfig.{name} must be one of {allowed}, got {getattr(cfg, name)!r}")
 
@@ -155,8 +159,11 @@ def make_scheduler(optimizer: torch.optim.Optimizer, cfg: LinearProbeConfig) -> 
 
 
 def train_head(
-    train: tuple[torch.Tensor, torch.Tensor], val: tuple[torch.Tensor, np.ndarray], n_classes: int,
-    cfg: LinearProbeConfig, generator: torch.Generator,
+    train: tuple[torch.Tensor, torch.Tensor],
+    val: tuple[torch.Tensor, np.ndarray],
+    n_classes: int,
+    cfg: LinearProbeConfig,
+    generator: torch.Generator,
 ) -> tuple[torch.nn.Module, CheckpointSelector, list[float]]:
     """Train the head with periodic validation; returns it loaded with the selected weights.
 
@@ -227,8 +234,10 @@ def linear_probe(
         selected={"step": selector.best_step},
         test_scores=test_scores,
         extra={
-            "val_history": [{"step": s, f"val_{cfg.monitor}": v, "lr": lr}
-                            for (s, v), lr in zip(selector.history, check_lrs, strict=True)],
+            "val_history": [
+                {"step": s, f"val_{cfg.monitor}": v, "lr": lr}
+                for (s, v), lr in zip(selector.history, check_lrs, strict=True)
+            ],
             "stopped_step": selector.history[-1][0],
             "seed": seed,
         },

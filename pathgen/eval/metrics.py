@@ -5,7 +5,8 @@ The metric set is eva's (kaiko-ai/eva ``BinaryClassificationMetrics`` /
 scikit-learn. F1 comes under two names because eva's means two things: for a binary task eva
 reports torchmetrics ``BinaryF1Score``, the F1 of the positive class (`binary_f1`); for C > 2
 ``MulticlassF1Score`` with average="macro", the unweighted mean of per-class F1 (`macro_f1`).
-Both are computed for binary tasks; `binary_f1` is NaN (not defined) for C > 2. Every metric takes ``scores``: class probabilities of shape (N, C), or for a binary
+Both are computed for binary tasks; `binary_f1` is NaN (not defined) for C > 2. Every metric takes ``scores``:
+class probabilities of shape (N, C), or for a binary
 task also the positive-class score of shape (N,). Predictions are the arg-max class (for two
 classes: positive when p > 0.5; an exact tie goes to class 0).
 

@@ -103,8 +103,16 @@ class MILConfig:
         return cls(**{"max_patches": 1000, **overrides})
 
 
-MODEL_OPTIONS = ("hidden_dim", "attention_dim", "n_heads", "dropout", "k_sample", "instance_loss",
-                 "instance_loss_weight", "residual_kernel")
+MODEL_OPTIONS = (
+    "hidden_dim",
+    "attention_dim",
+    "n_heads",
+    "dropout",
+    "k_sample",
+    "instance_loss",
+    "instance_loss_weight",
+    "residual_kernel",
+)
 
 
 def build_mil_model(cfg: MILConfig, in_features: int, n_classes: int) -> MILModel:
@@ -124,7 +132,9 @@ def check_bags(bags: Sequence[np.ndarray], labels: np.ndarray, split: str) -> tu
     """Validate one split: a non-empty list of finite (N_i ≥ 1, D) arrays and (n_bags,) integer labels."""
     labels = np.asarray(labels)
     if labels.ndim != 1 or len(bags) != len(labels) or len(labels) == 0:
-        raise ValueError(f"{split}: need a list of bags and (n_bags,) labels, got {len(bags)} bags, labels {labels.shape}")
+        raise ValueError(
+            f"{split}: need a list of bags and (n_bags,) labels, got {len(bags)} bags, labels {labels.shape}"
+        )
     if not np.issubdtype(labels.dtype, np.integer):
         raise ValueError(f"{split}: labels must be integers 0..C-1, got dtype {labels.dtype}; map class names first")
     checked = [np.asarray(bag, dtype=np.float32) for bag in bags]
@@ -166,13 +176,20 @@ def pad_bags(bags: Sequence[np.ndarray], device: str | torch.device) -> tuple[to
 
 def eval_indices(bags: Sequence[np.ndarray], max_patches: int | None) -> list[np.ndarray]:
     """The fixed instance subset each evaluated bag is scored on (seeded per bag position)."""
-    return [subsample_indices(len(bag), max_patches, np.random.default_rng((EVAL_SUBSAMPLE_SEED, i)))
-            for i, bag in enumerate(bags)]
+    return [
+        subsample_indices(len(bag), max_patches, np.random.default_rng((EVAL_SUBSAMPLE_SEED, i)))
+        for i, bag in enumerate(bags)
+    ]
 
 
 @torch.no_grad()
-def predict_bags(model: MILModel, bags: Sequence[np.ndarray], batch_size: int = 32, max_patches: int | None = None,
-                 device: str = "cpu") -> tuple[np.ndarray, list[np.ndarray] | None]:
+def predict_bags(
+    model: MILModel,
+    bags: Sequence[np.ndarray],
+    batch_size: int = 32,
+    max_patches: int | None = None,
+    device: str = "cpu",
+) -> tuple[np.ndarray, list[np.ndarray] | None]:
     """(n_bags, C) float64 class probabilities and per-bag attention, in eval mode.
 
     Attention comes back as one (N_i,) array per bag over all its instances (NaN on instances
@@ -216,8 +233,14 @@ def training_batches(n_bags: int, batch_size: int, rng: np.random.Generator):
         yield from np.array_split(rng.permutation(n_bags), list(range(batch_size, n_bags, batch_size)))
 
 
-def fit_mil(train: tuple[list[np.ndarray], np.ndarray], val: tuple[list[np.ndarray], np.ndarray], n_classes: int,
-            cfg: MILConfig, seed: int = 0, device: str = "cpu") -> tuple[MILModel, CheckpointSelector]:
+def fit_mil(
+    train: tuple[list[np.ndarray], np.ndarray],
+    val: tuple[list[np.ndarray], np.ndarray],
+    n_classes: int,
+    cfg: MILConfig,
+    seed: int = 0,
+    device: str = "cpu",
+) -> tuple[MILModel, CheckpointSelector]:
     """Train `cfg.model` with periodic validation; returns it loaded with the best-on-validation weights.
 
     `seed` fixes the initialisation and dropout (torch, inside a forked RNG so the global state
@@ -225,7 +248,9 @@ def fit_mil(train: tuple[list[np.ndarray], np.ndarray], val: tuple[list[np.ndarr
     and thread count repeats exactly.
     """
     if min(cfg.batch_size, cfg.max_epochs, cfg.max_steps or 1, cfg.val_every_steps or 1, cfg.max_patches or 1) < 1:
-        raise ValueError(f"MILConfig: batch_size, max_epochs, max_steps, val_every_steps, max_patches must be ≥ 1: {cfg}")
+        raise ValueError(
+            f"MILConfig: batch_size, max_epochs, max_steps, val_every_steps, max_patches must be ≥ 1: {cfg}"
+        )
     if cfg.optimizer not in MIL_OPTIMIZERS:
         raise ValueError(f"MILConfig.optimizer must be one of {MIL_OPTIMIZERS}, got {cfg.optimizer!r}")
     if cfg.monitor != "loss" and cfg.monitor not in METRICS:
@@ -256,9 +281,17 @@ def fit_mil(train: tuple[list[np.ndarray], np.ndarray], val: tuple[list[np.ndarr
     return model, selector
 
 
-def train_mil(train_bags: Sequence[np.ndarray], train_y: np.ndarray, val_bags: Sequence[np.ndarray],
-              val_y: np.ndarray, test_bags: Sequence[np.ndarray], test_y: np.ndarray, cfg: MILConfig | None = None,
-              seed: int = 0, device: str = "cpu") -> ProbeResult:
+def train_mil(
+    train_bags: Sequence[np.ndarray],
+    train_y: np.ndarray,
+    val_bags: Sequence[np.ndarray],
+    val_y: np.ndarray,
+    test_bags: Sequence[np.ndarray],
+    test_y: np.ndarray,
+    cfg: MILConfig | None = None,
+    seed: int = 0,
+    device: str = "cpu",
+) -> ProbeResult:
     """Train one MIL model on train, select on val, score test; a `ProbeResult` named after the model.
 
     Returns:
@@ -280,7 +313,10 @@ def train_mil(train_bags: Sequence[np.ndarray], train_y: np.ndarray, val_bags: S
     sign = -1.0 if cfg.monitor == "loss" else 1.0
     return ProbeResult(
         name=cfg.model,
-        metrics={"val": classification_metrics(val[1], val_scores), "test": classification_metrics(test[1], test_scores)},
+        metrics={
+            "val": classification_metrics(val[1], val_scores),
+            "test": classification_metrics(test[1], test_scores),
+        },
         selected={"step": selector.best_step, "epoch": math.ceil(selector.best_step / steps_per_epoch)},
         test_scores=test_scores,
         extra={
@@ -298,10 +334,19 @@ def fold_splits(labels: np.ndarray, folds: int, seed: int) -> list[tuple[np.ndar
     return list(splitter.split(np.zeros(len(labels)), labels))
 
 
-def run_mil(train_bags: Sequence[np.ndarray], train_y: np.ndarray, val_bags: Sequence[np.ndarray], val_y: np.ndarray,
-            test_bags: Sequence[np.ndarray], test_y: np.ndarray, cfg: MILConfig | None = None,
-            seeds: Sequence[int] = tuple(range(20)), device: str = "cpu", n_boot: int = 1000,
-            alpha: float = 0.05) -> dict[str, Any]:
+def run_mil(
+    train_bags: Sequence[np.ndarray],
+    train_y: np.ndarray,
+    val_bags: Sequence[np.ndarray],
+    val_y: np.ndarray,
+    test_bags: Sequence[np.ndarray],
+    test_y: np.ndarray,
+    cfg: MILConfig | None = None,
+    seeds: Sequence[int] = tuple(range(20)),
+    device: str = "cpu",
+    n_boot: int = 1000,
+    alpha: float = 0.05,
+) -> dict[str, Any]:
     """Repeat `train_mil` and summarise as `probes.run_probe` does (mean ± sd, bootstrap CI on test).
 
     cfg.folds == 1: one run per seed on the given splits (eva reports 20 runs for slide tasks).
@@ -318,13 +363,25 @@ def run_mil(train_bags: Sequence[np.ndarray], train_y: np.ndarray, val_bags: Seq
         pooled_bags, pooled_y = [*train_bags, *val_bags], np.concatenate([train_y, val_y])
         run_seeds, runs = [seeds[0] + f for f in range(cfg.folds)], []
         for seed, (fit_idx, hold_idx) in zip(run_seeds, fold_splits(pooled_y, cfg.folds, seeds[0])):
-            runs.append(train_mil([pooled_bags[i] for i in fit_idx], pooled_y[fit_idx],
-                                  [pooled_bags[i] for i in hold_idx], pooled_y[hold_idx],
-                                  test_bags, test_y, cfg, seed=seed, device=device))
+            runs.append(
+                train_mil(
+                    [pooled_bags[i] for i in fit_idx],
+                    pooled_y[fit_idx],
+                    [pooled_bags[i] for i in hold_idx],
+                    pooled_y[hold_idx],
+                    test_bags,
+                    test_y,
+                    cfg,
+                    seed=seed,
+                    device=device,
+                )
+            )
     else:
         run_seeds = list(seeds)
-        runs = [train_mil(train_bags, train_y, val_bags, val_y, test_bags, test_y, cfg, seed=s, device=device)
-                for s in run_seeds]
+        runs = [
+            train_mil(train_bags, train_y, val_bags, val_y, test_bags, test_y, cfg, seed=s, device=device)
+            for s in run_seeds
+        ]
     summary = summarise_runs(cfg.model, runs, test_y, n_boot, alpha)
     summary.update(seeds=run_seeds, folds=cfg.folds, config=dataclasses.asdict(cfg))
     return summary

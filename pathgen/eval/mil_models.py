@@ -88,15 +88,24 @@ class ABMIL(MILModel):
     → MLP 128 → 128 → 64 → logits, ReLU between layers; eva's dropouts are all 0.
     """
 
-    def __init__(self, in_features: int, n_classes: int, hidden_dim: int = 128, attention_dim: int = 128,
-                 dropout: float = 0.0, mlp_dims: tuple[int, ...] = (128, 64)) -> None:
+    def __init__(
+        self,
+        in_features: int,
+        n_classes: int,
+        hidden_dim: int = 128,
+        attention_dim: int = 128,
+        dropout: float = 0.0,
+        mlp_dims: tuple[int, ...] = (128, 64),
+    ) -> None:
         super().__init__()
         self.project = nn.Sequential(nn.Linear(in_features, hidden_dim), nn.Dropout(dropout))
         self.attention = GatedAttention(hidden_dim, attention_dim, dropout)
         layers: list[nn.Module] = []
         for width_in, width_out in zip((hidden_dim, *mlp_dims), mlp_dims):
             layers += [nn.Linear(width_in, width_out), nn.ReLU(), nn.Dropout(dropout)]
-        self.classifier = nn.Sequential(*layers, nn.Linear(mlp_dims[-1] if mlp_dims else hidden_dim, n_logits(n_classes)))
+        self.classifier = nn.Sequential(
+            *layers, nn.Linear(mlp_dims[-1] if mlp_dims else hidden_dim, n_logits(n_classes))
+        )
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor) -> MILOutput:
         h = self.project(x)  # (B, N, H)
@@ -104,8 +113,9 @@ class ABMIL(MILModel):
         return MILOutput(self.classifier(attention_pool(h, weights)), weights, h)
 
 
-def smooth_top1_svm_loss(logits: torch.Tensor, targets: torch.Tensor, alpha: float = 1.0,
-                         tau: float = 1.0) -> torch.Tensor:
+def smooth_top1_svm_loss(
+    logits: torch.Tensor, targets: torch.Tensor, alpha: float = 1.0, tau: float = 1.0
+) -> torch.Tensor:
     """Smooth multi-class SVM: τ · log Σ_j exp((α·[j ≠ y] + s_j − s_y) / τ), batch mean.
 
     Berrada, Zisserman & Kumar, "Smooth Loss Functions for Deep Top-k Classification" (ICLR 2018),
@@ -128,9 +138,17 @@ class CLAMSB(MILModel):
     twice. Loss = (1 − w)·bag + w·instance, w = 0.3 (CLAM's bag_weight 0.7).
     """
 
-    def __init__(self, in_features: int, n_classes: int, hidden_dim: int = 512, attention_dim: int = 256,
-                 dropout: float = 0.25, k_sample: int = 8, instance_loss: str = "svm",
-                 instance_loss_weight: float = 0.3) -> None:
+    def __init__(
+        self,
+        in_features: int,
+        n_classes: int,
+        hidden_dim: int = 512,
+        attention_dim: int = 256,
+        dropout: float = 0.25,
+        k_sample: int = 8,
+        instance_loss: str = "svm",
+        instance_loss_weight: float = 0.3,
+    ) -> None:
         super().__init__()
         if instance_loss not in ("svm", "ce"):
             raise ValueError(f"CLAM instance_loss must be 'svm' or 'ce', got {instance_loss!r}")
@@ -148,8 +166,10 @@ class CLAMSB(MILModel):
 
     def loss(self, output: MILOutput, labels: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         bag = head_loss(output.logits, labels)
-        terms = [self.bag_instance_loss(h[m], a[m], int(y)) for h, a, m, y in
-                 zip(output.embeddings, output.attention, mask, labels)]
+        terms = [
+            self.bag_instance_loss(h[m], a[m], int(y))
+            for h, a, m, y in zip(output.embeddings, output.attention, mask, labels)
+        ]
         terms = [t for t in terms if t is not None]
         if not terms:
             return bag
@@ -194,8 +214,13 @@ class SelfAttention(nn.Module):
             raise ValueError(f"TransMIL hidden_dim {dim} must be divisible by n_heads {n_heads}")
         self.norm, self.qkv, self.out = nn.LayerNorm(dim), nn.Linear(dim, 3 * dim), nn.Linear(dim, dim)
         self.n_heads, self.dropout = n_heads, dropout
-        self.value_residual = None if not residual_kernel else nn.Conv2d(
-            n_heads, n_heads, (residual_kernel, 1), padding=(residual_kernel // 2, 0), groups=n_heads, bias=False)
+        self.value_residual = (
+            None
+            if not residual_kernel
+            else nn.Conv2d(
+                n_heads, n_heads, (residual_kernel, 1), padding=(residual_kernel // 2, 0), groups=n_heads, bias=False
+            )
+        )
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(B, L, H), (B, L) → (new x, attention of token 0 over all tokens averaged over heads (B, L))."""
@@ -236,12 +261,20 @@ class TransMIL(MILModel):
 
     Against the original (see `SelfAttention`, `SequencePositionEncoding`): the value residual
     conv (33 taps) is kept; exact attention instead of Nyström; a 1-D PPEG over the instance order
-    instead of the 2-D square layout (so no square padding by repeated tokens). Attention reported per instance is the class token's attention
+    instead of the 2-D square layout (so no square padding by repeated tokens). Attention reported per instance is
+    the class token's attention
     in the last layer, averaged over heads and renormalised over the instances.
     """
 
-    def __init__(self, in_features: int, n_classes: int, hidden_dim: int = 512, n_heads: int = 8,
-                 dropout: float = 0.1, residual_kernel: int | None = 33) -> None:
+    def __init__(
+        self,
+        in_features: int,
+        n_classes: int,
+        hidden_dim: int = 512,
+        n_heads: int = 8,
+        dropout: float = 0.1,
+        residual_kernel: int | None = 33,
+    ) -> None:
         super().__init__()
         self.project = nn.Sequential(nn.Linear(in_features, hidden_dim), nn.ReLU())
         self.cls_token = nn.Parameter(torch.randn(1, 1, hidden_dim))

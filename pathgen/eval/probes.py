@@ -40,8 +40,18 @@ from pathgen.eval.metrics import (
 from pathgen.eval.probe_result import ProbeResult, check_splits
 
 __all__ = [
-    "FewShotConfig", "KnnProbeConfig", "LinearProbeConfig", "LogisticProbeConfig", "ProbeResult", "add_bootstrap_ci",
-    "few_shot", "knn_probe", "linear_probe", "logistic_probe", "run_probe", "summarise_runs",
+    "FewShotConfig",
+    "KnnProbeConfig",
+    "LinearProbeConfig",
+    "LogisticProbeConfig",
+    "ProbeResult",
+    "add_bootstrap_ci",
+    "few_shot",
+    "knn_probe",
+    "linear_probe",
+    "logistic_probe",
+    "run_probe",
+    "summarise_runs",
 ]
 
 
@@ -169,8 +179,13 @@ def roc_points(y_true: np.ndarray, scores_per_run: Sequence[np.ndarray]) -> dict
     curves = np.stack(curves)
     mean = curves.mean(axis=0)
     sd = curves.std(axis=0, ddof=1) if len(curves) > 1 else np.zeros_like(mean)
-    return {"fpr": np.round(ROC_GRID, 5).tolist(), "tpr": np.round(mean, 5).tolist(), "tpr_sd": np.round(sd, 5).tolist(),
-            "runs": len(curves), "auroc_of_curve": float(np.trapezoid(np.round(mean, 5), np.round(ROC_GRID, 5)))}
+    return {
+        "fpr": np.round(ROC_GRID, 5).tolist(),
+        "tpr": np.round(mean, 5).tolist(),
+        "tpr_sd": np.round(sd, 5).tolist(),
+        "runs": len(curves),
+        "auroc_of_curve": float(np.trapezoid(np.round(mean, 5), np.round(ROC_GRID, 5))),
+    }
 
 
 def add_bootstrap_ci(

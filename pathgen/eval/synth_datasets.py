@@ -69,6 +69,7 @@ def _seed(*stream: int) -> int:
 
 # ----------------------------------------------------------------------------- source slides
 
+
 @dataclass(frozen=True)
 class _Source:
     """A rendered synthetic slide and its tumor / tissue truth, one value per `ds` pixels."""
@@ -82,8 +83,9 @@ class _Source:
 
 def _source(seed: int, mpp: float, size: tuple[int, int], ds: int, tissue: int = 1, tumor: int = 2) -> _Source:
     spec = SyntheticSlideSpec(size[0], size[1], mpp=mpp, seed=seed, tissue_regions=tissue, tumor_regions=tumor)
-    return _Source(synthetic_slide_image(spec).numpy(), tumor_truth_mask(spec, ds), tissue_truth_mask(spec, ds),
-                   ds, spec)
+    return _Source(
+        synthetic_slide_image(spec).numpy(), tumor_truth_mask(spec, ds), tissue_truth_mask(spec, ds), ds, spec
+    )
 
 
 def _window_mean(mask: np.ndarray, kh: int, kw: int) -> np.ndarray:
@@ -122,17 +124,19 @@ def _positions(ok: np.ndarray, index: int, ds: int) -> np.ndarray:
     return np.column_stack([np.full_like(ys, index), ys * ds, xs * ds])
 
 
-def _crops(sources: list[_Source], picks: np.ndarray, shape: tuple[int, int], n: int, rng: np.random.Generator,
-           fallback: str) -> np.ndarray:
+def _crops(
+    sources: list[_Source], picks: np.ndarray, shape: tuple[int, int], n: int, rng: np.random.Generator, fallback: str
+) -> np.ndarray:
     h, w = shape
     if not len(picks):
         spec = sources[0].spec
         return np.stack([texture_mosaic(fallback, w, h, spec.mpp, spec.seed, rng).numpy() for _ in range(n)])
     chosen = picks[rng.choice(len(picks), size=n, replace=n > len(picks))]
-    return np.stack([sources[i].pixels[top:top + h, left:left + w] for i, top, left in chosen])
+    return np.stack([sources[i].pixels[top : top + h, left : left + w] for i, top, left in chosen])
 
 
 # ---------------------------------------------------------------------------------- painting
+
 
 def _over(image: np.ndarray, alpha: np.ndarray, colour) -> np.ndarray:
     """`colour` (RGB or an image) laid over `image` with coverage `alpha` (H, W) in 0..1."""
@@ -189,7 +193,7 @@ def _lymphocytes(_, rng, mpp, shape):
 def _debris(crop, rng, mpp, shape):
     """Necrotic debris: a tumor crop blurred, with blotchy fading and a pink cast."""
     blotches = ndimage.zoom(rng.uniform(0.3, 1.3, (shape[0] // 16 + 1, shape[1] // 16 + 1)), 16, order=1)
-    od = ndimage.gaussian_filter(_od(crop), (1.5 / mpp, 1.5 / mpp, 0)) * blotches[:shape[0], :shape[1], None]
+    od = ndimage.gaussian_filter(_od(crop), (1.5 / mpp, 1.5 / mpp, 0)) * blotches[: shape[0], : shape[1], None]
     return _from_od(od * np.array([0.9, 1.0, 0.7]))
 
 
@@ -204,8 +208,16 @@ def _mucus(crop, rng, mpp, shape):
     return _from_od(0.35 * od + np.array([0.10, 0.12, 0.03]))
 
 
-def _glands(image, rng, mpp, count: int, radius_um: tuple[float, float], serration: float = 0.0,
-            epithelium: np.ndarray | None = None, lumen: bool = True) -> np.ndarray:
+def _glands(
+    image,
+    rng,
+    mpp,
+    count: int,
+    radius_um: tuple[float, float],
+    serration: float = 0.0,
+    epithelium: np.ndarray | None = None,
+    lumen: bool = True,
+) -> np.ndarray:
     """Glands on `image`: a ring of epithelium (8 µm, or filled to the centre when lumen=False)
     with a palisade of nuclei at its base and a white lumen, star-shaped if serrated."""
     out = image.astype(np.float32)
@@ -214,8 +226,9 @@ def _glands(image, rng, mpp, count: int, radius_um: tuple[float, float], serrati
         cy, cx, radius = rng.uniform(0, out.shape[0]), rng.uniform(0, out.shape[1]), rng.uniform(*radius_um) / mpp
         ring, k, phase = 8 / mpp, int(rng.integers(7, 11)), rng.uniform(0, 2 * np.pi)
         outer = radius + ring
-        box = tuple(slice(max(int(c - outer - 2), 0), min(int(c + outer + 3), size))
-                    for c, size in zip((cy, cx), out.shape))
+        box = tuple(
+            slice(max(int(c - outer - 2), 0), min(int(c + outer + 3), size)) for c, size in zip((cy, cx), out.shape)
+        )
         yy, xx = np.ogrid[box[0], box[1]]
         dist, theta = np.hypot(yy - cy, xx - cx), np.arctan2(yy - cy, xx - cx)
         local = _over(out[box], outer - dist + 0.5, fill[box])
@@ -234,10 +247,15 @@ def _invasive(crop, tumor, rng, mpp):
 
 
 _CRC_CLASSES = {  # class: (crop kind or None for painted, maker)
-    "ADI": (None, _adipose), "BACK": ("glass", lambda c, *_: c), "DEB": ("tumor", _debris),
-    "LYM": (None, _lymphocytes), "MUC": ("stroma", _mucus), "MUS": ("stroma", _muscle),
+    "ADI": (None, _adipose),
+    "BACK": ("glass", lambda c, *_: c),
+    "DEB": ("tumor", _debris),
+    "LYM": (None, _lymphocytes),
+    "MUC": ("stroma", _mucus),
+    "MUS": ("stroma", _muscle),
     "NORM": ("stroma", lambda c, rng, mpp, _: _glands(c, rng, mpp, int(rng.integers(2, 4)), (12, 20))),
-    "STR": ("stroma", lambda c, *_: c), "TUM": ("tumor", lambda c, *_: c),
+    "STR": ("stroma", lambda c, *_: c),
+    "TUM": ("tumor", lambda c, *_: c),
 }
 
 
@@ -246,8 +264,14 @@ _CRC_CLASSES = {  # class: (crop kind or None for painted, maker)
 DEFAULT_PCAM_STAIN_SHIFT = 0.3  # θ of the default synthetic PCam; 0 gives the plain, colour-separable task
 
 
-def write_synthetic_pcam(out: str | Path, n_train: int = 256, n_val: int = 64, n_test: int = 64, seed: int = 0,
-                         stain_shift: float = DEFAULT_PCAM_STAIN_SHIFT) -> Path:
+def write_synthetic_pcam(
+    out: str | Path,
+    n_train: int = 256,
+    n_val: int = 64,
+    n_test: int = 64,
+    seed: int = 0,
+    stain_shift: float = DEFAULT_PCAM_STAIN_SHIFT,
+) -> Path:
     """PCam's six HDF5 files; each split's patches come from its own 2048 × 1536 slides.
 
     `stain_shift` θ > 0 (default 0.3) makes validation and test a multi-site cohort: every run of
@@ -263,8 +287,9 @@ def write_synthetic_pcam(out: str | Path, n_train: int = 256, n_val: int = 64, n
     _check_counts("pcam", n_train=(n_train, 2), n_val=(n_val, 1), n_test=(n_test, 1))
     out = _new_folder(out)
     for index, (split, n) in enumerate((("train", n_train), ("val", n_val), ("test", n_test))):
-        sources = [_source(_seed(seed, 0, index, j), pcam.MPP, (2048, 1536), ds=2, tissue=2)
-                   for j in range(1 + n // 1024)]
+        sources = [
+            _source(_seed(seed, 0, index, j), pcam.MPP, (2048, 1536), ds=2, tissue=2) for j in range(1 + n // 1024)
+        ]
         x, y = _pcam_patches(sources, n, np.random.default_rng([seed, 0, index]))
         if stain_shift > 0 and split != "train":
             x = shift_sites(x, stain_shift, np.random.default_rng([seed, 1, index]))
@@ -289,9 +314,9 @@ def shift_sites(patches: np.ndarray, theta: float, rng: np.random.Generator) -> 
     for start in range(0, len(patches), SITE_PATCHES):
         alpha = torch.from_numpy(rng.uniform(1 - theta, 1 + theta, 3))
         beta = torch.from_numpy(rng.uniform(-theta, theta, 3))
-        block = torch.from_numpy(patches[start:start + SITE_PATCHES]).permute(0, 3, 1, 2).double() / 255
+        block = torch.from_numpy(patches[start : start + SITE_PATCHES]).permute(0, 3, 1, 2).double() / 255
         shifted = torch.stack([perturb_stains(tile, alpha, beta) for tile in block])
-        out[start:start + SITE_PATCHES] = (shifted * 255).round().clamp(0, 255).byte().permute(0, 2, 3, 1).numpy()
+        out[start : start + SITE_PATCHES] = (shifted * 255).round().clamp(0, 255).byte().permute(0, 2, 3, 1).numpy()
     return out
 
 
@@ -373,8 +398,9 @@ def _bach_image(name: str, stroma: np.ndarray, tumor: np.ndarray, rng: np.random
     return _invasive(stroma, tumor, rng, bach.MPP)
 
 
-def write_synthetic_bach(out: str | Path, n_per_class: int = 10, seed: int = 0,
-                         size: tuple[int, int] = (512, 384)) -> Path:
+def write_synthetic_bach(
+    out: str | Path, n_per_class: int = 10, seed: int = 0, size: tuple[int, int] = (512, 384)
+) -> Path:
     """ICIAR2018_BACH_Challenge/Photos/<Class>/{b,is,iv,n}NNN.tif, `size` (w, h) px at 0.42 µm/px."""
     _check_counts("bach", n_per_class=(n_per_class, 3))
     out = _new_folder(out)
@@ -400,8 +426,14 @@ def _training_ids(prefix: str, n: int) -> list[str]:
     return [f"{prefix}_{(next(listed_left, None) if k % 5 == 1 else None) or next(unlisted):03d}" for k in range(n)]
 
 
-def write_synthetic_camelyon16(out: str | Path, n_train: int = 4, n_test: int = 2, seed: int = 0,
-                               size: tuple[int, int] = (8192, 6144), mpp: float = 0.25) -> Path:
+def write_synthetic_camelyon16(
+    out: str | Path,
+    n_train: int = 4,
+    n_test: int = 2,
+    seed: int = 0,
+    size: tuple[int, int] = (8192, 6144),
+    mpp: float = 0.25,
+) -> Path:
     """training/{normal,tumor}/, training/lesion_annotations/, testing/images/, testing/lesion_annotations/
     and testing/reference.csv; half the training slides (rounded down) and every other test slide,
     starting with test_001, have tumor. Four training slides put one of each class in eva's val."""
@@ -426,9 +458,17 @@ def write_synthetic_camelyon16(out: str | Path, n_train: int = 4, n_test: int = 
 
 
 SYNTHETIC_DATASETS: dict[str, Callable[..., Path]] = {
-    "pcam": write_synthetic_pcam, "crc": write_synthetic_crc, "mhist": write_synthetic_mhist,
-    "bach": write_synthetic_bach, "camelyon16": write_synthetic_camelyon16,
+    "pcam": write_synthetic_pcam,
+    "crc": write_synthetic_crc,
+    "mhist": write_synthetic_mhist,
+    "bach": write_synthetic_bach,
+    "camelyon16": write_synthetic_camelyon16,
 }
-COUNT_NAMES = {"pcam": ("n_train", "n_val", "n_test"), "crc": ("n_train", "n_test"), "mhist": ("n_train", "n_test"),
-               "bach": ("n_per_class",), "camelyon16": ("n_train", "n_test")}
+COUNT_NAMES = {
+    "pcam": ("n_train", "n_val", "n_test"),
+    "crc": ("n_train", "n_test"),
+    "mhist": ("n_train", "n_test"),
+    "bach": ("n_per_class",),
+    "camelyon16": ("n_train", "n_test"),
+}
 READ_OPTIONS = {"bach": {"split_rule": "stratified"}}  # eva's fixed BACH ranges need the 400 real images

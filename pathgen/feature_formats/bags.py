@@ -47,13 +47,20 @@ def iter_bags(tile_dir: str | Path, name: str) -> Iterator[SlideBag]:
         raise ValueError(f"{tile_dir}: no complete tile stores (a `pathgen tile` output folder?)")
     missing = [p.name for p in paths if not embeddings_complete(p, name)]
     if missing:
-        raise ValueError(f"{tile_dir}: slide(s) {', '.join(missing[:5])} have no complete embeddings {name!r}; "
-                         f"run `pathgen embed MODEL {tile_dir} --name {name}`")
+        raise ValueError(
+            f"{tile_dir}: slide(s) {', '.join(missing[:5])} have no complete embeddings {name!r}; "
+            f"run `pathgen embed MODEL {tile_dir} --name {name}`"
+        )
     for path in paths:
         store = TileStore(path)
         coords = np.asarray(store.coords, dtype=np.int64)
-        yield SlideBag(store.slide_id, read_embeddings(path, name).astype(np.float32), coords,
-                       dict(store.attrs), recorded_identity(path, name).get("encoder", {}))
+        yield SlideBag(
+            store.slide_id,
+            read_embeddings(path, name).astype(np.float32),
+            coords,
+            dict(store.attrs),
+            recorded_identity(path, name).get("encoder", {}),
+        )
 
 
 def atomic_file(path: Path, write: Callable[[Path], None]) -> None:

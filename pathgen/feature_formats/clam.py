@@ -22,14 +22,20 @@ H5_DIR, PT_DIR = "h5_files", "pt_files"
 
 def write_clam_h5(path: Path, features: np.ndarray, coords: np.ndarray, coords_attrs: dict) -> None:
     """One CLAM feature h5 file (written to a temporary name, then renamed)."""
+
     def write(tmp: Path) -> None:
         with h5py.File(tmp, "w") as f:
             chunks = (min(32, max(1, len(features))),)
-            f.create_dataset("features", data=features.astype(np.float32), maxshape=(None, features.shape[1]),
-                             chunks=chunks + features.shape[1:])
+            f.create_dataset(
+                "features",
+                data=features.astype(np.float32),
+                maxshape=(None, features.shape[1]),
+                chunks=chunks + features.shape[1:],
+            )
             dset = f.create_dataset("coords", data=coords.astype(np.int32), maxshape=(None, 2), chunks=chunks + (2,))
             for key, value in coords_attrs.items():
                 dset.attrs[key] = value
+
     atomic_file(path, write)
 
 

@@ -25,11 +25,17 @@ def trident_dir(out: Path, encoder: str) -> Path:
 def coords_attrs(bag: SlideBag, savetodir: Path) -> dict:
     """TRIDENT's coordinate attrs for one slide, from the store's slide and tiling attrs."""
     slide, tiling = bag.attrs.get("slide", {}), bag.attrs["tiling"]
-    attrs = {"patch_size": bag.tile_size_px, "patch_size_level0": bag.tile_size_level0,
-             "level0_magnification": bag.magnification(slide.get("level0_mpp")),
-             "target_magnification": bag.magnification(tiling.get("target_mpp")),
-             "overlap": int(tiling.get("overlap_px", 0)), "name": bag.slide_id, "savetodir": str(savetodir),
-             "level0_width": slide.get("level0_width"), "level0_height": slide.get("level0_height")}
+    attrs = {
+        "patch_size": bag.tile_size_px,
+        "patch_size_level0": bag.tile_size_level0,
+        "level0_magnification": bag.magnification(slide.get("level0_mpp")),
+        "target_magnification": bag.magnification(tiling.get("target_mpp")),
+        "overlap": int(tiling.get("overlap_px", 0)),
+        "name": bag.slide_id,
+        "savetodir": str(savetodir),
+        "level0_width": slide.get("level0_width"),
+        "level0_height": slide.get("level0_height"),
+    }
     return {k: v for k, v in attrs.items() if v is not None}
 
 
@@ -44,5 +50,6 @@ def write_trident(bag: SlideBag, out: Path, encoder: str) -> list[Path]:
             feats.attrs.update({"name": bag.slide_id, "savetodir": str(folder), "encoder": encoder})
             coords = f.create_dataset("coords", data=bag.coords.astype(np.int64))
             coords.attrs.update(coords_attrs(bag, folder))
+
     atomic_file(path, write)
     return [path]

@@ -31,12 +31,24 @@ def read_slide_labels(path: str | Path) -> dict[str, dict[str, str]]:
         raise ValueError(f"{path}: unreadable slide-label CSV ({err})") from err
     if not rows or not {"slide_id", "label"} <= set(rows[0]):
         raise ValueError(f"{path}: a slide-label CSV needs the columns slide_id and label")
-    return {row["slide_id"]: {"label": row["label"], "split": row.get("split") or "",
-                              "case_id": row.get("case_id") or row["slide_id"]} for row in rows}
+    return {
+        row["slide_id"]: {
+            "label": row["label"],
+            "split": row.get("split") or "",
+            "case_id": row.get("case_id") or row["slide_id"],
+        }
+        for row in rows
+    }
 
 
-def export_features(tile_dir: str | Path, name: str, fmt: str, out: str | Path,
-                    labels: str | Path | None = None, encoder_name: str | None = None) -> dict[str, int | str]:
+def export_features(
+    tile_dir: str | Path,
+    name: str,
+    fmt: str,
+    out: str | Path,
+    labels: str | Path | None = None,
+    encoder_name: str | None = None,
+) -> dict[str, int | str]:
     """Write embeddings `name` of every slide of `tile_dir` into `out` in format `fmt`; returns a summary."""
     if fmt not in FORMATS:
         raise ValueError(f"format {fmt!r} is not one of {', '.join(FORMATS)}")
@@ -51,9 +63,15 @@ def export_features(tile_dir: str | Path, name: str, fmt: str, out: str | Path,
             write_trident(bag, out, encoder_name or name)
         else:
             label = slide_labels.get(bag.slide_id, {})
-            rows.append({"origin": bag.attrs.get("slide", {}).get("path", bag.slide_id),
-                         "embeddings": write_eva_slide(bag, out), "target": label.get("label", ""),
-                         "split": label.get("split", ""), "wsi_id": bag.slide_id})
+            rows.append(
+                {
+                    "origin": bag.attrs.get("slide", {}).get("path", bag.slide_id),
+                    "embeddings": write_eva_slide(bag, out),
+                    "target": label.get("label", ""),
+                    "split": label.get("split", ""),
+                    "wsi_id": bag.slide_id,
+                }
+            )
     if fmt == "eva":
         write_manifest(out, rows)
     if slide_labels:

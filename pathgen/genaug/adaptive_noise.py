@@ -1,4 +1,5 @@
-"""GenView's adaptive view generation: more foreground, more noise (Li et al., ECCV 2024; docs/methods/genview.md, adaptive noise).
+"""GenView's adaptive view generation: more foreground, more noise (Li et al., ECCV 2024; docs/methods/genview.md,
+adaptive noise).
 
 GenView bins a tile's foreground ratio r with edges [0, .2, .4, .6, .8, 1] and
 `digitize(r, edges, right=True) − 1`, clamped, so r ∈ [0, .2] → level 0, (.2, .4] → 1, …,
@@ -36,7 +37,9 @@ GENVIEW_NOISE_LEVELS = (0, 100, 200, 300, 400)  # Stable unCLIP noise_level per 
 DEFAULT_STRENGTHS = (0.3, 0.4, 0.5, 0.6, 0.7)  # img2img strength per level (this module's docstring)
 
 
-def noise_level_index(ratio: Tensor | float | Sequence[float], bin_edges: Sequence[float] = GENVIEW_BIN_EDGES) -> Tensor:
+def noise_level_index(
+    ratio: Tensor | float | Sequence[float], bin_edges: Sequence[float] = GENVIEW_BIN_EDGES
+) -> Tensor:
     """Level 0…len(bin_edges) − 2 of each foreground ratio in [0, 1]: digitize(right=True) − 1, clamped.
 
     torch.bucketize with right=False is numpy's digitize with right=True (edges[i−1] < r ≤ edges[i]).
@@ -64,8 +67,10 @@ class AdaptiveNoise:
     def __post_init__(self) -> None:
         edges, strengths = list(self.bin_edges), list(self.strengths)
         if len(edges) != len(strengths) + 1 or edges[0] != 0.0 or edges[-1] != 1.0:
-            raise ValueError(f"bin_edges must run from 0 to 1 with one more entry than strengths; got {edges} "
-                             f"for {len(strengths)} strengths")
+            raise ValueError(
+                f"bin_edges must run from 0 to 1 with one more entry than strengths; got {edges} "
+                f"for {len(strengths)} strengths"
+            )
         if any(b <= a for a, b in itertools.pairwise(edges)):
             raise ValueError(f"bin_edges must increase, got {edges}")
         if any(b < a for a, b in itertools.pairwise(strengths)) or not all(0.0 <= s <= 1.0 for s in strengths):

@@ -22,9 +22,15 @@ def entangled_logits(teacher_1: torch.Tensor, teacher_2: torch.Tensor, alpha: to
     return alpha * teacher_1 + (1.0 - alpha) * teacher_2
 
 
-def disentangle_loss(student_logits: torch.Tensor, teacher_1: torch.Tensor, teacher_2: torch.Tensor,
-                     alpha: torch.Tensor, teacher: CenteredTeacherLoss, teacher_temp: float,
-                     valid: torch.Tensor | None = None) -> torch.Tensor:
+def disentangle_loss(
+    student_logits: torch.Tensor,
+    teacher_1: torch.Tensor,
+    teacher_2: torch.Tensor,
+    alpha: torch.Tensor,
+    teacher: CenteredTeacherLoss,
+    teacher_temp: float,
+    valid: torch.Tensor | None = None,
+) -> torch.Tensor:
     """Cross-entropy between the centred, sharpened entangled teacher target and the student.
 
     Args:
@@ -41,8 +47,9 @@ def disentangle_loss(student_logits: torch.Tensor, teacher_1: torch.Tensor, teac
         The mean loss over valid samples (a zero that keeps the graph when none is valid).
     """
     with torch.no_grad():
-        targets = teacher.teacher_probabilities(entangled_logits(teacher_1.float(), teacher_2.float(), alpha),
-                                                teacher_temp)
+        targets = teacher.teacher_probabilities(
+            entangled_logits(teacher_1.float(), teacher_2.float(), alpha), teacher_temp
+        )
     log_probs = F.log_softmax(student_logits.float() / teacher.student_temp, dim=-1)
     per_sample = torch.sum(-targets * log_probs, dim=-1)
     if valid is None:

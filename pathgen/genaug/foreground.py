@@ -155,8 +155,15 @@ class ForegroundPCA:
         n_tokens: Number of tokens fitted.
     """
 
-    def __init__(self, vector: Tensor, mean: Tensor, threshold: float, sign_rule: str = "given",
-                 foreground_cdf: float = FOREGROUND_CDF, n_tokens: int = 0):
+    def __init__(
+        self,
+        vector: Tensor,
+        mean: Tensor,
+        threshold: float,
+        sign_rule: str = "given",
+        foreground_cdf: float = FOREGROUND_CDF,
+        n_tokens: int = 0,
+    ):
         if vector.ndim != 1 or mean.shape != vector.shape:
             raise ValueError(f"vector and mean must both be (C,), got {tuple(vector.shape)} and {tuple(mean.shape)}")
         self.vector, self.mean = vector.float(), mean.float()
@@ -164,19 +171,32 @@ class ForegroundPCA:
         self.foreground_cdf, self.n_tokens = foreground_cdf, n_tokens
 
     @classmethod
-    def fit(cls, tokens: Tensor, token_hematoxylin: Tensor | None = None, foreground_cdf: float = FOREGROUND_CDF,
-            bins: int = HISTOGRAM_BINS) -> ForegroundPCA:
+    def fit(
+        cls,
+        tokens: Tensor,
+        token_hematoxylin: Tensor | None = None,
+        foreground_cdf: float = FOREGROUND_CDF,
+        bins: int = HISTOGRAM_BINS,
+    ) -> ForegroundPCA:
         """Fit on tokens (…, C) held in memory; `token_hematoxylin` (…,) orients v (else the minority rule)."""
         moments = _Moments()
         moments.add(tokens, token_hematoxylin)
         vector = moments.top_direction()
-        return cls._oriented(moments, vector, tokens.reshape(-1, tokens.shape[-1]).double().cpu() @ vector,
-                             foreground_cdf, bins)
+        return cls._oriented(
+            moments, vector, tokens.reshape(-1, tokens.shape[-1]).double().cpu() @ vector, foreground_cdf, bins
+        )
 
     @classmethod
-    def fit_encoder(cls, model: nn.Module, tile_batches: Iterable[Tensor], mean: Sequence[float],
-                    std: Sequence[float], hematoxylin: HematoxylinForeground | None = None,
-                    foreground_cdf: float = FOREGROUND_CDF, bins: int = HISTOGRAM_BINS) -> ForegroundPCA:
+    def fit_encoder(
+        cls,
+        model: nn.Module,
+        tile_batches: Iterable[Tensor],
+        mean: Sequence[float],
+        std: Sequence[float],
+        hematoxylin: HematoxylinForeground | None = None,
+        foreground_cdf: float = FOREGROUND_CDF,
+        bins: int = HISTOGRAM_BINS,
+    ) -> ForegroundPCA:
         """Fit on the patch tokens of a frozen encoder (put in eval mode) over (B, 3, H, W) uint8 tiles.
 
         Streams: pass 1 sums the token moments (float64), pass 2 keeps only the scores for the
@@ -193,13 +213,16 @@ class ForegroundPCA:
         scores = [encoder_tokens(model, tiles, mean, std).double().cpu() @ vector for tiles in tile_batches]
         scores = torch.cat([s.reshape(-1) for s in scores]) if scores else torch.empty(0, dtype=torch.float64)
         if scores.numel() != moments.n:
-            raise ValueError(f"tile_batches gave {moments.n} tokens on the first pass and {scores.numel()} on the "
-                             "second; pass a re-iterable (a list or a DataLoader), not a generator")
+            raise ValueError(
+                f"tile_batches gave {moments.n} tokens on the first pass and {scores.numel()} on the "
+                "second; pass a re-iterable (a list or a DataLoader), not a generator"
+            )
         return cls._oriented(moments, vector, scores, foreground_cdf, bins)
 
     @classmethod
-    def _oriented(cls, moments: _Moments, vector: Tensor, scores: Tensor, foreground_cdf: float,
-                  bins: int) -> ForegroundPCA:
+    def _oriented(
+        cls, moments: _Moments, vector: Tensor, scores: Tensor, foreground_cdf: float, bins: int
+    ) -> ForegroundPCA:
         covariance = moments.hematoxylin_covariance(vector)
         if covariance:  # neither None nor exactly 0 (no hematoxylin anywhere)
             sign, rule = (1.0 if covariance > 0 else -1.0), "hematoxylin"
@@ -229,8 +252,14 @@ class ForegroundPCA:
         out_dir = Path(out_dir)
         out_dir.mkdir(parents=True, exist_ok=True)
         save_file({"vector": self.vector.contiguous(), "mean": self.mean.contiguous()}, str(out_dir / PCA_WEIGHTS))
-        config = {"threshold": self.threshold, "sign_rule": self.sign_rule, "foreground_cdf": self.foreground_cdf,
-                  "n_tokens": self.n_tokens, "dim": int(self.vector.numel()), "pathgen_version": __version__}
+        config = {
+            "threshold": self.threshold,
+            "sign_rule": self.sign_rule,
+            "foreground_cdf": self.foreground_cdf,
+            "n_tokens": self.n_tokens,
+            "dim": int(self.vector.numel()),
+            "pathgen_version": __version__,
+        }
         (out_dir / PCA_CONFIG).write_text(json.dumps(config, indent=2))
         return out_dir
 
@@ -241,11 +270,19 @@ class ForegroundPCA:
         try:
             config = json.loads((model_dir / PCA_CONFIG).read_text())
             tensors = load_file(str(model_dir / PCA_WEIGHTS))
-            return cls(tensors["vector"], tensors["mean"], config["threshold"], config["sign_rule"],
-                       config["foreground_cdf"], config["n_tokens"])
+            return cls(
+                tensors["vector"],
+                tensors["mean"],
+                config["threshold"],
+                config["sign_rule"],
+                config["foreground_cdf"],
+                config["n_tokens"],
+            )
         except (OSError, ValueError, KeyError, TypeError) as err:
-            raise ValueError(f"{model_dir}: no readable foreground PCA ({err}); fit one with "
-                             "ForegroundPCA.fit_encoder and save it there") from err
+            raise ValueError(
+                f"{model_dir}: no readable foreground PCA ({err}); fit one with "
+                "ForegroundPCA.fit_encoder and save it there"
+            ) from err
 
 
 @dataclass(frozen=True)

@@ -42,8 +42,9 @@ class GenSISDINO(DINO):
             treats both pretext tasks alike).
     """
 
-    def __init__(self, backbone: nn.Module, embed_dim: int, cfg: DINOConfig | None = None,
-                 disentangle_weight: float = 1.0):
+    def __init__(
+        self, backbone: nn.Module, embed_dim: int, cfg: DINOConfig | None = None, disentangle_weight: float = 1.0
+    ):
         super().__init__(backbone, embed_dim, cfg)
         self.disentangle_weight = disentangle_weight
 
@@ -63,8 +64,14 @@ class GenSISDINO(DINO):
         with torch.no_grad():
             teacher_secondary = self.teacher_head(self.teacher_backbone(batch["secondary"][valid]))
         student_interp = self.head(self.backbone(batch["interp"][valid]))
-        loss = disentangle_loss(student_interp, teacher_logits[0][valid], teacher_secondary,
-                                batch["alpha"].to(valid.device)[valid], self.dino_loss, temp)
+        loss = disentangle_loss(
+            student_interp,
+            teacher_logits[0][valid],
+            teacher_secondary,
+            batch["alpha"].to(valid.device)[valid],
+            self.dino_loss,
+            temp,
+        )
         outputs["loss"] = outputs["loss"] + self.disentangle_weight * loss
         outputs["disentangle_loss"] = loss.detach()
         return outputs

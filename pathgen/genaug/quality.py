@@ -1,6 +1,7 @@
 """GenView's quality-driven contrastive loss: weigh each positive pair by its view quality.
 
-Li et al., "GenView", ECCV 2024 (docs/methods/genview.md, quality-weighted loss; genview mmpretrain/models/selfsup/mocov3.py).
+Li et al., "GenView", ECCV 2024 (docs/methods/genview.md, quality-weighted loss; genview
+mmpretrain/models/selfsup/mocov3.py).
 For each view, a frozen scorer gives patch tokens T (N, C) and a soft foreground map m (N,) in
 [0, 1] (GenView: the min-max normalised PCA projection of the tokens). Then
 
@@ -79,12 +80,22 @@ class QualityWeighter:
         scorer_mean, scorer_std: The scorer's input normalisation (default: the views').
     """
 
-    def __init__(self, scorer: nn.Module, foreground: TokenForeground, gamma: float = 1.0,
-                 view_mean: Sequence[float] = IMAGENET_MEAN, view_std: Sequence[float] = IMAGENET_STD,
-                 scorer_mean: Sequence[float] | None = None, scorer_std: Sequence[float] | None = None):
+    def __init__(
+        self,
+        scorer: nn.Module,
+        foreground: TokenForeground,
+        gamma: float = 1.0,
+        view_mean: Sequence[float] = IMAGENET_MEAN,
+        view_std: Sequence[float] = IMAGENET_STD,
+        scorer_mean: Sequence[float] | None = None,
+        scorer_std: Sequence[float] | None = None,
+    ):
         self.scorer = scorer.eval().requires_grad_(False)
         self.foreground, self.gamma = foreground, gamma
-        self.view_mean, self.view_std = torch.tensor(view_mean).view(1, 3, 1, 1), torch.tensor(view_std).view(1, 3, 1, 1)
+        self.view_mean, self.view_std = (
+            torch.tensor(view_mean).view(1, 3, 1, 1),
+            torch.tensor(view_std).view(1, 3, 1, 1),
+        )
         self.scorer_mean = self.view_mean if scorer_mean is None else torch.tensor(scorer_mean).view(1, 3, 1, 1)
         self.scorer_std = self.view_std if scorer_std is None else torch.tensor(scorer_std).view(1, 3, 1, 1)
         self.same_normalisation = torch.equal(self.scorer_mean, self.view_mean) and torch.equal(
@@ -92,9 +103,15 @@ class QualityWeighter:
         )
 
     @classmethod
-    def from_model_dir(cls, model_dir: str | Path, view_mean: Sequence[float] = IMAGENET_MEAN,
-                       view_std: Sequence[float] = IMAGENET_STD, gamma: float = 1.0,
-                       foreground: TokenForeground | None = None, device: str | torch.device = "cpu") -> QualityWeighter:
+    def from_model_dir(
+        cls,
+        model_dir: str | Path,
+        view_mean: Sequence[float] = IMAGENET_MEAN,
+        view_std: Sequence[float] = IMAGENET_STD,
+        gamma: float = 1.0,
+        foreground: TokenForeground | None = None,
+        device: str | torch.device = "cpu",
+    ) -> QualityWeighter:
         """The encoder saved in model_dir as scorer, with its ForegroundPCA unless `foreground` is given."""
         scorer, config = load_encoder(model_dir, device)
         foreground = foreground if foreground is not None else ForegroundPCA.load(model_dir)
@@ -107,8 +124,8 @@ class QualityWeighter:
             self.scorer.to(device)
         view = view.float()
         rgb = view * self.view_std.to(device) + self.view_mean.to(device)
-        scorer_input = view if self.same_normalisation else (
-            (rgb - self.scorer_mean.to(device)) / self.scorer_std.to(device)
+        scorer_input = (
+            view if self.same_normalisation else ((rgb - self.scorer_mean.to(device)) / self.scorer_std.to(device))
         )
         tokens = patch_tokens(self.scorer, scorer_input)  # under the caller's autocast, like GenView
         with torch.autocast(device_type=device.type, enabled=False):

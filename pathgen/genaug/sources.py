@@ -105,8 +105,10 @@ def check_bank_coverage(bank_dir: str | Path, keys: Iterable[TileKey], minimum: 
     share = found / total if total else 0.0
     get_logger().info(f"{what}: {found} of {total} training tiles ({share:.1%}) have generated views in {bank_dir}")
     if share < minimum:
-        raise ValueError(f"{bank_dir}: only {found} of {total} training tiles ({share:.1%}) have generated views, "
-                         f"below genaug.min_bank_coverage={minimum}; was the bank generated from these tiles?")
+        raise ValueError(
+            f"{bank_dir}: only {found} of {total} training tiles ({share:.1%}) have generated views, "
+            f"below genaug.min_bank_coverage={minimum}; was the bank generated from these tiles?"
+        )
     return share
 
 
@@ -122,8 +124,10 @@ class InterpolationViews(ViewProvider):
         self.base, self.transform = base, transform
         self.bank = ViewBank(bank_dir)
         if self.bank.attrs.get("mode") != "interpolate":
-            raise ValueError(f"{bank_dir}: genaug.disentangle.bank must be an interpolate-mode bank "
-                             f"(`pathgen generate --mode interpolate`), got mode {self.bank.attrs.get('mode')!r}")
+            raise ValueError(
+                f"{bank_dir}: genaug.disentangle.bank must be an interpolate-mode bank "
+                f"(`pathgen generate --mode interpolate`), got mode {self.bank.attrs.get('mode')!r}"
+            )
         self._stores: dict[str, TileStore] = {}
 
     def __getstate__(self) -> dict:
@@ -143,14 +147,22 @@ class InterpolationViews(ViewProvider):
         meta = self.bank.meta(row) if row is not None else None
         if meta is None or not meta["done"] or meta["secondary"] is None:
             blank = torch.zeros_like(views[0])
-            return {"views": views, "interp": blank, "secondary": blank.clone(),
-                    "alpha": torch.tensor(1.0), "has_interp": torch.tensor(False)}
+            return {
+                "views": views,
+                "interp": blank,
+                "secondary": blank.clone(),
+                "alpha": torch.tensor(1.0),
+                "has_interp": torch.tensor(False),
+            }
         variants = self.bank.views(row)
         variant = min(int(pick * len(variants)), len(variants) - 1)
-        return {"views": views,
-                "interp": self.transform.view(0, variants[variant], rng),
-                "secondary": self.transform.view(0, self._tile(meta["secondary"]), rng),
-                "alpha": torch.tensor(float(meta["alpha"][variant])), "has_interp": torch.tensor(True)}
+        return {
+            "views": views,
+            "interp": self.transform.view(0, variants[variant], rng),
+            "secondary": self.transform.view(0, self._tile(meta["secondary"]), rng),
+            "alpha": torch.tensor(float(meta["alpha"][variant])),
+            "has_interp": torch.tensor(True),
+        }
 
 
 def check_adaptive_noise_bank(bank_dir: str | Path) -> None:
@@ -158,5 +170,7 @@ def check_adaptive_noise_bank(bank_dir: str | Path) -> None:
     attrs = ViewBank(bank_dir).attrs
     settings = attrs.get("settings") or {}
     if attrs.get("mode") != "img2img" or not settings.get("adaptive_noise"):
-        raise ValueError(f"{bank_dir}: genaug.adaptive_noise=true needs a bank from `pathgen generate --mode img2img "
-                         f"--adaptive-noise`; this one is mode {attrs.get('mode')!r} without adaptive noise")
+        raise ValueError(
+            f"{bank_dir}: genaug.adaptive_noise=true needs a bank from `pathgen generate --mode img2img "
+            f"--adaptive-noise`; this one is mode {attrs.get('mode')!r} without adaptive noise"
+        )

@@ -1,1 +1,2 @@
-"""Generation quality: Fréchet distance in an encoder's feature space, conditioning fidelity and retrieval, precision / recall."""
+"""Generation quality: Fréchet distance in an encoder's feature space, conditioning fidelity and retrieval, precision
+/ recall."""

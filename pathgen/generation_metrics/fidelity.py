@@ -57,9 +57,14 @@ def random_pair_cosine(features: np.ndarray, n_pairs: int = 10_000, seed: int = 
     return float((features[first] * features[second]).sum(axis=1).mean())
 
 
-def conditioning_fidelity(view_features: np.ndarray, condition: np.ndarray, real_features: np.ndarray,
-                          augmented: tuple[np.ndarray, np.ndarray] | None = None, n_pairs: int = 10_000,
-                          seed: int = 0) -> dict:
+def conditioning_fidelity(
+    view_features: np.ndarray,
+    condition: np.ndarray,
+    real_features: np.ndarray,
+    augmented: tuple[np.ndarray, np.ndarray] | None = None,
+    n_pairs: int = 10_000,
+    seed: int = 0,
+) -> dict:
     """Fidelity of generated views to their conditioning embeddings, with its references.
 
     view_features (N, K, D): embeddings of the K views of each source row; condition (N, D) or
@@ -71,17 +76,28 @@ def conditioning_fidelity(view_features: np.ndarray, condition: np.ndarray, real
     view_features, condition = np.asarray(view_features), np.asarray(condition)
     if condition.ndim == 2:
         condition = condition[:, None, :]
-    if view_features.ndim != 3 or condition.ndim != 3 or condition.shape[0] != view_features.shape[0] \
-            or condition.shape[2] != view_features.shape[2] or condition.shape[1] not in (1, view_features.shape[1]):
-        raise ValueError(f"views must be (N, K, D) and conditions (N, D) or (N, K, D); got {view_features.shape} "
-                         f"and {condition.shape}")
+    if (
+        view_features.ndim != 3
+        or condition.ndim != 3
+        or condition.shape[0] != view_features.shape[0]
+        or condition.shape[2] != view_features.shape[2]
+        or condition.shape[1] not in (1, view_features.shape[1])
+    ):
+        raise ValueError(
+            f"views must be (N, K, D) and conditions (N, D) or (N, K, D); got {view_features.shape} "
+            f"and {condition.shape}"
+        )
     per_view = row_cosine(view_features, condition)
     fidelity = float(per_view.mean())
     baseline = random_pair_cosine(real_features, n_pairs, seed)
-    result = {"fidelity": fidelity, "fidelity_std": float(per_view.std()), "random_pairs": baseline,
-              "difference": fidelity - baseline,
-              "ratio": fidelity / baseline if abs(baseline) > 1e-8 else float("nan"),
-              "n_views": int(per_view.size)}
+    result = {
+        "fidelity": fidelity,
+        "fidelity_std": float(per_view.std()),
+        "random_pairs": baseline,
+        "difference": fidelity - baseline,
+        "ratio": fidelity / baseline if abs(baseline) > 1e-8 else float("nan"),
+        "n_views": int(per_view.size),
+    }
     centre = unit_centre(real_features)
     result.update(source_retrieval(view_features, condition, centre))
     if augmented is not None:
@@ -90,8 +106,9 @@ def conditioning_fidelity(view_features: np.ndarray, condition: np.ndarray, real
         gap = reference - baseline
         result["normalised"] = (fidelity - baseline) / gap if abs(gap) > 1e-8 else float("nan")
         real_copies, augmented_copies = augmented
-        result["retrieval_augmented"] = source_retrieval(augmented_copies[:, None, :], real_copies[:, None, :],
-                                                         centre)["retrieval_top1"]
+        result["retrieval_augmented"] = source_retrieval(augmented_copies[:, None, :], real_copies[:, None, :], centre)[
+            "retrieval_top1"
+        ]
     return result
 
 

@@ -48,8 +48,9 @@ def frechet_distance(mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray, sigma
     mu1, mu2 = np.asarray(mu1, dtype=np.float64), np.asarray(mu2, dtype=np.float64)
     sigma1, sigma2 = np.atleast_2d(sigma1).astype(np.float64), np.atleast_2d(sigma2).astype(np.float64)
     if mu1.shape != mu2.shape or sigma1.shape != sigma2.shape or sigma1.shape != (mu1.size, mu1.size):
-        raise ValueError(f"mismatched statistics: means {mu1.shape} / {mu2.shape}, "
-                         f"covariances {sigma1.shape} / {sigma2.shape}")
+        raise ValueError(
+            f"mismatched statistics: means {mu1.shape} / {mu2.shape}, covariances {sigma1.shape} / {sigma2.shape}"
+        )
     diff = mu1 - mu2
     value = diff @ diff + np.trace(sigma1) + np.trace(sigma2) - 2.0 * trace_sqrt_product(sigma1, sigma2)
     return float(max(value, 0.0))  # tiny negatives are round-off of identical sets
@@ -78,12 +79,13 @@ def frechet_distance_features(features1: np.ndarray, features2: np.ndarray) -> f
     y1, y2 = _centred(x), _centred(y)
     diff = x.mean(axis=0) - y.mean(axis=0)
     cross = np.linalg.svd(y1 @ y2.T, compute_uv=False).sum()
-    value = diff @ diff + (y1 ** 2).sum() + (y2 ** 2).sum() - 2.0 * cross
+    value = diff @ diff + (y1**2).sum() + (y2**2).sum() - 2.0 * cross
     return float(max(value, 0.0))
 
 
-def bootstrap_frechet(features1: np.ndarray, features2: np.ndarray, n_bootstrap: int = 50, level: float = 0.95,
-                      seed: int = 0) -> dict:
+def bootstrap_frechet(
+    features1: np.ndarray, features2: np.ndarray, n_bootstrap: int = 50, level: float = 0.95, seed: int = 0
+) -> dict:
     """Bootstrap spread of the Fréchet distance (both sets resampled with replacement): its standard
     deviation and percentile interval, {"std", "interval": [low, high], "level", "n_bootstrap"}.
 
@@ -96,9 +98,15 @@ def bootstrap_frechet(features1: np.ndarray, features2: np.ndarray, n_bootstrap:
         raise ValueError(f"n_bootstrap must be >= 2, got {n_bootstrap}")
     x, y = np.asarray(features1, dtype=np.float64), np.asarray(features2, dtype=np.float64)
     rng = np.random.default_rng(seed)
-    values = [frechet_distance_features(x[rng.integers(0, len(x), len(x))], y[rng.integers(0, len(y), len(y))])
-              for _ in range(n_bootstrap)]
+    values = [
+        frechet_distance_features(x[rng.integers(0, len(x), len(x))], y[rng.integers(0, len(y), len(y))])
+        for _ in range(n_bootstrap)
+    ]
     tail = (1.0 - level) / 2 * 100
     low, high = np.percentile(values, [tail, 100 - tail])
-    return {"std": float(np.std(values, ddof=1)), "interval": [float(low), float(high)], "level": level,
-            "n_bootstrap": n_bootstrap}
+    return {
+        "std": float(np.std(values, ddof=1)),
+        "interval": [float(low), float(high)],
+        "level": level,
+        "n_bootstrap": n_bootstrap,
+    }

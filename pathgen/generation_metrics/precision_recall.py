@@ -25,7 +25,7 @@ DEFAULT_K = 3
 
 def _squared_distances(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """(len(a), len(b)) squared Euclidean distances, float64, round-off negatives clipped to 0."""
-    gram = (a ** 2).sum(1)[:, None] + (b ** 2).sum(1)[None, :] - 2.0 * a @ b.T
+    gram = (a**2).sum(1)[:, None] + (b**2).sum(1)[None, :] - 2.0 * a @ b.T
     return np.clip(gram, 0.0, None)
 
 
@@ -54,8 +54,13 @@ def precision_recall(real: np.ndarray, generated: np.ndarray, k: int = DEFAULT_K
         raise ValueError(f"real and generated features must be (N, D) of one D, got {real.shape} and {generated.shape}")
     if unit_sphere:
         real, generated = l2_normalise(real), l2_normalise(generated)
-    return {"precision": manifold_share(generated, real, k), "recall": manifold_share(real, generated, k), "k": k,
-            "n_real": len(real), "n_generated": len(generated)}
+    return {
+        "precision": manifold_share(generated, real, k),
+        "recall": manifold_share(real, generated, k),
+        "k": k,
+        "n_real": len(real),
+        "n_generated": len(generated),
+    }
 
 
 def real_vs_real(real: np.ndarray, n: int, k: int = DEFAULT_K, seed: int = 0) -> dict | None:
@@ -66,4 +71,4 @@ def real_vs_real(real: np.ndarray, n: int, k: int = DEFAULT_K, seed: int = 0) ->
     if size <= k:
         return None
     order = np.random.default_rng(seed).permutation(len(real))
-    return precision_recall(real[order[:size]], real[order[size:2 * size]], k)
+    return precision_recall(real[order[:size]], real[order[size : 2 * size]], k)

@@ -5,5 +5,14 @@ from pathgen.models.io import EncoderConfig, load_encoder, open_encoder, save_en
 from pathgen.models.preprocess import mpp_per_input_pixel, preprocess
 from pathgen.models.published import RECIPES
 
-__all__ = ["RECIPES", "BackboneConfig", "EncoderConfig", "create_backbone", "load_encoder", "mpp_per_input_pixel",
-           "open_encoder", "preprocess", "save_encoder"]
+__all__ = [
+    "RECIPES",
+    "BackboneConfig",
+    "EncoderConfig",
+    "create_backbone",
+    "load_encoder",
+    "mpp_per_input_pixel",
+    "open_encoder",
+    "preprocess",
+    "save_encoder",
+]

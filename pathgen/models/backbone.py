@@ -29,8 +29,12 @@ class BackboneConfig:
 
     def __post_init__(self) -> None:
         """An unknown architecture name fails here, naming the key, not when the model is built."""
-        check(timm.is_model(self.name), "name", f"{self.name!r} is not a timm architecture "
-              "(see timm.list_models(); nothing is downloaded, so hub names do not work)")
+        check(
+            timm.is_model(self.name),
+            "name",
+            f"{self.name!r} is not a timm architecture "
+            "(see timm.list_models(); nothing is downloaded, so hub names do not work)",
+        )
 
 
 def is_vit(name: str) -> bool:
@@ -65,7 +69,9 @@ def load_backbone_weights(model: nn.Module, path: Path) -> None:
     missing, unexpected = model.load_state_dict(state, strict=False)
     missing = [k for k in missing if not k.startswith(("head.", "fc.", "classifier."))]
     if missing or unexpected:
-        raise ValueError(f"{path}: weights do not fit the backbone (missing {missing[:3]}, unexpected {unexpected[:3]})")
+        raise ValueError(
+            f"{path}: weights do not fit the backbone (missing {missing[:3]}, unexpected {unexpected[:3]})"
+        )
 
 
 @torch.no_grad()

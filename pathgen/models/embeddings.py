@@ -29,8 +29,16 @@ from pathgen.models.preprocess import mpp_per_input_pixel, preprocess, resize_an
 from pathgen.run_log import stderr_is_terminal
 from tiling.store import TileStore, complete_store_paths
 
-__all__ = ["embed_folder", "embed_store", "embedding_identity", "embeddings_complete", "preprocess",
-           "read_embeddings", "resize_and_crop", "write_embeddings"]
+__all__ = [
+    "embed_folder",
+    "embed_store",
+    "embedding_identity",
+    "embeddings_complete",
+    "preprocess",
+    "read_embeddings",
+    "resize_and_crop",
+    "write_embeddings",
+]
 
 EMBEDDINGS_GROUP = "embeddings"
 
@@ -49,8 +57,14 @@ class _StoreTiles(Dataset):
 
 
 @torch.no_grad()
-def embed_store(model: torch.nn.Module, config: EncoderConfig, store: TileStore, device: torch.device,
-                batch_size: int = 256, num_workers: int = 2) -> np.ndarray:
+def embed_store(
+    model: torch.nn.Module,
+    config: EncoderConfig,
+    store: TileStore,
+    device: torch.device,
+    batch_size: int = 256,
+    num_workers: int = 2,
+) -> np.ndarray:
     """(N, D) float32 features of every tile of one store, in tile order."""
     loader = DataLoader(_StoreTiles(store), batch_size=batch_size, num_workers=num_workers, shuffle=False)
     features = [model(preprocess(batch.to(device, non_blocking=True), config)).float().cpu() for batch in loader]
@@ -75,12 +89,17 @@ def embedding_identity(config: EncoderConfig, weights: Path) -> dict:
     return {"weights_sha256": weights_sha256(weights), "encoder": asdict(config)}
 
 
-def write_embeddings(store_path: Path, name: str, features: np.ndarray, model_config: EncoderConfig,
-                     identity: dict | None = None) -> None:
+def write_embeddings(
+    store_path: Path, name: str, features: np.ndarray, model_config: EncoderConfig, identity: dict | None = None
+) -> None:
     """Write one slide's features with what made them, then mark them complete."""
     group = zarr.open_group(store_path / EMBEDDINGS_GROUP, mode="a")
-    array = group.create_array(name, data=features.astype(np.float32), chunks=(max(1, min(len(features), 4096)),
-                                                                               features.shape[1]), overwrite=True)
+    array = group.create_array(
+        name,
+        data=features.astype(np.float32),
+        chunks=(max(1, min(len(features), 4096)), features.shape[1]),
+        overwrite=True,
+    )
     identity = identity or {"encoder": asdict(model_config)}
     array.attrs.update({**identity, "complete": True})
 
@@ -115,15 +134,25 @@ def _slides_to_embed(paths: list[Path], name: str, identity: dict, overwrite: bo
             todo.append(path)
         elif not same_encoder(recorded_identity(path, name), identity):
             if not overwrite:
-                raise ValueError(f"{embedding_path(path, name)}: embeddings {name!r} were made by another encoder "
-                                 f"(weights differ); choose another --name, or pass --overwrite to re-embed")
+                raise ValueError(
+                    f"{embedding_path(path, name)}: embeddings {name!r} were made by another encoder "
+                    f"(weights differ); choose another --name, or pass --overwrite to re-embed"
+                )
             todo.append(path)
     return todo
 
 
-def embed_folder(model_dir: str | Path, tile_dir: str | Path, name: str | None = None, device: str = "auto",
-                 batch_size: int = 256, num_workers: int = 2, progress: bool = True, overwrite: bool = False,
-                 allow_pickle: bool = False) -> dict[str, int]:
+def embed_folder(
+    model_dir: str | Path,
+    tile_dir: str | Path,
+    name: str | None = None,
+    device: str = "auto",
+    batch_size: int = 256,
+    num_workers: int = 2,
+    progress: bool = True,
+    overwrite: bool = False,
+    allow_pickle: bool = False,
+) -> dict[str, int]:
     """Embed every complete store of a tiling output folder; returns counts of embedded / skipped slides.
 
     `model_dir` is any encoder argument (`pathgen.models.io.open_encoder`). Under torchrun each rank
@@ -135,7 +164,7 @@ def embed_folder(model_dir: str | Path, tile_dir: str | Path, name: str | None =
     identity = embedding_identity(source.config, source.weights)
     paths = complete_store_paths(tile_dir)
     todo = _slides_to_embed(paths, name, identity, overwrite)
-    mine = todo[context.rank::context.world_size]
+    mine = todo[context.rank :: context.world_size]
     model = build_encoder(source, context.device, allow_pickle) if mine else None
     identity = embedding_identity(source.config, source.weights)  # embed_dim as built
     for path in tqdm(mine, unit="slide", disable=not (progress and stderr_is_terminal()) or not context.is_main):
@@ -157,8 +186,10 @@ def _sum_over_ranks(count: int, device: torch.device) -> int:
 
 def _warn_on_mpp_mismatch(store: TileStore, config: EncoderConfig) -> None:
     tiling = store.attrs["tiling"]
-    tiles_mpp = mpp_per_input_pixel(tiling["target_mpp"], tiling["tile_size_px"], config.input_size_px,
-                                    config.crop_pct)
+    tiles_mpp = mpp_per_input_pixel(tiling["target_mpp"], tiling["tile_size_px"], config.input_size_px, config.crop_pct)
     if config.mpp and abs(tiles_mpp - config.mpp) > 0.01 * config.mpp:
-        print(f"pathgen embed: warning: {store.path} tiles give {tiles_mpp:.3g} µm per input pixel but the encoder "
-              f"was trained at {config.mpp:.3g}", file=sys.stderr)
+        print(
+            f"pathgen embed: warning: {store.path} tiles give {tiles_mpp:.3g} µm per input pixel but the encoder "
+            f"was trained at {config.mpp:.3g}",
+            file=sys.stderr,
+        )

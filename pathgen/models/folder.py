@@ -96,9 +96,11 @@ def load_weights(path: str | Path, allow_pickle: bool = False) -> dict[str, torc
 
 def _load_pickle(path: Path, allow_pickle: bool) -> dict[str, torch.Tensor]:
     if not allow_pickle:
-        raise ModelFolderError(f"{path}: a pickled weights file is not loaded by default; convert it to "
-                               f"safetensors, or pass --allow-pickle-weights to read it with "
-                               f"torch.load(weights_only=True)")
+        raise ModelFolderError(
+            f"{path}: a pickled weights file is not loaded by default; convert it to "
+            f"safetensors, or pass --allow-pickle-weights to read it with "
+            f"torch.load(weights_only=True)"
+        )
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except (pickle.UnpicklingError, RuntimeError, OSError, EOFError, ValueError) as err:
@@ -137,6 +139,8 @@ def check_kind(config: dict[str, Any], kind: str, path: Path) -> int:
         raise ModelFolderError(f"{path / CONFIG}: kind is {found!r}, not {kind!r}")
     version = config.get("format_version", 1)
     if not isinstance(version, int) or version < 1 or version > FORMAT_VERSION:
-        raise ModelFolderError(f"{path / CONFIG}: format_version {version!r} is not one this pathgen reads "
-                               f"(1..{FORMAT_VERSION}); upgrade pathgen")
+        raise ModelFolderError(
+            f"{path / CONFIG}: format_version {version!r} is not one this pathgen reads "
+            f"(1..{FORMAT_VERSION}); upgrade pathgen"
+        )
     return version

@@ -101,13 +101,18 @@ def _from_timm_config(config: dict[str, Any], path: Path) -> EncoderConfig:
     pretrained = config.get("pretrained_cfg", {})
     try:
         size = int(pretrained.get("input_size", (3, 224, 224))[-1])
-        values = {"timm_name": config["architecture"], "embed_dim": int(config.get("num_features") or 0),
-                  "timm_kwargs": {**config.get("model_args", {}), "num_classes": 0}, "input_size_px": size,
-                  "mean": pretrained.get("mean", (0.485, 0.456, 0.406)),
-                  "std": pretrained.get("std", (0.229, 0.224, 0.225)),
-                  "interpolation": pretrained.get("interpolation", "bicubic"),
-                  "crop_pct": pretrained.get("crop_pct", 1.0), "mpp": None,
-                  "source": {"format": "timm", "path": str(path.parent.resolve())}}
+        values = {
+            "timm_name": config["architecture"],
+            "embed_dim": int(config.get("num_features") or 0),
+            "timm_kwargs": {**config.get("model_args", {}), "num_classes": 0},
+            "input_size_px": size,
+            "mean": pretrained.get("mean", (0.485, 0.456, 0.406)),
+            "std": pretrained.get("std", (0.229, 0.224, 0.225)),
+            "interpolation": pretrained.get("interpolation", "bicubic"),
+            "crop_pct": pretrained.get("crop_pct", 1.0),
+            "mpp": None,
+            "source": {"format": "timm", "path": str(path.parent.resolve())},
+        }
     except (TypeError, ValueError, KeyError, IndexError) as err:
         raise ModelFolderError(f"{path}: not a timm model config ({err})") from err
     return encoder_config_from_dict(values, path)
@@ -124,8 +129,10 @@ def read_encoder_config(model_dir: str | Path) -> EncoderConfig:
         return encoder_config_from_dict(config, path)
     if "architecture" in config:
         return _from_timm_config(config, path)
-    raise ModelFolderError(f"{path}: not a pathgen encoder config (no 'pathgen' block, 'timm_name' or timm "
-                           f"'architecture'); `pathgen export` writes one")
+    raise ModelFolderError(
+        f"{path}: not a pathgen encoder config (no 'pathgen' block, 'timm_name' or timm "
+        f"'architecture'); `pathgen export` writes one"
+    )
 
 
 def save_encoder(model: nn.Module, config: EncoderConfig, out_dir: str | Path) -> Path:
@@ -138,13 +145,17 @@ def save_encoder(model: nn.Module, config: EncoderConfig, out_dir: str | Path) -
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = out_dir.with_name(f".{out_dir.name}.tmp-{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
-    data_config = {"input_size": (3, config.input_size_px, config.input_size_px), "mean": tuple(config.mean),
-                   "std": tuple(config.std), "interpolation": config.interpolation, "crop_pct": config.crop_pct,
-                   "crop_mode": "center"}
+    data_config = {
+        "input_size": (3, config.input_size_px, config.input_size_px),
+        "mean": tuple(config.mean),
+        "std": tuple(config.std),
+        "interpolation": config.interpolation,
+        "crop_pct": config.crop_pct,
+        "crop_mode": "center",
+    }
     block = {"kind": KIND, "format_version": FORMAT_VERSION, **asdict(config)}
     try:
-        save_for_hf(model, str(tmp), model_config={"pathgen": block}, safe_serialization=True,
-                    data_config=data_config)
+        save_for_hf(model, str(tmp), model_config={"pathgen": block}, safe_serialization=True, data_config=data_config)
         out_dir.mkdir(exist_ok=True)
         (out_dir / CONFIG).unlink(missing_ok=True)  # the old folder no longer reads as complete
         os.replace(tmp / WEIGHTS, out_dir / WEIGHTS)
@@ -179,13 +190,27 @@ def _recipe_source(recipe: Recipe, weights_spec: str, allow_pickle: bool) -> Enc
     if weights.is_dir():
         weights = _folder_weights(weights, allow_pickle)
     if not weights.is_file():
-        raise ModelFolderError(f"{weights}: weights file not found (recipe {recipe.name}: download the weights from "
-                               f"{recipe.sources[0]})")
-    config = EncoderConfig(timm_name=recipe.timm_name, embed_dim=recipe.embed_dim, timm_kwargs=dict(recipe.timm_kwargs),
-                           input_size_px=recipe.input_size_px, mpp=recipe.mpp, mean=recipe.mean, std=recipe.std,
-                           interpolation=recipe.interpolation, crop_pct=recipe.crop_pct, pooling=recipe.pooling,
-                           source={"format": "recipe", "recipe": recipe.name, "weights": str(weights.resolve()),
-                                   "sources": list(recipe.sources)})
+        raise ModelFolderError(
+            f"{weights}: weights file not found (recipe {recipe.name}: download the weights from {recipe.sources[0]})"
+        )
+    config = EncoderConfig(
+        timm_name=recipe.timm_name,
+        embed_dim=recipe.embed_dim,
+        timm_kwargs=dict(recipe.timm_kwargs),
+        input_size_px=recipe.input_size_px,
+        mpp=recipe.mpp,
+        mean=recipe.mean,
+        std=recipe.std,
+        interpolation=recipe.interpolation,
+        crop_pct=recipe.crop_pct,
+        pooling=recipe.pooling,
+        source={
+            "format": "recipe",
+            "recipe": recipe.name,
+            "weights": str(weights.resolve()),
+            "sources": list(recipe.sources),
+        },
+    )
     return EncoderSource(config, weights, recipe.name, recipe)
 
 
@@ -196,8 +221,10 @@ def open_encoder(spec: str | Path, allow_pickle: bool = False) -> EncoderSource:
         return _recipe_source(recipe[0], recipe[1], allow_pickle)
     folder = Path(spec)
     if not folder.is_dir():
-        raise ModelFolderError(f"{spec}: not a model folder and not <recipe>:<weights> (recipes: "
-                               f"uni, uni2-h, virchow2, h-optimus-0, h-optimus-1, prov-gigapath)")
+        raise ModelFolderError(
+            f"{spec}: not a model folder and not <recipe>:<weights> (recipes: "
+            f"uni, uni2-h, virchow2, h-optimus-0, h-optimus-1, prov-gigapath)"
+        )
     return EncoderSource(read_encoder_config(folder), _folder_weights(folder, allow_pickle), folder.resolve().name)
 
 
@@ -211,12 +238,11 @@ class ClsMeanPatch(nn.Module):
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         """(B, 3, H, W) → (B, 2D)."""
         tokens = self.model(images)  # built with global_pool="": all tokens, final norm applied
-        patches = tokens[:, self.model.num_prefix_tokens:]
+        patches = tokens[:, self.model.num_prefix_tokens :]
         return torch.cat([tokens[:, 0], patches.mean(dim=1)], dim=-1)
 
 
-def build_encoder(source: EncoderSource, device: str | torch.device = "cpu",
-                  allow_pickle: bool = False) -> nn.Module:
+def build_encoder(source: EncoderSource, device: str | torch.device = "cpu", allow_pickle: bool = False) -> nn.Module:
     """The encoder of a resolved source with its weights loaded strictly, in eval mode on `device`."""
     config = source.config
     state = load_weights(source.weights, allow_pickle=allow_pickle)
@@ -225,16 +251,21 @@ def build_encoder(source: EncoderSource, device: str | torch.device = "cpu",
     try:
         model = timm.create_model(config.timm_name, pretrained=False, **build_kwargs(config.timm_kwargs))
     except (RuntimeError, TypeError, ValueError, KeyError, AssertionError) as err:
-        where = f"{source.weights}: weights do not fit {config.timm_name} as the {source.recipe.name} recipe builds " \
-            "it" if source.recipe else f"{source.weights.parent / CONFIG}: timm cannot build {config.timm_name!r}"
+        where = (
+            f"{source.weights}: weights do not fit {config.timm_name} as the {source.recipe.name} recipe builds it"
+            if source.recipe
+            else f"{source.weights.parent / CONFIG}: timm cannot build {config.timm_name!r}"
+        )
         raise ModelFolderError(f"{where} ({str(err).splitlines()[0] if str(err) else type(err).__name__})") from err
     own = model.state_dict()
     state = {k: v for k, v in state.items() if k in own or not k.startswith(CLASSIFIER_PREFIXES)}  # headless
     try:
         model.load_state_dict(state)
     except RuntimeError as err:
-        raise ModelFolderError(f"{source.weights}: weights do not fit {config.timm_name} "
-                               f"({str(err).splitlines()[1 if len(str(err).splitlines()) > 1 else 0].strip()})") from err
+        raise ModelFolderError(
+            f"{source.weights}: weights do not fit {config.timm_name} "
+            f"({str(err).splitlines()[1 if len(str(err).splitlines()) > 1 else 0].strip()})"
+        ) from err
     encoder = ClsMeanPatch(model) if config.pooling == "cls+mean_patch" else model
     encoder = encoder.to(device).eval()
     config.embed_dim = _output_dim(encoder, config.input_size_px, device)
@@ -249,18 +280,23 @@ def _fit_recipe(recipe: Recipe, state: dict[str, torch.Tensor], path: Path) -> d
     width, depth = int(state["cls_token"].shape[-1]), max(blocks) + 1
     full = {"depth": 24, "embed_dim": 768, "num_heads": 12, **_family_defaults(recipe.timm_name), **recipe.timm_kwargs}
     head_dim = full["embed_dim"] // full["num_heads"]
-    reduced = {} if (width, depth) == (full["embed_dim"], full["depth"]) else \
-        {"depth": depth, "embed_dim": width, "num_heads": max(1, width // head_dim)}
+    reduced = (
+        {}
+        if (width, depth) == (full["embed_dim"], full["depth"])
+        else {"depth": depth, "embed_dim": width, "num_heads": max(1, width // head_dim)}
+    )
     return recipe_kwargs(recipe, reduced)
 
 
 def _family_defaults(timm_name: str) -> dict:
     """Depth / width / heads timm's named ViT constructors use (for the ones the recipes name)."""
-    return {"vit_large_patch16_224": {"depth": 24, "embed_dim": 1024, "num_heads": 16},
-            "vit_huge_patch14_224": {"depth": 32, "embed_dim": 1280, "num_heads": 16},
-            "vit_giant_patch14_224": {"depth": 40, "embed_dim": 1408, "num_heads": 16},
-            "vit_giant_patch14_reg4_dinov2": {"depth": 40, "embed_dim": 1536, "num_heads": 24},
-            "vit_giant_patch14_dinov2": {"depth": 40, "embed_dim": 1536, "num_heads": 24}}.get(timm_name, {})
+    return {
+        "vit_large_patch16_224": {"depth": 24, "embed_dim": 1024, "num_heads": 16},
+        "vit_huge_patch14_224": {"depth": 32, "embed_dim": 1280, "num_heads": 16},
+        "vit_giant_patch14_224": {"depth": 40, "embed_dim": 1408, "num_heads": 16},
+        "vit_giant_patch14_reg4_dinov2": {"depth": 40, "embed_dim": 1536, "num_heads": 24},
+        "vit_giant_patch14_dinov2": {"depth": 40, "embed_dim": 1536, "num_heads": 24},
+    }.get(timm_name, {})
 
 
 @torch.no_grad()
@@ -268,8 +304,9 @@ def _output_dim(encoder: nn.Module, size: int, device: str | torch.device) -> in
     return int(encoder(torch.zeros(1, 3, size, size, device=device)).shape[-1])
 
 
-def load_encoder(spec: str | Path, device: str | torch.device = "cpu",
-                 allow_pickle: bool = False) -> tuple[nn.Module, EncoderConfig]:
+def load_encoder(
+    spec: str | Path, device: str | torch.device = "cpu", allow_pickle: bool = False
+) -> tuple[nn.Module, EncoderConfig]:
     """The encoder an argument names (pathgen folder, timm folder or recipe), in eval mode, and its config."""
     source = open_encoder(spec, allow_pickle)
     return build_encoder(source, device, allow_pickle), source.config

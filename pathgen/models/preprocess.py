@@ -41,8 +41,9 @@ def mpp_per_input_pixel(tile_mpp: float, tile_size_px: int, input_size_px: int, 
     return tile_mpp * tile_size_px / resized_shorter_side(input_size_px, crop_pct)
 
 
-def resize_and_crop(images: torch.Tensor, size: int, interpolation: str = "bilinear",
-                    crop_pct: float = 1.0) -> torch.Tensor:
+def resize_and_crop(
+    images: torch.Tensor, size: int, interpolation: str = "bilinear", crop_pct: float = 1.0
+) -> torch.Tensor:
     """Shorter side resized to floor(size / crop_pct) (antialiased), then a centred `size` square.
 
     Matches torchvision's ``Resize(int)`` + ``CenterCrop`` on float tensors (the longer side is
@@ -62,13 +63,12 @@ def resize_and_crop(images: torch.Tensor, size: int, interpolation: str = "bilin
     if new_hw != (height, width):
         images = F.interpolate(images, size=new_hw, mode=interpolation, antialias=True, align_corners=False)
     top, left = round((new_hw[0] - size) / 2.0), round((new_hw[1] - size) / 2.0)
-    return images[..., top:top + size, left:left + size]
+    return images[..., top : top + size, left : left + size]
 
 
 def preprocess(tiles_u8: torch.Tensor, config: InputContract) -> torch.Tensor:
     """uint8 (B, 3, H, W) images → the normalised float input the encoder expects."""
-    images = resize_and_crop(tiles_u8.float().div_(255.0), config.input_size_px, config.interpolation,
-                             config.crop_pct)
+    images = resize_and_crop(tiles_u8.float().div_(255.0), config.input_size_px, config.interpolation, config.crop_pct)
     mean = torch.tensor(config.mean, device=images.device, dtype=images.dtype).view(1, 3, 1, 1)
     std = torch.tensor(config.std, device=images.device, dtype=images.dtype).view(1, 3, 1, 1)
     return (images - mean) / std

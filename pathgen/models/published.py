@@ -39,48 +39,119 @@ class Recipe:
     sources: tuple[str, ...] = field(default_factory=tuple)
 
 
-RECIPES: dict[str, Recipe] = {r.name: r for r in (
-    Recipe("uni", "vit_large_patch16_224",
-           {"img_size": 224, "patch_size": 16, "init_values": 1e-5, "dynamic_img_size": True},
-           embed_dim=1024,
-           sources=("https://huggingface.co/MahmoodLab/UNI",
-                    ("Chen et al., Towards a general-purpose foundation model for computational pathology, "
-                     "Nature Medicine 2024"),
-                    "github.com/mahmoodlab/TRIDENT trident/patch_encoder_models/load.py (UNIInferenceEncoder)")),
-    Recipe("uni2-h", "vit_giant_patch14_224",
-           {"img_size": 224, "patch_size": 14, "depth": 24, "num_heads": 24, "init_values": 1e-5, "embed_dim": 1536,
-            "mlp_ratio": 2.66667 * 2, "no_embed_class": True, "mlp_layer": "swiglu_packed", "act_layer": "silu",
-            "reg_tokens": 8, "dynamic_img_size": True},
-           embed_dim=1536,
-           sources=("https://huggingface.co/MahmoodLab/UNI2-h",
-                    "github.com/mahmoodlab/TRIDENT trident/patch_encoder_models/load.py (UNIv2InferenceEncoder)")),
-    Recipe("virchow2", "vit_huge_patch14_224",
-           {"img_size": 224, "init_values": 1e-5, "reg_tokens": 4, "mlp_ratio": 5.3375, "global_pool": "",
-            "dynamic_img_size": True, "mlp_layer": "swiglu_packed", "act_layer": "silu"},
-           embed_dim=2560, interpolation="bicubic", pooling="cls+mean_patch",
-           sources=("https://huggingface.co/paige-ai/Virchow2",
-                    ("Zimmermann et al., Virchow2: Scaling Self-Supervised Mixed Magnification Models in Pathology, "
-                     "arXiv:2408.00738"),
-                    "github.com/mahmoodlab/TRIDENT trident/patch_encoder_models/load.py (Virchow2InferenceEncoder)")),
-    Recipe("h-optimus-0", "vit_giant_patch14_reg4_dinov2",
-           {"img_size": 224, "global_pool": "token", "init_values": 1e-5, "dynamic_img_size": True},
-           embed_dim=1536, mean=HOPTIMUS_MEAN, std=HOPTIMUS_STD,
-           sources=("https://huggingface.co/bioptimus/H-optimus-0",
-                    "github.com/mahmoodlab/TRIDENT trident/patch_encoder_models/load.py (HOptimus0InferenceEncoder)")),
-    Recipe("h-optimus-1", "vit_giant_patch14_reg4_dinov2",
-           {"img_size": 224, "global_pool": "token", "init_values": 1e-5, "dynamic_img_size": True},
-           embed_dim=1536, mean=HOPTIMUS_MEAN, std=HOPTIMUS_STD,
-           sources=("https://huggingface.co/bioptimus/H-optimus-1",
-                    "github.com/mahmoodlab/TRIDENT trident/patch_encoder_models/load.py (HOptimus1InferenceEncoder)")),
-    Recipe("prov-gigapath", "vit_giant_patch14_dinov2",
-           {"img_size": 224, "in_chans": 3, "patch_size": 16, "embed_dim": 1536, "depth": 40, "num_heads": 24,
-            "mlp_ratio": 5.33334, "dynamic_img_size": True},
-           embed_dim=1536, interpolation="bicubic", crop_pct=224 / 256,
-           sources=("https://huggingface.co/prov-gigapath/prov-gigapath",
-                    ("Xu et al., A whole-slide foundation model for digital pathology from real-world data, "
-                     "Nature 2024"),
-                    "github.com/prov-gigapath/prov-gigapath demo/3_load_tile_encoder.py")),
-)}
+RECIPES: dict[str, Recipe] = {
+    r.name: r
+    for r in (
+        Recipe(
+            "uni",
+            "vit_large_patch16_224",
+            {"img_size": 224, "patch_size": 16, "init_values": 1e-5, "dynamic_img_size": True},
+            embed_dim=1024,
+            sources=(
+                "https://huggingface.co/MahmoodLab/UNI",
+                (
+                    "Chen et al., Towards a general-purpose foundation model for computational pathology, "
+                    "Nature Medicine 2024"
+                ),
+                "github.com/mahmoodlab/TRIDENT trident/patch_encoder_models/load.py (UNIInferenceEncoder)",
+            ),
+        ),
+        Recipe(
+            "uni2-h",
+            "vit_giant_patch14_224",
+            {
+                "img_size": 224,
+                "patch_size": 14,
+                "depth": 24,
+                "num_heads": 24,
+                "init_values": 1e-5,
+                "embed_dim": 1536,
+                "mlp_ratio": 2.66667 * 2,
+                "no_embed_class": True,
+                "mlp_layer": "swiglu_packed",
+                "act_layer": "silu",
+                "reg_tokens": 8,
+                "dynamic_img_size": True,
+            },
+            embed_dim=1536,
+            sources=(
+                "https://huggingface.co/MahmoodLab/UNI2-h",
+                "github.com/mahmoodlab/TRIDENT trident/patch_encoder_models/load.py (UNIv2InferenceEncoder)",
+            ),
+        ),
+        Recipe(
+            "virchow2",
+            "vit_huge_patch14_224",
+            {
+                "img_size": 224,
+                "init_values": 1e-5,
+                "reg_tokens": 4,
+                "mlp_ratio": 5.3375,
+                "global_pool": "",
+                "dynamic_img_size": True,
+                "mlp_layer": "swiglu_packed",
+                "act_layer": "silu",
+            },
+            embed_dim=2560,
+            interpolation="bicubic",
+            pooling="cls+mean_patch",
+            sources=(
+                "https://huggingface.co/paige-ai/Virchow2",
+                (
+                    "Zimmermann et al., Virchow2: Scaling Self-Supervised Mixed Magnification Models in Pathology, "
+                    "arXiv:2408.00738"
+                ),
+                "github.com/mahmoodlab/TRIDENT trident/patch_encoder_models/load.py (Virchow2InferenceEncoder)",
+            ),
+        ),
+        Recipe(
+            "h-optimus-0",
+            "vit_giant_patch14_reg4_dinov2",
+            {"img_size": 224, "global_pool": "token", "init_values": 1e-5, "dynamic_img_size": True},
+            embed_dim=1536,
+            mean=HOPTIMUS_MEAN,
+            std=HOPTIMUS_STD,
+            sources=(
+                "https://huggingface.co/bioptimus/H-optimus-0",
+                "github.com/mahmoodlab/TRIDENT trident/patch_encoder_models/load.py (HOptimus0InferenceEncoder)",
+            ),
+        ),
+        Recipe(
+            "h-optimus-1",
+            "vit_giant_patch14_reg4_dinov2",
+            {"img_size": 224, "global_pool": "token", "init_values": 1e-5, "dynamic_img_size": True},
+            embed_dim=1536,
+            mean=HOPTIMUS_MEAN,
+            std=HOPTIMUS_STD,
+            sources=(
+                "https://huggingface.co/bioptimus/H-optimus-1",
+                "github.com/mahmoodlab/TRIDENT trident/patch_encoder_models/load.py (HOptimus1InferenceEncoder)",
+            ),
+        ),
+        Recipe(
+            "prov-gigapath",
+            "vit_giant_patch14_dinov2",
+            {
+                "img_size": 224,
+                "in_chans": 3,
+                "patch_size": 16,
+                "embed_dim": 1536,
+                "depth": 40,
+                "num_heads": 24,
+                "mlp_ratio": 5.33334,
+                "dynamic_img_size": True,
+            },
+            embed_dim=1536,
+            interpolation="bicubic",
+            crop_pct=224 / 256,
+            sources=(
+                "https://huggingface.co/prov-gigapath/prov-gigapath",
+                ("Xu et al., A whole-slide foundation model for digital pathology from real-world data, Nature 2024"),
+                "github.com/prov-gigapath/prov-gigapath demo/3_load_tile_encoder.py",
+            ),
+        ),
+    )
+}
 
 
 def find_recipe(name: str) -> Recipe | None:

@@ -9,7 +9,8 @@ an optional `pair_weighter`, GenView's quality-driven contrastive loss (Li et al
 pathgen.genaug.quality.QualityWeighter). DINO, Barlow Twins and MoCo v2 take no pair weights:
 DINO and Barlow Twins are not per-pair contrastive losses (a distillation over all crop pairs, a
 batch cross-correlation matrix), and GenView's released configs weight only MoCo v3 and SimSiam;
-its MoCo v2 recipe is not public (docs/methods/genview.md, quality-weighted loss), though MoCo v2's per-query InfoNCE could take
+its MoCo v2 recipe is not public (docs/methods/genview.md, quality-weighted loss), though MoCo v2's per-query
+InfoNCE could take
 weights the same way.
 """
 
@@ -95,5 +96,8 @@ class SSLMethod(nn.Module, abc.ABC):
         (1-D); a method config with `decay_biases_and_norms` / `bias_and_norm_lr_scale` fields sets
         its official code's rule instead (pathgen.optim.decay_groups)."""
         cfg = getattr(self, "cfg", None)
-        return decay_groups(self.named_parameters(), getattr(cfg, "decay_biases_and_norms", False),
-                            getattr(cfg, "bias_and_norm_lr_scale", 1.0))
+        return decay_groups(
+            self.named_parameters(),
+            getattr(cfg, "decay_biases_and_norms", False),
+            getattr(cfg, "bias_and_norm_lr_scale", 1.0),
+        )

@@ -67,10 +67,7 @@ class BYOL(SSLMethod):
             targets = [self.target_projector(self.target_backbone(view)) for view in views[:n_global]]
         weights = self.pair_weights(views)
         loss = sum(
-            byol_loss(predictions[b], targets[a], weights)
-            for a in range(n_global)
-            for b in range(len(views))
-            if b != a
+            byol_loss(predictions[b], targets[a], weights) for a in range(n_global) for b in range(len(views)) if b != a
         )
         return {"loss": loss, **self.pair_weight_logs(weights)}
 

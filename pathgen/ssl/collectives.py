@@ -113,5 +113,5 @@ def shuffled_bn_forward(module: torch.nn.Module, images: torch.Tensor) -> torch.
     order = torch.randperm(gathered.shape[0], device=images.device)
     dist.broadcast(order, src=0)
     local = images.shape[0]
-    outputs = all_gather_cat(module(gathered[order[rank() * local:(rank() + 1) * local]]))
-    return outputs[torch.argsort(order)][rank() * local:(rank() + 1) * local]
+    outputs = all_gather_cat(module(gathered[order[rank() * local : (rank() + 1) * local]]))
+    return outputs[torch.argsort(order)][rank() * local : (rank() + 1) * local]

@@ -80,7 +80,12 @@ class DINO(SSLMethod):
             )
         self.crops = (cfg.n_global, cfg.n_local)
         self.head = DINOHead(
-            embed_dim, cfg.out_dim, cfg.hidden_dim, cfg.bottleneck_dim, cfg.head_layers, cfg.norm_last_layer,
+            embed_dim,
+            cfg.out_dim,
+            cfg.hidden_dim,
+            cfg.bottleneck_dim,
+            cfg.head_layers,
+            cfg.norm_last_layer,
             cfg.use_bn_in_head,
         )
         self.teacher_backbone = disable_drop_path_(momentum_copy(backbone))
@@ -127,7 +132,9 @@ class DINO(SSLMethod):
     def teacher_temp(self, info: StepInfo) -> float:
         """The teacher temperature at this point of training (warm-up schedule)."""
         cfg = self.cfg
-        return teacher_temperature(info.epoch, cfg.warmup_teacher_temp, cfg.teacher_temp, cfg.warmup_teacher_temp_epochs)
+        return teacher_temperature(
+            info.epoch, cfg.warmup_teacher_temp, cfg.teacher_temp, cfg.warmup_teacher_temp_epochs
+        )
 
     def _backbone_outputs(
         self, backbone: nn.Module, images: torch.Tensor, masks: torch.Tensor | None = None

@@ -78,7 +78,7 @@ class MoCoV2(SSLMethod):
             second = mocov2_loss(self.projector(self.backbone(views[1])), keys[0], queued[0], self.cfg.temperature)
             loss = 0.5 * (loss + second)
         if self.training:
-            for queue, key in zip(self.queues, keys[-len(self.queues):]):
+            for queue, key in zip(self.queues, keys[-len(self.queues) :]):
                 queue.enqueue(key)
         return {"loss": loss}
 

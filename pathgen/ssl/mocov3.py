@@ -72,8 +72,9 @@ class MoCoV3(SSLMethod):
         if cfg.stop_grad_patch_embed and isinstance(patch_projection, nn.Module):
             patch_projection.requires_grad_(False)
         self.projector = mlp(embed_dim, cfg.proj_hidden_dim, cfg.proj_out_dim, cfg.proj_layers, last_bn=True)
-        self.predictor = mlp(cfg.proj_out_dim, cfg.pred_hidden_dim, cfg.proj_out_dim, n_layers=2,
-                             last_bn=cfg.pred_last_bn)
+        self.predictor = mlp(
+            cfg.proj_out_dim, cfg.pred_hidden_dim, cfg.proj_out_dim, n_layers=2, last_bn=cfg.pred_last_bn
+        )
         self.momentum_backbone = momentum_copy(backbone)
         self.momentum_projector = momentum_copy(self.projector)
 

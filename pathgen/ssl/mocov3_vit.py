@@ -21,8 +21,9 @@ def sincos_2d_position_embedding(grid_h: int, grid_w: int, dim: int, temperature
     """
     if dim % 4:
         raise ValueError(f"a 2-D sin-cos position embedding needs an embedding size divisible by 4, got {dim}")
-    coords_w, coords_h = torch.meshgrid(torch.arange(grid_w, dtype=torch.float32),
-                                        torch.arange(grid_h, dtype=torch.float32), indexing="ij")
+    coords_w, coords_h = torch.meshgrid(
+        torch.arange(grid_w, dtype=torch.float32), torch.arange(grid_h, dtype=torch.float32), indexing="ij"
+    )
     quarter = dim // 4
     omega = 1.0 / temperature ** (torch.arange(quarter, dtype=torch.float32) / quarter)
     out_w = coords_w.flatten()[:, None] * omega[None]
@@ -36,8 +37,10 @@ def use_sincos_position_embedding_(vit: nn.Module) -> None:
     pos_embed = getattr(vit, "pos_embed", None)
     grid = getattr(getattr(vit, "patch_embed", None), "grid_size", None)
     if not isinstance(pos_embed, nn.Parameter) or grid is None:
-        raise ValueError(f"{type(vit).__name__} has no ViT position embedding to replace; "
-                         "set method_options.sincos_pos_embed=false for this backbone")
+        raise ValueError(
+            f"{type(vit).__name__} has no ViT position embedding to replace; "
+            "set method_options.sincos_pos_embed=false for this backbone"
+        )
     n_prefix = pos_embed.shape[1] - grid[0] * grid[1]
     if n_prefix != 1:
         raise ValueError(f"MoCo v3's sin-cos embedding assumes exactly one [cls] token in pos_embed, found {n_prefix}")

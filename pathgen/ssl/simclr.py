@@ -50,8 +50,15 @@ class SimCLR(SSLMethod):
         if cfg.n_global + cfg.n_local < 2:
             raise ValueError(f"SimCLR needs at least 2 views, got {cfg.n_global} + {cfg.n_local}")
         self.crops = (cfg.n_global, cfg.n_local)
-        self.projector = mlp(embed_dim, cfg.proj_hidden_dim, cfg.proj_out_dim, n_layers=2, bn=cfg.proj_bn,
-                             last_bn=cfg.proj_bn, last_bn_affine=cfg.proj_bn)
+        self.projector = mlp(
+            embed_dim,
+            cfg.proj_hidden_dim,
+            cfg.proj_out_dim,
+            n_layers=2,
+            bn=cfg.proj_bn,
+            last_bn=cfg.proj_bn,
+            last_bn_affine=cfg.proj_bn,
+        )
         if cfg.proj_bn:  # TF's batch_norm(center=False): a learned scale, no shift
             self.projector[-1].bias.requires_grad_(False)
 

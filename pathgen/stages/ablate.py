@@ -57,8 +57,9 @@ class AblationConfig:
     out: str = "runs/ablation"
     tiles: list[str] = field(default_factory=list)  # when given, replaces the shared config's tiles
     shared: str | None = "configs/genaug/gensis_demo.yaml"
-    shared_overrides: list[str] = field(default_factory=lambda: ["banks.img2img.enabled=true",
-                                                                   "foreground.enabled=true"])
+    shared_overrides: list[str] = field(
+        default_factory=lambda: ["banks.img2img.enabled=true", "foreground.enabled=true"]
+    )
     seeds: list[int] = field(default_factory=lambda: [0])  # pretraining seeds: each variant trains once per seed
     families: list[FamilyConfig] = field(default_factory=lambda: [FamilyConfig()])
 
@@ -86,8 +87,10 @@ def variant_stages(cfg: AblationConfig, shared: GenSISConfig) -> tuple[list[Stag
             raise ConfigError(f"family {family.name}: the variant name {INIT_ROW} is reserved for the initial weights")
         baselines = [v for v, switches in family.variants.items() if not switches]
         if len(baselines) != 1:
-            raise ConfigError(f"family {family.name}: exactly one variant must have no switches (its baseline), "
-                              f"got {baselines or 'none'}")
+            raise ConfigError(
+                f"family {family.name}: exactly one variant must have no switches (its baseline), "
+                f"got {baselines or 'none'}"
+            )
         plan[family.name] = {"baseline": baselines[0], "variants": dict(family.variants), "init": family.init_encoder}
         for seed in cfg.seeds if family.init_encoder else []:
             label = encoder_label(family.name, INIT_ROW, seed)

@@ -32,8 +32,9 @@ def _stats(result: dict | None, metric: str) -> dict | None:
     return (result or {}).get("metrics", {}).get("test", {}).get(metric)
 
 
-def variant_cell(by_key: dict, family: str, variant: str, baseline: str, seeds: list[int], task: str, probe: str,
-                 metric: str) -> tuple[str, str]:
+def variant_cell(
+    by_key: dict, family: str, variant: str, baseline: str, seeds: list[int], task: str, probe: str, metric: str
+) -> tuple[str, str]:
     """(cell text, verdict mark) of one variant on one task / probe / metric."""
     runs = [by_key.get((_label(family, variant, s), task, probe)) for s in seeds]
     bases = [by_key.get((_label(family, baseline, s), task, probe)) for s in seeds]
@@ -51,8 +52,9 @@ def variant_cell(by_key: dict, family: str, variant: str, baseline: str, seeds: 
     return text, mark
 
 
-def family_section(results: list[dict], out: Path, family: str, info: dict, seeds: list[int],
-                   report_dir: Path) -> list[str]:
+def family_section(
+    results: list[dict], out: Path, family: str, info: dict, seeds: list[int], report_dir: Path
+) -> list[str]:
     """The tables, the counts of differences beyond the intervals and the chart of one family."""
     baseline, variants = info["baseline"], dict(info["variants"])
     if info.get("init"):
@@ -61,13 +63,23 @@ def family_section(results: list[dict], out: Path, family: str, info: dict, seed
     pairs = list(dict.fromkeys((r["task"], r["probe"]) for r in results))
     run_cfg = yaml.safe_load((out / "ssl" / _label(family, baseline, seeds[0]) / "config.yaml").read_text())
     train = run_cfg["train"]
-    lines = [f"## {family}", "", f"{run_cfg['method']} on {run_cfg['backbone']['name']}, every variant "
-             f"{train.get('max_steps') or train.get('epochs')} steps × batch {train['batch_size']}, pretraining "
-             f"seeds {seeds}. Variants: " + "; ".join(f"**{v}** = {', '.join(s) or 'no generative switch'}"
-                                                      for v, s in variants.items()) + ".", ""]
+    lines = [
+        f"## {family}",
+        "",
+        f"{run_cfg['method']} on {run_cfg['backbone']['name']}, every variant "
+        f"{train.get('max_steps') or train.get('epochs')} steps × batch {train['batch_size']}, pretraining "
+        f"seeds {seeds}. Variants: "
+        + "; ".join(f"**{v}** = {', '.join(s) or 'no generative switch'}" for v, s in variants.items())
+        + ".",
+        "",
+    ]
     for metric in METRICS:
-        lines += [f"{metric.replace('_', ' ')} (test)", "", "| variant | " + " | ".join(f"{t} / {p}" for t, p in pairs)
-                  + " |", "|---|" + "---|" * len(pairs)]
+        lines += [
+            f"{metric.replace('_', ' ')} (test)",
+            "",
+            "| variant | " + " | ".join(f"{t} / {p}" for t, p in pairs) + " |",
+            "|---|" + "---|" * len(pairs),
+        ]
         marks: dict[str, list[str]] = {}
         for variant in variants:
             cells = [variant_cell(by_key, family, variant, baseline, seeds, t, p, metric) for t, p in pairs]
@@ -77,16 +89,24 @@ def family_section(results: list[dict], out: Path, family: str, info: dict, seed
         for variant, found in marks.items():
             if variant != baseline:
                 up, down = found.count(" ▲"), found.count(" ▼")
-                lines.append(f"- {variant} vs {baseline} ({metric}): {up} above, {down} below, "
-                             f"{len(found) - up - down} of {len(found)} within the intervals")
+                lines.append(
+                    f"- {variant} vs {baseline} ({metric}): {up} above, {down} below, "
+                    f"{len(found) - up - down} of {len(found)} within the intervals"
+                )
         lines.append("")
     labels = {_label(family, v, seeds[0]): v for v in variants}
     family_results = [r for r in results if r["encoder"] in labels]
     plot_comparison(family_results, list(labels), labels, report_dir / f"{family}.png")
     paired = compare_results(family_results, _label(family, baseline, seeds[0]))
     if paired:
-        lines += [f"Paired comparison with {baseline} (pretraining seed {seeds[0]}, same test samples): "
-                  + paired[0]["method"] + ".", "", paired_table(paired), ""]
+        lines += [
+            f"Paired comparison with {baseline} (pretraining seed {seeds[0]}, same test samples): "
+            + paired[0]["method"]
+            + ".",
+            "",
+            paired_table(paired),
+            "",
+        ]
     return lines + [f"![{family}]({family}.png)", ""]
 
 
@@ -98,12 +118,16 @@ def write_ablation_report(out: str | Path, plan: dict, seeds: list[int]) -> Path
     results = load_results(out / "bench" / "results.json")
     shutil.copy2(out / "bench" / "results.json", report_dir / "results.json")
     probe_seeds = sorted({s for r in results for s in r.get("seeds", [])})
-    lines = ["# Generative-augmentation ablation", "",
-             f"Cells: mean ± sd over probe / MIL-head seeds {probe_seeds} [95% interval] with one pretraining seed; "
-             f"{interval_note(results)} With several pretraining seeds, a cell is the mean ± sd of the per-seed "
-             "means. ▲ / ▼: the variant's interval and its range over probe seeds both lie wholly above / below "
-             "its family baseline's (at every pretraining seed); anything else is within the intervals. Variants "
-             "are compared with their own family's baseline only.", ""]
+    lines = [
+        "# Generative-augmentation ablation",
+        "",
+        f"Cells: mean ± sd over probe / MIL-head seeds {probe_seeds} [95% interval] with one pretraining seed; "
+        f"{interval_note(results)} With several pretraining seeds, a cell is the mean ± sd of the per-seed "
+        "means. ▲ / ▼: the variant's interval and its range over probe seeds both lie wholly above / below "
+        "its family baseline's (at every pretraining seed); anything else is within the intervals. Variants "
+        "are compared with their own family's baseline only.",
+        "",
+    ]
     for family, info in plan.items():
         lines += family_section(results, out, family, info, seeds, report_dir)
     (report_dir / "ablation.md").write_text("\n".join(lines))
@@ -113,6 +137,11 @@ def write_ablation_report(out: str | Path, plan: dict, seeds: list[int]) -> Path
 def ablation_report_stage(out: Path, plan: dict, seeds: list[int]) -> Stage:
     """The table as the last stage of `pathgen ablate`."""
 
-    return Stage("report", out / "report", {"plan": plan, "seeds": seeds},
-                 lambda: (out / "report" / "ablation.md").is_file(),
-                 lambda: write_ablation_report(out, plan, seeds), ("bench",))
+    return Stage(
+        "report",
+        out / "report",
+        {"plan": plan, "seeds": seeds},
+        lambda: (out / "report" / "ablation.md").is_file(),
+        lambda: write_ablation_report(out, plan, seeds),
+        ("bench",),
+    )

@@ -24,9 +24,9 @@ from pathgen.atomic import write_text_atomic
 from pathgen.config import ConfigError, from_dict, load_config, parse_override, to_dict
 from pathgen.eval.datasets import (
     SLIDE_DATASETS,
-    check_reader_options,
     PatchDataset,
     SlideDataset,
+    check_reader_options,
     read_dataset,
 )
 from pathgen.eval.features import (
@@ -62,8 +62,12 @@ class DataConfig:
             raise ConfigError(str(err)) from None
 
 
-PROBE_CONFIGS = {"linear": LinearProbeConfig, "logistic": LogisticProbeConfig, "knn": KnnProbeConfig,
-                 "few_shot": FewShotConfig}
+PROBE_CONFIGS = {
+    "linear": LinearProbeConfig,
+    "logistic": LogisticProbeConfig,
+    "knn": KnnProbeConfig,
+    "few_shot": FewShotConfig,
+}
 
 
 def _typed(cls: type, values: dict | None, section: str) -> Any:
@@ -84,8 +88,11 @@ class ProbesConfig:
 
     def selected(self) -> dict[str, Any]:
         """{probe name: typed config} of the probes present (unknown keys raise naming the probe)."""
-        return {name: _typed(cls, getattr(self, name), f"probes.{name}") for name, cls in PROBE_CONFIGS.items()
-                if getattr(self, name) is not None}
+        return {
+            name: _typed(cls, getattr(self, name), f"probes.{name}")
+            for name, cls in PROBE_CONFIGS.items()
+            if getattr(self, name) is not None
+        }
 
 
 @dataclass
@@ -112,8 +119,10 @@ class TaskConfig:
 
     def mil_configs(self) -> dict[str, MILConfig]:
         """The `mil` section as typed MILConfigs (unknown keys raise naming the run)."""
-        return {run_name: _typed(MILConfig, {"model": run_name, **(values or {})}, f"mil.{run_name}")
-                for run_name, values in self.mil.items()}
+        return {
+            run_name: _typed(MILConfig, {"model": run_name, **(values or {})}, f"mil.{run_name}")
+            for run_name, values in self.mil.items()
+        }
 
 
 @dataclass
@@ -185,8 +194,10 @@ def load_tasks(path: str | Path, overrides: list[str] | None = None) -> list[Tas
 
 def _tag(summaries: list[dict], encoder: str, task: str, report_split: str, class_names: Sequence[str]) -> list[dict]:
     """Add who, what and where: encoder, task, the split the numbers are on, and the class names."""
-    return [{**s, "encoder": encoder, "task": task, "report_split": report_split, "class_names": list(class_names)}
-            for s in summaries]
+    return [
+        {**s, "encoder": encoder, "task": task, "report_split": report_split, "class_names": list(class_names)}
+        for s in summaries
+    ]
 
 
 def split_checksum(labels: np.ndarray, sample_ids: Sequence[str]) -> str:
@@ -203,8 +214,11 @@ def split_checksum(labels: np.ndarray, sample_ids: Sequence[str]) -> str:
 def data_checksums(dataset: PatchDataset | SlideDataset) -> dict[str, str]:
     """{split: `split_checksum`} of a patch or slide dataset."""
     if isinstance(dataset, SlideDataset):
-        return {name: split_checksum(dataset.labels(name), [r.slide_id for r in dataset.split(name)])
-                for name in ("train", "val", "test") if dataset.split(name)}
+        return {
+            name: split_checksum(dataset.labels(name), [r.slide_id for r in dataset.split(name)])
+            for name in ("train", "val", "test")
+            if dataset.split(name)
+        }
     out = {}
     for name, split in dataset.splits.items():
         ids = [p.name for p in getattr(split, "paths", [])] or [f"{split.source}#{i}" for i in range(len(split))]
@@ -215,14 +229,17 @@ def data_checksums(dataset: PatchDataset | SlideDataset) -> dict[str, str]:
 def run_patch_task(encoder: FrozenEncoder, task: TaskConfig, dataset: PatchDataset) -> list[dict]:
     """Every probe of `task` on cached features; reports on test (val when there is no test)."""
     key = dataset_key(task.data.dataset, task.data.root, task.data.options)
-    splits = {name: (patch_features(encoder, split, key, task.batch_size, task.num_workers), split.labels)
-              for name, split in dataset.splits.items()}
+    splits = {
+        name: (patch_features(encoder, split, key, task.batch_size, task.num_workers), split.labels)
+        for name, split in dataset.splits.items()
+    }
     train, val = splits["train"], splits.get("val", splits.get("test"))
     test = splits.get("test", val)
     results = []
     for name, cfg in task.probes.selected().items():
-        results += run_probe(name, *train, *val, *test, cfg=cfg, seeds=task.seeds, device=str(encoder.device),
-                             n_boot=task.n_boot)
+        results += run_probe(
+            name, *train, *val, *test, cfg=cfg, seeds=task.seeds, device=str(encoder.device), n_boot=task.n_boot
+        )
     return _tag(results, encoder.name, task.name, dataset.report_split, dataset.class_names)
 
 
@@ -230,12 +247,20 @@ def run_slide_task(encoder: FrozenEncoder, task: TaskConfig, dataset: SlideDatas
     """Every MIL run of `task` on bags of cached tile features."""
     key = dataset_key(task.data.dataset, task.data.root, task.data.options)
     bags, _ = slide_features(encoder, dataset, key, task.tiling, task.batch_size, task.num_workers)
-    split = {name: ([bags[r.slide_id] for r in dataset.split(name)], dataset.labels(name))
-             for name in ("train", "val", "test") if dataset.split(name)}
+    split = {
+        name: ([bags[r.slide_id] for r in dataset.split(name)], dataset.labels(name))
+        for name in ("train", "val", "test")
+        if dataset.split(name)
+    }
     train, val = split["train"], split.get("val", split.get("test"))
     test = split.get("test", val)
-    results = [{**run_mil(*train, *val, *test, cfg=cfg, seeds=task.seeds, device=str(encoder.device),
-                          n_boot=task.n_boot), "probe": run_name} for run_name, cfg in task.mil_configs().items()]
+    results = [
+        {
+            **run_mil(*train, *val, *test, cfg=cfg, seeds=task.seeds, device=str(encoder.device), n_boot=task.n_boot),
+            "probe": run_name,
+        }
+        for run_name, cfg in task.mil_configs().items()
+    ]
     return _tag(results, encoder.name, task.name, dataset.report_split, dataset.class_names)
 
 
@@ -245,8 +270,9 @@ def resolve_device(device: str) -> str:
     return ("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device
 
 
-def run_bench(tasks: list[TaskConfig], encoders: list[str], out_dir: str | Path, cache_dir: str | Path,
-              log=print) -> list[dict]:
+def run_bench(
+    tasks: list[TaskConfig], encoders: list[str], out_dir: str | Path, cache_dir: str | Path, log=print
+) -> list[dict]:
     """Run every encoder on every task; write config.yaml, results.json, results.md and plots to `out_dir`."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -262,8 +288,9 @@ def run_bench(tasks: list[TaskConfig], encoders: list[str], out_dir: str | Path,
             log(f"pathgen bench: {encoder.name} on {task.name} ({dataset.summary()})")
             runner = run_slide_task if task.level == "slide" else run_patch_task
             results += runner(encoder, task, dataset)
-    write_report(results, out_dir, metadata={"config": resolved, "data": checksums},
-                 n_boot=max(task.n_boot for task in tasks))
+    write_report(
+        results, out_dir, metadata={"config": resolved, "data": checksums}, n_boot=max(task.n_boot for task in tasks)
+    )
     return results
 
 

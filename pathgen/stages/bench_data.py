@@ -13,13 +13,21 @@ from pathgen.eval.synth_datasets import write_synthetic_camelyon16, write_synthe
 COMPLETE = "complete.json"
 
 
-def write_bench_data(folder: str | Path, pcam: list[int], camelyon16: list[int], slide_size: list[int],
-                     seed: int = 0, pcam_stain_shift: float = 0.0) -> Path:
+def write_bench_data(
+    folder: str | Path,
+    pcam: list[int],
+    camelyon16: list[int],
+    slide_size: list[int],
+    seed: int = 0,
+    pcam_stain_shift: float = 0.0,
+) -> Path:
     """folder/pcam (train, val, test patches) and folder/camelyon16 (train, test slides of slide_size)."""
 
     if len(pcam) != 3 or len(camelyon16) != 2 or len(slide_size) != 2:
-        raise ValueError(f"bench.synthetic needs pcam [train, val, test], camelyon16 [train, test] and slide_size "
-                         f"[width, height]; got {pcam}, {camelyon16}, {slide_size}")
+        raise ValueError(
+            f"bench.synthetic needs pcam [train, val, test], camelyon16 [train, test] and slide_size "
+            f"[width, height]; got {pcam}, {camelyon16}, {slide_size}"
+        )
     folder = Path(folder)
     for name in ("pcam", "camelyon16"):
         if (folder / name).exists():  # left by a killed run: the writers need an empty folder

@@ -26,9 +26,9 @@ they are not the published-FID TF-Inception graph.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import torch
@@ -37,9 +37,9 @@ import torch.nn.functional as F
 from pathgen.atomic import write_json_atomic, write_text_atomic
 from pathgen.diffusion.bank import ViewBank
 from pathgen.diffusion.conditioning import slerp
-from pathgen.diffusion.training_data import resize_u8
 from pathgen.diffusion.images import to_model_range, to_uint8
 from pathgen.diffusion.ldm_io import ENCODER_DIR, VAE_DIR
+from pathgen.diffusion.training_data import resize_u8
 from pathgen.diffusion.vae import load_codec
 from pathgen.distributed import pick_device
 from pathgen.generation_metrics.fidelity import conditioning_fidelity, row_cosine, source_retrieval, unit_centre
@@ -112,8 +112,9 @@ def inception_extractor(weights: str | Path, device: torch.device) -> Extractor:
     @torch.no_grad()
     def features(tiles_u8: np.ndarray) -> np.ndarray:
         images = to_model_range(_bchw(tiles_u8, device))
-        images = F.interpolate(images, size=(INCEPTION_SIZE, INCEPTION_SIZE), mode="bilinear", antialias=True,
-                               align_corners=False)
+        images = F.interpolate(
+            images, size=(INCEPTION_SIZE, INCEPTION_SIZE), mode="bilinear", antialias=True, align_corners=False
+        )
         return model(images).float().cpu().numpy()
 
     return Extractor("inception", str(weights), features, frechet_only=True)
@@ -141,16 +142,21 @@ class _Tiles:
 
     def batches(self, keys: list[tuple[str, int]], batch_size: int):
         for start in range(0, len(keys), batch_size):
-            yield np.stack([self.store(s).read([i])[0] for s, i in keys[start:start + batch_size]])
+            yield np.stack([self.store(s).read([i])[0] for s, i in keys[start : start + batch_size]])
 
 
-def _reference_keys(tiles: _Tiles, stores: list[str], sources: set[tuple[str, int]], n: int,
-                    rng: np.random.Generator) -> list:
+def _reference_keys(
+    tiles: _Tiles, stores: list[str], sources: set[tuple[str, int]], n: int, rng: np.random.Generator
+) -> list:
     """Up to n random real tiles of the bank's stores that are not sources, with at least the least
     tissue a source has (so the reference is tissue, as the sources are)."""
     min_tissue = min(float(tiles.store(s).array("tissue_fraction")[i]) for s, i in sources)
-    pool = [(s, int(i)) for s in stores
-            for i in np.flatnonzero(tiles.store(s).array("tissue_fraction") >= min_tissue) if (s, int(i)) not in sources]
+    pool = [
+        (s, int(i))
+        for s in stores
+        for i in np.flatnonzero(tiles.store(s).array("tissue_fraction") >= min_tissue)
+        if (s, int(i)) not in sources
+    ]
     pick = rng.choice(len(pool), min(n, len(pool)), replace=False) if pool else []
     return [pool[j] for j in sorted(pick)]
 
@@ -176,8 +182,10 @@ def _build_extractors(bank: ViewBank, bank_dir: Path, encoders: list, inception,
     default = _model_encoder(bank, bank_dir)
     paths = ([default] if default is not None else []) + [Path(p) for p in encoders]
     if not paths:
-        raise ValueError(f"{bank_dir}: the bank's model folder ({bank.attrs.get('model', {}).get('dir')}) has no "
-                         f"{ENCODER_DIR}/; name an encoder with --encoder MODEL")
+        raise ValueError(
+            f"{bank_dir}: the bank's model folder ({bank.attrs.get('model', {}).get('dir')}) has no "
+            f"{ENCODER_DIR}/; name an encoder with --encoder MODEL"
+        )
     extractors, seen, names = [], set(), set()
     for path in paths:
         if path.resolve() in seen:
@@ -207,8 +215,12 @@ def _frechet(feats: dict, n_bootstrap: int, seed: int) -> dict:
     """FD views ↔ sources, its bootstrap spread, the real ↔ sources floor and the likely-copy flag."""
     sources, views, reference = feats["sources"], feats["views"], feats.get("reference")
     flat = views.reshape(-1, views.shape[-1])
-    frechet = {"views_vs_sources": frechet_distance_features(sources, flat), "n_sources": len(sources),
-               "n_views": len(flat), "n_reference": 0 if reference is None else len(reference)}
+    frechet = {
+        "views_vs_sources": frechet_distance_features(sources, flat),
+        "n_sources": len(sources),
+        "n_views": len(flat),
+        "n_reference": 0 if reference is None else len(reference),
+    }
     if n_bootstrap > 0:
         frechet["views_vs_sources_bootstrap"] = bootstrap_frechet(sources, flat, n_bootstrap, seed=seed)
     floor = frechet_distance_features(sources, reference) if reference is not None and len(reference) >= 2 else None
@@ -220,8 +232,7 @@ def _frechet(feats: dict, n_bootstrap: int, seed: int) -> dict:
 
 def _reference_point(features: np.ndarray, condition: np.ndarray, centre: np.ndarray) -> dict:
     """Fidelity and retrieval of (N, K, D) features against their (N, 1 or K, D) targets."""
-    return {"fidelity": float(row_cosine(features, condition).mean()),
-            **source_retrieval(features, condition, centre)}
+    return {"fidelity": float(row_cosine(features, condition).mean()), **source_retrieval(features, condition, centre)}
 
 
 def _references(feats: dict, targets: np.ndarray, real: np.ndarray) -> dict:
@@ -229,11 +240,14 @@ def _references(feats: dict, targets: np.ndarray, real: np.ndarray) -> dict:
     chance level (views shuffled across sources) of fidelity and retrieval."""
     centre, sources = unit_centre(real), feats["sources"][:, None, :]
     condition = targets if targets.ndim == 3 else targets[:, None, :]
-    refs = {"real_at_bank_size": _reference_point(feats["at_size"][:, None, :], sources, centre),
-            "vae_reconstruction": (_reference_point(feats["recon"][:, None, :], sources, centre)
-                                   if "recon" in feats else {"skipped": NO_VAE}),
-            "shuffled_conditioning": _reference_point(np.roll(feats["views"], 1, axis=0), condition, centre),
-            "unconditional": {"skipped": UNCONDITIONAL}}
+    refs = {
+        "real_at_bank_size": _reference_point(feats["at_size"][:, None, :], sources, centre),
+        "vae_reconstruction": (
+            _reference_point(feats["recon"][:, None, :], sources, centre) if "recon" in feats else {"skipped": NO_VAE}
+        ),
+        "shuffled_conditioning": _reference_point(np.roll(feats["views"], 1, axis=0), condition, centre),
+        "unconditional": {"skipped": UNCONDITIONAL},
+    }
     return refs
 
 
@@ -253,15 +267,20 @@ def _precision_recall(feats: dict, seed: int) -> dict:
 def _metrics(ex: Extractor, feats: dict, mode: str, alpha: np.ndarray, n_bootstrap: int, seed: int) -> dict:
     """FD, fidelity, retrieval with its references and precision / recall of one extractor's features."""
     sources, views, reference = feats["sources"], feats["views"], feats.get("reference")
-    result = {"path": ex.path, "conditioning": ex.conditioning, "dim": int(views.shape[-1]),
-              "frechet": _frechet(feats, n_bootstrap, seed)}
+    result = {
+        "path": ex.path,
+        "conditioning": ex.conditioning,
+        "dim": int(views.shape[-1]),
+        "frechet": _frechet(feats, n_bootstrap, seed),
+    }
     if ex.frechet_only:
         return result
     real = sources if reference is None else np.concatenate([sources, reference])
     targets = _targets(feats, mode, alpha)
     result["fidelity"] = conditioning_fidelity(views, targets, real, seed=seed)
-    result["fidelity"]["target"] = ("slerp(source, secondary, alpha)" if mode == "interpolate" and "secondary" in feats
-                                    else "source embedding")
+    result["fidelity"]["target"] = (
+        "slerp(source, secondary, alpha)" if mode == "interpolate" and "secondary" in feats else "source embedding"
+    )
     result["references"] = _references(feats, targets, real)
     result["precision_recall"] = _precision_recall(feats, seed)
     return result
@@ -281,21 +300,33 @@ def _row_plan(bank: ViewBank, rows: np.ndarray) -> dict:
 
 def _resize_batch(tiles: np.ndarray, size: int) -> np.ndarray:
     """uint8 (B, H, W, 3) tiles resized (antialiased) to (B, size, size, 3), as the LDM's training data."""
-    return np.stack([resize_u8(torch.from_numpy(np.ascontiguousarray(t.transpose(2, 0, 1))), size).permute(1, 2, 0)
-                     .numpy() for t in tiles])
+    return np.stack(
+        [
+            resize_u8(torch.from_numpy(np.ascontiguousarray(t.transpose(2, 0, 1))), size).permute(1, 2, 0).numpy()
+            for t in tiles
+        ]
+    )
 
 
 def _psnr(real_u8: np.ndarray, other_u8: np.ndarray) -> np.ndarray:
     """Per-tile PSNR (dB, peak 255) of two uint8 (B, H, W, 3) batches."""
     mse = ((real_u8.astype(np.float64) - other_u8.astype(np.float64)) ** 2).reshape(len(real_u8), -1).mean(axis=1)
-    return 10.0 * np.log10(255.0 ** 2 / np.maximum(mse, 1e-10))
+    return 10.0 * np.log10(255.0**2 / np.maximum(mse, 1e-10))
 
 
-def _size_matched_features(tiles: _Tiles, sources: list, size: int, extractors: list[Extractor], codec,  # noqa: ANN001
-                           batch_size: int) -> tuple[dict, dict | None]:
+def _size_matched_features(
+    tiles: _Tiles,
+    sources: list,
+    size: int,
+    extractors: list[Extractor],
+    codec,  # noqa: ANN001
+    batch_size: int,
+) -> tuple[dict, dict | None]:
     """Features of the sources at the bank's size and (with a codec) of their VAE reconstructions, and
     the reconstructions' PSNR against the resized tiles."""
-    feats = {"at_size": _embed_batches(extractors, (_resize_batch(b, size) for b in tiles.batches(sources, batch_size)))}
+    feats = {
+        "at_size": _embed_batches(extractors, (_resize_batch(b, size) for b in tiles.batches(sources, batch_size)))
+    }
     if codec is None:
         return feats, None
     psnr: list[np.ndarray] = []
@@ -313,8 +344,15 @@ def _size_matched_features(tiles: _Tiles, sources: list, size: int, extractors: 
     return feats, {"psnr_db": float(values.mean()), "psnr_db_std": float(values.std()), "n_tiles": len(values)}
 
 
-def _collect_features(bank: ViewBank, rows: np.ndarray, plan: dict, extractors: list[Extractor], batch_size: int,
-                      rng: np.random.Generator, codec=None) -> tuple[dict, int, dict | None]:  # noqa: ANN001
+def _collect_features(
+    bank: ViewBank,
+    rows: np.ndarray,
+    plan: dict,
+    extractors: list[Extractor],
+    batch_size: int,
+    rng: np.random.Generator,
+    codec=None,
+) -> tuple[dict, int, dict | None]:  # noqa: ANN001
     """{part: {extractor: features}} for sources, sources at the bank's size (and their VAE
     reconstructions), views (N, K, D), secondaries and reference real tiles; the number of reference
     tiles; the reconstructions' PSNR (None without a codec)."""
@@ -324,8 +362,13 @@ def _collect_features(bank: ViewBank, rows: np.ndarray, plan: dict, extractors: 
     matched, vae = _size_matched_features(tiles, sources, int(bank.attrs["image_size"]), extractors, codec, batch_size)
     feats.update(matched)
     per_batch = max(1, batch_size // k)
-    flat = _embed_batches(extractors, (np.asarray(views.oindex[rows[i:i + per_batch]]).reshape(-1, *views.shape[2:])
-                                       for i in range(0, len(rows), per_batch)))
+    flat = _embed_batches(
+        extractors,
+        (
+            np.asarray(views.oindex[rows[i : i + per_batch]]).reshape(-1, *views.shape[2:])
+            for i in range(0, len(rows), per_batch)
+        ),
+    )
     feats["views"] = {name: v.reshape(len(rows), k, -1) for name, v in flat.items()}
     if plan["secondary"] is not None:
         feats["secondary"] = _embed_batches(extractors, tiles.batches(plan["secondary"], batch_size))
@@ -336,9 +379,17 @@ def _collect_features(bank: ViewBank, rows: np.ndarray, plan: dict, extractors: 
     return feats, len(reference), vae
 
 
-def eval_gen(bank_dir: str | Path, encoders: list[str | Path] | None = None, out_dir: str | Path | None = None,
-             batch_size: int = 64, device: str = "auto", inception: str | Path | None = None,
-             max_sources: int | None = None, n_bootstrap: int = 20, seed: int = 0) -> dict:
+def eval_gen(
+    bank_dir: str | Path,
+    encoders: list[str | Path] | None = None,
+    out_dir: str | Path | None = None,
+    batch_size: int = 64,
+    device: str = "auto",
+    inception: str | Path | None = None,
+    max_sources: int | None = None,
+    n_bootstrap: int = 20,
+    seed: int = 0,
+) -> dict:
     """Evaluate a view bank (its finished rows; a random `max_sources` of them when given) and write
     metrics.json + metrics.md into `out_dir` (default BANK/eval); returns the metrics dict."""
     bank_dir = Path(bank_dir)
@@ -348,24 +399,42 @@ def eval_gen(bank_dir: str | Path, encoders: list[str | Path] | None = None, out
     rng = np.random.default_rng(seed)
     rows = np.flatnonzero(bank.group["done"][:])
     if len(rows) < 2:
-        raise ValueError(f"{bank_dir}: the bank has {len(rows)} finished rows, at least 2 are needed; "
-                         "run (or finish) `pathgen generate`")
+        raise ValueError(
+            f"{bank_dir}: the bank has {len(rows)} finished rows, at least 2 are needed; "
+            "run (or finish) `pathgen generate`"
+        )
     if max_sources is not None and len(rows) > max_sources:
         rows = np.sort(rng.choice(rows, max_sources, replace=False))
     plan = _row_plan(bank, rows)
     vae_dir = _model_folder(bank, bank_dir, VAE_DIR)
     codec = load_codec(vae_dir, torch_device) if vae_dir is not None else None
     feats, n_reference, vae = _collect_features(bank, rows, plan, extractors, batch_size, rng, codec)
-    per_encoder = {ex.name: _metrics(ex, {part: f[ex.name] for part, f in feats.items()}, attrs["mode"],
-                                     plan["alpha"], n_bootstrap, seed) for ex in extractors}
-    metrics = {"bank": str(bank_dir.resolve()), "mode": attrs["mode"], "complete": bank.complete,
-               "rows_total": len(bank), "rows_evaluated": len(rows), "n_views": int(attrs["n_views"]),
-               "image_size": int(attrs["image_size"]), "n_reference": n_reference,
-               "vae": {"path": str(vae_dir), **vae} if vae is not None else {"skipped": NO_VAE},
-               "settings": {"batch_size": batch_size, "device": str(torch_device), "max_sources": max_sources,
-                            "n_bootstrap": n_bootstrap, "seed": seed},
-               "encoders": {n: m for n, m in per_encoder.items() if n != "inception"},
-               "inception": per_encoder.get("inception", {"skipped": INCEPTION_SKIPPED})}
+    per_encoder = {
+        ex.name: _metrics(
+            ex, {part: f[ex.name] for part, f in feats.items()}, attrs["mode"], plan["alpha"], n_bootstrap, seed
+        )
+        for ex in extractors
+    }
+    metrics = {
+        "bank": str(bank_dir.resolve()),
+        "mode": attrs["mode"],
+        "complete": bank.complete,
+        "rows_total": len(bank),
+        "rows_evaluated": len(rows),
+        "n_views": int(attrs["n_views"]),
+        "image_size": int(attrs["image_size"]),
+        "n_reference": n_reference,
+        "vae": {"path": str(vae_dir), **vae} if vae is not None else {"skipped": NO_VAE},
+        "settings": {
+            "batch_size": batch_size,
+            "device": str(torch_device),
+            "max_sources": max_sources,
+            "n_bootstrap": n_bootstrap,
+            "seed": seed,
+        },
+        "encoders": {n: m for n, m in per_encoder.items() if n != "inception"},
+        "inception": per_encoder.get("inception", {"skipped": INCEPTION_SKIPPED}),
+    }
     write_report(metrics, Path(out_dir) if out_dir is not None else bank_dir / "eval")
     return metrics
 
@@ -380,31 +449,44 @@ def _ref(m: dict, name: str, key: str):  # noqa: ANN202 -- a number or None
 
 def _report_tables(encoders: dict, size: int) -> list[str]:
     """The markdown tables: each generator number beside its resolution-matched references."""
-    lines = ["Source retrieval top-1 (does a view pick out what it was conditioned on among all sources?) and "
-             "conditioning fidelity (cosine), beside the real source tile at the bank's size (ceiling), its VAE "
-             "reconstruction (the autoencoder's ceiling) and the views shuffled across sources (chance):", "",
-             f"| encoder | retrieval: views | real at {size} px | VAE recon | shuffled | 1/N | fidelity: views "
-             f"| real at {size} px | VAE recon | shuffled | random real pairs |", "|" + "---|" * 11]
+    lines = [
+        "Source retrieval top-1 (does a view pick out what it was conditioned on among all sources?) and "
+        "conditioning fidelity (cosine), beside the real source tile at the bank's size (ceiling), its VAE "
+        "reconstruction (the autoencoder's ceiling) and the views shuffled across sources (chance):",
+        "",
+        f"| encoder | retrieval: views | real at {size} px | VAE recon | shuffled | 1/N | fidelity: views "
+        f"| real at {size} px | VAE recon | shuffled | random real pairs |",
+        "|" + "---|" * 11,
+    ]
     for name, m in encoders.items():
         fid = m["fidelity"]
-        lines.append(f"| {name} | {_fmt(fid['retrieval_top1'])} | {_fmt(_ref(m, 'real_at_bank_size', 'retrieval_top1'))} "
-                     f"| {_fmt(_ref(m, 'vae_reconstruction', 'retrieval_top1'))} "
-                     f"| {_fmt(_ref(m, 'shuffled_conditioning', 'retrieval_top1'))} | {_fmt(fid['retrieval_chance'])} "
-                     f"| {_fmt(fid['fidelity'])} | {_fmt(_ref(m, 'real_at_bank_size', 'fidelity'))} "
-                     f"| {_fmt(_ref(m, 'vae_reconstruction', 'fidelity'))} "
-                     f"| {_fmt(_ref(m, 'shuffled_conditioning', 'fidelity'))} | {_fmt(fid['random_pairs'])} |")
-    lines += ["", "Fréchet distance (views below the real↔sources floor are closer to their sources than other real "
-              "tiles are: likely copies) and precision / recall (Kynkäänniemi et al. 2019, k-NN manifolds on the "
-              "unit sphere) beside two disjoint real samples of the same size:", "",
-              "| encoder | FD views↔sources | bootstrap std | FD real↔sources (floor) | flag | precision | recall "
-              "| real↔real precision | real↔real recall |", "|" + "---|" * 9]
+        lines.append(
+            f"| {name} | {_fmt(fid['retrieval_top1'])} | {_fmt(_ref(m, 'real_at_bank_size', 'retrieval_top1'))} "
+            f"| {_fmt(_ref(m, 'vae_reconstruction', 'retrieval_top1'))} "
+            f"| {_fmt(_ref(m, 'shuffled_conditioning', 'retrieval_top1'))} | {_fmt(fid['retrieval_chance'])} "
+            f"| {_fmt(fid['fidelity'])} | {_fmt(_ref(m, 'real_at_bank_size', 'fidelity'))} "
+            f"| {_fmt(_ref(m, 'vae_reconstruction', 'fidelity'))} "
+            f"| {_fmt(_ref(m, 'shuffled_conditioning', 'fidelity'))} | {_fmt(fid['random_pairs'])} |"
+        )
+    lines += [
+        "",
+        "Fréchet distance (views below the real↔sources floor are closer to their sources than other real "
+        "tiles are: likely copies) and precision / recall (Kynkäänniemi et al. 2019, k-NN manifolds on the "
+        "unit sphere) beside two disjoint real samples of the same size:",
+        "",
+        "| encoder | FD views↔sources | bootstrap std | FD real↔sources (floor) | flag | precision | recall "
+        "| real↔real precision | real↔real recall |",
+        "|" + "---|" * 9,
+    ]
     for name, m in encoders.items():
         fd, pr = m["frechet"], m.get("precision_recall", {})
         boot, views, real = fd.get("views_vs_sources_bootstrap"), pr.get("views") or {}, pr.get("real_vs_real") or {}
-        lines.append(f"| {name} | {_fmt(fd['views_vs_sources'])} | {'—' if boot is None else _fmt(boot['std'])} | "
-                     f"{_fmt(fd['real_vs_sources'])} | {'LIKELY COPY' if fd.get('likely_copy') else '—'} | "
-                     f"{_fmt(views.get('precision'))} | {_fmt(views.get('recall'))} | {_fmt(real.get('precision'))} "
-                     f"| {_fmt(real.get('recall'))} |")
+        lines.append(
+            f"| {name} | {_fmt(fd['views_vs_sources'])} | {'—' if boot is None else _fmt(boot['std'])} | "
+            f"{_fmt(fd['real_vs_sources'])} | {'LIKELY COPY' if fd.get('likely_copy') else '—'} | "
+            f"{_fmt(views.get('precision'))} | {_fmt(views.get('recall'))} | {_fmt(real.get('precision'))} "
+            f"| {_fmt(real.get('recall'))} |"
+        )
     return lines
 
 
@@ -413,20 +495,35 @@ def write_report(metrics: dict, out_dir: Path) -> None:
     written to a temporary name and renamed, so a killed run leaves no half report."""
     out_dir.mkdir(parents=True, exist_ok=True)
     vae = metrics["vae"]
-    lines = [f"# Generation quality: {metrics['bank']}", "",
-             f"mode {metrics['mode']}, {metrics['rows_evaluated']} of {metrics['rows_total']} sources, "
-             f"K = {metrics['n_views']} views, {metrics['image_size']} px, {metrics['n_reference']} reference tiles"
-             + ("" if metrics["complete"] else " (bank incomplete: finished rows only)"), "",
-             "VAE reconstructions of the sources at the bank's size: " + (
-                 vae["skipped"] if "skipped" in vae else f"PSNR {vae['psnr_db']:.2f} ± {vae['psnr_db_std']:.2f} dB "
-                                                         f"({vae['path']})"),
-             "", *_report_tables({n: m for n, m in metrics["encoders"].items() if "fidelity" in m},
-                                 metrics["image_size"])]
+    lines = [
+        f"# Generation quality: {metrics['bank']}",
+        "",
+        f"mode {metrics['mode']}, {metrics['rows_evaluated']} of {metrics['rows_total']} sources, "
+        f"K = {metrics['n_views']} views, {metrics['image_size']} px, {metrics['n_reference']} reference tiles"
+        + ("" if metrics["complete"] else " (bank incomplete: finished rows only)"),
+        "",
+        "VAE reconstructions of the sources at the bank's size: "
+        + (
+            vae["skipped"]
+            if "skipped" in vae
+            else f"PSNR {vae['psnr_db']:.2f} ± {vae['psnr_db_std']:.2f} dB ({vae['path']})"
+        ),
+        "",
+        *_report_tables({n: m for n, m in metrics["encoders"].items() if "fidelity" in m}, metrics["image_size"]),
+    ]
     inception = metrics["inception"]
-    lines += ["", "Inception FID (torchvision Inception-v3 pool3, 299 px): " + (
-        inception["skipped"] if "skipped" in inception else
-        f"{_fmt(inception['frechet']['views_vs_sources'])} views↔sources, "
-        f"{_fmt(inception['frechet']['real_vs_sources'])} real↔sources (floor); weights {inception['path']}"), "",
-        f"Unconditional views (chance without any conditioning): {UNCONDITIONAL}.", ""]
+    lines += [
+        "",
+        "Inception FID (torchvision Inception-v3 pool3, 299 px): "
+        + (
+            inception["skipped"]
+            if "skipped" in inception
+            else f"{_fmt(inception['frechet']['views_vs_sources'])} views↔sources, "
+            f"{_fmt(inception['frechet']['real_vs_sources'])} real↔sources (floor); weights {inception['path']}"
+        ),
+        "",
+        f"Unconditional views (chance without any conditioning): {UNCONDITIONAL}.",
+        "",
+    ]
     write_json_atomic(out_dir / "metrics.json", metrics, indent=2, default=float)
     write_text_atomic(out_dir / "metrics.md", "\n".join(lines))

@@ -10,8 +10,8 @@ resumable: rows are marked done as they are written, the bank is marked complete
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from typing import ClassVar
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 import torch
@@ -90,8 +90,9 @@ def select_sources(n_tiles: int, max_sources: int | None, seed: int) -> np.ndarr
     return np.sort(np.random.default_rng([seed, 0x50524345]).choice(n_tiles, size=max_sources, replace=False))
 
 
-def interpolation_plan(row: int, source: int, n_tiles: int, alpha: float | list[float], n_views: int,
-                       seed: int) -> tuple[int, np.ndarray]:
+def interpolation_plan(
+    row: int, source: int, n_tiles: int, alpha: float | list[float], n_views: int, seed: int
+) -> tuple[int, np.ndarray]:
     """(secondary global tile index ≠ source, alphas (K,)) of one bank row: a function of (seed, row) only."""
     rng = np.random.default_rng([seed, int(row), 0x534C5250])
     secondary = int(rng.integers(n_tiles - 1)) if n_tiles > 1 else source
@@ -109,8 +110,9 @@ def checked_embeddings(store: TileStore, name: str) -> np.ndarray:
     embeddings = read_embeddings(store.path, name)
     rows = len(embeddings)
     if rows != len(store):
-        raise ValueError(f"{path}: {rows} embedding rows for {len(store)} tiles; re-run pathgen embed on this "
-                         "tile folder")
+        raise ValueError(
+            f"{path}: {rows} embedding rows for {len(store)} tiles; re-run pathgen embed on this tile folder"
+        )
     return embeddings
 
 
@@ -136,19 +138,34 @@ class _Sources:
 
 
 def _bank_attrs(cfg: GenerateConfig, ldm) -> dict:  # noqa: ANN001 -- LoadedLDM
-    settings = {"alpha": cfg.alpha if cfg.mode == "interpolate" else None,
-                "strength": cfg.strength if cfg.mode == "img2img" and not cfg.adaptive_noise else None,
-                "adaptive_noise": cfg.adaptive_noise,
-                "foreground": cfg.foreground if cfg.adaptive_noise else None,
-                "noise_strengths": list(cfg.noise_strengths) if cfg.adaptive_noise else None,
-                "embeddings_name": cfg.embeddings_name, "min_tissue": cfg.min_tissue}
-    return {"mode": cfg.mode, "n_views": cfg.n_views, "image_size": ldm.image_size, "seed": cfg.seed,
-            "sampler": asdict(cfg.sampler), "settings": settings,
-            "model": {"dir": str(Path(cfg.model).resolve()), "config": asdict(ldm.config)}}
+    settings = {
+        "alpha": cfg.alpha if cfg.mode == "interpolate" else None,
+        "strength": cfg.strength if cfg.mode == "img2img" and not cfg.adaptive_noise else None,
+        "adaptive_noise": cfg.adaptive_noise,
+        "foreground": cfg.foreground if cfg.adaptive_noise else None,
+        "noise_strengths": list(cfg.noise_strengths) if cfg.adaptive_noise else None,
+        "embeddings_name": cfg.embeddings_name,
+        "min_tissue": cfg.min_tissue,
+    }
+    return {
+        "mode": cfg.mode,
+        "n_views": cfg.n_views,
+        "image_size": ldm.image_size,
+        "seed": cfg.seed,
+        "sampler": asdict(cfg.sampler),
+        "settings": settings,
+        "model": {"dir": str(Path(cfg.model).resolve()), "config": asdict(ldm.config)},
+    }
 
 
-def _generate_rows(cfg: GenerateConfig, ldm, src: _Sources, rows: np.ndarray, sources: np.ndarray,  # noqa: ANN001
-                   strengths: np.ndarray | None) -> tuple[np.ndarray, dict]:
+def _generate_rows(
+    cfg: GenerateConfig,
+    ldm,
+    src: _Sources,
+    rows: np.ndarray,
+    sources: np.ndarray,  # noqa: ANN001
+    strengths: np.ndarray | None,
+) -> tuple[np.ndarray, dict]:
     """uint8 (B, K, S, S, 3) views of bank `rows` and their per-row metadata."""
     indices = sources[rows]
     tiles = src.tiles(indices)
@@ -157,15 +174,20 @@ def _generate_rows(cfg: GenerateConfig, ldm, src: _Sources, rows: np.ndarray, so
     if cfg.mode == "views":
         return generate_views(ldm, emb, cfg.n_views, *args, rows=rows, batch_size=cfg.batch_size), {}
     if cfg.mode == "interpolate":
-        plans = [interpolation_plan(r, s, len(src.dataset), cfg.alpha, cfg.n_views, cfg.seed) for r, s in
-                 zip(rows, indices)]
+        plans = [
+            interpolation_plan(r, s, len(src.dataset), cfg.alpha, cfg.n_views, cfg.seed) for r, s in zip(rows, indices)
+        ]
         secondary = np.array([p[0] for p in plans])
         alphas = np.stack([p[1] for p in plans])
-        views = interpolate_views(ldm, emb, src.embeddings(secondary), alphas, *args, rows=rows,
-                                  batch_size=cfg.batch_size)
+        views = interpolate_views(
+            ldm, emb, src.embeddings(secondary), alphas, *args, rows=rows, batch_size=cfg.batch_size
+        )
         return views, {"secondary": secondary, "alpha": alphas}
-    strength = np.full((len(rows), cfg.n_views), cfg.strength, np.float32) if strengths is None else \
-        np.broadcast_to(np.asarray(strengths, np.float32)[rows].reshape(len(rows), -1), (len(rows), cfg.n_views))
+    strength = (
+        np.full((len(rows), cfg.n_views), cfg.strength, np.float32)
+        if strengths is None
+        else np.broadcast_to(np.asarray(strengths, np.float32)[rows].reshape(len(rows), -1), (len(rows), cfg.n_views))
+    )
     views = img2img_views(ldm, tiles, emb, strength, *args, n_views=cfg.n_views, rows=rows, batch_size=cfg.batch_size)
     return views, {"strength": strength}
 
@@ -187,15 +209,21 @@ def generate_bank(cfg: GenerateConfig, strengths: np.ndarray | None = None, prog
     if strengths is not None and len(strengths) != len(sources):
         raise ValueError(f"strengths has {len(strengths)} rows but the bank has {len(sources)} sources")
     out.mkdir(parents=True, exist_ok=True)
-    writer = BankWriter(out, [str(s.path) for s in dataset.stores], dataset.store_ids[sources],
-                        dataset.local_ids[sources], _bank_attrs(cfg, ldm))
+    writer = BankWriter(
+        out,
+        [str(s.path) for s in dataset.stores],
+        dataset.store_ids[sources],
+        dataset.local_ids[sources],
+        _bank_attrs(cfg, ldm),
+    )
     save_config(cfg, out / "config.yaml")
     pending = writer.pending_rows()
     src = _Sources(dataset, ldm, cfg.embeddings_name)
     per_call = max(1, cfg.batch_size // cfg.n_views)
-    for start in tqdm(range(0, len(pending), per_call), disable=not (progress and stderr_is_terminal()),
-                      desc="generate", unit="batch"):
-        rows = pending[start:start + per_call]
+    for start in tqdm(
+        range(0, len(pending), per_call), disable=not (progress and stderr_is_terminal()), desc="generate", unit="batch"
+    ):
+        rows = pending[start : start + per_call]
         views, meta = _generate_rows(cfg, ldm, src, rows, sources, strengths)
         seeds = view_seeds(cfg.seed, rows, cfg.n_views)
         for i, row in enumerate(rows):
@@ -203,21 +231,36 @@ def generate_bank(cfg: GenerateConfig, strengths: np.ndarray | None = None, prog
             if "secondary" in meta:
                 g = int(meta["secondary"][i])
                 secondary = (int(dataset.store_ids[g]), int(dataset.local_ids[g]))
-            writer.write_row(int(row), views[i], seeds[i], meta.get("alpha", [None] * len(rows))[i],
-                             meta.get("strength", [None] * len(rows))[i], secondary)
+            writer.write_row(
+                int(row),
+                views[i],
+                seeds[i],
+                meta.get("alpha", [None] * len(rows))[i],
+                meta.get("strength", [None] * len(rows))[i],
+                secondary,
+            )
     writer.finish()
     if cfg.grid_rows > 0:
         write_bank_grid(out, dataset, sources, cfg.grid_rows, cfg.grid_labels)
-    return {"bank": bank_path(out), "generated": len(pending), "skipped": len(sources) - len(pending),
-            "rows": len(sources)}
+    return {
+        "bank": bank_path(out),
+        "generated": len(pending),
+        "skipped": len(sources) - len(pending),
+        "rows": len(sources),
+    }
 
 
 def _adaptive_strengths(cfg: GenerateConfig, ldm, dataset: TileDataset, sources: np.ndarray) -> np.ndarray:  # noqa: ANN001
 
     estimator = foreground_estimator(cfg.foreground, Path(cfg.model) / ENCODER_DIR, ldm.device)
-    chunks = [sources[start:start + 1024] for start in range(0, len(sources), 1024)]  # bounded memory on big banks
-    return np.concatenate([np.empty(0, np.float32)] + [
-        adaptive_strengths([dataset.tile(int(i)) for i in chunk], estimator, cfg.noise_strengths)[0] for chunk in chunks])
+    chunks = [sources[start : start + 1024] for start in range(0, len(sources), 1024)]  # bounded memory on big banks
+    return np.concatenate(
+        [np.empty(0, np.float32)]
+        + [
+            adaptive_strengths([dataset.tile(int(i)) for i in chunk], estimator, cfg.noise_strengths)[0]
+            for chunk in chunks
+        ]
+    )
 
 
 def write_bank_grid(out: Path, dataset: TileDataset, sources: np.ndarray, n_rows: int, labels: bool) -> Path:
@@ -237,5 +280,10 @@ def write_bank_grid(out: Path, dataset: TileDataset, sources: np.ndarray, n_rows
             cells.append([f"r{row}"] + [f"s{s:.2f}"[0:5] for s in meta["strength"]])
         else:
             cells.append([f"r{row}"] + [f"v{k}" for k in range(len(meta["seed"]))])
-    return write_grid(out / "grid.png", [dataset.tile(int(sources[r])) for r in rows], [bank.views(r) for r in rows],
-                      labels=cells if labels else None, secondaries=secondaries)
+    return write_grid(
+        out / "grid.png",
+        [dataset.tile(int(sources[r])) for r in rows],
+        [bank.views(r) for r in rows],
+        labels=cells if labels else None,
+        secondaries=secondaries,
+    )

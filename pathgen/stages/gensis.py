@@ -24,11 +24,11 @@ from typing import TypeVar
 
 from pathgen.config import ConfigError, from_dict, load_config, parse_override, to_dict
 from pathgen.resources import optional_packaged_file, packaged_file
-from pathgen.stages.quality_gate import GATE_FILE, GateConfig, run_gate
 from pathgen.stages.bench import TaskConfig, load_tasks
 from pathgen.stages.bench_data import COMPLETE, write_bench_data
 from pathgen.stages.generate import GenerateConfig
 from pathgen.stages.gensis_report import report_stage
+from pathgen.stages.quality_gate import GATE_FILE, GateConfig, run_gate
 from pathgen.stages.run_status import fingerprint
 from pathgen.stages.steps import (
     Stage,
@@ -243,8 +243,10 @@ def check_switches(cfg: GenSISConfig, switches: list[str]) -> None:
         if switch in switches and not getattr(cfg.banks, kind).enabled:
             raise ConfigError(f"switch {switch} needs the {kind} bank: set banks.{kind}.enabled=true")
     if "bank_real" in switches and not (cfg.banks.views.enabled and cfg.banks.real_views):
-        raise ConfigError("switch bank_real needs the views bank and its real control: set banks.views.enabled=true "
-                          "and banks.real_views=true")
+        raise ConfigError(
+            "switch bank_real needs the views bank and its real control: set banks.views.enabled=true "
+            "and banks.real_views=true"
+        )
     if "quality" in switches and not cfg.foreground.enabled:
         raise ConfigError("switch quality needs the foreground PCA of round 1: set foreground.enabled=true")
 
@@ -258,27 +260,45 @@ def generative_stages(cfg: GenSISConfig) -> list[Stage]:
     out = Path(cfg.out)
     round1 = ssl_stage("ssl_round1", for_run(stage_config(SSLConfig, cfg.ssl), cfg, out / "ssl_round1"))
     embeddings = f"gensis_{fingerprint(round1.settings)[:8]}"  # a new round 1 never reuses old embeddings
-    stages = [round1, embed_stage("embed", round1_model(cfg), cfg.tiles, embeddings, cfg.device, cfg.progress,
-                                  ("ssl_round1",))]
+    stages = [
+        round1,
+        embed_stage("embed", round1_model(cfg), cfg.tiles, embeddings, cfg.device, cfg.progress, ("ssl_round1",)),
+    ]
     if cfg.foreground.enabled:  # before the LDM, whose copy of the encoder then carries the PCA too
-        stages.append(foreground_stage("foreground", round1_model(cfg), cfg.tiles, cfg.foreground.max_tiles,
-                                       cfg.device, ("ssl_round1",)))
+        stages.append(
+            foreground_stage(
+                "foreground", round1_model(cfg), cfg.tiles, cfg.foreground.max_tiles, cfg.device, ("ssl_round1",)
+            )
+        )
     stages.append(vae_stage("vae", for_run(stage_config(VAETrainConfig, cfg.vae), cfg, out / "vae")))
-    ldm = replace(for_run(stage_config(LDMTrainConfig, cfg.ldm), cfg, out / "ldm"), encoder=str(round1_model(cfg)),
-                  vae=str(out / "vae" / "model"), embeddings_name=embeddings)
+    ldm = replace(
+        for_run(stage_config(LDMTrainConfig, cfg.ldm), cfg, out / "ldm"),
+        encoder=str(round1_model(cfg)),
+        vae=str(out / "vae" / "model"),
+        embeddings_name=embeddings,
+    )
     ldm_inputs = ("ssl_round1", "embed", "vae") + (("foreground",) if cfg.foreground.enabled else ())
     stages.append(ldm_stage("ldm", ldm, ldm_inputs))
     banks = enabled_banks(cfg)
-    stages += [bank_stage(f"bank_{kind}", bank_config(cfg, kind, embeddings), cfg.progress, ("ldm", "embed"))
-               for kind in banks]
+    stages += [
+        bank_stage(f"bank_{kind}", bank_config(cfg, kind, embeddings), cfg.progress, ("ldm", "embed")) for kind in banks
+    ]
     if "views" in banks and cfg.banks.real_views:
-        stages.append(real_bank_stage(f"bank_{REAL_BANK}", bank_dir(cfg, REAL_BANK), bank_dir(cfg, "views"),
-                                      ("bank_views",)))
+        stages.append(
+            real_bank_stage(f"bank_{REAL_BANK}", bank_dir(cfg, REAL_BANK), bank_dir(cfg, "views"), ("bank_views",))
+        )
     if cfg.eval_gen.enabled and banks:
-        settings = {"max_sources": cfg.eval_gen.max_sources, "n_bootstrap": cfg.eval_gen.n_bootstrap,
-                    "batch_size": cfg.eval_gen.batch_size, "seed": cfg.seed}
-        stages.append(eval_gen_stage("eval_gen", [bank_dir(cfg, k) for k in banks], settings, cfg.device,
-                                     tuple(f"bank_{k}" for k in banks)))
+        settings = {
+            "max_sources": cfg.eval_gen.max_sources,
+            "n_bootstrap": cfg.eval_gen.n_bootstrap,
+            "batch_size": cfg.eval_gen.batch_size,
+            "seed": cfg.seed,
+        }
+        stages.append(
+            eval_gen_stage(
+                "eval_gen", [bank_dir(cfg, k) for k in banks], settings, cfg.device, tuple(f"bank_{k}" for k in banks)
+            )
+        )
     return stages
 
 
@@ -286,14 +306,24 @@ def bank_config(cfg: GenSISConfig, kind: str, embeddings: str) -> GenerateConfig
     """Bank `kind`'s generate config: banks.config + banks.overrides + its own overrides, then its mode (the
     kind), the run's LDM, tiles, seed and device, and round 1's embeddings."""
     generate = stage_config(GenerateConfig, cfg.banks, getattr(cfg.banks, kind).overrides)
-    return replace(generate, mode=kind, model=str(Path(cfg.out) / "ldm" / "model"), tiles=list(cfg.tiles),
-                   seed=cfg.seed, device=cfg.device, embeddings_name=embeddings, out=str(bank_dir(cfg, kind)))
+    return replace(
+        generate,
+        mode=kind,
+        model=str(Path(cfg.out) / "ldm" / "model"),
+        tiles=list(cfg.tiles),
+        seed=cfg.seed,
+        device=cfg.device,
+        embeddings_name=embeddings,
+        out=str(bank_dir(cfg, kind)),
+    )
 
 
 def bench_tasks(cfg: GenSISConfig) -> list[TaskConfig]:
     """The suite's tasks with the bench overrides, seeds and device; synthetic data roots when asked."""
-    tasks = [replace(task, seeds=list(cfg.bench.seeds), device=cfg.device)
-             for task in load_tasks(packaged_file(cfg.bench.suite), cfg.bench.overrides)]
+    tasks = [
+        replace(task, seeds=list(cfg.bench.seeds), device=cfg.device)
+        for task in load_tasks(packaged_file(cfg.bench.suite), cfg.bench.overrides)
+    ]
     if cfg.bench.synthetic.enabled:
         for task in tasks:
             if task.data.dataset in ("pcam", "camelyon16"):
@@ -304,10 +334,20 @@ def bench_tasks(cfg: GenSISConfig) -> list[TaskConfig]:
 def bench_data_stage(cfg: GenSISConfig) -> Stage:
     """Synthetic PCam and Camelyon16 copies (pathgen synth-dataset) in out/bench_data."""
     syn, folder = cfg.bench.synthetic, Path(cfg.out) / "bench_data"
-    settings = {"pcam": syn.pcam, "camelyon16": syn.camelyon16, "slide_size": syn.slide_size, "seed": syn.seed,
-                "pcam_stain_shift": syn.pcam_stain_shift}
-    return Stage("bench_data", folder, settings, lambda: (folder / COMPLETE).is_file(),
-                 lambda: write_bench_data(folder, **settings))
+    settings = {
+        "pcam": syn.pcam,
+        "camelyon16": syn.camelyon16,
+        "slide_size": syn.slide_size,
+        "seed": syn.seed,
+        "pcam_stain_shift": syn.pcam_stain_shift,
+    }
+    return Stage(
+        "bench_data",
+        folder,
+        settings,
+        lambda: (folder / COMPLETE).is_file(),
+        lambda: write_bench_data(folder, **settings),
+    )
 
 
 def gate_stage(cfg: GenSISConfig, round2: Stage) -> Stage:
@@ -320,13 +360,26 @@ def gate_stage(cfg: GenSISConfig, round2: Stage) -> Stage:
     folder = Path(cfg.out) / "gate"
 
     def run() -> dict:
-        return run_gate(cfg.quality_gate, folder, bank_dir(cfg, "views") if views else None,
-                        bank_dir(cfg, "interpolate") if interpolation else None, settings["data"],
-                        settings["min_tissue"], settings["genaug"]["p"])
+        return run_gate(
+            cfg.quality_gate,
+            folder,
+            bank_dir(cfg, "views") if views else None,
+            bank_dir(cfg, "interpolate") if interpolation else None,
+            settings["data"],
+            settings["min_tissue"],
+            settings["genaug"]["p"],
+        )
 
     inputs = (("eval_gen", "bank_views") if views else ()) + (("bank_interpolate",) if interpolation else ())
-    return Stage("gate", folder, to_dict(cfg.quality_gate), lambda: model_complete(round2.folder / "model") and (
-        folder / GATE_FILE).is_file(), run, inputs, owns_folder=False)
+    return Stage(
+        "gate",
+        folder,
+        to_dict(cfg.quality_gate),
+        lambda: model_complete(round2.folder / "model") and (folder / GATE_FILE).is_file(),
+        run,
+        inputs,
+        owns_folder=False,
+    )
 
 
 def gensis_stages(cfg: GenSISConfig) -> list[Stage]:

@@ -31,8 +31,12 @@ METRICS = ("balanced_accuracy", "auroc")
 LABELS = {"baseline": "baseline (round 1)", "gensis": "Gen-SIS (round 2)", "init": "round 1 at step 0"}
 
 
-VERDICT_TEXT = {"higher": "above the baseline (disjoint)", "lower": "below the baseline (disjoint)",
-                "within": "within the intervals", "none": "no interval"}
+VERDICT_TEXT = {
+    "higher": "above the baseline (disjoint)",
+    "lower": "below the baseline (disjoint)",
+    "within": "within the intervals",
+    "none": "no interval",
+}
 CEILING = 0.99
 
 
@@ -45,7 +49,7 @@ def _spans(result: dict | None, metric: str) -> list[list[float]]:
 
 
 def verdict(base: dict | None, other: dict | None, metric: str) -> str:
-    """"higher" / "lower" when `other` lies wholly above / below `base` in both its 95% interval and its
+    """ "higher" / "lower" when `other` lies wholly above / below `base` in both its 95% interval and its
     range over seeds, else "within".
 
     Both are needed: the bench's interval is a bootstrap of the test set that averages the seeds, so
@@ -72,14 +76,22 @@ def comparison_rows(results: list[dict], encoders: list[str], baseline: str) -> 
         for metric in METRICS:
             if base is None or metric not in base["metrics"].get("test", {}):
                 continue
-            row = {"task": task, "probe": probe, "metric": metric, "n_test": base.get("n_test"),
-                   "results": {e: by_key.get((e, task, probe)) for e in encoders}, "delta": {}, "verdict": {}}
+            row = {
+                "task": task,
+                "probe": probe,
+                "metric": metric,
+                "n_test": base.get("n_test"),
+                "results": {e: by_key.get((e, task, probe)) for e in encoders},
+                "delta": {},
+                "verdict": {},
+            }
             for encoder in encoders:
                 other = row["results"][encoder]
                 if encoder == baseline or other is None:
                     continue
-                row["delta"][encoder] = (other["metrics"]["test"][metric]["mean"]
-                                         - base["metrics"]["test"][metric]["mean"])
+                row["delta"][encoder] = (
+                    other["metrics"]["test"][metric]["mean"] - base["metrics"]["test"][metric]["mean"]
+                )
                 row["verdict"][encoder] = verdict(base, other, metric)
             rows.append(row)
     return rows
@@ -104,8 +116,9 @@ def plot_comparison(results: list[dict], encoders: list[str], labels: dict[str, 
     """One panel per metric: bars = mean over seeds per task / probe, one colour per encoder, CI whiskers."""
     pairs = list(dict.fromkeys((r["task"], r["probe"]) for r in results))
     by_key = {(r["encoder"], r["task"], r["probe"]): r for r in results}
-    fig, axes = plt.subplots(len(METRICS), 1, figsize=(max(6.0, 1.1 * len(pairs) + 2), 3.2 * len(METRICS)),
-                             squeeze=False)
+    fig, axes = plt.subplots(
+        len(METRICS), 1, figsize=(max(6.0, 1.1 * len(pairs) + 2), 3.2 * len(METRICS)), squeeze=False
+    )
     width = 0.8 / len(encoders)
     for ax, metric in zip(axes[:, 0], METRICS):
         for j, encoder in enumerate(encoders):
@@ -127,8 +140,9 @@ def plot_comparison(results: list[dict], encoders: list[str], labels: dict[str, 
         ax.set_ylabel(f"{metric.replace('_', ' ')} (test)")
         ax.grid(axis="y", alpha=0.3)
         ax.legend(fontsize=7, loc="lower left")
-    axes[0, 0].set_title("mean over probe seeds; whiskers = 95% intervals (the report says which, per probe)",
-                         fontsize=9)
+    axes[0, 0].set_title(
+        "mean over probe seeds; whiskers = 95% intervals (the report says which, per probe)", fontsize=9
+    )
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -140,15 +154,26 @@ def summary_sentence(rows: list[dict], encoder: str, label: str) -> str:
     judged = [r for r in rows if encoder in r["verdict"]]
     beyond = [r for r in judged if r["verdict"][encoder] in ("higher", "lower")]
     ceiling = sum(all(_mean(r, e) >= CEILING for e in r["results"]) for r in judged)
-    note = (f" {ceiling} of the {len(judged)} are at the ceiling (every encoder ≥ {CEILING}), where the task "
-            "cannot separate encoders." if ceiling else "")
+    note = (
+        f" {ceiling} of the {len(judged)} are at the ceiling (every encoder ≥ {CEILING}), where the task "
+        "cannot separate encoders."
+        if ceiling
+        else ""
+    )
     if not beyond:
-        return (f"**No difference shown.** All {len(judged)} comparisons of {label} with the baseline lie within the "
-                f"95% intervals: at this scale this run cannot tell the two encoders apart.{note}")
-    named = "; ".join(f"{r['task']} / {r['probe']} {r['metric'].replace('_', ' ')} {r['delta'][encoder]:+.3f} "
-                      f"({'above' if r['verdict'][encoder] == 'higher' else 'below'})" for r in beyond)
-    return (f"{len(beyond)} of {len(judged)} comparisons of {label} with the baseline go beyond the 95% intervals "
-            f"({named}); the other {len(judged) - len(beyond)} lie within them.{note}")
+        return (
+            f"**No difference shown.** All {len(judged)} comparisons of {label} with the baseline lie within the "
+            f"95% intervals: at this scale this run cannot tell the two encoders apart.{note}"
+        )
+    named = "; ".join(
+        f"{r['task']} / {r['probe']} {r['metric'].replace('_', ' ')} {r['delta'][encoder]:+.3f} "
+        f"({'above' if r['verdict'][encoder] == 'higher' else 'below'})"
+        for r in beyond
+    )
+    return (
+        f"{len(beyond)} of {len(judged)} comparisons of {label} with the baseline go beyond the 95% intervals "
+        f"({named}); the other {len(judged) - len(beyond)} lie within them.{note}"
+    )
 
 
 def learned_sentence(rows: list[dict]) -> str:
@@ -158,11 +183,15 @@ def learned_sentence(rows: list[dict]) -> str:
     if not judged:
         return ""
     if not above:
-        return (f"**Round 1 is not above its own initial weights** (step 0, same seed) beyond the intervals in any "
-                f"of {len(judged)} comparisons ({below} below): on these tasks this budget of SSL shows no measurable "
-                "learning, so no difference between the rounds is to be expected either.")
-    return (f"Round 1 is above its own initial weights (step 0, same seed) beyond the intervals in {above} of "
-            f"{len(judged)} comparisons ({below} below).")
+        return (
+            f"**Round 1 is not above its own initial weights** (step 0, same seed) beyond the intervals in any "
+            f"of {len(judged)} comparisons ({below} below): on these tasks this budget of SSL shows no measurable "
+            "learning, so no difference between the rounds is to be expected either."
+        )
+    return (
+        f"Round 1 is above its own initial weights (step 0, same seed) beyond the intervals in {above} of "
+        f"{len(judged)} comparisons ({below} below)."
+    )
 
 
 def _mean(row: dict, encoder: str) -> float:
@@ -194,24 +223,28 @@ def generator_numbers(metrics: dict, link: Path) -> list[str]:
     vae = metrics.get("vae", {})
     for name, m in metrics["encoders"].items():
         fd, fid, refs = m["frechet"], m["fidelity"], m.get("references", {})
-        pr = (m.get("precision_recall") or {})
+        pr = m.get("precision_recall") or {}
         views, real = pr.get("views") or {}, pr.get("real_vs_real") or {}
 
         def ref(kind: str, key: str = "retrieval_top1", refs: dict = refs) -> str:
             return _num((refs.get(kind) or {}).get(key))
 
-        lines += [f"- eval-gen ({name} encoder, {metrics.get('rows_evaluated')} sources): source retrieval top-1 "
-                  f"**{_num(fid.get('retrieval_top1'))}** — real tile at {size} px {ref('real_at_bank_size')} "
-                  f"(ceiling), VAE reconstruction {ref('vae_reconstruction')} (autoencoder ceiling"
-                  + (f", PSNR {vae['psnr_db']:.1f} dB" if "psnr_db" in vae else "") + f"), shuffled "
-                  f"{ref('shuffled_conditioning')}, chance {_num(fid.get('retrieval_chance'))}; conditioning fidelity "
-                  f"{_num(fid['fidelity'])} (real at {size} px {ref('real_at_bank_size', 'fidelity')}, random real "
-                  f"pairs {_num(fid['random_pairs'])}); precision / recall {_num(views.get('precision'))} / "
-                  f"{_num(views.get('recall'))} (two real samples {_num(real.get('precision'))} / "
-                  f"{_num(real.get('recall'))}); Fréchet distance views↔sources {_num(fd['views_vs_sources'])} "
-                  f"against the real↔real floor {_num(fd['real_vs_sources'])}"
-                  + (" — **below the floor: likely copies of the sources**" if fd.get("likely_copy") else "")
-                  + f"; [metrics]({link})", ""]
+        lines += [
+            f"- eval-gen ({name} encoder, {metrics.get('rows_evaluated')} sources): source retrieval top-1 "
+            f"**{_num(fid.get('retrieval_top1'))}** — real tile at {size} px {ref('real_at_bank_size')} "
+            f"(ceiling), VAE reconstruction {ref('vae_reconstruction')} (autoencoder ceiling"
+            + (f", PSNR {vae['psnr_db']:.1f} dB" if "psnr_db" in vae else "")
+            + f"), shuffled "
+            f"{ref('shuffled_conditioning')}, chance {_num(fid.get('retrieval_chance'))}; conditioning fidelity "
+            f"{_num(fid['fidelity'])} (real at {size} px {ref('real_at_bank_size', 'fidelity')}, random real "
+            f"pairs {_num(fid['random_pairs'])}); precision / recall {_num(views.get('precision'))} / "
+            f"{_num(views.get('recall'))} (two real samples {_num(real.get('precision'))} / "
+            f"{_num(real.get('recall'))}); Fréchet distance views↔sources {_num(fd['views_vs_sources'])} "
+            f"against the real↔real floor {_num(fd['real_vs_sources'])}"
+            + (" — **below the floor: likely copies of the sources**" if fd.get("likely_copy") else "")
+            + f"; [metrics]({link})",
+            "",
+        ]
     return lines
 
 
@@ -224,16 +257,25 @@ def coverage_section(out: Path) -> list[str]:
     lines = ["## What round 2 saw", ""]
     for kind, cov in gate.get("coverage", {}).items():
         what = "a generated view" if kind == "views" else "an interpolation sample (disentanglement task)"
-        lines.append(f"- **{cov['per_epoch']:.0%}** of the {cov['tiles']} training tiles per epoch saw {what}: "
-                     f"{cov['with_row']} have a row in the {kind} bank ({cov['share_with_row']:.0%})"
-                     + (f", times p = {cov['p']:g}" if kind == "views" else "") + "; the rest trained on real "
-                     "tiles only.")
+        lines.append(
+            f"- **{cov['per_epoch']:.0%}** of the {cov['tiles']} training tiles per epoch saw {what}: "
+            f"{cov['with_row']} have a row in the {kind} bank ({cov['share_with_row']:.0%})"
+            + (f", times p = {cov['p']:g}" if kind == "views" else "")
+            + "; the rest trained on real "
+            "tiles only."
+        )
     config = gate.get("config", {})
-    verdict = ("passed" if gate.get("passed") else
-               ("**failed, overridden** (quality_gate.refuse=false): " if gate.get("overridden") else "failed: ")
-               + "; ".join(gate.get("reasons", [])))
-    return lines + [f"- Quality gate (retrieval ≥ {config.get('min_retrieval')}, coverage ≥ "
-                    f"{config.get('min_coverage')}): {verdict}", ""]
+    verdict = (
+        "passed"
+        if gate.get("passed")
+        else ("**failed, overridden** (quality_gate.refuse=false): " if gate.get("overridden") else "failed: ")
+        + "; ".join(gate.get("reasons", []))
+    )
+    return lines + [
+        f"- Quality gate (retrieval ≥ {config.get('min_retrieval')}, coverage ≥ "
+        f"{config.get('min_coverage')}): {verdict}",
+        "",
+    ]
 
 
 def generation_section(out: Path, report_dir: Path, banks: list[str]) -> list[str]:
@@ -244,13 +286,20 @@ def generation_section(out: Path, report_dir: Path, banks: list[str]) -> list[st
         attrs = _read_yaml(bank / "config.yaml")
         if (bank / "grid.png").is_file():
             shutil.copy2(bank / "grid.png", report_dir / f"grid_{kind}.png")
-            lines += [f"**{kind}** bank ({attrs.get('n_views')} views per source, {attrs.get('max_sources') or 'all'} "
-                      f"sources, {attrs.get('sampler', {}).get('sampler')} {attrs.get('sampler', {}).get('steps')} "
-                      f"steps, guidance {attrs.get('sampler', {}).get('guidance_scale')}): first column the real "
-                      "source tile, then its generated views.", "", f"![{kind}](grid_{kind}.png)", ""]
+            lines += [
+                f"**{kind}** bank ({attrs.get('n_views')} views per source, {attrs.get('max_sources') or 'all'} "
+                f"sources, {attrs.get('sampler', {}).get('sampler')} {attrs.get('sampler', {}).get('steps')} "
+                f"steps, guidance {attrs.get('sampler', {}).get('guidance_scale')}): first column the real "
+                "source tile, then its generated views.",
+                "",
+                f"![{kind}](grid_{kind}.png)",
+                "",
+            ]
         metrics_path = bank / "eval" / "metrics.json"
         if metrics_path.is_file():
-            lines += generator_numbers(read_json(metrics_path, "generation metrics"), Path("..") / metrics_path.relative_to(out))
+            lines += generator_numbers(
+                read_json(metrics_path, "generation metrics"), Path("..") / metrics_path.relative_to(out)
+            )
     return lines
 
 
@@ -278,31 +327,43 @@ def describe_rounds(out: Path) -> str:
     budget = f"{train['max_steps']} steps" if train.get("max_steps") else f"{train.get('epochs')} epochs"
     added = []
     if gen.get("bank"):
-        added.append(f"generated views from `{gen['bank']}` (policy {gen.get('policy')}, p = {gen.get('p')}"
-                     + (", adaptive noise" if gen.get("adaptive_noise") else "") + ")")
+        added.append(
+            f"generated views from `{gen['bank']}` (policy {gen.get('policy')}, p = {gen.get('p')}"
+            + (", adaptive noise" if gen.get("adaptive_noise") else "")
+            + ")"
+        )
     if (gen.get("disentangle") or {}).get("bank"):
         share = _mean_logged(out / "ssl_round2" / "metrics.jsonl", "disentangle_share")
-        added.append(f"the disentanglement task on `{gen['disentangle']['bank']}` (weight "
-                     f"{gen['disentangle']['weight']}; one more student and teacher pass, on the samples that have "
-                     "an interpolation only" + ("" if share is None else
-                                                f": {share:.0%} of each batch on average, the task's cost per step")
-                     + ")")
+        added.append(
+            f"the disentanglement task on `{gen['disentangle']['bank']}` (weight "
+            f"{gen['disentangle']['weight']}; one more student and teacher pass, on the samples that have "
+            "an interpolation only"
+            + ("" if share is None else f": {share:.0%} of each batch on average, the task's cost per step")
+            + ")"
+        )
     if loss.get("quality_weighting"):
         added.append(f"quality-weighted pairs scored by `{loss.get('quality_scorer')}`")
-    return (f"Baseline = round 1: {r1.get('method')} on real tiles only ({r1.get('backbone', {}).get('name')}, "
-            f"{budget} × batch {train.get('batch_size')}, seed {train.get('seed')}). Gen-SIS = round 2, trained "
-            f"**from scratch** with the same config, {budget}, batch and seed, plus "
-            f"{'; '.join(added) or 'nothing (no generative switch: a replicate of the baseline)'}. "
-            "The budget held equal is optimizer steps × batch.")
+    return (
+        f"Baseline = round 1: {r1.get('method')} on real tiles only ({r1.get('backbone', {}).get('name')}, "
+        f"{budget} × batch {train.get('batch_size')}, seed {train.get('seed')}). Gen-SIS = round 2, trained "
+        f"**from scratch** with the same config, {budget}, batch and seed, plus "
+        f"{'; '.join(added) or 'nothing (no generative switch: a replicate of the baseline)'}. "
+        "The budget held equal is optimizer steps × batch."
+    )
 
 
 def paired_section(paired: list[dict]) -> list[str]:
     """The paired test of each encoder against the baseline on the same test samples (when scores exist)."""
     if not paired:
         return []
-    return ["### Paired comparison with the baseline (same test samples)", "",
-            paired[0]["method"] + "; DeLong's test on the seed-mean scores for binary AUROC.", "",
-            paired_table(paired), ""]
+    return [
+        "### Paired comparison with the baseline (same test samples)",
+        "",
+        paired[0]["method"] + "; DeLong's test on the seed-mean scores for binary AUROC.",
+        "",
+        paired_table(paired),
+        "",
+    ]
 
 
 def write_gensis_report(out: str | Path, banks: list[str]) -> Path:
@@ -318,23 +379,43 @@ def write_gensis_report(out: str | Path, banks: list[str]) -> Path:
     paired = compare_results(results, "baseline")
     plot_comparison(results, encoders, LABELS, report_dir / "comparison.png")
     seeds = sorted({s for r in results for s in r.get("seeds", [])})
-    lines = [f"# Gen-SIS: baseline vs generative-augmented encoder ({out})", "", describe_rounds(out), "",
-             *coverage_section(out), summary_sentence(rows, "gensis", LABELS["gensis"]), "", learned_sentence(rows), "",
-             "## Benchmark", "",
-             f"Cells: mean ± sd over probe / MIL-head seeds {seeds} [95% interval]. {interval_note(results)} "
-             "Each encoder comes from one pretraining seed, so neither the sd nor the interval contains "
-             "pretraining variance; a difference is called only where both the two intervals and the two ranges over "
-             "probe seeds are disjoint (on 8 test slides a bootstrap interval can be narrow while seeds disagree)."
-             + (" Few-shot intervals reflect episode sampling on one test set, so they are far narrower than the "
-                "bootstrap ones and a disjoint few-shot interval is weak evidence." if any(
-                    r["probe"].startswith("few_shot") for r in results) else ""), "",
-             comparison_table(rows, encoders, "baseline", LABELS), "![comparison](comparison.png)", "",
-             *paired_section(paired),
-             *generation_section(out, report_dir, banks), *timings_section(out),
-             "## Files", "", f"- resolved config: `{out / 'config.yaml'}`; stage record: `{out / 'status.json'}`",
-             f"- encoders: `{out / 'ssl_round1' / 'model'}` (baseline), `{out / 'ssl_round2' / 'model'}` (Gen-SIS), "
-             f"`{out / 'ssl_init' / 'model'}` (round 1 at step 0, when benched)",
-             f"- benchmark: `{out / 'bench' / 'results.md'}` and its plots; every number: `results.json` here", ""]
+    lines = [
+        f"# Gen-SIS: baseline vs generative-augmented encoder ({out})",
+        "",
+        describe_rounds(out),
+        "",
+        *coverage_section(out),
+        summary_sentence(rows, "gensis", LABELS["gensis"]),
+        "",
+        learned_sentence(rows),
+        "",
+        "## Benchmark",
+        "",
+        f"Cells: mean ± sd over probe / MIL-head seeds {seeds} [95% interval]. {interval_note(results)} "
+        "Each encoder comes from one pretraining seed, so neither the sd nor the interval contains "
+        "pretraining variance; a difference is called only where both the two intervals and the two ranges over "
+        "probe seeds are disjoint (on 8 test slides a bootstrap interval can be narrow while seeds disagree)."
+        + (
+            " Few-shot intervals reflect episode sampling on one test set, so they are far narrower than the "
+            "bootstrap ones and a disjoint few-shot interval is weak evidence."
+            if any(r["probe"].startswith("few_shot") for r in results)
+            else ""
+        ),
+        "",
+        comparison_table(rows, encoders, "baseline", LABELS),
+        "![comparison](comparison.png)",
+        "",
+        *paired_section(paired),
+        *generation_section(out, report_dir, banks),
+        *timings_section(out),
+        "## Files",
+        "",
+        f"- resolved config: `{out / 'config.yaml'}`; stage record: `{out / 'status.json'}`",
+        f"- encoders: `{out / 'ssl_round1' / 'model'}` (baseline), `{out / 'ssl_round2' / 'model'}` (Gen-SIS), "
+        f"`{out / 'ssl_init' / 'model'}` (round 1 at step 0, when benched)",
+        f"- benchmark: `{out / 'bench' / 'results.md'}` and its plots; every number: `results.json` here",
+        "",
+    ]
     (report_dir / "report.md").write_text("\n".join(lines))
     return report_dir / "report.md"
 
@@ -342,5 +423,11 @@ def write_gensis_report(out: str | Path, banks: list[str]) -> Path:
 def report_stage(out: Path, banks: list[str], stage_names: list[str]) -> Stage:
     """The report as the last stage of `pathgen gensis`: run folder `out`, the bank kinds it made."""
     inputs = tuple(name for name in ("bench", "eval_gen") if name in stage_names)
-    return Stage("report", out / "report", {"banks": banks}, lambda: (out / "report" / "report.md").is_file(),
-                 lambda: write_gensis_report(out, banks), inputs)
+    return Stage(
+        "report",
+        out / "report",
+        {"banks": banks},
+        lambda: (out / "report" / "report.md").is_file(),
+        lambda: write_gensis_report(out, banks),
+        inputs,
+    )

@@ -58,8 +58,15 @@ def bank_coverage(bank_dir: str | Path, tiles: list[str], min_tissue: float, p: 
     rows = [bank.row_of(dataset.key(i)) for i in range(len(dataset))]
     reached = sum(1 for row in rows if row is not None and done[row] and (secondary[row] or not needs_secondary))
     share = reached / len(dataset)
-    return {"bank": str(bank_dir), "mode": bank.attrs.get("mode"), "tiles": len(dataset), "with_row": reached,
-            "share_with_row": share, "p": float(p), "per_epoch": share * float(p)}
+    return {
+        "bank": str(bank_dir),
+        "mode": bank.attrs.get("mode"),
+        "tiles": len(dataset),
+        "with_row": reached,
+        "share_with_row": share,
+        "p": float(p),
+        "per_epoch": share * float(p),
+    }
 
 
 def views_retrieval(bank_dir: str | Path) -> dict:
@@ -68,27 +75,42 @@ def views_retrieval(bank_dir: str | Path) -> dict:
     try:
         metrics = read_json(path, "generation metrics")
         conditioning = next(m for m in metrics["encoders"].values() if m.get("conditioning"))
-        return {"retrieval_top1": conditioning["fidelity"]["retrieval_top1"],
-                "retrieval_chance": conditioning["fidelity"]["retrieval_chance"], "metrics": str(path)}
+        return {
+            "retrieval_top1": conditioning["fidelity"]["retrieval_top1"],
+            "retrieval_chance": conditioning["fidelity"]["retrieval_chance"],
+            "metrics": str(path),
+        }
     except (OSError, json.JSONDecodeError, KeyError, StopIteration) as err:
-        raise PipelineError(f"{path}: no conditioning-encoder retrieval to gate round 2 on ({err}); "
-                            "run the eval_gen stage first") from err
+        raise PipelineError(
+            f"{path}: no conditioning-encoder retrieval to gate round 2 on ({err}); run the eval_gen stage first"
+        ) from err
 
 
 def verdict(cfg: GateConfig, retrieval: dict, coverage: dict) -> list[str]:
     """The reasons the gate refuses (empty: it passes)."""
     reasons = []
     if retrieval["retrieval_top1"] < cfg.min_retrieval:
-        reasons.append(f"views retrieve their source at {retrieval['retrieval_top1']:.3f} < quality_gate.min_retrieval "
-                       f"{cfg.min_retrieval} (chance {retrieval['retrieval_chance']:.3f})")
+        reasons.append(
+            f"views retrieve their source at {retrieval['retrieval_top1']:.3f} < quality_gate.min_retrieval "
+            f"{cfg.min_retrieval} (chance {retrieval['retrieval_chance']:.3f})"
+        )
     if coverage["per_epoch"] < cfg.min_coverage:
-        reasons.append(f"{coverage['per_epoch']:.1%} of training samples per epoch see a generated view < "
-                       f"quality_gate.min_coverage {cfg.min_coverage:.0%}")
+        reasons.append(
+            f"{coverage['per_epoch']:.1%} of training samples per epoch see a generated view < "
+            f"quality_gate.min_coverage {cfg.min_coverage:.0%}"
+        )
     return reasons
 
 
-def run_gate(cfg: GateConfig, out_dir: Path, views_bank: Path | None, interpolation_bank: Path | None,
-             tiles: list[str], min_tissue: float, p: float) -> dict:
+def run_gate(
+    cfg: GateConfig,
+    out_dir: Path,
+    views_bank: Path | None,
+    interpolation_bank: Path | None,
+    tiles: list[str],
+    min_tissue: float,
+    p: float,
+) -> dict:
     """Measure, write out_dir/gate.json (temp file, then rename) and refuse round 2 when below the thresholds.
 
     Round 2 reads the views bank when `views_bank` is given (its eval-gen metrics must exist) and the
@@ -104,6 +126,8 @@ def run_gate(cfg: GateConfig, out_dir: Path, views_bank: Path | None, interpolat
     record.update({"passed": not reasons, "reasons": reasons, "overridden": bool(reasons) and not cfg.refuse})
     write_json_atomic(out_dir / GATE_FILE, record, indent=2)
     if reasons and cfg.refuse:
-        raise GateRefused(f"round 2 refused by the quality gate: {'; '.join(reasons)} ({out_dir / GATE_FILE}); "
-                          "improve the generator, or set quality_gate.refuse=false to train round 2 anyway")
+        raise GateRefused(
+            f"round 2 refused by the quality gate: {'; '.join(reasons)} ({out_dir / GATE_FILE}); "
+            "improve the generator, or set quality_gate.refuse=false to train round 2 anyway"
+        )
     return record

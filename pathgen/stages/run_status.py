@@ -51,8 +51,10 @@ class Manifest:
             try:
                 self.stages = json.loads(self.path.read_text()).get("stages", {})
             except json.JSONDecodeError as err:
-                raise ValueError(f"{self.path}: unreadable status file ({err}); delete it to start the record "
-                                 "afresh (finished stage outputs are kept and skipped)") from err
+                raise ValueError(
+                    f"{self.path}: unreadable status file ({err}); delete it to start the record "
+                    "afresh (finished stage outputs are kept and skipped)"
+                ) from err
 
     def recorded_fingerprint(self, stage: str) -> str | None:
         """The fingerprint the stage's existing output was made with, if one was recorded."""

@@ -80,8 +80,7 @@ def ssl_stage(name: str, cfg: SSLConfig, inputs: tuple[str, ...] = ()) -> Stage:
         # (round 1 and round 2 then differ only in what they learn from)
         return train_ssl(cfg, resume=_resume(run_dir))
 
-    return Stage(name, run_dir, to_dict(cfg), lambda: model_complete(run_dir / "model"), run, inputs,
-                 distributed=True)
+    return Stage(name, run_dir, to_dict(cfg), lambda: model_complete(run_dir / "model"), run, inputs, distributed=True)
 
 
 def ssl_init_stage(name: str, cfg: SSLConfig) -> Stage:
@@ -103,20 +102,40 @@ def ssl_init_stage(name: str, cfg: SSLConfig) -> Stage:
 def vae_stage(name: str, cfg: VAETrainConfig) -> Stage:
     """`pathgen train-vae` of the resolved `cfg` into cfg.out; output cfg.out/model."""
     run_dir = Path(cfg.out)
-    return Stage(name, run_dir, to_dict(cfg), lambda: model_complete(run_dir / "model"),
-                 lambda: train_vae(cfg, resume=_resume(run_dir)), distributed=True)
+    return Stage(
+        name,
+        run_dir,
+        to_dict(cfg),
+        lambda: model_complete(run_dir / "model"),
+        lambda: train_vae(cfg, resume=_resume(run_dir)),
+        distributed=True,
+    )
 
 
 def ldm_stage(name: str, cfg: LDMTrainConfig, inputs: tuple[str, ...]) -> Stage:
     """`pathgen train-ldm` of the resolved `cfg` into cfg.out; output cfg.out/model (EMA denoiser + VAE and
     encoder copies)."""
     run_dir = Path(cfg.out)
-    return Stage(name, run_dir, to_dict(cfg), lambda: model_complete(run_dir / "model"),
-                 lambda: train_ldm(cfg, resume=_resume(run_dir)), inputs, distributed=True)
+    return Stage(
+        name,
+        run_dir,
+        to_dict(cfg),
+        lambda: model_complete(run_dir / "model"),
+        lambda: train_ldm(cfg, resume=_resume(run_dir)),
+        inputs,
+        distributed=True,
+    )
 
 
-def embed_stage(name: str, model_dir: Path, tiles: list[str], embeddings_name: str, device: str, progress: bool,
-                inputs: tuple[str, ...]) -> Stage:
+def embed_stage(
+    name: str,
+    model_dir: Path,
+    tiles: list[str],
+    embeddings_name: str,
+    device: str,
+    progress: bool,
+    inputs: tuple[str, ...],
+) -> Stage:
     """`pathgen embed` of every tile folder with the encoder in model_dir, as `embeddings_name`."""
 
     def done() -> bool:
@@ -131,15 +150,21 @@ def embed_stage(name: str, model_dir: Path, tiles: list[str], embeddings_name: s
     return Stage(name, Path(tiles[0]), settings, done, run, inputs, owns_folder=False)
 
 
-def foreground_stage(name: str, model_dir: Path, tiles: list[str], max_tiles: int, device: str,
-                     inputs: tuple[str, ...]) -> Stage:
+def foreground_stage(
+    name: str, model_dir: Path, tiles: list[str], max_tiles: int, device: str, inputs: tuple[str, ...]
+) -> Stage:
     """GenView's foreground PCA fitted on the encoder's patch tokens, saved beside the encoder."""
 
     settings = {"model": str(model_dir), "tiles": list(tiles), "max_tiles": max_tiles}
-    return Stage(name, model_dir, settings,
-                 lambda: (model_dir / PCA_WEIGHTS).is_file() and (model_dir / PCA_CONFIG).is_file(),
-                 lambda: fit_foreground(model_dir, list(tiles), max_tiles=max_tiles, device=device), inputs,
-                 owns_folder=False)
+    return Stage(
+        name,
+        model_dir,
+        settings,
+        lambda: (model_dir / PCA_WEIGHTS).is_file() and (model_dir / PCA_CONFIG).is_file(),
+        lambda: fit_foreground(model_dir, list(tiles), max_tiles=max_tiles, device=device),
+        inputs,
+        owns_folder=False,
+    )
 
 
 def bank_stage(name: str, cfg: GenerateConfig, progress: bool, inputs: tuple[str, ...]) -> Stage:
@@ -156,8 +181,14 @@ def bank_stage(name: str, cfg: GenerateConfig, progress: bool, inputs: tuple[str
 def real_bank_stage(name: str, bank_dir: Path, source_bank_dir: Path, inputs: tuple[str, ...]) -> Stage:
     """The resolution-matched real control of a generated bank (pathgen.diffusion.real_bank)."""
 
-    return Stage(name, bank_dir, {"control_of": str(source_bank_dir)}, lambda: bank_complete(bank_dir),
-                 lambda: write_real_views_bank(source_bank_dir, bank_dir), inputs)
+    return Stage(
+        name,
+        bank_dir,
+        {"control_of": str(source_bank_dir)},
+        lambda: bank_complete(bank_dir),
+        lambda: write_real_views_bank(source_bank_dir, bank_dir),
+        inputs,
+    )
 
 
 def eval_gen_stage(name: str, bank_dirs: list[Path], settings: dict, device: str, inputs: tuple[str, ...]) -> Stage:
@@ -167,23 +198,35 @@ def eval_gen_stage(name: str, bank_dirs: list[Path], settings: dict, device: str
         for bank_dir in bank_dirs:
             eval_gen(bank_dir, device=device, **settings)
 
-    return Stage(name, bank_dirs[0] / "eval", {"banks": [str(b) for b in bank_dirs], **settings},
-                 lambda: all(is_json_file(b / "eval" / "metrics.json") for b in bank_dirs), run, inputs)
+    return Stage(
+        name,
+        bank_dirs[0] / "eval",
+        {"banks": [str(b) for b in bank_dirs], **settings},
+        lambda: all(is_json_file(b / "eval" / "metrics.json") for b in bank_dirs),
+        run,
+        inputs,
+    )
 
 
 def bench_stage(name: str, bench_dir: Path, tasks: list, encoders: dict[str, Path], inputs: tuple[str, ...]) -> Stage:
     """`pathgen bench` of the named encoders ({table name: model folder}) on the resolved tasks."""
 
     def run() -> None:
-        run_bench(tasks, [f"{label}={model_dir}" for label, model_dir in encoders.items()], bench_dir,
-                  bench_dir / "cache")
+        run_bench(
+            tasks, [f"{label}={model_dir}" for label, model_dir in encoders.items()], bench_dir, bench_dir / "cache"
+        )
 
     settings = {"encoders": {k: str(v) for k, v in encoders.items()}, "tasks": [to_dict(t) for t in tasks]}
     return Stage(name, bench_dir, settings, lambda: is_json_file(bench_dir / "results.json"), run, inputs)
 
 
-def run_stages(stages: Sequence[Stage], out_dir: Path, only: Sequence[str] | None = None,
-               log: Callable[[str], None] = print, config: Any = None) -> Manifest:
+def run_stages(
+    stages: Sequence[Stage],
+    out_dir: Path,
+    only: Sequence[str] | None = None,
+    log: Callable[[str], None] = print,
+    config: Any = None,
+) -> Manifest:
     """Run every incomplete stage in order (only those named in `only`, when given); skip complete ones.
 
     Refuses, before running anything, output folders made with other settings than these; then
@@ -211,11 +254,15 @@ def run_stages(stages: Sequence[Stage], out_dir: Path, only: Sequence[str] | Non
             continue
         missing = [i for i in stage.inputs if not by_name[i].done()]
         if missing:
-            raise PipelineError(f"stage {stage.name} needs {', '.join(missing)} first (run without --only, "
-                                f"or with --only {','.join(missing)})")
+            raise PipelineError(
+                f"stage {stage.name} needs {', '.join(missing)} first (run without --only, "
+                f"or with --only {','.join(missing)})"
+            )
         if world > 1 and not stage.distributed:
-            raise PipelineError(f"stage {stage.name} runs in one process; run it without torchrun "
-                                "(torchrun only for the training stages, with --only)")
+            raise PipelineError(
+                f"stage {stage.name} runs in one process; run it without torchrun "
+                "(torchrun only for the training stages, with --only)"
+            )
         _run_one(stage, manifest, prints[stage.name], log)
     return manifest
 
@@ -228,13 +275,19 @@ def _fingerprints(stages: Sequence[Stage]) -> dict[str, str]:
 
 
 def _refuse_stale(stages: Sequence[Stage], manifest: Manifest, prints: dict[str, str]) -> None:
-    stale = [s for s in stages if manifest.recorded_fingerprint(s.name) not in (None, prints[s.name])
-             and (s.done() or (s.owns_folder and s.folder.exists()))]
+    stale = [
+        s
+        for s in stages
+        if manifest.recorded_fingerprint(s.name) not in (None, prints[s.name])
+        and (s.done() or (s.owns_folder and s.folder.exists()))
+    ]
     if stale:
         folders = ", ".join(f"{s.name} ({s.folder})" for s in stale)
-        raise PipelineError(f"{manifest.path}: these stages were made with other settings than the ones given "
-                            f"(or from other inputs): {folders}. Delete those folders to redo them, or give a new "
-                            "out= folder")
+        raise PipelineError(
+            f"{manifest.path}: these stages were made with other settings than the ones given "
+            f"(or from other inputs): {folders}. Delete those folders to redo them, or give a new "
+            "out= folder"
+        )
 
 
 def _run_one(stage: Stage, manifest: Manifest, print_: str, log: Callable[[str], None]) -> None:
@@ -244,8 +297,9 @@ def _run_one(stage: Stage, manifest: Manifest, print_: str, log: Callable[[str],
     try:
         stage.run()
     except BaseException as err:
-        manifest.update(stage.name, status="failed", error=f"{type(err).__name__}: {err}",
-                        traceback=traceback.format_exc(limit=4))
+        manifest.update(
+            stage.name, status="failed", error=f"{type(err).__name__}: {err}", traceback=traceback.format_exc(limit=4)
+        )
         raise
     seconds = round(time.perf_counter() - start, 1)
     manifest.update(stage.name, status="done", seconds=seconds, error=None, traceback=None)

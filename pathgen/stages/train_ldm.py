@@ -15,8 +15,8 @@ EMA and, for simplicity of exact resume, the frozen VAE and encoder weights) and
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from typing import ClassVar
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 import torch
@@ -75,8 +75,14 @@ class LDMTrainConfig:
 class LDMObjective(nn.Module):
     """The trainable denoiser (+ its EMA) beside the frozen codec and encoder; forward gives the eps MSE loss."""
 
-    def __init__(self, denoiser: ConditionedDenoiser, codec: LatentCodec, encoder: nn.Module | None,
-                 encoder_config: EncoderConfig, sample_posterior: bool = True):
+    def __init__(
+        self,
+        denoiser: ConditionedDenoiser,
+        codec: LatentCodec,
+        encoder: nn.Module | None,
+        encoder_config: EncoderConfig,
+        sample_posterior: bool = True,
+    ):
         super().__init__()
         cfg = denoiser.cfg
         self.denoiser, self.codec, self.encoder = denoiser, codec.requires_grad_(False), encoder
@@ -90,8 +96,10 @@ class LDMObjective(nn.Module):
     def param_groups(self) -> list[dict]:
         """Only the denoiser trains: matrices with weight decay, 1-D tensors without."""
         params = [p for p in self.denoiser.parameters() if p.requires_grad]
-        return [{"params": [p for p in params if p.ndim > 1]},
-                {"params": [p for p in params if p.ndim <= 1], "weight_decay": 0.0}]
+        return [
+            {"params": [p for p in params if p.ndim > 1]},
+            {"params": [p for p in params if p.ndim <= 1], "weight_decay": 0.0},
+        ]
 
     def train(self, mode: bool = True) -> LDMObjective:
         """Train mode for the denoiser only; the codec, encoder and EMA stay in eval mode."""
@@ -161,24 +169,28 @@ def build_dataset(cfg: LDMTrainConfig, embed_dim: int) -> DiffusionTiles:
     """The training tiles (h/v flips and rot90), with `pathgen embed` rows when embeddings_name is set."""
     if not cfg.data:
         raise ValueError("no training data: give data=OUT (a `pathgen tile` output folder, or a list of them)")
-    dataset = DiffusionTiles(cfg.data, cfg.image_size, cfg.min_tissue, seed=cfg.train.seed,
-                             embeddings_name=cfg.embeddings_name)
+    dataset = DiffusionTiles(
+        cfg.data, cfg.image_size, cfg.min_tissue, seed=cfg.train.seed, embeddings_name=cfg.embeddings_name
+    )
     if cfg.embeddings_name is not None and len(dataset) and dataset.embedding(0).shape[0] != embed_dim:
-        raise ValueError(f"embeddings {cfg.embeddings_name!r} are {dataset.embedding(0).shape[0]}-d but the encoder "
-                         f"{cfg.encoder} gives {embed_dim}-d; embed the tiles with that encoder")
+        raise ValueError(
+            f"embeddings {cfg.embeddings_name!r} are {dataset.embedding(0).shape[0]}-d but the encoder "
+            f"{cfg.encoder} gives {embed_dim}-d; embed the tiles with that encoder"
+        )
     return dataset
 
 
 @torch.no_grad()
-def training_embeddings(objective: LDMObjective, dataset: DiffusionTiles, max_tiles: int, batch_size: int = 64
-                        ) -> Tensor:
+def training_embeddings(
+    objective: LDMObjective, dataset: DiffusionTiles, max_tiles: int, batch_size: int = 64
+) -> Tensor:
     """(N, D) embeddings of up to `max_tiles` evenly spaced training tiles, as the denoiser will see them."""
     if len(dataset) < 2:
         raise ValueError(f"embedding statistics need at least 2 training tiles, got {len(dataset)}")
     indices = np.unique(np.linspace(0, len(dataset) - 1, min(max_tiles, len(dataset))).round().astype(int))
     rows = []
     for start in range(0, len(indices), batch_size):
-        items = [dataset[int(i)] for i in indices[start:start + batch_size]]
+        items = [dataset[int(i)] for i in indices[start : start + batch_size]]
         if "embedding" in items[0]:
             rows.append(torch.stack([item["embedding"] for item in items]).float())
         else:
@@ -215,8 +227,13 @@ def train_ldm(cfg: LDMTrainConfig, resume: bool = False) -> Path:
     trainer.fit(resume=resume)
     model_dir = run_dir / MODEL_DIR
     if trainer.dist.is_main:
-        source = {"run": str(run_dir.resolve()), "step": trainer.step, "data": [str(Path(d).resolve()) for d in cfg.data],
-                  "embeddings_name": cfg.embeddings_name, "ema": objective.ema is not None}
+        source = {
+            "run": str(run_dir.resolve()),
+            "step": trainer.step,
+            "data": [str(Path(d).resolve()) for d in cfg.data],
+            "embeddings_name": cfg.embeddings_name,
+            "ema": objective.ema is not None,
+        }
         save_ldm(objective.export_denoiser(), model_dir, cfg.vae, cfg.encoder, cfg.image_size, source)
     trainer.dist.barrier()
     return model_dir

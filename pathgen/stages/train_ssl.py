@@ -7,8 +7,8 @@ when training ends, ``model/`` (the exported encoder: safetensors + config.json)
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import ClassVar
 from pathlib import Path
+from typing import ClassVar
 
 import torch
 import yaml
@@ -80,8 +80,13 @@ QUALITY_METHODS = ("mocov3", "simsiam", "byol", "simclr")
 class SSLConfig:
     """One SSL run: data, method, backbone, augmentations and optimisation."""
 
-    PATH_KEYS: ClassVar[tuple[str, ...]] = ("data", "out", "genaug.bank", "genaug.disentangle.bank",
-                                            "loss.quality_scorer")  # saved absolute (pathgen.config)
+    PATH_KEYS: ClassVar[tuple[str, ...]] = (
+        "data",
+        "out",
+        "genaug.bank",
+        "genaug.disentangle.bank",
+        "loss.quality_scorer",
+    )  # saved absolute (pathgen.config)
 
     data: list[str] = field(default_factory=list)  # `pathgen tile` output folders
     out: str = "runs/ssl"
@@ -102,16 +107,22 @@ def build_ssl_method(cfg: SSLConfig) -> SSLMethod:
     backbone, embed_dim = create_backbone(cfg.backbone)
     if cfg.genaug.disentangle.bank:
         if cfg.method != "dino":
-            raise ValueError(f"genaug.disentangle (Gen-SIS) is defined for DINO, not {cfg.method}; unset "
-                             "genaug.disentangle.bank or use method=dino")
-        method = GenSISDINO(backbone, embed_dim, build_config("dino", cfg.method_options), cfg.genaug.disentangle.weight)
+            raise ValueError(
+                f"genaug.disentangle (Gen-SIS) is defined for DINO, not {cfg.method}; unset "
+                "genaug.disentangle.bank or use method=dino"
+            )
+        method = GenSISDINO(
+            backbone, embed_dim, build_config("dino", cfg.method_options), cfg.genaug.disentangle.weight
+        )
     else:
         method = build_method(cfg.method, backbone, embed_dim, cfg.method_options)
     transform = build_transform(cfg.augment)
     produced = (transform.n_global, transform.n_local)
     if tuple(method.crops) != produced:
-        raise ValueError(f"method {cfg.method} expects (global, local) crops {tuple(method.crops)} but augment "
-                         f"makes {produced}; set augment.n_global / augment.n_local (or method_options) to agree")
+        raise ValueError(
+            f"method {cfg.method} expects (global, local) crops {tuple(method.crops)} but augment "
+            f"makes {produced}; set augment.n_global / augment.n_local (or method_options) to agree"
+        )
     return method
 
 
@@ -120,15 +131,18 @@ def quality_weighter(cfg: SSLConfig):  # noqa: ANN201 -- QualityWeighter, import
 
     loss = cfg.loss
     if cfg.method not in QUALITY_METHODS:
-        raise ValueError(f"loss.quality_weighting applies to {', '.join(QUALITY_METHODS)} (GenView's pairwise losses), "
-                         f"not {cfg.method}")
+        raise ValueError(
+            f"loss.quality_weighting applies to {', '.join(QUALITY_METHODS)} (GenView's pairwise losses), "
+            f"not {cfg.method}"
+        )
     if not loss.quality_scorer:
         raise ValueError("loss.quality_weighting=true needs loss.quality_scorer=MODEL (a frozen encoder folder)")
     if loss.quality_foreground not in ("pca", "hematoxylin"):
         raise ValueError(f"loss.quality_foreground must be pca or hematoxylin, got {loss.quality_foreground!r}")
     foreground = HematoxylinForeground() if loss.quality_foreground == "hematoxylin" else None
-    return QualityWeighter.from_model_dir(loss.quality_scorer, cfg.augment.mean, cfg.augment.std, loss.quality_gamma,
-                                          foreground=foreground)
+    return QualityWeighter.from_model_dir(
+        loss.quality_scorer, cfg.augment.mean, cfg.augment.std, loss.quality_gamma, foreground=foreground
+    )
 
 
 def build_dataset(cfg: SSLConfig) -> TileDataset:
@@ -136,8 +150,13 @@ def build_dataset(cfg: SSLConfig) -> TileDataset:
     if not cfg.data:
         raise ValueError("no training data: give data=OUT (a `pathgen tile` output folder, or a list of them)")
     transform = build_transform(cfg.augment)
-    dataset = TileDataset(cfg.data, view_provider(cfg.genaug, transform).views, min_tissue=cfg.min_tissue,
-                          seed=cfg.train.seed, allow_mixed_tiling=cfg.allow_mixed_tiling)
+    dataset = TileDataset(
+        cfg.data,
+        view_provider(cfg.genaug, transform).views,
+        min_tissue=cfg.min_tissue,
+        seed=cfg.train.seed,
+        allow_mixed_tiling=cfg.allow_mixed_tiling,
+    )
     banks = {"genaug.bank": cfg.genaug.bank, "genaug.disentangle.bank": cfg.genaug.disentangle.bank}
     for what, bank in banks.items():
         if bank:
@@ -165,7 +184,9 @@ def train_ssl(cfg: SSLConfig, resume: bool = False) -> Path:
     run_dir.mkdir(parents=True, exist_ok=True)
     save_config(cfg, run_dir / "config.yaml")
     dataset = build_dataset(cfg)
-    torch.manual_seed(cfg.train.seed)  # the initial weights depend on the seed only (baselines and ablations share them)
+    torch.manual_seed(
+        cfg.train.seed
+    )  # the initial weights depend on the seed only (baselines and ablations share them)
     method = build_ssl_method(cfg)
     if cfg.loss.quality_weighting:  # a training-time scorer: exports and step-0 copies do not load it
         method.pair_weighter = quality_weighter(cfg)
@@ -178,18 +199,28 @@ def train_ssl(cfg: SSLConfig, resume: bool = False) -> Path:
     return run_dir / MODEL_DIR
 
 
-def export_encoder(method: SSLMethod, cfg: SSLConfig, out_dir: Path, dataset: TileDataset | None = None,
-                   step: int | None = None) -> Path:
+def export_encoder(
+    method: SSLMethod, cfg: SSLConfig, out_dir: Path, dataset: TileDataset | None = None, step: int | None = None
+) -> Path:
     """Save the method's exported backbone (the teacher for DINO) as a model folder."""
     tiling = dataset.stores[0].attrs["tiling"] if dataset is not None else {}
     input_px = cfg.augment.global_size  # the network's input: tiles are resized to it, as in training
     tile_px, tile_mpp = int(tiling.get("tile_size_px", input_px)), tiling.get("target_mpp")
     config = EncoderConfig(
-        timm_name=cfg.backbone.name, embed_dim=method.embed_dim, timm_kwargs=backbone_kwargs(cfg.backbone),
-        input_size_px=input_px, mpp=mpp_per_input_pixel(tile_mpp, tile_px, input_px) if tile_mpp else None,
-        mean=tuple(cfg.augment.mean), std=tuple(cfg.augment.std),
-        source={"method": cfg.method, "run": str(Path(cfg.out).resolve()), "step": step,
-                "tiles": {"tile_size_px": tile_px, "mpp": tile_mpp}})
+        timm_name=cfg.backbone.name,
+        embed_dim=method.embed_dim,
+        timm_kwargs=backbone_kwargs(cfg.backbone),
+        input_size_px=input_px,
+        mpp=mpp_per_input_pixel(tile_mpp, tile_px, input_px) if tile_mpp else None,
+        mean=tuple(cfg.augment.mean),
+        std=tuple(cfg.augment.std),
+        source={
+            "method": cfg.method,
+            "run": str(Path(cfg.out).resolve()),
+            "step": step,
+            "tiles": {"tile_size_px": tile_px, "mpp": tile_mpp},
+        },
+    )
     return save_encoder(method.export_backbone(), config, out_dir)
 
 
@@ -212,8 +243,10 @@ def check_ssl_run(run_dir: Path) -> None:
         raise ValueError(f"{config_path}: unreadable run config ({type(err).__name__})") from None
     other = [command for key, command in _OTHER_RUN_KINDS.items() if isinstance(values, dict) and key in values]
     if other:
-        raise ValueError(f"{run_dir}: a {other[0]} run folder, not a train-ssl one; export takes SSL runs (the "
-                         f"{other[0]} model is already saved in {run_dir / MODEL_DIR})")
+        raise ValueError(
+            f"{run_dir}: a {other[0]} run folder, not a train-ssl one; export takes SSL runs (the "
+            f"{other[0]} model is already saved in {run_dir / MODEL_DIR})"
+        )
 
 
 def export_run(run_dir: str | Path, out_dir: str | Path) -> Path:

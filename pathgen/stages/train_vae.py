@@ -16,8 +16,8 @@ mode latents over up to `scaling_tiles` training tiles).
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from typing import ClassVar
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 import torch
@@ -77,9 +77,12 @@ class VAETrainConfig:
     def __post_init__(self) -> None:
         """Refuse a tile size the VAE cannot halve down to its latent grid (it failed mid-run)."""
         factor = 2 ** max(0, len(self.vae.block_out_channels) - 1)
-        check(self.image_size >= factor and self.image_size % factor == 0, "image_size",
-              f"{self.image_size} must be a positive multiple of the VAE's downsampling factor {factor} "
-              "(2 ** (len(vae.block_out_channels) - 1))")
+        check(
+            self.image_size >= factor and self.image_size % factor == 0,
+            "image_size",
+            f"{self.image_size} must be a positive multiple of the VAE's downsampling factor {factor} "
+            "(2 ** (len(vae.block_out_channels) - 1))",
+        )
 
 
 def image_gradients(images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -100,7 +103,9 @@ def gradient_loss(reconstruction: torch.Tensor, target: torch.Tensor, scales: in
     return total / max(scales, 1)
 
 
-def ssim(x: torch.Tensor, y: torch.Tensor, window: int = 11, sigma: float = 1.5, data_range: float = 2.0) -> torch.Tensor:
+def ssim(
+    x: torch.Tensor, y: torch.Tensor, window: int = 11, sigma: float = 1.5, data_range: float = 2.0
+) -> torch.Tensor:
     """Mean structural similarity (Wang et al. 2004) of two (B, C, H, W) batches, Gaussian window, valid region."""
     window = min(window, *x.shape[-2:])
     coords = torch.arange(window, dtype=x.dtype, device=x.device) - (window - 1) / 2
@@ -125,7 +130,8 @@ class VAEObjective(nn.Module):
         self.vae, self.cfg = vae, cfg
 
     def forward(self, batch: dict, info: StepInfo | None = None) -> dict[str, torch.Tensor]:
-        """{"loss", "rec_l1", "rec_l2", "kl" (+ "grad", "ssim" when weighted)} for a batch {"image": (B, 3, S, S) in [-1, 1]}."""
+        """{"loss", "rec_l1", "rec_l2", "kl" (+ "grad", "ssim" when weighted)} for a batch
+        {"image": (B, 3, S, S) in [-1, 1]}."""
         images, cfg = batch["image"], self.cfg
         posterior = self.vae.encode(images).latent_dist
         reconstruction = self.vae.decode(posterior.sample()).sample.float()
@@ -152,8 +158,13 @@ def build_dataset(cfg: VAETrainConfig) -> DiffusionTiles:
 
 
 @torch.no_grad()
-def latent_std(vae: AutoencoderKL, dataset: DiffusionTiles, max_tiles: int = 1024, batch_size: int = 64,
-               device: torch.device | str = "cpu") -> tuple[float, int]:
+def latent_std(
+    vae: AutoencoderKL,
+    dataset: DiffusionTiles,
+    max_tiles: int = 1024,
+    batch_size: int = 64,
+    device: torch.device | str = "cpu",
+) -> tuple[float, int]:
     """Std of the posterior-mode latents over up to `max_tiles` evenly spaced tiles, and how many were used."""
     was_training = vae.training
     vae.eval()
@@ -161,9 +172,13 @@ def latent_std(vae: AutoencoderKL, dataset: DiffusionTiles, max_tiles: int = 102
     dataset.set_epoch(0)
     total, total_sq, count = 0.0, 0.0, 0
     for start in range(0, len(indices), batch_size):
-        images = torch.stack([dataset[int(i)]["image"] for i in indices[start:start + batch_size]]).to(device)
+        images = torch.stack([dataset[int(i)]["image"] for i in indices[start : start + batch_size]]).to(device)
         latents = vae.encode(images.to(vae.dtype)).latent_dist.mode().double()
-        total, total_sq, count = total + latents.sum().item(), total_sq + latents.pow(2).sum().item(), count + latents.numel()
+        total, total_sq, count = (
+            total + latents.sum().item(),
+            total_sq + latents.pow(2).sum().item(),
+            count + latents.numel(),
+        )
     vae.train(was_training)
     mean = total / count
     return float(np.sqrt(max(total_sq / count - mean**2, 1e-12))), len(indices)
@@ -181,8 +196,14 @@ def train_vae(cfg: VAETrainConfig, resume: bool = False) -> Path:
     trainer.fit(resume=resume)
     if trainer.dist.is_main:
         std, n_tiles = latent_std(objective.vae, dataset, cfg.scaling_tiles, cfg.train.batch_size, trainer.dist.device)
-        source = {"run": str(run_dir.resolve()), "step": trainer.step, "data": list(cfg.data),
-                  "latent_std": std, "scaling_tiles": n_tiles, "losses": _loss_weights(cfg)}
+        source = {
+            "run": str(run_dir.resolve()),
+            "step": trainer.step,
+            "data": list(cfg.data),
+            "latent_std": std,
+            "scaling_tiles": n_tiles,
+            "losses": _loss_weights(cfg),
+        }
         save_vae(objective.vae, cfg.vae, 1.0 / std, run_dir / MODEL_DIR, source=source, image_size=cfg.image_size)
     trainer.dist.barrier()
     return run_dir / MODEL_DIR

@@ -17,8 +17,24 @@ from pathgen.models.backbone import backbone_kwargs
 def tiny_tiles(synthetic_dir, tmp_path_factory) -> Path:
     """The two session synthetic slides tiled at 1 µm/px into 32-px tiles (a `pathgen tile` folder)."""
     out = tmp_path_factory.mktemp("diffusion_tiles") / "tiles"
-    assert main(["tile", str(synthetic_dir), "--out", str(out), "--mpp", "1.0", "--tile-size", "32",
-                 "--workers", "1", "--no-progress"]) == 0
+    assert (
+        main(
+            [
+                "tile",
+                str(synthetic_dir),
+                "--out",
+                str(out),
+                "--mpp",
+                "1.0",
+                "--tile-size",
+                "32",
+                "--workers",
+                "1",
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     return out
 
 

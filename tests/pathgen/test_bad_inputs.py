@@ -20,8 +20,8 @@ from pathgen.atomic import DiskFullError, is_json_file, read_json, write_json_at
 from pathgen.checkpoint import load_checkpoint, save_checkpoint
 from pathgen.cli import main
 from pathgen.diffusion.bank import BankError, BankWriter, ViewBank, bank_complete
-from pathgen.models.embeddings import embedding_path
 from pathgen.errors import error_line
+from pathgen.models.embeddings import embedding_path
 from pathgen.stages.steps import model_complete
 from tiling.shards import CorruptShard
 from tiling.store import StoreError, complete_store_paths, list_store_paths, open_store
@@ -58,33 +58,50 @@ def first_shard(tile_dir: Path) -> Path:
     return next(p for p in sorted((store / "tiles" / "c").rglob("*")) if p.is_file())
 
 
-@pytest.mark.parametrize("override, words", [
-    ("method_options.out_dim=abc", ["method_options.out_dim", "expected int"]),
-    ("backbone.kwargs.foo=1", ["backbone.kwargs", "foo"]),
-    ("backbone.name=not_a_model", ["backbone.name", "not_a_model"]),
-    ("train.batch_size=0", ["train.batch_size", "at least 1"]),
-    ("train.checkpoint_every=0", ["train.checkpoint_every", "at least 1"]),
-    ("train.optimizer=adam", ["train.optimizer", "adamw"]),
-    ("train.lr=[1", ["train.lr=[1", "not valid YAML"]),
-])
+@pytest.mark.parametrize(
+    "override, words",
+    [
+        ("method_options.out_dim=abc", ["method_options.out_dim", "expected int"]),
+        ("backbone.kwargs.foo=1", ["backbone.kwargs", "foo"]),
+        ("backbone.name=not_a_model", ["backbone.name", "not_a_model"]),
+        ("train.batch_size=0", ["train.batch_size", "at least 1"]),
+        ("train.checkpoint_every=0", ["train.checkpoint_every", "at least 1"]),
+        ("train.optimizer=adam", ["train.optimizer", "adamw"]),
+        ("train.lr=[1", ["train.lr=[1", "not valid YAML"]),
+    ],
+)
 def test_train_ssl_config_values_fail_before_training(override, words, tiny_tiles, tmp_path, capfd):
     out = tmp_path / "run"
-    status, lines, _ = run_cli(["train-ssl", "--config", DINO_TINY, f"data={tiny_tiles}", f"out={out}", *SMOKE,
-                                override], capfd)
+    status, lines, _ = run_cli(
+        ["train-ssl", "--config", DINO_TINY, f"data={tiny_tiles}", f"out={out}", *SMOKE, override], capfd
+    )
     assert_one_line(status, lines, 2, *words)
     assert not (out / "checkpoints").exists()  # refused before any step
 
 
 def test_train_vae_image_size_that_the_vae_cannot_halve(tiny_tiles, tmp_path, capfd):
-    status, lines, _ = run_cli(["train-vae", "--config", VAE_TINY, f"data={tiny_tiles}", f"out={tmp_path / 'v'}",
-                                "image_size=30", *SMOKE], capfd)
+    status, lines, _ = run_cli(
+        ["train-vae", "--config", VAE_TINY, f"data={tiny_tiles}", f"out={tmp_path / 'v'}", "image_size=30", *SMOKE],
+        capfd,
+    )
     assert_one_line(status, lines, 2, "image_size", "30", "multiple")
 
 
 def test_bench_unknown_reader_option(tmp_path, capfd):
     suite = REPO / "benchmarks" / "suites" / "pcam.yaml"
-    status, lines, _ = run_cli(["bench", suite, "--encoder", "random:test_vit", "data.options.foo=1",
-                                f"data.root={tmp_path}", "--out", tmp_path / "b"], capfd)
+    status, lines, _ = run_cli(
+        [
+            "bench",
+            suite,
+            "--encoder",
+            "random:test_vit",
+            "data.options.foo=1",
+            f"data.root={tmp_path}",
+            "--out",
+            tmp_path / "b",
+        ],
+        capfd,
+    )
     assert_one_line(status, lines, 2, "options.foo", "pcam")
 
 
@@ -107,8 +124,13 @@ def test_unsafe_checkpoint_is_refused_without_offering_to_unpickle(tiny_tiles, t
         load_checkpoint(out / "checkpoints" / "last.pt")
 
 
-@pytest.mark.parametrize("failure", [OSError(errno.ENOSPC, "No space left on device"),
-                                     RuntimeError("[enforce fail at inline_container.cc:664] unexpected pos 64 vs 0")])
+@pytest.mark.parametrize(
+    "failure",
+    [
+        OSError(errno.ENOSPC, "No space left on device"),
+        RuntimeError("[enforce fail at inline_container.cc:664] unexpected pos 64 vs 0"),
+    ],
+)
 def test_full_disk_while_saving_a_checkpoint(failure, tmp_path, monkeypatch):
     def half_written(state, path):  # noqa: ANN001 -- torch.save's signature
         Path(path).write_bytes(b"partial")
@@ -162,23 +184,37 @@ def test_train_ssl_on_a_truncated_shard_is_one_line(num_workers, tiles_copy, tmp
     shard = first_shard(tiles_copy)
     with shard.open("r+b") as handle:
         handle.truncate(100)
-    status, lines, _ = run_cli(["train-ssl", "--config", DINO_TINY, f"data={tiles_copy}", f"out={tmp_path / 'r'}",
-                                *SMOKE, f"train.num_workers={num_workers}", "train.batch_size=64"], capfd)
+    status, lines, _ = run_cli(
+        [
+            "train-ssl",
+            "--config",
+            DINO_TINY,
+            f"data={tiles_copy}",
+            f"out={tmp_path / 'r'}",
+            *SMOKE,
+            f"train.num_workers={num_workers}",
+            "train.batch_size=64",
+        ],
+        capfd,
+    )
     assert_one_line(status, lines, 2, str(shard), "corrupt shard file")
 
 
 def test_error_line_keeps_the_original_error_of_a_dataloader_worker():
-    wrapped = CorruptShard("Caught CorruptShard in DataLoader worker process 0.\nOriginal Traceback (most recent "
-                           "call last):\n  File \"x.py\", line 1, in f\n    g()\ntiling.shards.CorruptShard: "
-                           "/s/0: corrupt shard file, truncated")
+    wrapped = CorruptShard(
+        "Caught CorruptShard in DataLoader worker process 0.\nOriginal Traceback (most recent "
+        'call last):\n  File "x.py", line 1, in f\n    g()\ntiling.shards.CorruptShard: '
+        "/s/0: corrupt shard file, truncated"
+    )
     assert error_line(wrapped) == "/s/0: corrupt shard file, truncated"
     assert error_line(ValueError("first\nsecond")) == "first"
 
 
 def test_corrupt_bank_chunk_is_a_bank_error(tmp_path):
     stores = [str(tmp_path / "a"), str(tmp_path / "b")]
-    writer = BankWriter(tmp_path / "bank", stores, np.array([0, 1]), np.array([3, 4]),
-                        {"mode": "views", "n_views": 1, "image_size": 8})
+    writer = BankWriter(
+        tmp_path / "bank", stores, np.array([0, 1]), np.array([3, 4]), {"mode": "views", "n_views": 1, "image_size": 8}
+    )
     for row in range(2):
         writer.write_row(row, np.full((1, 8, 8, 3), row + 1, np.uint8), np.array([row]))
     writer.finish()
@@ -239,17 +275,31 @@ def test_no_stores_at_all_is_a_store_error(tmp_path):
         complete_store_paths(tmp_path)
 
 
-def test_generate_refuses_embeddings_with_the_wrong_row_count(tiles_copy, tiny_encoder, tiny_ldm_dir, tmp_path,
-                                                              capfd):
-    assert main(["embed", str(tiny_encoder), str(tiles_copy), "--name", "enc", "--workers", "0",
-                 "--no-progress"]) == 0
+def test_generate_refuses_embeddings_with_the_wrong_row_count(tiles_copy, tiny_encoder, tiny_ldm_dir, tmp_path, capfd):
+    assert main(["embed", str(tiny_encoder), str(tiles_copy), "--name", "enc", "--workers", "0", "--no-progress"]) == 0
     store = list_store_paths(tiles_copy)[0]
     array = embedding_path(store, "enc")
     rows = zarr.open_array(array, mode="r+")
     rows.resize((rows.shape[0] - 5, rows.shape[1]))
     capfd.readouterr()
     bank = tmp_path / "bank"
-    status, lines, _ = run_cli(["generate", tiny_ldm_dir, tiles_copy, "--out", bank, "--embeddings", "enc",
-                                "--n-views", "1", "--steps", "2", "--device", "cpu"], capfd)
+    status, lines, _ = run_cli(
+        [
+            "generate",
+            tiny_ldm_dir,
+            tiles_copy,
+            "--out",
+            bank,
+            "--embeddings",
+            "enc",
+            "--n-views",
+            "1",
+            "--steps",
+            "2",
+            "--device",
+            "cpu",
+        ],
+        capfd,
+    )
     assert_one_line(status, lines, 2, str(array), "embedding rows for")
     assert not bank_complete(bank)

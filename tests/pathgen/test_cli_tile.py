@@ -18,10 +18,29 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 def test_synth_tile_export_end_to_end(tmp_path, capsys):
-    assert main(["synth", str(tmp_path / "slides"), "--n", "2", "--width", "4096", "--height", "3072",
-                 "--pen-strokes", "1"]) == 0
-    assert main(["tile", str(tmp_path / "slides"), "--out", str(tmp_path / "out"), "--workers", "2",
-                 "--no-progress", "tissue.min_region_mm2=0.01", "--min-tissue", "0.5"]) == 0
+    assert (
+        main(
+            ["synth", str(tmp_path / "slides"), "--n", "2", "--width", "4096", "--height", "3072", "--pen-strokes", "1"]
+        )
+        == 0
+    )
+    assert (
+        main(
+            [
+                "tile",
+                str(tmp_path / "slides"),
+                "--out",
+                str(tmp_path / "out"),
+                "--workers",
+                "2",
+                "--no-progress",
+                "tissue.min_region_mm2=0.01",
+                "--min-tissue",
+                "0.5",
+            ]
+        )
+        == 0
+    )
     resolved = yaml.safe_load(next((tmp_path / "out" / "runs").glob("*.yaml")).read_text())
     assert resolved["min_tissue"] == 0.5 and resolved["tissue"]["min_region_mm2"] == 0.01
     assert "2 done" in capsys.readouterr().out
@@ -52,9 +71,11 @@ def test_bad_override_is_a_usage_error(tmp_path, capsys):
 
 
 def test_tiling_never_imports_torch(synthetic_dir, tmp_path):
-    code = ("import sys; from pathgen.cli import main; "
-            f"rc = main(['tile', r'{synthetic_dir}', '--out', r'{tmp_path / 'out'}', '--workers', '2', '--no-progress']); "
-            "assert 'torch' not in sys.modules, 'torch was imported'; sys.exit(rc)")
+    code = (
+        "import sys; from pathgen.cli import main; "
+        f"rc = main(['tile', r'{synthetic_dir}', '--out', r'{tmp_path / 'out'}', '--workers', '2', '--no-progress']); "
+        "assert 'torch' not in sys.modules, 'torch was imported'; sys.exit(rc)"
+    )
     result = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr[-2000:]
 

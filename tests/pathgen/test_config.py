@@ -68,15 +68,18 @@ def test_non_mapping_yaml_is_refused(tmp_path):
         load_config(TilingConfig, path)
 
 
-@pytest.mark.parametrize("text, value", [
-    ("out=/data/gensis #3", "/data/gensis #3"),  # YAML would drop " #3" as a comment
-    ("out=/data/run: a b", "/data/run: a b"),  # YAML would read a mapping
-    ("out=/data/x:1", "/data/x:1"),
-    ("out='/data/q #1'", "/data/q #1"),
-    ("tags=[a, b]", ["a", "b"]),
-    ("opts={a: 1}", {"a": 1}),
-    ("lr=1e-4", 1e-4),
-])
+@pytest.mark.parametrize(
+    "text, value",
+    [
+        ("out=/data/gensis #3", "/data/gensis #3"),  # YAML would drop " #3" as a comment
+        ("out=/data/run: a b", "/data/run: a b"),  # YAML would read a mapping
+        ("out=/data/x:1", "/data/x:1"),
+        ("out='/data/q #1'", "/data/q #1"),
+        ("tags=[a, b]", ["a", "b"]),
+        ("opts={a: 1}", {"a": 1}),
+        ("lr=1e-4", 1e-4),
+    ],
+)
 def test_override_values_that_are_plainly_text_stay_whole(text, value):
     from pathgen.config import parse_override
 

@@ -13,9 +13,23 @@ from pathgen.stages.train_ssl import SSLConfig
 from pathgen.train import TrainingDiverged
 
 
-@pytest.mark.parametrize("text, value", [("1e-4", 1e-4), ("1E5", 1e5), ("-2.5e+3", -2500.0), ("1.0e-4", 1e-4),
-                                         (".5", 0.5), ("10", 10), ("1_000", 1000), ("0x10", 16), ("true", True),
-                                         ("x1e3", "x1e3"), ("1e", "1e"), ("[1e-4, 2]", [1e-4, 2])])
+@pytest.mark.parametrize(
+    "text, value",
+    [
+        ("1e-4", 1e-4),
+        ("1E5", 1e5),
+        ("-2.5e+3", -2500.0),
+        ("1.0e-4", 1e-4),
+        (".5", 0.5),
+        ("10", 10),
+        ("1_000", 1000),
+        ("0x10", 16),
+        ("true", True),
+        ("x1e3", "x1e3"),
+        ("1e", "1e"),
+        ("[1e-4, 2]", [1e-4, 2]),
+    ],
+)
 def test_override_numbers_parse_as_yaml_1_2(text, value):
     key, parsed = parse_override(f"train.lr={text}")
     assert key == "train.lr" and parsed == value and type(parsed) is type(value)
@@ -37,8 +51,11 @@ def test_an_unparsable_override_value_is_one_config_error():
 
 def test_saved_config_holds_absolute_paths_and_no_temp_file(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    cfg = load_config(SSLConfig, None, ["data=[tiles_a, tiles_b]", "out=runs/x", "genaug.bank=banks/v",
-                                        "loss.quality_scorer=random:test_vit"])
+    cfg = load_config(
+        SSLConfig,
+        None,
+        ["data=[tiles_a, tiles_b]", "out=runs/x", "genaug.bank=banks/v", "loss.quality_scorer=random:test_vit"],
+    )
     save_config(cfg, tmp_path / "config.yaml")
     saved = yaml.safe_load((tmp_path / "config.yaml").read_text())
     assert saved["data"] == [str(tmp_path / "tiles_a"), str(tmp_path / "tiles_b")]

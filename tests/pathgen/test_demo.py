@@ -30,6 +30,11 @@ def test_demo_runs_the_gensis_loop_on_its_tiles(tmp_path, capsys, monkeypatch):
     (tmp_path / "slides" / "s.tif").touch()  # synth already done
     assert main(["--out", str(tmp_path)]) == 0
     assert [argv[0] for argv in calls] == ["tile", "gensis"]
-    assert calls[1] == ["gensis", "--config", "configs/genaug/gensis_demo.yaml", f"tiles={tmp_path / 'tiles'}",
-                        f"out={tmp_path / 'gensis'}"]
+    assert calls[1] == [
+        "gensis",
+        "--config",
+        "configs/genaug/gensis_demo.yaml",
+        f"tiles={tmp_path / 'tiles'}",
+        f"out={tmp_path / 'gensis'}",
+    ]
     assert str(tmp_path / "gensis" / "report" / "report.md") in capsys.readouterr().out

@@ -17,7 +17,6 @@ import torch
 import zarr
 
 from pathgen.cli import main
-from pathgen.models.embeddings import embed_store, embedding_path, read_embeddings
 from pathgen.models import (
     BackboneConfig,
     EncoderConfig,
@@ -26,6 +25,7 @@ from pathgen.models import (
     save_encoder,
 )
 from pathgen.models.backbone import backbone_kwargs
+from pathgen.models.embeddings import embed_store, embedding_path, read_embeddings
 from pathgen.models.folder import weights_sha256
 from tiling.store import TileStore, list_store_paths
 
@@ -76,10 +76,26 @@ def test_a_second_encoder_named_model_is_refused_then_reembedded_with_overwrite(
 def test_torchrun_splits_slides_across_two_gloo_ranks(tiles, tiny_encoder, tmp_path):
     torchrun = Path(sys.executable).with_name("torchrun")
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.pathsep.join(sys.path)}
-    command = [str(torchrun), "--nproc_per_node", "2", "--master_port", str(_free_port()), "-m", "pathgen.cli", "embed",
-               str(tiny_encoder), str(tiles), "--name", "dist", "--device", "cpu", "--workers", "0", "--no-progress"]
-    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=240, cwd=tmp_path,
-                          check=False)
+    command = [
+        str(torchrun),
+        "--nproc_per_node",
+        "2",
+        "--master_port",
+        str(_free_port()),
+        "-m",
+        "pathgen.cli",
+        "embed",
+        str(tiny_encoder),
+        str(tiles),
+        "--name",
+        "dist",
+        "--device",
+        "cpu",
+        "--workers",
+        "0",
+        "--no-progress",
+    ]
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=240, cwd=tmp_path, check=False)
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.count("2 slides embedded, 0 already done") == 2  # the count is summed over both ranks
     model, config = load_encoder(tiny_encoder)

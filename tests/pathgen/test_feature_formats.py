@@ -15,9 +15,9 @@ import pytest
 import torch
 
 from pathgen.cli import main
-from pathgen.models.embeddings import read_embeddings
 from pathgen.eval.datasets.feature_folder import read_feature_bags
 from pathgen.eval.features import FrozenEncoder, slide_features
+from pathgen.models.embeddings import read_embeddings
 from tiling.store import TileStore, list_store_paths
 
 NAME = "enc"
@@ -48,8 +48,23 @@ def labels_csv(embedded, tmp_path_factory) -> Path:
 
 def test_clam_layout_reads_as_clams_mil_dataset_reads_it(embedded, labels_csv, tmp_path):
     out = tmp_path / "clam"
-    assert main(["export-features", str(embedded), "--embeddings", NAME, "--format", "clam", "--out", str(out),
-                 "--labels", str(labels_csv)]) == 0
+    assert (
+        main(
+            [
+                "export-features",
+                str(embedded),
+                "--embeddings",
+                NAME,
+                "--format",
+                "clam",
+                "--out",
+                str(out),
+                "--labels",
+                str(labels_csv),
+            ]
+        )
+        == 0
+    )
     for slide, (features, coords, attrs) in _truth(embedded).items():
         with h5py.File(out / "h5_files" / f"{slide}.h5", "r") as f:  # Generic_MIL_Dataset with use_h5
             h5_features, h5_coords = f["features"][:], f["coords"][:]
@@ -67,8 +82,23 @@ def test_clam_layout_reads_as_clams_mil_dataset_reads_it(embedded, labels_csv, t
 
 def test_trident_layout_has_its_datasets_and_attrs(embedded, tmp_path):
     out = tmp_path / "trident"
-    assert main(["export-features", str(embedded), "--embeddings", NAME, "--format", "trident", "--out", str(out),
-                 "--encoder-name", "tiny"]) == 0
+    assert (
+        main(
+            [
+                "export-features",
+                str(embedded),
+                "--embeddings",
+                NAME,
+                "--format",
+                "trident",
+                "--out",
+                str(out),
+                "--encoder-name",
+                "tiny",
+            ]
+        )
+        == 0
+    )
     for slide, (features, coords, attrs) in _truth(embedded).items():
         with h5py.File(out / "features_tiny" / f"{slide}.h5", "r") as f:
             coords_attrs = dict(f["coords"].attrs)  # TRIDENT's read_coords
@@ -84,8 +114,23 @@ def test_trident_layout_has_its_datasets_and_attrs(embedded, tmp_path):
 
 def test_eva_manifest_and_pt_files_read_as_evas_mil_dataset_reads_them(embedded, labels_csv, tmp_path):
     out = tmp_path / "eva"
-    assert main(["export-features", str(embedded), "--embeddings", NAME, "--format", "eva", "--out", str(out),
-                 "--labels", str(labels_csv)]) == 0
+    assert (
+        main(
+            [
+                "export-features",
+                str(embedded),
+                "--embeddings",
+                NAME,
+                "--format",
+                "eva",
+                "--out",
+                str(out),
+                "--labels",
+                str(labels_csv),
+            ]
+        )
+        == 0
+    )
     with open(out / "manifest.csv", newline="") as f:
         manifest = list(csv.DictReader(f))
     assert list(manifest[0])[:4] == ["origin", "embeddings", "target", "split"]
@@ -118,7 +163,9 @@ def test_slide_bench_reads_clam_and_trident_folders_as_bags(embedded, tmp_path, 
 
 
 def test_export_of_missing_embeddings_is_one_line_exit_2(embedded, tmp_path, capsys):
-    assert main(["export-features", str(embedded), "--embeddings", "nope", "--format", "clam",
-                 "--out", str(tmp_path)]) == 2
+    assert (
+        main(["export-features", str(embedded), "--embeddings", "nope", "--format", "clam", "--out", str(tmp_path)])
+        == 2
+    )
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "no complete embeddings 'nope'" in err

@@ -26,9 +26,18 @@ from pathgen.models.io import load_encoder, read_encoder_config
 def _timm_folder(path, crop_pct=0.875):
     torch.manual_seed(0)
     model = timm.create_model("test_vit", pretrained=False, num_classes=0, img_size=64, dynamic_img_size=True).eval()
-    save_for_hf(model, str(path), safe_serialization=True,
-                data_config={"input_size": (3, 64, 64), "mean": (0.7, 0.6, 0.7), "std": (0.2, 0.25, 0.2),
-                             "interpolation": "bicubic", "crop_pct": crop_pct})
+    save_for_hf(
+        model,
+        str(path),
+        safe_serialization=True,
+        data_config={
+            "input_size": (3, 64, 64),
+            "mean": (0.7, 0.6, 0.7),
+            "std": (0.2, 0.25, 0.2),
+            "interpolation": "bicubic",
+            "crop_pct": crop_pct,
+        },
+    )
     return model
 
 
@@ -39,16 +48,30 @@ def test_a_timm_folder_loads_with_its_pretrained_cfg_preprocessing(tmp_path):
     assert config.mean == (0.7, 0.6, 0.7) and config.source["format"] == "timm"
     tiles = torch.randint(0, 256, (2, 3, 80, 80), dtype=torch.uint8)
     reference = timm.create_model(f"local-dir:{tmp_path}", pretrained=True).eval()
-    transform = T.Compose([T.ToDtype(torch.float32, scale=True), T.Resize(73, InterpolationMode.BICUBIC, antialias=True),
-                           T.CenterCrop(64), T.Normalize((0.7, 0.6, 0.7), (0.2, 0.25, 0.2))])  # floor(64 / 0.875)
+    transform = T.Compose(
+        [
+            T.ToDtype(torch.float32, scale=True),
+            T.Resize(73, InterpolationMode.BICUBIC, antialias=True),
+            T.CenterCrop(64),
+            T.Normalize((0.7, 0.6, 0.7), (0.2, 0.25, 0.2)),
+        ]
+    )  # floor(64 / 0.875)
     with torch.no_grad():
         torch.testing.assert_close(encoder(preprocess(tiles, config)), reference(transform(tiles)))
 
 
 def test_pathgen_reads_format_1_folders(tmp_path, tiny_encoder):
-    legacy = {"timm_name": "test_vit", "embed_dim": 64, "tile_size_px": 32, "mpp": 1.0,
-              "timm_kwargs": {"num_classes": 0, "drop_path_rate": 0.0, "img_size": 32, "dynamic_img_size": True},
-              "mean": [0.5, 0.5, 0.5], "std": [0.2, 0.2, 0.2], "source": {}, "pathgen_version": "0.1"}
+    legacy = {
+        "timm_name": "test_vit",
+        "embed_dim": 64,
+        "tile_size_px": 32,
+        "mpp": 1.0,
+        "timm_kwargs": {"num_classes": 0, "drop_path_rate": 0.0, "img_size": 32, "dynamic_img_size": True},
+        "mean": [0.5, 0.5, 0.5],
+        "std": [0.2, 0.2, 0.2],
+        "source": {},
+        "pathgen_version": "0.1",
+    }
     (tmp_path / "config.json").write_text(json.dumps(legacy))
     (tmp_path / "model.safetensors").write_bytes((tiny_encoder / "model.safetensors").read_bytes())
     encoder, config = load_encoder(tmp_path)
@@ -77,8 +100,9 @@ def test_timm_kwargs_outside_the_allow_list_are_refused_in_one_line(tmp_path, ti
 
 
 def test_layer_names_outside_the_table_are_refused(tmp_path):
-    (tmp_path / "config.json").write_text(json.dumps({"timm_name": "test_vit", "embed_dim": 64,
-                                                      "timm_kwargs": {"mlp_layer": "os.system"}}))
+    (tmp_path / "config.json").write_text(
+        json.dumps({"timm_name": "test_vit", "embed_dim": 64, "timm_kwargs": {"mlp_layer": "os.system"}})
+    )
     with pytest.raises(ValueError, match="mlp_layer 'os.system' is not one of"):
         read_encoder_config(tmp_path)
 
@@ -94,8 +118,11 @@ def test_corrupt_weights_are_one_line_exit_2_in_embed(tmp_path, tiny_encoder, ti
     folder.mkdir()
     (folder / "config.json").write_text((tiny_encoder / "config.json").read_text())
     good = (tiny_encoder / "model.safetensors").read_bytes()
-    damaged = {"truncated": good[: len(good) // 2], "pickle_renamed": pickle.dumps({"x": _Payload()}),
-               "random_bytes": bytes(range(256)) * 8}[damage]
+    damaged = {
+        "truncated": good[: len(good) // 2],
+        "pickle_renamed": pickle.dumps({"x": _Payload()}),
+        "random_bytes": bytes(range(256)) * 8,
+    }[damage]
     (folder / "model.safetensors").write_bytes(damaged)
     assert main(["embed", str(folder), str(tiny_tiles), "--name", "x", "--no-progress"]) == 2
     captured = capsys.readouterr()

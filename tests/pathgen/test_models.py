@@ -1,6 +1,5 @@
 """Encoders on disk: safetensors + config.json round trip, timm loading, local initial weights."""
 
-
 import pytest
 import timm
 import torch
@@ -37,8 +36,9 @@ def test_round_trip_with_one_call_and_with_timm(tmp_path):
 
 def test_init_checkpoint_loads_local_safetensors_only(tmp_path):
     model = _saved(tmp_path)
-    started, _ = create_backbone(BackboneConfig(name="test_vit", img_size=64,
-                                                init_checkpoint=str(tmp_path / "model.safetensors")))
+    started, _ = create_backbone(
+        BackboneConfig(name="test_vit", img_size=64, init_checkpoint=str(tmp_path / "model.safetensors"))
+    )
     x = torch.randn(1, 3, 64, 64)
     torch.testing.assert_close(started.eval()(x), model(x))
     torch.save(model.state_dict(), tmp_path / "weights.pt")
@@ -49,7 +49,9 @@ def test_init_checkpoint_loads_local_safetensors_only(tmp_path):
 def test_weights_of_another_architecture_are_refused(tmp_path):
     save_file({"foo.weight": torch.zeros(3, 3)}, str(tmp_path / "other.safetensors"))
     with pytest.raises(ValueError, match="do not fit the backbone"):
-        create_backbone(BackboneConfig(name="test_vit", img_size=64, init_checkpoint=str(tmp_path / "other.safetensors")))
+        create_backbone(
+            BackboneConfig(name="test_vit", img_size=64, init_checkpoint=str(tmp_path / "other.safetensors"))
+        )
 
 
 def test_bad_config_json_names_the_file(tmp_path):

@@ -15,8 +15,8 @@ from torchvision.transforms import InterpolationMode
 from torchvision.transforms import v2 as T
 
 from pathgen.cli import main
-from pathgen.models.embeddings import preprocess, read_embeddings
 from pathgen.eval.features import FrozenEncoder
+from pathgen.models.embeddings import preprocess, read_embeddings
 from pathgen.models.io import load_encoder
 from pathgen.models.published import RECIPES
 from tiling.store import TileStore, list_store_paths
@@ -28,37 +28,130 @@ SWIGLU = {"mlp_layer": timm.layers.SwiGLUPacked, "act_layer": nn.SiLU}
 # name: (timm architecture, model-card kwargs with depth 1 and width 2 heads, resize, crop, interpolation, mean/std,
 #        embedding)
 STAND_INS = {
-    "uni": ("vit_large_patch16_224", {"img_size": 224, "patch_size": 16, "init_values": 1e-5, "dynamic_img_size": True,
-                                      "depth": 1, "embed_dim": 128, "num_heads": 2},
-            224, 224, InterpolationMode.BILINEAR, IMAGENET, "cls"),
-    "uni2-h": ("vit_giant_patch14_224", {"img_size": 224, "patch_size": 14, "depth": 1, "num_heads": 2,
-                                         "init_values": 1e-5, "embed_dim": 128, "mlp_ratio": 2.66667 * 2,
-                                         "no_embed_class": True, "reg_tokens": 8, "dynamic_img_size": True, **SWIGLU},
-               224, 224, InterpolationMode.BILINEAR, IMAGENET, "cls"),
-    "virchow2": ("vit_huge_patch14_224", {"img_size": 224, "init_values": 1e-5, "reg_tokens": 4, "mlp_ratio": 5.3375,
-                                          "global_pool": "", "dynamic_img_size": True, "depth": 1, "embed_dim": 160,
-                                          "num_heads": 2, **SWIGLU},
-                 224, 224, InterpolationMode.BICUBIC, IMAGENET, "cls+mean_patch"),
-    "h-optimus-0": ("vit_giant_patch14_reg4_dinov2", {"img_size": 224, "global_pool": "token", "init_values": 1e-5,
-                                                      "dynamic_img_size": True, "depth": 1, "embed_dim": 128,
-                                                      "num_heads": 2},
-                    224, 224, InterpolationMode.BILINEAR, HOPTIMUS, "cls"),
-    "h-optimus-1": ("vit_giant_patch14_reg4_dinov2", {"img_size": 224, "global_pool": "token", "init_values": 1e-5,
-                                                      "dynamic_img_size": True, "depth": 1, "embed_dim": 128,
-                                                      "num_heads": 2},
-                    224, 224, InterpolationMode.BILINEAR, HOPTIMUS, "cls"),
-    "prov-gigapath": ("vit_giant_patch14_dinov2", {"img_size": 224, "in_chans": 3, "patch_size": 16, "embed_dim": 128,
-                                                   "depth": 1, "num_heads": 2, "mlp_ratio": 5.33334,
-                                                   "dynamic_img_size": True},
-                      256, 224, InterpolationMode.BICUBIC, IMAGENET, "cls"),
+    "uni": (
+        "vit_large_patch16_224",
+        {
+            "img_size": 224,
+            "patch_size": 16,
+            "init_values": 1e-5,
+            "dynamic_img_size": True,
+            "depth": 1,
+            "embed_dim": 128,
+            "num_heads": 2,
+        },
+        224,
+        224,
+        InterpolationMode.BILINEAR,
+        IMAGENET,
+        "cls",
+    ),
+    "uni2-h": (
+        "vit_giant_patch14_224",
+        {
+            "img_size": 224,
+            "patch_size": 14,
+            "depth": 1,
+            "num_heads": 2,
+            "init_values": 1e-5,
+            "embed_dim": 128,
+            "mlp_ratio": 2.66667 * 2,
+            "no_embed_class": True,
+            "reg_tokens": 8,
+            "dynamic_img_size": True,
+            **SWIGLU,
+        },
+        224,
+        224,
+        InterpolationMode.BILINEAR,
+        IMAGENET,
+        "cls",
+    ),
+    "virchow2": (
+        "vit_huge_patch14_224",
+        {
+            "img_size": 224,
+            "init_values": 1e-5,
+            "reg_tokens": 4,
+            "mlp_ratio": 5.3375,
+            "global_pool": "",
+            "dynamic_img_size": True,
+            "depth": 1,
+            "embed_dim": 160,
+            "num_heads": 2,
+            **SWIGLU,
+        },
+        224,
+        224,
+        InterpolationMode.BICUBIC,
+        IMAGENET,
+        "cls+mean_patch",
+    ),
+    "h-optimus-0": (
+        "vit_giant_patch14_reg4_dinov2",
+        {
+            "img_size": 224,
+            "global_pool": "token",
+            "init_values": 1e-5,
+            "dynamic_img_size": True,
+            "depth": 1,
+            "embed_dim": 128,
+            "num_heads": 2,
+        },
+        224,
+        224,
+        InterpolationMode.BILINEAR,
+        HOPTIMUS,
+        "cls",
+    ),
+    "h-optimus-1": (
+        "vit_giant_patch14_reg4_dinov2",
+        {
+            "img_size": 224,
+            "global_pool": "token",
+            "init_values": 1e-5,
+            "dynamic_img_size": True,
+            "depth": 1,
+            "embed_dim": 128,
+            "num_heads": 2,
+        },
+        224,
+        224,
+        InterpolationMode.BILINEAR,
+        HOPTIMUS,
+        "cls",
+    ),
+    "prov-gigapath": (
+        "vit_giant_patch14_dinov2",
+        {
+            "img_size": 224,
+            "in_chans": 3,
+            "patch_size": 16,
+            "embed_dim": 128,
+            "depth": 1,
+            "num_heads": 2,
+            "mlp_ratio": 5.33334,
+            "dynamic_img_size": True,
+        },
+        256,
+        224,
+        InterpolationMode.BICUBIC,
+        IMAGENET,
+        "cls",
+    ),
 }
 
 
 def _reference(name: str, model: nn.Module, tiles_u8: torch.Tensor) -> torch.Tensor:
     """The published inference path: torchvision Resize + CenterCrop + Normalize, then the paper's embedding."""
     _, _, resize, crop, interpolation, (mean, std), embedding = STAND_INS[name]
-    transform = T.Compose([T.ToDtype(torch.float32, scale=True), T.Resize(resize, interpolation, antialias=True),
-                           T.CenterCrop(crop), T.Normalize(mean, std)])
+    transform = T.Compose(
+        [
+            T.ToDtype(torch.float32, scale=True),
+            T.Resize(resize, interpolation, antialias=True),
+            T.CenterCrop(crop),
+            T.Normalize(mean, std),
+        ]
+    )
     with torch.no_grad():
         out = model(transform(tiles_u8))
     if embedding == "cls+mean_patch":  # Virchow2 model card: CLS ⊕ mean of tokens 5: (1 CLS + 4 registers first)
@@ -95,7 +188,9 @@ def test_recipe_reads_a_bin_only_with_the_explicit_flag(tmp_path):
 
 def test_weights_of_another_recipe_are_refused_naming_the_file(tmp_path):
     architecture, kwargs = STAND_INS["uni"][:2]
-    save_file(timm.create_model(architecture, num_classes=0, **kwargs).state_dict(), str(tmp_path / "model.safetensors"))
+    save_file(
+        timm.create_model(architecture, num_classes=0, **kwargs).state_dict(), str(tmp_path / "model.safetensors")
+    )
     with pytest.raises(ValueError, match=r"model.safetensors: weights do not fit vit_huge_patch14_224"):
         load_encoder(f"virchow2:{tmp_path}")
 

@@ -38,9 +38,11 @@ def test_the_wheel_globs_cover_every_tracked_config():
     folders), match exactly the tracked configs/ and benchmarks/suites/ YAML files."""
     tomllib = pytest.importorskip("tomllib")  # Python 3.11+
     patterns = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]["pathgen"]
-    packaged = {p.relative_to(PACKAGE_DATA).as_posix() for pattern in patterns
-                for p in (ROOT / "pathgen").glob(pattern)}
-    tracked = subprocess.run(["git", "ls-files", "configs", "benchmarks/suites"], cwd=ROOT, capture_output=True,
-                             text=True, check=True).stdout.split()
+    packaged = {
+        p.relative_to(PACKAGE_DATA).as_posix() for pattern in patterns for p in (ROOT / "pathgen").glob(pattern)
+    }
+    tracked = subprocess.run(
+        ["git", "ls-files", "configs", "benchmarks/suites"], cwd=ROOT, capture_output=True, text=True, check=True
+    ).stdout.split()
     assert packaged == {t for t in tracked if t.endswith(".yaml")} and len(packaged) > 20
     assert SOURCE_ROOT == ROOT

@@ -10,20 +10,37 @@ from pathlib import Path
 
 import pytest
 import yaml
+from test_train_safety import _hold_lock_in_another_process
 
 from pathgen.cli import main
 from pathgen.run_folder import RunFolderError, prepare_run_folder
-from test_train_safety import _hold_lock_in_another_process
 
 REPO = Path(__file__).resolve().parents[2]
-TINY = ["backbone.img_size=32", "augment.global_size=32", "augment.local_size=16", "train.max_steps=2",
-        "train.batch_size=8", "train.num_workers=0", "train.progress=false", "train.log_every=1",
-        "train.checkpoint_every=1"]
+TINY = [
+    "backbone.img_size=32",
+    "augment.global_size=32",
+    "augment.local_size=16",
+    "train.max_steps=2",
+    "train.batch_size=8",
+    "train.num_workers=0",
+    "train.progress=false",
+    "train.log_every=1",
+    "train.checkpoint_every=1",
+]
 
 
 def _train(tiles: Path, out: Path, *extra: str) -> int:
-    return main(["train-ssl", "--config", str(REPO / "configs/ssl/simclr_tiny.yaml"), f"data={tiles}", f"out={out}",
-                 *TINY, *extra])
+    return main(
+        [
+            "train-ssl",
+            "--config",
+            str(REPO / "configs/ssl/simclr_tiny.yaml"),
+            f"data={tiles}",
+            f"out={out}",
+            *TINY,
+            *extra,
+        ]
+    )
 
 
 def _steps(run: Path) -> list[int]:
@@ -48,8 +65,19 @@ def test_train_ssl_refuses_an_existing_run_then_overwrites_or_resumes_it(tiny_ti
 
 def test_resume_from_another_directory_reads_the_absolute_saved_config(tiny_tiles, tmp_path, monkeypatch):
     monkeypatch.chdir(tiny_tiles.parent)
-    assert main(["train-ssl", "--config", str(REPO / "configs/ssl/simclr_tiny.yaml"), f"data={tiny_tiles.name}",
-                 "out=relative_run", *TINY]) == 0
+    assert (
+        main(
+            [
+                "train-ssl",
+                "--config",
+                str(REPO / "configs/ssl/simclr_tiny.yaml"),
+                f"data={tiny_tiles.name}",
+                "out=relative_run",
+                *TINY,
+            ]
+        )
+        == 0
+    )
     run = tiny_tiles.parent / "relative_run"
     saved = yaml.safe_load((run / "config.yaml").read_text())
     assert saved["data"] == [str(tiny_tiles)] and saved["out"] == str(run)
@@ -106,11 +134,24 @@ def test_every_run_folder_command_refuses_an_existing_output(command, out_flag, 
     out = tmp_path / "out"
     out.mkdir()
     (out / "config.yaml").write_text("{}")
-    words = {"generate": ["generate", str(tmp_path / "ldm"), str(tmp_path / "tiles"), "--out", str(out)],
-             "bench": ["bench", str(REPO / "benchmarks/suites/pcam.yaml"), "--encoder", "random:test_vit",
-                       "--out", str(out)],
-             "gensis": ["gensis", "--config", str(REPO / "configs/genaug/gensis_demo.yaml"), f"out={out}",
-                        f"tiles={tmp_path / 'tiles'}"]}[command]
+    words = {
+        "generate": ["generate", str(tmp_path / "ldm"), str(tmp_path / "tiles"), "--out", str(out)],
+        "bench": [
+            "bench",
+            str(REPO / "benchmarks/suites/pcam.yaml"),
+            "--encoder",
+            "random:test_vit",
+            "--out",
+            str(out),
+        ],
+        "gensis": [
+            "gensis",
+            "--config",
+            str(REPO / "configs/genaug/gensis_demo.yaml"),
+            f"out={out}",
+            f"tiles={tmp_path / 'tiles'}",
+        ],
+    }[command]
     assert main(words) == 2
     err = capsys.readouterr().err
     assert f"pathgen {command}: {out}: already holds a run (config.yaml)" in err
@@ -123,8 +164,11 @@ def test_quiet_and_verbose_set_the_log_level(tmp_path, capsys):
     try:
         for flags in (["--quiet"], ["--verbose"], [], ["-q"]):
             # before or after the subcommand, as a user types them
-            argv = flags + ["tile", str(tmp_path / "no_slides"), "--out", str(tmp_path / "out")] if flags != ["-q"] \
+            argv = (
+                flags + ["tile", str(tmp_path / "no_slides"), "--out", str(tmp_path / "out")]
+                if flags != ["-q"]
                 else ["tile", str(tmp_path / "no_slides"), "--out", str(tmp_path / "out"), "-q"]
+            )
             main(argv)
             levels[" ".join(flags)] = logger.level
     finally:

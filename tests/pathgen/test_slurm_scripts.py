@@ -21,7 +21,7 @@ SCRIPTS = sorted((REPO / "scripts" / "slurm").glob("*.sbatch"))
 FAKES = {
     "srun": 'while [ "${1#--}" != "$1" ]; do shift; done\nexec "$@"\n',  # drop srun's options, run the task
     "torchrun": 'while [ "$1" != "-m" ]; do shift; done\nshift\necho $$ > "$FAKE_DIR/train.pid"\n'
-                'exec "$PYTHON" -m "$@"\n',
+    'exec "$PYTHON" -m "$@"\n',
     "scontrol": 'if [ "$1" = show ]; then echo localhost; else echo "$*" >> "$FAKE_DIR/scontrol.log"; fi\n',
     "scancel": 'kill -TERM "$(cat "$FAKE_DIR/train.pid")"\n',
 }
@@ -40,9 +40,17 @@ def _fake_slurm(where: Path) -> dict[str, str]:
     for name, body in FAKES.items():
         (bin_dir / name).write_text("#!/bin/bash\n" + body)
         (bin_dir / name).chmod(0o755)
-    return {"PATH": f"{bin_dir}:{os.environ['PATH']}", "FAKE_DIR": str(where), "PYTHON": sys.executable,
-            "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1", "SLURM_JOB_ID": "4242", "SLURM_JOB_NUM_NODES": "1",
-            "SLURM_JOB_NODELIST": "localhost", "GPUS_PER_NODE": "1"}
+    return {
+        "PATH": f"{bin_dir}:{os.environ['PATH']}",
+        "FAKE_DIR": str(where),
+        "PYTHON": sys.executable,
+        "PYTHONPATH": str(REPO),
+        "OMP_NUM_THREADS": "1",
+        "SLURM_JOB_ID": "4242",
+        "SLURM_JOB_NUM_NODES": "1",
+        "SLURM_JOB_NODELIST": "localhost",
+        "GPUS_PER_NODE": "1",
+    }
 
 
 def _steps(run: Path) -> list[int]:
@@ -52,13 +60,33 @@ def _steps(run: Path) -> list[int]:
 
 @pytest.mark.slow  # two real pathgen processes (~100 s on a loaded 2-core machine); test_train_safety covers SIGTERM
 def test_time_limit_checkpoints_requeues_and_the_requeued_job_resumes(tiny_tiles, tmp_path):
-    env = {**os.environ, **_fake_slurm(tmp_path / "slurm"), "OUT": str(tmp_path / "run"), "DATA": str(tiny_tiles),
-           "CONFIG": str(REPO / "configs/ssl/simclr_tiny.yaml"), "COMMAND": "train-ssl"}
-    tiny = ["backbone.img_size=32", "augment.global_size=32", "augment.local_size=16", "train.batch_size=8",
-            "train.num_workers=0", "train.log_every=1", "train.checkpoint_every=100000", "train.device=cpu"]
+    env = {
+        **os.environ,
+        **_fake_slurm(tmp_path / "slurm"),
+        "OUT": str(tmp_path / "run"),
+        "DATA": str(tiny_tiles),
+        "CONFIG": str(REPO / "configs/ssl/simclr_tiny.yaml"),
+        "COMMAND": "train-ssl",
+    }
+    tiny = [
+        "backbone.img_size=32",
+        "augment.global_size=32",
+        "augment.local_size=16",
+        "train.batch_size=8",
+        "train.num_workers=0",
+        "train.log_every=1",
+        "train.checkpoint_every=100000",
+        "train.device=cpu",
+    ]
     script = str(REPO / "scripts/slurm/train_multinode.sbatch")
-    job = subprocess.Popen(["bash", script, *tiny, "train.epochs=100000", "train.max_steps=100000"], env=env,
-                           cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    job = subprocess.Popen(
+        ["bash", script, *tiny, "train.epochs=100000", "train.max_steps=100000"],
+        env=env,
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     run = tmp_path / "run"
     deadline = time.monotonic() + 240
     while len(_steps(run)) < 3:
@@ -72,8 +100,14 @@ def test_time_limit_checkpoints_requeues_and_the_requeued_job_resumes(tiny_tiles
     assert 3 <= stopped_at < 100000 and _steps(run) == list(range(1, stopped_at + 1))
     (tmp_path / "slurm" / "scontrol.log").unlink()
 
-    requeued = subprocess.run(["bash", script, f"train.max_steps={stopped_at + 2}"], env=env, cwd=tmp_path / "slurm",
-                              capture_output=True, text=True, timeout=240)
+    requeued = subprocess.run(
+        ["bash", script, f"train.max_steps={stopped_at + 2}"],
+        env=env,
+        cwd=tmp_path / "slurm",
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
     assert requeued.returncode == 0, requeued.stdout + requeued.stderr
     assert _steps(run) == list(range(1, stopped_at + 3))  # continued, each step once
     assert load_checkpoint(run / "checkpoints" / "last.pt")["step"] == stopped_at + 2

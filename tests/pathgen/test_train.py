@@ -14,7 +14,7 @@ from torch import nn
 from torch.utils.data import Dataset
 
 from pathgen.schedules import warmup_cosine
-from pathgen.train import Trainer, TrainConfig, TrainingDiverged, load_checkpoint
+from pathgen.train import TrainConfig, Trainer, TrainingDiverged, load_checkpoint
 
 
 class NoisyRegression(Dataset):
@@ -53,9 +53,23 @@ class Regressor(nn.Module):
 
 
 def _cfg(**overrides) -> TrainConfig:
-    values = dict(epochs=3, batch_size=8, grad_accum=2, lr=0.05, lr_scaling="none", warmup_epochs=0.5,
-                  weight_decay=0.01, weight_decay_end=0.1, clip_grad=1.0, clip_mode="global", num_workers=0,
-                  checkpoint_every=1000, log_every=1, progress=False, device="cpu")
+    values = {
+        "epochs": 3,
+        "batch_size": 8,
+        "grad_accum": 2,
+        "lr": 0.05,
+        "lr_scaling": "none",
+        "warmup_epochs": 0.5,
+        "weight_decay": 0.01,
+        "weight_decay_end": 0.1,
+        "clip_grad": 1.0,
+        "clip_mode": "global",
+        "num_workers": 0,
+        "checkpoint_every": 1000,
+        "log_every": 1,
+        "progress": False,
+        "device": "cpu",
+    }
     values.update(overrides)
     return TrainConfig(**values)
 
@@ -104,8 +118,9 @@ def test_schedules_and_linear_lr_scaling(tmp_path):
     assert warmup_cosine(10, 100, 1.0, 0.0, warmup_steps=10) == 1.0
     assert warmup_cosine(55, 100, 1.0, 0.0, warmup_steps=10) == pytest.approx(0.5)
     assert warmup_cosine(100, 100, 1.0, 0.1) == pytest.approx(0.1)
-    trainer = Trainer(_cfg(lr=0.1, lr_scaling="linear", batch_size=16, grad_accum=4), Regressor(), NoisyRegression(),
-                      tmp_path)
+    trainer = Trainer(
+        _cfg(lr=0.1, lr_scaling="linear", batch_size=16, grad_accum=4), Regressor(), NoisyRegression(), tmp_path
+    )
     assert trainer.peak_lr == pytest.approx(0.1 * 64 / 256)
 
 
@@ -121,8 +136,9 @@ def _free_port() -> int:
 
 
 def _ddp_worker(rank: int, port: int, out_dir: str) -> None:
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), WORLD_SIZE="2", RANK=str(rank),
-                      LOCAL_RANK=str(rank))
+    os.environ.update(
+        MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), WORLD_SIZE="2", RANK=str(rank), LOCAL_RANK=str(rank)
+    )
     torch.manual_seed(0)
     model = Regressor()
     model.dropout.p = 0.0

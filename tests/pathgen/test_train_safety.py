@@ -15,13 +15,12 @@ from pathlib import Path
 import pytest
 import torch
 import torch.multiprocessing as mp
+from test_train import NoisyRegression, Regressor, _cfg, _free_port, _losses
 
 from pathgen.finite import nonfinite_names
 from pathgen.run_folder import RunFolderError, RunLock
 from pathgen.run_log import ProgressReporter, format_progress
 from pathgen.train import Trainer, TrainingDiverged, load_checkpoint
-
-from test_train import NoisyRegression, Regressor, _cfg, _free_port, _losses
 
 
 class NanGradients(Regressor):
@@ -86,8 +85,12 @@ def test_skip_mode_stops_after_too_many_bad_steps_in_a_row(tmp_path):
 
 
 def test_weights_made_infinite_by_the_update_stop_and_are_never_checkpointed(tmp_path):
-    trainer = Trainer(_cfg(checkpoint_every=2, clip_grad=None, optimizer="sgd"), ExplodingUpdate(bad_step=5),
-                      NoisyRegression(), tmp_path)
+    trainer = Trainer(
+        _cfg(checkpoint_every=2, clip_grad=None, optimizer="sgd"),
+        ExplodingUpdate(bad_step=5),
+        NoisyRegression(),
+        tmp_path,
+    )
     with pytest.raises(TrainingDiverged, match=r"non-finite weights after the optimizer step at step 5.*last.pt"):
         trainer.fit()
     state = load_checkpoint(trainer.checkpoint_path)
@@ -100,8 +103,11 @@ def test_save_refuses_non_finite_weights_and_keeps_the_previous_checkpoint(tmp_p
     trainer.fit()
     with torch.no_grad():
         model.linear.bias.fill_(float("nan"))
-    with pytest.raises(TrainingDiverged, match=r"1 non-finite tensors at step 2 \(first: model.linear.bias\): "
-                                               r"checkpoint not written"):
+    with pytest.raises(
+        TrainingDiverged,
+        match=r"1 non-finite tensors at step 2 \(first: model.linear.bias\): "
+        r"checkpoint not written",
+    ):
         trainer.save()
     assert nonfinite_names(load_checkpoint(trainer.checkpoint_path)["model"]) == []
 
@@ -170,6 +176,7 @@ def test_a_second_run_into_a_locked_folder_fails_naming_it(tmp_path):
         # another open file description of the lock file conflicts, as a second process would
         handle = (run_dir / ".pathgen.lock").open("a+")
         import fcntl
+
         with pytest.raises(BlockingIOError):
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         handle.close()
@@ -186,8 +193,10 @@ def test_a_second_run_into_a_locked_folder_fails_naming_it(tmp_path):
 
 def _hold_lock_in_another_process(run_dir: Path, ready: Path) -> subprocess.Popen:
     """A process (importing no torch, so it starts fast) that holds the run folder's lock."""
-    code = ("import sys, time, pathlib; from pathgen.run_folder import RunLock\n"
-            "with RunLock(sys.argv[1]):\n    pathlib.Path(sys.argv[2]).write_text('locked'); time.sleep(120)\n")
+    code = (
+        "import sys, time, pathlib; from pathgen.run_folder import RunLock\n"
+        "with RunLock(sys.argv[1]):\n    pathlib.Path(sys.argv[2]).write_text('locked'); time.sleep(120)\n"
+    )
     process = subprocess.Popen([sys.executable, "-c", code, str(run_dir), str(ready)])
     _wait_for(ready)
     return process
@@ -243,8 +252,9 @@ def test_progress_line_format_and_bar_only_when_asked():
 
 
 def _ddp_resume_worker(rank: int, port: int, root: str) -> None:
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), WORLD_SIZE="2", RANK=str(rank),
-                      LOCAL_RANK=str(rank))
+    os.environ.update(
+        MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), WORLD_SIZE="2", RANK=str(rank), LOCAL_RANK=str(rank)
+    )
     root_dir = Path(root)
     cfg = _cfg(grad_accum=1, clip_grad=None, epochs=3)  # 64 samples / (2 × 8): 4 steps per epoch, 12 in all
 

@@ -4,8 +4,15 @@ from pathlib import Path
 
 import pytest
 
-from tiling.discover import (describe_ignored, discover_slides, override_for, read_mpp_overrides, select_shard,
-                             shard_from_environment, slide_ids)
+from tiling.discover import (
+    describe_ignored,
+    discover_slides,
+    override_for,
+    read_mpp_overrides,
+    select_shard,
+    shard_from_environment,
+    slide_ids,
+)
 from tiling.manifest import FileLock, ManifestRow, read_manifest, update_manifest
 
 
@@ -53,9 +60,14 @@ def test_mpp_overrides_by_name_or_path(tmp_path):
     assert override_for(Path("/x/other.svs"), overrides) is None
 
 
-@pytest.mark.parametrize("text, problem", [("slide,mpp\ns1.svs,zero\n", ":2: mpp must be"),
-                                           ("slide,mpp\ns1.svs,-1\n", ":2: mpp must be"),
-                                           ("name,res\ns1,0.5\n", "columns 'slide' and 'mpp'")])
+@pytest.mark.parametrize(
+    "text, problem",
+    [
+        ("slide,mpp\ns1.svs,zero\n", ":2: mpp must be"),
+        ("slide,mpp\ns1.svs,-1\n", ":2: mpp must be"),
+        ("name,res\ns1,0.5\n", "columns 'slide' and 'mpp'"),
+    ],
+)
 def test_bad_override_csv_names_line(tmp_path, text, problem):
     csv = tmp_path / "mpp.csv"
     csv.write_text(text)
@@ -92,25 +104,42 @@ def test_ignored_files_are_named_first_few_then_counted():
     assert describe_ignored(names) == "ignored 5 files without a slide suffix: a.csv, b.csv, c.csv and 2 more"
 
 
-@pytest.mark.parametrize(("environ", "shard"), [
-    ({}, None),
-    ({"SLURM_ARRAY_TASK_ID": "0", "SLURM_ARRAY_TASK_MIN": "0", "SLURM_ARRAY_TASK_COUNT": "16"}, "1/16"),
-    ({"SLURM_ARRAY_TASK_ID": "16", "SLURM_ARRAY_TASK_MIN": "1", "SLURM_ARRAY_TASK_COUNT": "16"}, "16/16"),
-    ({"SLURM_ARRAY_TASK_ID": "7", "SLURM_ARRAY_TASK_MIN": "5", "SLURM_ARRAY_TASK_COUNT": "4"}, "3/4"),
-    ({"SLURM_ARRAY_TASK_ID": "14", "SLURM_ARRAY_TASK_MIN": "0", "SLURM_ARRAY_TASK_COUNT": "8",
-      "SLURM_ARRAY_TASK_STEP": "2"}, "8/8"),
-])
+@pytest.mark.parametrize(
+    ("environ", "shard"),
+    [
+        ({}, None),
+        ({"SLURM_ARRAY_TASK_ID": "0", "SLURM_ARRAY_TASK_MIN": "0", "SLURM_ARRAY_TASK_COUNT": "16"}, "1/16"),
+        ({"SLURM_ARRAY_TASK_ID": "16", "SLURM_ARRAY_TASK_MIN": "1", "SLURM_ARRAY_TASK_COUNT": "16"}, "16/16"),
+        ({"SLURM_ARRAY_TASK_ID": "7", "SLURM_ARRAY_TASK_MIN": "5", "SLURM_ARRAY_TASK_COUNT": "4"}, "3/4"),
+        (
+            {
+                "SLURM_ARRAY_TASK_ID": "14",
+                "SLURM_ARRAY_TASK_MIN": "0",
+                "SLURM_ARRAY_TASK_COUNT": "8",
+                "SLURM_ARRAY_TASK_STEP": "2",
+            },
+            "8/8",
+        ),
+    ],
+)
 def test_shard_from_a_slurm_job_array(environ, shard):
     assert shard_from_environment(environ) == shard
 
 
-@pytest.mark.parametrize("environ", [
-    {"SLURM_ARRAY_TASK_ID": "9", "SLURM_ARRAY_TASK_MIN": "1", "SLURM_ARRAY_TASK_COUNT": "3"},  # --array=1,4,9
-    {"SLURM_ARRAY_TASK_ID": "3", "SLURM_ARRAY_TASK_MIN": "0", "SLURM_ARRAY_TASK_COUNT": "8",
-     "SLURM_ARRAY_TASK_STEP": "2"},
-    {"SLURM_ARRAY_TASK_ID": "2"},
-    {"SLURM_ARRAY_TASK_ID": "x", "SLURM_ARRAY_TASK_MIN": "0", "SLURM_ARRAY_TASK_COUNT": "2"},
-])
+@pytest.mark.parametrize(
+    "environ",
+    [
+        {"SLURM_ARRAY_TASK_ID": "9", "SLURM_ARRAY_TASK_MIN": "1", "SLURM_ARRAY_TASK_COUNT": "3"},  # --array=1,4,9
+        {
+            "SLURM_ARRAY_TASK_ID": "3",
+            "SLURM_ARRAY_TASK_MIN": "0",
+            "SLURM_ARRAY_TASK_COUNT": "8",
+            "SLURM_ARRAY_TASK_STEP": "2",
+        },
+        {"SLURM_ARRAY_TASK_ID": "2"},
+        {"SLURM_ARRAY_TASK_ID": "x", "SLURM_ARRAY_TASK_MIN": "0", "SLURM_ARRAY_TASK_COUNT": "2"},
+    ],
+)
 def test_an_unmappable_slurm_array_asks_for_shard(environ):
     with pytest.raises(ValueError, match="--shard K/N"):
         shard_from_environment(environ)

@@ -48,7 +48,9 @@ def test_trident_reads_the_export_without_its_legacy_fallback(synthetic_dir, tmp
     assert src_px == round(224 * 0.6 / 0.25)  # level-0 px per patch, as TRIDENT's patcher computes it
     for index in (0, len(store) // 2):
         x, y = (int(v) for v in coords[index])
-        patch = Image.fromarray(slide.read_rgb((x, y), 0, (src_px, src_px))).resize((224, 224), Image.Resampling.LANCZOS)
+        patch = Image.fromarray(slide.read_rgb((x, y), 0, (src_px, src_px))).resize(
+            (224, 224), Image.Resampling.LANCZOS
+        )
         assert np.abs(np.asarray(patch).astype(int) - store[index]).mean() < 3  # same field of view
 
 

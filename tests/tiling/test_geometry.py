@@ -28,14 +28,16 @@ def pyramids(tmp_path_factory):
     """{name: (path, level-0 array)}: one smooth 2311×1733 field written with two pyramids."""
     folder = tmp_path_factory.mktemp("pyramids")
     level0 = smooth_rgb_field(2311, 1733, sigma_px=5.0, seed=3)
-    return {name: (write_pyramid_tiff(folder / f"{name}.tif", level0, ds, MPP), level0)
-            for name, ds in PYRAMIDS.items()}
+    return {
+        name: (write_pyramid_tiff(folder / f"{name}.tif", level0, ds, MPP), level0) for name, ds in PYRAMIDS.items()
+    }
 
 
 def reference(level0: np.ndarray, x: float, y: float, side: float, tile_px: int) -> np.ndarray:
     """The exact-field reference: Lanczos from the fractional level-0 box."""
-    return np.asarray(Image.fromarray(level0).resize((tile_px, tile_px), Image.Resampling.LANCZOS,
-                                                     box=(x, y, x + side, y + side)))
+    return np.asarray(
+        Image.fromarray(level0).resize((tile_px, tile_px), Image.Resampling.LANCZOS, box=(x, y, x + side, y + side))
+    )
 
 
 def psnr(a: np.ndarray, b: np.ndarray) -> float:
@@ -51,10 +53,15 @@ def best_shifts(tile, level0, xy, grid) -> tuple[float, float]:
         for shift in SHIFTS_PX:
             x, y = float(xy[0]), float(xy[1])
             x, y = (x + shift * grid.scale, y) if axis == 0 else (x, y + shift * grid.scale)
-            inside = x >= 0 and y >= 0 and x + grid.tile_size_level0 <= level0.shape[1] \
+            inside = (
+                x >= 0
+                and y >= 0
+                and x + grid.tile_size_level0 <= level0.shape[1]
                 and y + grid.tile_size_level0 <= level0.shape[0]
-            scores.append(psnr(tile, reference(level0, x, y, grid.tile_size_level0, grid.tile_size_px))
-                          if inside else -math.inf)
+            )
+            scores.append(
+                psnr(tile, reference(level0, x, y, grid.tile_size_level0, grid.tile_size_px)) if inside else -math.inf
+            )
         found.append(SHIFTS_PX[int(np.argmax(scores))])
     return found[0], found[1]
 
@@ -72,14 +79,17 @@ def read_rows(path, grid, rows, max_run):
     return tiles, coords, slide.level_downsamples[level]
 
 
-@pytest.mark.parametrize("name, target_mpp, tile_px, expected_ds", [
-    ("ds2.0005-4.03", 0.5, 64, 2.0005),  # level 1 at 0.500125 µm/px: nearly the target, still resampled
-    ("ds2.0005-4.03", 0.63, 48, 2.0005),
-    ("ds2.0005-4.03", 1.1, 32, 4.03),
-    ("ds2.0005-4.03", 0.3, 40, 1.0),
-    ("ds3.7", 1.0, 32, 3.7),
-    ("ds3.7", 0.925, 48, 3.7),
-])
+@pytest.mark.parametrize(
+    "name, target_mpp, tile_px, expected_ds",
+    [
+        ("ds2.0005-4.03", 0.5, 64, 2.0005),  # level 1 at 0.500125 µm/px: nearly the target, still resampled
+        ("ds2.0005-4.03", 0.63, 48, 2.0005),
+        ("ds2.0005-4.03", 1.1, 32, 4.03),
+        ("ds2.0005-4.03", 0.3, 40, 1.0),
+        ("ds3.7", 1.0, 32, 3.7),
+        ("ds3.7", 0.925, 48, 3.7),
+    ],
+)
 def test_every_tile_of_a_run_matches_its_exact_box(pyramids, name, target_mpp, tile_px, expected_ds):
     path, level0 = pyramids[name]
     grid = GridSpec((level0.shape[1], level0.shape[0]), MPP, target_mpp, tile_px)
@@ -127,4 +137,4 @@ def test_integer_level_reads_are_bit_exact_copies(pyramids):
     grid = GridSpec((level0.shape[1], level0.shape[0]), MPP, MPP, 64)
     tiles, coords, _ = read_rows(path, grid, rows=[2], max_run=4)
     for tile, (x, y) in zip(tiles, coords):
-        np.testing.assert_array_equal(tile, level0[y:y + 64, x:x + 64])
+        np.testing.assert_array_equal(tile, level0[y : y + 64, x : x + 64])

@@ -13,7 +13,9 @@ from tiling.config import TissueConfig
 from tiling.tissue import detect_tissue
 
 DATA = Path(__file__).resolve().parents[3] / "shared" / "data"
-_SPEC = importlib.util.spec_from_file_location("pen_ink", Path(__file__).resolve().parents[2] / "benchmarks" / "pen_ink.py")
+_SPEC = importlib.util.spec_from_file_location(
+    "pen_ink", Path(__file__).resolve().parents[2] / "benchmarks" / "pen_ink.py"
+)
 pen_ink = importlib.util.module_from_spec(_SPEC)
 _SPEC.loader.exec_module(pen_ink)
 

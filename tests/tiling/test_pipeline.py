@@ -62,8 +62,9 @@ def test_real_slide_is_resampled_to_the_target_mpp(cmu_small, tmp_path):
     assert size0 == pytest.approx(224 * 0.5 / 0.499)
     x, y = store.coords[len(store) // 2]
     reference = slide.read_rgb((int(x) - 8, int(y) - 8), 0, (int(size0) + 17, int(size0) + 17))
-    reference = np.asarray(Image.fromarray(reference).resize((224, 224), Image.Resampling.LANCZOS,
-                                                             box=(8, 8, 8 + size0, 8 + size0)))
+    reference = np.asarray(
+        Image.fromarray(reference).resize((224, 224), Image.Resampling.LANCZOS, box=(8, 8, 8 + size0, 8 + size0))
+    )
     # the exact fractional level-0 box (tests/tiling/test_geometry.py): a 1-px shift costs ~10 grey levels
     assert np.abs(store[len(store) // 2].astype(int) - reference).mean() < 1
     assert len(store) > 20
@@ -99,7 +100,7 @@ def read_csv_rows(path: Path) -> list[dict]:
 
 
 def test_interrupted_run_resumes_to_identical_stores(synthetic_dir, tmp_path, monkeypatch):
-    _run([synthetic_dir / "tumor_a.tif"], tmp_path / "clean", **{"store": _small_shards()})
+    _run([synthetic_dir / "tumor_a.tif"], tmp_path / "clean", store=_small_shards())
     import tiling.pipeline as pipeline
 
     calls = {"n": 0}
@@ -113,11 +114,11 @@ def test_interrupted_run_resumes_to_identical_stores(synthetic_dir, tmp_path, mo
 
     monkeypatch.setattr(pipeline, "fill_shard", dying_fill)
     with pytest.raises(KeyboardInterrupt):
-        _run([synthetic_dir / "tumor_a.tif"], tmp_path / "killed", workers=0, **{"store": _small_shards()})
+        _run([synthetic_dir / "tumor_a.tif"], tmp_path / "killed", workers=0, store=_small_shards())
     group = tmp_path / "killed" / "tiles.zarr" / "tumor_a"
     assert group.exists() and not is_complete(group)
     monkeypatch.setattr(pipeline, "fill_shard", real_fill)
-    summary, _ = _run([synthetic_dir / "tumor_a.tif"], tmp_path / "killed", **{"store": _small_shards()})
+    summary, _ = _run([synthetic_dir / "tumor_a.tif"], tmp_path / "killed", store=_small_shards())
     assert summary.count("done") == 1
     clean = open_store(tmp_path / "clean" / "tiles.zarr" / "tumor_a")
     resumed = open_store(group)
@@ -135,8 +136,17 @@ def test_sigkill_never_leaves_a_complete_looking_partial_store(tmp_path):
     slides.mkdir()
     write_synthetic_slide(slides / "big.tif", SyntheticSlideSpec(12288, 9216, seed=5, tissue_regions=4))
     out = tmp_path / "out"
-    cmd = [sys.executable, "-m", "pathgen.cli", "tile", str(slides), "--out", str(out), "--no-progress",
-           "store.tiles_per_shard=8"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "pathgen.cli",
+        "tile",
+        str(slides),
+        "--out",
+        str(out),
+        "--no-progress",
+        "store.tiles_per_shard=8",
+    ]
     proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     shard_dir = out / "tiles.zarr" / "big" / "tiles" / "c"
     deadline = time.monotonic() + 60
@@ -164,8 +174,14 @@ def test_bad_inputs_fail_one_by_one_with_one_line_reasons(synthetic_dir, tmp_pat
     summary, manifest = _run([folder], tmp_path / "out")
     assert summary.exit_code == 1
     assert manifest["good"]["status"] == "done"
-    expected = {"fake": "not a slide", "tiny": "smaller than one", "nompp": "--mpp-override",
-                "blank": "no tissue", "coarse": "coarser than the target", "corrupt": "cannot decode"}
+    expected = {
+        "fake": "not a slide",
+        "tiny": "smaller than one",
+        "nompp": "--mpp-override",
+        "blank": "no tissue",
+        "coarse": "coarser than the target",
+        "corrupt": "cannot decode",
+    }
     for slide_id, problem in expected.items():
         assert manifest[slide_id]["status"] == "failed", slide_id
         assert problem in manifest[slide_id]["reason"], (slide_id, manifest[slide_id]["reason"])
@@ -186,7 +202,7 @@ def _corrupt_level_tiles(source: Path, target: Path, level: int) -> None:
         spans = list(zip(page.dataoffsets, page.databytecounts))
     rng = np.random.default_rng(0)
     for offset, count in spans:
-        data[offset:offset + count] = rng.integers(0, 256, count, dtype=np.uint8).tobytes()
+        data[offset : offset + count] = rng.integers(0, 256, count, dtype=np.uint8).tobytes()
     target.write_bytes(bytes(data))
 
 
@@ -209,8 +225,10 @@ def test_a_slide_locked_by_another_run_is_not_success(synthetic_dir, tmp_path):
     assert manifest["normal_b"]["status"] == "locked" and "another live run" in manifest["normal_b"]["reason"]
     assert manifest["tumor_a"]["status"] == "done"
     assert summary.exit_code == EXIT_LOCKED == 3
-    assert summary.line() == ("1 done, 0 failed, 0 skipped (already complete), 1 NOT tiled: locked by another "
-                              "live run (exit status 3; re-run when it ends)")
+    assert summary.line() == (
+        "1 done, 0 failed, 0 skipped (already complete), 1 NOT tiled: locked by another "
+        "live run (exit status 3; re-run when it ends)"
+    )
     again, manifest = _run([synthetic_dir], out)  # the lock is free now: the slide is tiled
     assert again.exit_code == 0 and manifest["normal_b"]["status"] == "done"
 
@@ -233,8 +251,10 @@ def test_jpeg_codec_option_is_smaller(synthetic_dir, tmp_path):
 
     _run([synthetic_dir / "tumor_a.tif"], tmp_path / "zstd")
     _run([synthetic_dir / "tumor_a.tif"], tmp_path / "jpeg", store=StoreConfig(codec="jpeg"))
-    sizes = {name: sum(p.stat().st_size for p in (tmp_path / name / "tiles.zarr").rglob("c/**/*") if p.is_file())
-             for name in ("zstd", "jpeg")}
+    sizes = {
+        name: sum(p.stat().st_size for p in (tmp_path / name / "tiles.zarr").rglob("c/**/*") if p.is_file())
+        for name in ("zstd", "jpeg")
+    }
     assert sizes["jpeg"] < sizes["zstd"] / 3
     lossless = open_store(tmp_path / "zstd" / "tiles.zarr" / "tumor_a")
     lossy = open_store(tmp_path / "jpeg" / "tiles.zarr" / "tumor_a")
@@ -243,10 +263,20 @@ def test_jpeg_codec_option_is_smaller(synthetic_dir, tmp_path):
 
 def test_two_runs_on_one_output_folder_at_once(synthetic_dir, tmp_path):
     out = tmp_path / "out"
-    cmd = [sys.executable, "-m", "pathgen.cli", "tile", str(synthetic_dir), "--out", str(out), "--no-progress",
-           "store.tiles_per_shard=4"]
-    runs = [subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-            for _ in range(2)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "pathgen.cli",
+        "tile",
+        str(synthetic_dir),
+        "--out",
+        str(out),
+        "--no-progress",
+        "store.tiles_per_shard=4",
+    ]
+    runs = [
+        subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)
+    ]
     results = [(run.wait(), run.stdout.read()) for run in runs]
     for code, stdout in results:  # 3: it found a slide the other run was tiling, and says so
         assert code == 0 or (code == 3 and "locked by another live run" in stdout), (code, stdout)
@@ -255,5 +285,8 @@ def test_two_runs_on_one_output_folder_at_once(synthetic_dir, tmp_path):
     assert sorted(manifest) == ["normal_b", "tumor_a"]
     reference, _ = _run([synthetic_dir], tmp_path / "alone", store=_small_shards())
     for slide_id in manifest:
-        shared, alone = open_store(out / "tiles.zarr" / slide_id), open_store(tmp_path / "alone" / "tiles.zarr" / slide_id)
+        shared, alone = (
+            open_store(out / "tiles.zarr" / slide_id),
+            open_store(tmp_path / "alone" / "tiles.zarr" / slide_id),
+        )
         np.testing.assert_array_equal(shared.read(np.arange(len(shared))), alone.read(np.arange(len(alone))))

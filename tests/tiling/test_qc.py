@@ -10,15 +10,15 @@ from PIL import Image, ImageDraw
 
 from tiling.qc import (
     CAPTION_PX,
-    caption_height,
-    caption_lines,
-    read_mpp_note,
-    resolution_note,
     INK_RGB,
     OUTLINE_RGB,
+    caption_height,
+    caption_lines,
     qc_png_name,
     qc_size,
+    read_mpp_note,
     render_qc,
+    resolution_note,
     save_qc_png,
     write_summary_html,
 )
@@ -94,10 +94,12 @@ def test_micro_sign_renders_as_a_glyph_not_a_box():
     from tiling.qc import _font
 
     font = _font()
+
     def ink(text):
         image = Image.new("L", (60, 24), 0)
         ImageDraw.Draw(image).text((2, 2), text, fill=255, font=font)
         return np.asarray(image)
+
     assert "DejaVu" in font.getname()[0]
     assert not np.array_equal(ink("µ"), ink("\uffff")) and not np.array_equal(ink("µ"), ink("u"))
 
@@ -122,8 +124,10 @@ def test_qc_picture_and_page_show_the_mpp_source(tmp_path):
     assert note == "level 0: 0.499 µm/px from tiff resolution tags"
     save_qc_png(tmp_path / qc_png_name("s1"), thumb, tissue, ink, boxes, "s1", note)
     assert read_mpp_note(tmp_path / qc_png_name("s1")) == note
-    rows = [{"slide_id": "s1", "status": "done", "tiles": "3", "level0_mpp": "0.499"},
-            {"slide_id": "s2", "status": "done", "mpp_source": "--mpp-override"}]
+    rows = [
+        {"slide_id": "s1", "status": "done", "tiles": "3", "level0_mpp": "0.499"},
+        {"slide_id": "s2", "status": "done", "mpp_source": "--mpp-override"},
+    ]
     page = write_summary_html(tmp_path / "index.html", rows, ".").read_text("utf-8")
     assert "<th>µm/px source</th>" in page
     assert "<td>tiff resolution tags</td>" in page and "<td>--mpp-override</td>" in page
@@ -132,12 +136,23 @@ def test_qc_picture_and_page_show_the_mpp_source(tmp_path):
 
 def _rows():
     return [
-        {"slide": "ok slide 1", "status": "done", "reason": "", "tiles": 1234, "mpp": 0.2527,
-         "seconds": 12.34},
-        {"slide": "<script>alert(1)</script>", "status": "done", "reason": None, "tiles": "7",
-         "mpp": "0.5", "seconds": "3"},
-        {"slide": "broken", "status": "failed", "reason": "cannot open: <bad> & ugly",
-         "tiles": 0, "mpp": None, "seconds": 0.2},
+        {"slide": "ok slide 1", "status": "done", "reason": "", "tiles": 1234, "mpp": 0.2527, "seconds": 12.34},
+        {
+            "slide": "<script>alert(1)</script>",
+            "status": "done",
+            "reason": None,
+            "tiles": "7",
+            "mpp": "0.5",
+            "seconds": "3",
+        },
+        {
+            "slide": "broken",
+            "status": "failed",
+            "reason": "cannot open: <bad> & ugly",
+            "tiles": 0,
+            "mpp": None,
+            "seconds": 0.2,
+        },
         {"slide": "old", "status": "skipped", "reason": "complete", "tiles": 50},
     ]
 
@@ -163,8 +178,18 @@ def test_summary_html_escapes_and_lists_every_row(tmp_path):
 def test_summary_html_takes_manifest_rows_as_they_are(tmp_path):
     """tiling.manifest rows (CSV strings, slide_id / level0_mpp) with the page in the QC folder."""
     Image.new("RGB", (4, 4)).save(tmp_path / qc_png_name("s1"))
-    rows = [{"slide_id": "s1", "path": "/x/s1.svs", "status": "done", "reason": "", "tiles": "12",
-             "seconds": "1.5", "level0_mpp": "0.2499", "finished": ""}]
+    rows = [
+        {
+            "slide_id": "s1",
+            "path": "/x/s1.svs",
+            "status": "done",
+            "reason": "",
+            "tiles": "12",
+            "seconds": "1.5",
+            "level0_mpp": "0.2499",
+            "finished": "",
+        }
+    ]
     page = write_summary_html(tmp_path / "index.html", rows, ".").read_text("utf-8")
     assert "<td>s1</td>" in page and "0.250" in page and 'src="./s1.png"' in page
 

@@ -53,8 +53,9 @@ def test_plain_png_without_resolution_needs_override(tmp_path):
 
 def test_strip_tiff_resolution_tags_are_read(tmp_path):
     path = tmp_path / "strip.tif"
-    tifffile.imwrite(path, np.full((300, 400, 3), 200, np.uint8), resolution=(40000, 40000),
-                     resolutionunit="CENTIMETER")
+    tifffile.imwrite(
+        path, np.full((300, 400, 3), 200, np.uint8), resolution=(40000, 40000), resolutionunit="CENTIMETER"
+    )
     slide = open_slide(path)
     assert slide.level0_mpp == pytest.approx(0.25)
     assert slide.read_rgb((10, 10), 0, (5, 5)).shape == (5, 5, 3)
@@ -81,8 +82,9 @@ def test_truncated_slide_fails_at_open_or_read(synthetic_dir, tmp_path):
 
 def test_anisotropic_pixels_are_refused(tmp_path):
     path = tmp_path / "aniso.tif"
-    tifffile.imwrite(path, np.full((300, 400, 3), 200, np.uint8), resolution=(40000, 20000),
-                     resolutionunit="CENTIMETER")
+    tifffile.imwrite(
+        path, np.full((300, 400, 3), 200, np.uint8), resolution=(40000, 20000), resolutionunit="CENTIMETER"
+    )
     with pytest.raises(SlideError, match="non-square"):
         open_slide(path)
 

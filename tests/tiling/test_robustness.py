@@ -39,8 +39,10 @@ def _run(inputs, out: Path, workers: int, **overrides):
 
 def _outcomes(manifest: dict) -> dict[str, tuple[str, str]]:
     """(status, reason) per slide, with this run's temp folder taken out of the reasons."""
-    return {slide_id: (row["status"], row["reason"].replace(str(Path(row["path"]).parent), "DIR"))
-            for slide_id, row in manifest.items()}
+    return {
+        slide_id: (row["status"], row["reason"].replace(str(Path(row["path"]).parent), "DIR"))
+        for slide_id, row in manifest.items()
+    }
 
 
 @pytest.fixture(scope="module")
@@ -80,13 +82,20 @@ def _corrupt_level(source: Path, target: Path, level: int) -> None:
         spans = list(zip(tif.pages[level].dataoffsets, tif.pages[level].databytecounts))
     rng = np.random.default_rng(0)
     for offset, count in spans:
-        data[offset:offset + count] = rng.integers(0, 256, count, dtype=np.uint8).tobytes()
+        data[offset : offset + count] = rng.integers(0, 256, count, dtype=np.uint8).tobytes()
     target.write_bytes(bytes(data))
 
 
-EXPECTED_PROBLEMS = {"fake": "not a slide", "empty": "not a slide", "truncated": "not a slide",
-                     "tiny": "smaller than one", "nompp": "--mpp-override", "blank": "no tissue",
-                     "coarse": "coarser than the target", "corrupt": "cannot decode"}
+EXPECTED_PROBLEMS = {
+    "fake": "not a slide",
+    "empty": "not a slide",
+    "truncated": "not a slide",
+    "tiny": "smaller than one",
+    "nompp": "--mpp-override",
+    "blank": "no tissue",
+    "coarse": "coarser than the target",
+    "corrupt": "cannot decode",
+}
 
 
 def test_bad_inputs_give_identical_rows_at_any_worker_count(cohort, tmp_path, capsys):
@@ -111,14 +120,17 @@ def test_bad_inputs_give_identical_rows_at_any_worker_count(cohort, tmp_path, ca
     assert "ignored 1 file without a slide suffix: " in err and "notes.txt" in err
 
 
-@pytest.mark.parametrize(("workers", "fault", "how"), [
-    (1, "exit:plan:good_2", "exit status 3"),
-    (1, "sigkill:shard1:good_2", "killed by SIGKILL"),
-    (2, "sigkill:shard1:good_2", "killed by SIGKILL"),
-    (2, "exit:shard0:good_2", "exit status 3"),
-    (4, "sigkill:shard1:good_2", "killed by SIGKILL"),
-    (4, "exit:plan:good_2", "exit status 3"),
-])
+@pytest.mark.parametrize(
+    ("workers", "fault", "how"),
+    [
+        (1, "exit:plan:good_2", "exit status 3"),
+        (1, "sigkill:shard1:good_2", "killed by SIGKILL"),
+        (2, "sigkill:shard1:good_2", "killed by SIGKILL"),
+        (2, "exit:shard0:good_2", "exit status 3"),
+        (4, "sigkill:shard1:good_2", "killed by SIGKILL"),
+        (4, "exit:plan:good_2", "exit status 3"),
+    ],
+)
 def test_a_worker_crash_fails_only_the_slide_it_held(good_slides, tmp_path, monkeypatch, workers, fault, how):
     out = tmp_path / "out"
     monkeypatch.setenv(FAULT_ENV, fault)
@@ -167,15 +179,34 @@ def _alive(pid: int) -> bool:
 
 
 def _tile_cmd(slides: Path, out: Path, *extra: str) -> list[str]:
-    return [sys.executable, "-m", "pathgen.cli", "tile", str(slides), "--out", str(out), "--no-progress",
-            "--mpp", "1.0", "--tile-size", "64", "store.tiles_per_shard=4", *extra]
+    return [
+        sys.executable,
+        "-m",
+        "pathgen.cli",
+        "tile",
+        str(slides),
+        "--out",
+        str(out),
+        "--no-progress",
+        "--mpp",
+        "1.0",
+        "--tile-size",
+        "64",
+        "store.tiles_per_shard=4",
+        *extra,
+    ]
 
 
 def test_kill_9_leaves_no_worker_and_a_live_lock_is_its_own_exit_status(good_slides, tmp_path):
     out = tmp_path / "out"
     env = {**os.environ, "PYTHONPATH": str(REPO), FAULT_ENV: "sleep:shard:good_"}  # every worker stalls in a shard
-    first = subprocess.Popen(_tile_cmd(good_slides, out, "--workers", "2"), cwd=REPO, env=env,
-                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    first = subprocess.Popen(
+        _tile_cmd(good_slides, out, "--workers", "2"),
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         deadline = time.monotonic() + 60
         while not all((out / "tiles.zarr" / s / "zarr.json").is_file() for s in GOOD):  # planned; now in shards
@@ -185,7 +216,9 @@ def test_kill_9_leaves_no_worker_and_a_live_lock_is_its_own_exit_status(good_sli
         workers = _descendants(first.pid)
         assert len(workers) >= 3  # the fork server and two workers (and the resource tracker)
         env.pop(FAULT_ENV)
-        second = subprocess.run(_tile_cmd(good_slides, out), cwd=REPO, env=env, capture_output=True, text=True, check=False)
+        second = subprocess.run(
+            _tile_cmd(good_slides, out), cwd=REPO, env=env, capture_output=True, text=True, check=False
+        )
         assert second.returncode == 3, second.stderr
         assert "3 NOT tiled: locked by another live run (exit status 3" in second.stdout
         assert {row["status"] for row in read_manifest(out).values()} == {"locked"}
@@ -197,8 +230,9 @@ def test_kill_9_leaves_no_worker_and_a_live_lock_is_its_own_exit_status(good_sli
         assert not [pid for pid in workers if _alive(pid)], "a worker outlived the killed run"
     finally:
         first.kill()
-    third = subprocess.run(_tile_cmd(good_slides, out, "--workers", "2"), cwd=REPO, env=env,
-                           capture_output=True, text=True, check=False)
+    third = subprocess.run(
+        _tile_cmd(good_slides, out, "--workers", "2"), cwd=REPO, env=env, capture_output=True, text=True, check=False
+    )
     assert third.returncode == 0, third.stderr
     assert "3 done, 0 failed, 0 skipped" in third.stdout
     assert all(is_complete(out / "tiles.zarr" / s) for s in GOOD)

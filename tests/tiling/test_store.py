@@ -5,8 +5,16 @@ import pytest
 import zarr
 
 from tiling.config import StoreConfig
-from tiling.store import (StoreError, StoreLayout, create_store, is_complete, mark_complete, open_store,
-                          open_tile_folder, write_shard)
+from tiling.store import (
+    StoreError,
+    StoreLayout,
+    create_store,
+    is_complete,
+    mark_complete,
+    open_store,
+    open_tile_folder,
+    write_shard,
+)
 
 
 def _tiles(n: int, size: int = 32) -> np.ndarray:
@@ -19,8 +27,16 @@ def _tiles(n: int, size: int = 32) -> np.ndarray:
 def _write(group_path, tiles, cfg, complete=True):
     layout = StoreLayout(len(tiles), tiles.shape[1], cfg.tiles_per_shard)
     coords = np.stack([np.arange(len(tiles)) * 10, np.zeros(len(tiles))], axis=1)
-    create_store(group_path, layout, coords, np.linspace(0, 1, len(tiles)), np.zeros((8, 8, 3), np.uint8),
-                 np.ones((8, 8), bool), {"slide": {"name": "x"}}, cfg)
+    create_store(
+        group_path,
+        layout,
+        coords,
+        np.linspace(0, 1, len(tiles)),
+        np.zeros((8, 8, 3), np.uint8),
+        np.ones((8, 8), bool),
+        {"slide": {"name": "x"}},
+        cfg,
+    )
     for shard in range(layout.n_shards):
         write_shard(group_path, layout, shard, tiles[layout.shard_slice(shard)])
     if complete:

@@ -17,13 +17,21 @@ from scipy import ndimage
 from skimage.color import rgb2hed
 from skimage.draw import polygon as fill_polygon
 
-from tiling.synthetic import (GLASS_RGB, INK_RGB, SyntheticSlideSpec, ink_truth_mask,
-                              read_asap_polygons, synthetic_slide_image, tissue_truth_mask,
-                              tumor_truth_mask, write_plain_image, write_synthetic_folder,
-                              write_synthetic_slide)
+from tiling.synthetic import (
+    GLASS_RGB,
+    INK_RGB,
+    SyntheticSlideSpec,
+    ink_truth_mask,
+    read_asap_polygons,
+    synthetic_slide_image,
+    tissue_truth_mask,
+    tumor_truth_mask,
+    write_plain_image,
+    write_synthetic_folder,
+    write_synthetic_slide,
+)
 
-SPEC = SyntheticSlideSpec(width_px=2048, height_px=1536, seed=3, tissue_regions=3,
-                          tumor_regions=2, pen_strokes=2)
+SPEC = SyntheticSlideSpec(width_px=2048, height_px=1536, seed=3, tissue_regions=3, tumor_regions=2, pen_strokes=2)
 TINY = SyntheticSlideSpec(width_px=768, height_px=512, seed=11, tissue_regions=2)
 
 
@@ -119,8 +127,7 @@ def test_tumor_has_more_hematoxylin_than_normal_tissue(pixels):
 
 def test_tumor_and_normal_tiles_separate_at_half_micron(tmp_path):
     """At 0.5 µm/px every 224-px tile inside tumor has more hematoxylin than any in stroma."""
-    spec = SyntheticSlideSpec(width_px=3072, height_px=2048, mpp=0.5, seed=5, tissue_regions=2,
-                              tumor_regions=2)
+    spec = SyntheticSlideSpec(width_px=3072, height_px=2048, mpp=0.5, seed=5, tissue_regions=2, tumor_regions=2)
     path = write_synthetic_slide(tmp_path / "half.tif", spec).path
     tumor, tissue = tumor_truth_mask(spec, 1), tissue_truth_mask(spec, 1)
     hematoxylin = {True: [], False: []}
@@ -148,15 +155,16 @@ def test_ink_has_an_ink_colour_over_glass_and_darkens_tissue(pixels):
 def test_annotation_outlines_the_tumor_mask(slide):
     assert slide.annotation_path == slide.path.with_suffix(".xml")
     text = slide.annotation_path.read_text()
-    assert '<ASAP_Annotations>' in text and 'PartOfGroup="Tumor"' in text
+    assert "<ASAP_Annotations>" in text and 'PartOfGroup="Tumor"' in text
     assert '<Group Name="Tumor" PartOfGroup="None" Color="#00ff00">' in text
     polygons = read_asap_polygons(slide.annotation_path)
     assert len(polygons) >= 1 and all(p.ndim == 2 and p.shape[1] == 2 for p in polygons)
     downsample = 4
     drawn = np.zeros_like(tumor_truth_mask(SPEC, downsample))
     for polygon in polygons:
-        rows, cols = fill_polygon((polygon[:, 1] + 0.5) / downsample - 0.5,
-                                  (polygon[:, 0] + 0.5) / downsample - 0.5, drawn.shape)
+        rows, cols = fill_polygon(
+            (polygon[:, 1] + 0.5) / downsample - 0.5, (polygon[:, 0] + 0.5) / downsample - 0.5, drawn.shape
+        )
         drawn[rows, cols] = True
     truth = tumor_truth_mask(SPEC, downsample)
     assert (drawn & truth).sum() / (drawn | truth).sum() > 0.95
@@ -220,11 +228,13 @@ def test_spec_rejects_bad_values():
 @pytest.mark.slow
 def test_large_slide_streams_in_bounded_memory(tmp_path):
     """A 20,000 × 15,000 slide is written lazily: the writer's peak memory stays under 1 GB."""
-    script = ("from tiling.synthetic import SyntheticSlideSpec, write_synthetic_slide; "
-              f"write_synthetic_slide({str(tmp_path / 'large.tif')!r}, SyntheticSlideSpec("
-              "width_px=20000, height_px=15000, tumor_regions=2, pen_strokes=1))")
+    script = (
+        "from tiling.synthetic import SyntheticSlideSpec, write_synthetic_slide; "
+        f"write_synthetic_slide({str(tmp_path / 'large.tif')!r}, SyntheticSlideSpec("
+        "width_px=20000, height_px=15000, tumor_regions=2, pen_strokes=1))"
+    )
     subprocess.run([sys.executable, "-c", script], check=True)
     peak_kib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    assert peak_kib < 1024 ** 2
+    assert peak_kib < 1024**2
     with openslide.OpenSlide(tmp_path / "large.tif") as osr:
         assert osr.dimensions == (20000, 15000)

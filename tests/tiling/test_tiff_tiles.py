@@ -10,8 +10,14 @@ from tiling.synthetic_jpeg_tiff import split_tables, write_jpeg_tiled_tiff
 from tiling.tiff_tiles import TiffTileReader, find_tiled_levels
 
 # (level, level-0 x, y, width, height): whole image, tile-straddling, beyond the edges, level 1
-REGIONS = [(0, 0, 0, 900, 700), (0, 100, 37, 300, 200), (0, -50, 30, 300, 200), (0, 800, 600, 300, 300),
-           (1, 2, 6, 400, 300), (1, 128, 256, 100, 90)]
+REGIONS = [
+    (0, 0, 0, 900, 700),
+    (0, 100, 37, 300, 200),
+    (0, -50, 30, 300, 200),
+    (0, 800, 600, 300, 300),
+    (1, 2, 6, 400, 300),
+    (1, 128, 256, 100, 90),
+]
 
 
 def _openslide_rgb(path, level0_xy, level, size_wh) -> np.ndarray:
@@ -92,8 +98,15 @@ def test_decoded_tile_cache_stays_within_its_bound(tmp_path, textured_pixels):
 def test_other_layouts_are_left_to_openslide(tmp_path, textured_pixels):
     """A deflate-tiled TIFF is not JPEG: no level is read directly, and the store says so."""
     path = tmp_path / "zlib.tif"
-    tifffile.imwrite(path, textured_pixels, tile=(128, 128), compression="zlib", photometric="rgb",
-                     resolution=(2e4, 2e4), resolutionunit="centimeter")
+    tifffile.imwrite(
+        path,
+        textured_pixels,
+        tile=(128, 128),
+        compression="zlib",
+        photometric="rgb",
+        resolution=(2e4, 2e4),
+        resolutionunit="centimeter",
+    )
     assert find_tiled_levels(path, ((900, 700),)) == {}
     slide = open_slide(path)
     assert slide.read_path(0) == "openslide"
@@ -115,6 +128,7 @@ def test_truncated_tile_is_a_slide_error(tmp_path, textured_pixels):
 
 def test_split_tables_keeps_a_decodable_pair():
     from tiling.synthetic_jpeg_tiff import encode_tile
+
     stream = encode_tile(np.zeros((16, 16, 3), np.uint8), "ycbcr")
     tables, abbreviated = split_tables(stream)
     assert b"\xff\xdb" in tables and b"\xff\xdb" not in abbreviated and b"\xff\xc4" not in abbreviated
@@ -133,13 +147,17 @@ def test_two_worker_run_records_the_read_path_and_openslide_pixels(synthetic_dir
         level = store.attrs["tiling"]["read_level"]
         for index in [0, len(store) // 3, len(store) - 1]:
             xy = tuple(int(v) for v in store.coords[index])
-            np.testing.assert_array_equal(store[index], _openslide_rgb(synthetic_dir / f"{name}.tif", xy, level,
-                                                                       (224, 224)))
+            np.testing.assert_array_equal(
+                store[index], _openslide_rgb(synthetic_dir / f"{name}.tif", xy, level, (224, 224))
+            )
 
 
 def test_decode_errors_cross_process_boundaries_intact(tmp_path):
     import pickle
 
     error = pickle.loads(pickle.dumps(SlideError(tmp_path / "s.tif", "cannot decode region")))
-    assert (error.path, error.problem, str(error)) == (str(tmp_path / "s.tif"), "cannot decode region",
-                                                       f"{tmp_path / 's.tif'}: cannot decode region")
+    assert (error.path, error.problem, str(error)) == (
+        str(tmp_path / "s.tif"),
+        "cannot decode region",
+        f"{tmp_path / 's.tif'}: cannot decode region",
+    )

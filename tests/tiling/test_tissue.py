@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-
 import numpy as np
 import pytest
 
@@ -68,8 +67,7 @@ def make_slide():
     img = _glass(shape, rng)
     _paint_tissue(img, (blob_a | blob_b | specks) & ~small_hole & ~big_hole, rng)
     truth = (blob_a | blob_b) & ~big_hole
-    regions = {"blobs": blob_a | blob_b, "small_hole": small_hole, "big_hole": big_hole,
-               "specks": specks}
+    regions = {"blobs": blob_a | blob_b, "small_hole": small_hole, "big_hole": big_hole, "specks": specks}
     return img.clip(0, 255).astype(np.uint8), truth, regions
 
 
@@ -110,9 +108,7 @@ def test_detected_tissue_matches_known_blobs(slide):
 
 # clean glass; grey glass below max_value; purple-tinted glass (s≈0.043, v≈0.92), the case
 # that made 0.05 too low a floor (1–2 % false tissue) and set the default to 0.07
-@pytest.mark.parametrize(
-    "colour, noise", [(GLASS, 2.0), ((215, 213, 220), 4.0), ((230, 225, 235), 3.0)]
-)
+@pytest.mark.parametrize("colour, noise", [(GLASS, 2.0), ((215, 213, 220), 4.0), ((230, 225, 235), 3.0)])
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_blank_glass_gives_empty_mask_at_the_floor(colour, noise, seed):
     rng = np.random.default_rng(seed)
@@ -153,7 +149,9 @@ def test_threshold_never_below_min_saturation(slide):
 @pytest.mark.parametrize(
     "rgb, expected",
     [
-        (EOSIN, None), (HEMATOXYLIN, None), (GLASS, None),
+        (EOSIN, None),
+        (HEMATOXYLIN, None),
+        (GLASS, None),
         ((150, 35, 50), None),  # blood: red and saturated but darker than marker (v=.59)
         ((200, 60, 90), "red"),  # bright saturated pink-red (v=.78, s=.7): marker (tiling.tissue)
         ((60, 110, 120), "green"),  # dark teal marker, h=190 s=.5: between the old green and blue rules
@@ -196,8 +194,7 @@ def test_remove_pen_false_keeps_ink_that_crosses_tissue(slide):
 def project_slide():
     """The project's synthetic slide (tiling.synthetic): 4096×3072 px at 1 µm/px, 4 pen
     strokes; thumbnail at 8 µm/px plus its true tissue and ink masks."""
-    from tiling.synthetic import (SyntheticSlideSpec, ink_truth_mask, synthetic_slide_image,
-                                  tissue_truth_mask)
+    from tiling.synthetic import SyntheticSlideSpec, ink_truth_mask, synthetic_slide_image, tissue_truth_mask
 
     spec = SyntheticSlideSpec(width_px=4096, height_px=3072, mpp=1.0, seed=1, pen_strokes=4)
     thumb = synthetic_slide_image(spec).shrink(8, 8).numpy()[..., :3].astype(np.uint8)

@@ -131,7 +131,9 @@ def test_workers_are_not_forked_with_the_parents_open_files(tmp_path):
         futures = [pool.submit(report_pid, None) for _ in range(2)]
         _drain(pool, futures)
         for future in futures:
-            links = [os.readlink(f"/proc/{future.result()}/fd/{fd}") for fd in os.listdir(f"/proc/{future.result()}/fd")]
+            links = [
+                os.readlink(f"/proc/{future.result()}/fd/{fd}") for fd in os.listdir(f"/proc/{future.result()}/fd")
+            ]
             assert str(tmp_path / "lock") not in links
     finally:
         pool.shutdown()
@@ -151,8 +153,13 @@ time.sleep(600)
 
 
 def test_workers_die_when_the_parent_is_killed():
-    proc = subprocess.Popen([sys.executable, "-c", _ORPHAN_SCRIPT], cwd=REPO, stdout=subprocess.PIPE, text=True,
-                            env={**os.environ, "PYTHONPATH": str(REPO)})
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _ORPHAN_SCRIPT],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+    )
     pids = [int(p) for p in proc.stdout.readline().split()]
     assert len(pids) == 2 and all(pid_alive(pid) for pid in pids)
     proc.kill()

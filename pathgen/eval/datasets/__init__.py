@@ -50,12 +50,17 @@ def check_reader_options(name: str, options: dict) -> None:
     if name not in DATASETS:
         raise ValueError(f"unknown dataset {name!r}; known: {', '.join(DATASETS)}")
     parameters = inspect.signature(DATASETS[name]).parameters
-    takes = [p for p in list(parameters)[1:] if parameters[p].kind is inspect.Parameter.KEYWORD_ONLY
-             or parameters[p].kind is inspect.Parameter.POSITIONAL_OR_KEYWORD]
+    takes = [
+        p
+        for p in list(parameters)[1:]
+        if parameters[p].kind is inspect.Parameter.KEYWORD_ONLY
+        or parameters[p].kind is inspect.Parameter.POSITIONAL_OR_KEYWORD
+    ]
     unknown = sorted(set(options) - set(takes))
     if unknown:
-        raise ValueError(f"options.{unknown[0]}: the {name} reader takes no such option "
-                         f"(it takes: {', '.join(takes) or 'none'})")
+        raise ValueError(
+            f"options.{unknown[0]}: the {name} reader takes no such option (it takes: {', '.join(takes) or 'none'})"
+        )
 
 
 def read_dataset(name: str, root: str | Path, **options) -> PatchDataset | SlideDataset:
@@ -64,6 +69,22 @@ def read_dataset(name: str, root: str | Path, **options) -> PatchDataset | Slide
     return DATASETS[name](root, **options)
 
 
-__all__ = ["DATASETS", "SLIDE_DATASETS", "FilePatchSplit", "H5PatchSplit", "PatchDataset", "PatchSplit",
-           "SlideDataset", "SlideRecord", "read_bach", "read_camelyon16", "read_crc", "read_dataset",
-           "read_image_csv", "read_image_folder", "read_mhist", "read_pcam", "read_slide_csv"]
+__all__ = [
+    "DATASETS",
+    "SLIDE_DATASETS",
+    "FilePatchSplit",
+    "H5PatchSplit",
+    "PatchDataset",
+    "PatchSplit",
+    "SlideDataset",
+    "SlideRecord",
+    "read_bach",
+    "read_camelyon16",
+    "read_crc",
+    "read_dataset",
+    "read_image_csv",
+    "read_image_folder",
+    "read_mhist",
+    "read_pcam",
+    "read_slide_csv",
+]

@@ -35,8 +35,10 @@ def bach_photos_folder(root: Path) -> Path:
     for folder in (root, root / "Photos", root / "ICIAR2018_BACH_Challenge" / "Photos"):
         if any((folder / name).is_dir() for name in CLASS_NAMES):
             return folder
-    raise ValueError(f"{root}: no BACH class folders ({', '.join(CLASS_NAMES)}) here, in Photos/ "
-                     "or in ICIAR2018_BACH_Challenge/Photos/")
+    raise ValueError(
+        f"{root}: no BACH class folders ({', '.join(CLASS_NAMES)}) here, in Photos/ "
+        "or in ICIAR2018_BACH_Challenge/Photos/"
+    )
 
 
 def _eval_indices(labels: np.ndarray, split_rule: str, seed: int, folder: Path) -> np.ndarray:
@@ -46,13 +48,16 @@ def _eval_indices(labels: np.ndarray, split_rule: str, seed: int, folder: Path) 
         raise ValueError(f"BACH split_rule must be 'eva' or 'stratified', got {split_rule!r}")
     counts = np.bincount(labels, minlength=len(CLASS_NAMES)).tolist()
     if counts != [100] * len(CLASS_NAMES):
-        raise ValueError(f"{folder}: eva's fixed BACH split needs the 400 official images (100 per class), "
-                         f"found {dict(zip(CLASS_NAMES, counts))}; pass split_rule='stratified'")
+        raise ValueError(
+            f"{folder}: eva's fixed BACH split needs the 400 official images (100 per class), "
+            f"found {dict(zip(CLASS_NAMES, counts))}; pass split_rule='stratified'"
+        )
     return np.concatenate([np.arange(start, stop) for start, stop in EVA_EVAL_RANGES])
 
 
-def read_bach(root: str | Path, protocol: str = "holdout", split_rule: str = "eva", val_fraction: float = 0.1,
-              seed: int = 0) -> PatchDataset:
+def read_bach(
+    root: str | Path, protocol: str = "holdout", split_rule: str = "eva", val_fraction: float = 0.1, seed: int = 0
+) -> PatchDataset:
     """BACH's labelled microscopy images as a PatchDataset."""
     folder = bach_photos_folder(require_dir(root, "BACH"))
     samples = class_folder_files(folder, (".tif", ".tiff"), known=CLASS_NAMES, required=CLASS_NAMES)

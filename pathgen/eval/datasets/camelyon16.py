@@ -43,8 +43,40 @@ from pathgen.eval.datasets.stratify import stratified_holdout
 
 CLASS_NAMES = ("normal", "tumor")
 # kaiko-ai/eva, src/eva/vision/data/datasets/classification/camelyon16.py (`_val_slides`)
-EVA_VAL_NORMAL = (10, 13, 16, 17, 19, 20, 25, 30, 31, 32, 52, 56, 57, 67, 76, 79, 85, 95, 98, 99, 101, 102,
-                  105, 106, 109, 129, 132, 137, 142, 143, 148, 152)
+EVA_VAL_NORMAL = (
+    10,
+    13,
+    16,
+    17,
+    19,
+    20,
+    25,
+    30,
+    31,
+    32,
+    52,
+    56,
+    57,
+    67,
+    76,
+    79,
+    85,
+    95,
+    98,
+    99,
+    101,
+    102,
+    105,
+    106,
+    109,
+    129,
+    132,
+    137,
+    142,
+    143,
+    148,
+    152,
+)
 EVA_VAL_TUMOR = (1, 5, 11, 12, 13, 19, 31, 37, 43, 46, 57, 65, 69, 71, 73, 79, 80, 81, 82, 85, 97, 109)
 EXCLUDED_TEST_SLIDES = {"test_049": "a duplicate slide, removed by the organisers from slide-level evaluation"}
 EVA_VAL_SLIDES = frozenset([f"normal_{i:03d}" for i in EVA_VAL_NORMAL] + [f"tumor_{i:03d}" for i in EVA_VAL_TUMOR])
@@ -103,8 +135,11 @@ def _val_ids(train: list[tuple[Path, int]], val: str, val_fraction: float, seed:
 def _layout(root: Path) -> tuple[dict[str, Path], Path, bool]:
     """({prefix: slide folder}, reference.csv path, flat?) of the challenge or the AWS layout."""
     if (root / "training").is_dir() or not (root / "images").is_dir():
-        folders = {"normal": root / "training" / "normal", "tumor": root / "training" / "tumor",
-                   "test": root / "testing" / "images"}
+        folders = {
+            "normal": root / "training" / "normal",
+            "tumor": root / "training" / "tumor",
+            "test": root / "testing" / "images",
+        }
         return folders, root / "testing" / "reference.csv", False
     return dict.fromkeys(("normal", "tumor", "test"), root / "images"), root / "evaluation" / "reference.csv", True
 
@@ -115,8 +150,11 @@ def _test_slides(folder: Path, reference_path: Path, flat: bool) -> list[tuple[P
     test = []
     for path in _slides(folder, "test", flat):
         if path.stem in EXCLUDED_TEST_SLIDES:
-            warnings.warn(f"{path}: left out of the Camelyon16 test set, {EXCLUDED_TEST_SLIDES[path.stem]} "
-                          "(as eva: 129 test slides)", stacklevel=3)
+            warnings.warn(
+                f"{path}: left out of the Camelyon16 test set, {EXCLUDED_TEST_SLIDES[path.stem]} "
+                "(as eva: 129 test slides)",
+                stacklevel=3,
+            )
             continue
         if path.stem not in reference:
             raise ValueError(f"{reference_path}: no label row for test slide {path.stem}")
@@ -132,12 +170,25 @@ def read_camelyon16(root: str | Path, val: str = "eva", val_fraction: float = 0.
     train += [(p, 1) for p in _slides(folders["tumor"], "tumor", flat)]
     test = _test_slides(folders["test"], reference_path, flat)
     val_ids = _val_ids(train, val, val_fraction, seed)
-    records = [SlideRecord(p.stem, p, label, CLASS_NAMES[label], "val" if p.stem in val_ids else "train",
-                           _annotation(root, "training", p)) for p, label in train]
-    records += [SlideRecord(p.stem, p, label, CLASS_NAMES[label], "test", _annotation(root, "testing", p))
-                for p, label in test]
-    rule = ("official train/test; val = eva's 54 PCam-metadata slides" if val == "eva"
-            else f"official train/test; val = stratified {val_fraction:.0%} of training slides (seed {seed})")
+    records = [
+        SlideRecord(
+            p.stem,
+            p,
+            label,
+            CLASS_NAMES[label],
+            "val" if p.stem in val_ids else "train",
+            _annotation(root, "training", p),
+        )
+        for p, label in train
+    ]
+    records += [
+        SlideRecord(p.stem, p, label, CLASS_NAMES[label], "test", _annotation(root, "testing", p)) for p, label in test
+    ]
+    rule = (
+        "official train/test; val = eva's 54 PCam-metadata slides"
+        if val == "eva"
+        else f"official train/test; val = stratified {val_fraction:.0%} of training slides (seed {seed})"
+    )
     rule += "; test without test_049 (duplicate)"
     try:
         return SlideDataset("camelyon16", root, CLASS_NAMES, tuple(records), rule)

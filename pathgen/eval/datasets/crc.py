@@ -31,8 +31,13 @@ def _pool(folder: Path) -> Pool:
     return Pool([path for path, _ in samples], class_index([name for _, name in samples], CLASS_NAMES))
 
 
-def read_crc(root: str | Path, protocol: str = "holdout", val_fraction: float = 0.1, seed: int = 0,
-             train_folder: str = TRAIN_FOLDER) -> PatchDataset:
+def read_crc(
+    root: str | Path,
+    protocol: str = "holdout",
+    val_fraction: float = 0.1,
+    seed: int = 0,
+    train_folder: str = TRAIN_FOLDER,
+) -> PatchDataset:
     """CRC-100K as a PatchDataset; `train_folder` may be "NCT-CRC-HE-100K-NONORM"."""
     root = require_dir(root, "CRC")
     train, evaluation = _pool(root / train_folder), _pool(root / EVAL_FOLDER)

@@ -26,8 +26,9 @@ def feature_h5_dir(folder: str | Path) -> Path:
     if len(trident) == 1:
         return trident[0]
     if len(trident) > 1:
-        raise ValueError(f"{folder}: several TRIDENT feature folders ({', '.join(p.name for p in trident)}); "
-                         f"pass one of them")
+        raise ValueError(
+            f"{folder}: several TRIDENT feature folders ({', '.join(p.name for p in trident)}); pass one of them"
+        )
     if any(folder.glob("*.h5")):
         return folder
     raise ValueError(f"{folder}: not a CLAM (h5_files/) or TRIDENT (features_<encoder>/) feature folder")

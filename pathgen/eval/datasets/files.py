@@ -82,8 +82,9 @@ def _visible(path: Path) -> bool:
     return not path.name.startswith(".")
 
 
-def class_folder_files(folder: Path, extensions: tuple[str, ...], known: tuple[str, ...] | None = None,
-                       required: tuple[str, ...] = ()) -> list[tuple[Path, str]]:
+def class_folder_files(
+    folder: Path, extensions: tuple[str, ...], known: tuple[str, ...] | None = None, required: tuple[str, ...] = ()
+) -> list[tuple[Path, str]]:
     """(file, class name) for every image in the class subfolders of `folder`, sorted.
 
     `known` (if given) lists the allowed class folder names; `required` must all be there.

@@ -42,8 +42,9 @@ def read_labelled_rows(csv_path: Path, key: str) -> list[tuple[Path, str, str, d
     return out
 
 
-def read_image_csv(csv_path: str | Path, val_fraction: float = 0.1, test_fraction: float = 0.2,
-                   seed: int = 0) -> PatchDataset:
+def read_image_csv(
+    csv_path: str | Path, val_fraction: float = 0.1, test_fraction: float = 0.2, seed: int = 0
+) -> PatchDataset:
     """The images listed in a `path,label[,split]` CSV as a PatchDataset."""
     csv_path = require_file(csv_path, "image CSV")
     rows = read_labelled_rows(csv_path, "path")

@@ -24,11 +24,19 @@ from pathgen.eval.datasets.patches import SPLITS, PatchDataset, Pool, with_holdo
 from pathgen.eval.datasets.stratify import three_way_split
 
 
-def split_pools(samples: dict[str, list[tuple[Path, str]]], class_names: tuple[str, ...], val_fraction: float,
-                test_fraction: float, seed: int) -> tuple[dict[str, Pool], str]:
+def split_pools(
+    samples: dict[str, list[tuple[Path, str]]],
+    class_names: tuple[str, ...],
+    val_fraction: float,
+    test_fraction: float,
+    seed: int,
+) -> tuple[dict[str, Pool], str]:
     """Pools per split from (path, class) samples keyed by given split ("" = no split given)."""
-    pools = {name: Pool([p for p, _ in items], class_index([c for _, c in items], class_names))
-             for name, items in samples.items() if items}
+    pools = {
+        name: Pool([p for p, _ in items], class_index([c for _, c in items], class_names))
+        for name, items in samples.items()
+        if items
+    }
     if set(pools) == {""}:
         parts = three_way_split(pools[""].labels, val_fraction, test_fraction, seed)
         rule = f"stratified {1 - val_fraction - test_fraction:.0%}/{val_fraction:.0%}/{test_fraction:.0%} (seed {seed})"
@@ -40,8 +48,9 @@ def split_pools(samples: dict[str, list[tuple[Path, str]]], class_names: tuple[s
     return {name: pools[name] for name in SPLITS if name in pools}, rule
 
 
-def read_image_folder(root: str | Path, val_fraction: float = 0.1, test_fraction: float = 0.2,
-                      seed: int = 0) -> PatchDataset:
+def read_image_folder(
+    root: str | Path, val_fraction: float = 0.1, test_fraction: float = 0.2, seed: int = 0
+) -> PatchDataset:
     """An ImageFolder-style dataset (see the module docstring) as a PatchDataset."""
     root = require_dir(root, "image-folder dataset")
     folders = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))

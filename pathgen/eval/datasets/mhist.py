@@ -29,8 +29,12 @@ from pathgen.eval.datasets.files import (
 from pathgen.eval.datasets.patches import PatchDataset, Pool, with_holdout_val
 
 CLASS_NAMES = ("HP", "SSA")
-NAME, LABEL, VOTES, PARTITION = ("Image Name", "Majority Vote Label",
-                                 "Number of Annotators who Selected SSA (Out of 7)", "Partition")
+NAME, LABEL, VOTES, PARTITION = (
+    "Image Name",
+    "Majority Vote Label",
+    "Number of Annotators who Selected SSA (Out of 7)",
+    "Partition",
+)
 PUBLISHED = {"train": 2_175, "test": 977}
 
 
@@ -66,8 +70,11 @@ def read_mhist(root: str | Path, protocol: str = "holdout", val_fraction: float 
         chosen = [s for s in samples if s[3] == partition]
         if not chosen:
             raise ValueError(f"{csv_path}: no rows with Partition = {partition}")
-        pools[partition] = Pool([s[0] for s in chosen], class_index([s[1] for s in chosen], CLASS_NAMES),
-                                {"ssa_votes": np.array([s[2] for s in chosen], dtype=np.int64)})
+        pools[partition] = Pool(
+            [s[0] for s in chosen],
+            class_index([s[1] for s in chosen], CLASS_NAMES),
+            {"ssa_votes": np.array([s[2] for s in chosen], dtype=np.int64)},
+        )
     if protocol == "holdout":
         train, val = with_holdout_val(pools["train"], val_fraction, seed)
         pools = {"train": train, "val": val, "test": pools["test"]}

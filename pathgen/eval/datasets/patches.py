@@ -9,7 +9,6 @@ set stays on disk (`H5PatchSplit`) and so do CRC's 100,000 TIFFs (`FilePatchSpli
 from __future__ import annotations
 
 import abc
-
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -30,8 +29,14 @@ class PatchSplit(abc.ABC):
     Picklable, so it can go to DataLoader workers.
     """
 
-    def __init__(self, name: str, labels: np.ndarray, class_names: tuple[str, ...], source: str,
-                 meta: dict[str, np.ndarray] | None = None) -> None:
+    def __init__(
+        self,
+        name: str,
+        labels: np.ndarray,
+        class_names: tuple[str, ...],
+        source: str,
+        meta: dict[str, np.ndarray] | None = None,
+    ) -> None:
         self.name, self.class_names, self.source = name, class_names, source
         self.labels = np.asarray(labels, dtype=np.int64)
         self.meta = meta or {}  # per-sample extras: file names, annotator votes…
@@ -62,8 +67,15 @@ class PatchSplit(abc.ABC):
 class FilePatchSplit(PatchSplit):
     """A split whose images are one file each (PNG, TIFF, JPEG…), read with Pillow."""
 
-    def __init__(self, name: str, paths: Sequence[Path], labels: np.ndarray, class_names: tuple[str, ...],
-                 source: str, meta: dict[str, np.ndarray] | None = None) -> None:
+    def __init__(
+        self,
+        name: str,
+        paths: Sequence[Path],
+        labels: np.ndarray,
+        class_names: tuple[str, ...],
+        source: str,
+        meta: dict[str, np.ndarray] | None = None,
+    ) -> None:
         super().__init__(name, labels, class_names, source, meta)
         self.paths = [Path(p) for p in paths]
         if len(self.paths) != len(self.labels):
@@ -173,8 +185,11 @@ class Pool:
     meta: dict[str, np.ndarray] = field(default_factory=dict)
 
     def take(self, indices: np.ndarray) -> Pool:
-        return Pool([self.paths[i] for i in indices], self.labels[indices],
-                    {key: value[indices] for key, value in self.meta.items()})
+        return Pool(
+            [self.paths[i] for i in indices],
+            self.labels[indices],
+            {key: value[indices] for key, value in self.meta.items()},
+        )
 
     def split(self, name: str, class_names: tuple[str, ...], source: str) -> FilePatchSplit:
         return FilePatchSplit(name, self.paths, self.labels, class_names, source, self.meta)

@@ -23,8 +23,9 @@ from pathgen.eval.datasets.slides import SlideDataset, SlideRecord
 from pathgen.eval.datasets.stratify import stratified_holdout, three_way_split
 
 
-def _assign_splits(given: list[str], labels: np.ndarray, val_fraction: float, test_fraction: float,
-                   seed: int) -> tuple[list[str], str]:
+def _assign_splits(
+    given: list[str], labels: np.ndarray, val_fraction: float, test_fraction: float, seed: int
+) -> tuple[list[str], str]:
     if not any(given):
         splits = [""] * len(labels)
         for name, indices in three_way_split(labels, val_fraction, test_fraction, seed).items():
@@ -40,8 +41,9 @@ def _assign_splits(given: list[str], labels: np.ndarray, val_fraction: float, te
     return splits, f"given splits; val = stratified {val_fraction:.0%} of train (seed {seed})"
 
 
-def read_slide_csv(csv_path: str | Path, val_fraction: float = 0.1, test_fraction: float = 0.2,
-                   seed: int = 0) -> SlideDataset:
+def read_slide_csv(
+    csv_path: str | Path, val_fraction: float = 0.1, test_fraction: float = 0.2, seed: int = 0
+) -> SlideDataset:
     """The slides listed in a `slide,label[,split][,annotation]` CSV as a SlideDataset."""
     csv_path = require_file(csv_path, "slide CSV")
     rows = read_labelled_rows(csv_path, "slide")
@@ -53,7 +55,8 @@ def read_slide_csv(csv_path: str | Path, val_fraction: float = 0.1, test_fractio
         annotation = None
         if row.get("annotation"):
             where = f"{csv_path}, row {i + 2}"
-            annotation = require_file(resolve_inside(csv_path.parent, row["annotation"], where),
-                                      f"annotation listed in {where}")
+            annotation = require_file(
+                resolve_inside(csv_path.parent, row["annotation"], where), f"annotation listed in {where}"
+            )
         records.append(SlideRecord(path.stem, path, int(labels[i]), label, split, annotation))
     return SlideDataset(csv_path.stem, csv_path, class_names, tuple(records), rule)

@@ -32,8 +32,7 @@ def stratified_holdout(labels: np.ndarray, fraction: float, seed: int) -> tuple[
     return kept, held_out
 
 
-def three_way_split(labels: np.ndarray, val_fraction: float, test_fraction: float,
-                    seed: int) -> dict[str, np.ndarray]:
+def three_way_split(labels: np.ndarray, val_fraction: float, test_fraction: float, seed: int) -> dict[str, np.ndarray]:
     """{"train", "val", "test": sorted indices}: test first, then val from what is left, both
     stratified; val_fraction and test_fraction are shares of the whole set."""
     if val_fraction + test_fraction >= 1:

@@ -55,8 +55,14 @@ class CenteredTeacherLoss(nn.Module):
         sinkhorn_iterations: Sinkhorn-Knopp iterations (DINOv2 3).
     """
 
-    def __init__(self, out_dim: int, student_temp: float = 0.1, center_momentum: float = 0.9,
-                 centering: str = "centering", sinkhorn_iterations: int = 3):
+    def __init__(
+        self,
+        out_dim: int,
+        student_temp: float = 0.1,
+        center_momentum: float = 0.9,
+        centering: str = "centering",
+        sinkhorn_iterations: int = 3,
+    ):
         super().__init__()
         if centering not in CENTERING:
             raise ValueError(f"centering must be one of {', '.join(CENTERING)}, got {centering!r}")

@@ -49,8 +49,14 @@ class DINOLoss(CenteredTeacherLoss):
         sinkhorn_iterations: Sinkhorn-Knopp iterations (DINOv2 3).
     """
 
-    def __init__(self, out_dim: int, student_temp: float = 0.1, center_momentum: float = 0.9,
-                 centering: str = "centering", sinkhorn_iterations: int = 3):
+    def __init__(
+        self,
+        out_dim: int,
+        student_temp: float = 0.1,
+        center_momentum: float = 0.9,
+        centering: str = "centering",
+        sinkhorn_iterations: int = 3,
+    ):
         super().__init__(out_dim, student_temp, center_momentum, centering, sinkhorn_iterations)
 
     def forward(
@@ -68,7 +74,8 @@ class DINOLoss(CenteredTeacherLoss):
             The scalar loss (fp32).
         """
         teacher_probs = self.teacher_probabilities(torch.cat(list(teacher_logits)), teacher_temp).chunk(
-            len(teacher_logits))
+            len(teacher_logits)
+        )
         student_log_probs = [F.log_softmax(s.float() / self.student_temp, dim=-1) for s in student_logits]
         total, n_terms = student_log_probs[0].new_zeros(()), 0
         for a, probs in enumerate(teacher_probs):
@@ -79,4 +86,3 @@ class DINOLoss(CenteredTeacherLoss):
                 n_terms += 1
         self.update_center(torch.cat(list(teacher_logits)))
         return total / n_terms
-

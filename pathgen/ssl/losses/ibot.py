@@ -31,8 +31,14 @@ class IBOTPatchLoss(CenteredTeacherLoss):
         sinkhorn_iterations: Sinkhorn-Knopp iterations (DINOv2 3).
     """
 
-    def __init__(self, patch_out_dim: int, student_temp: float = 0.1, center_momentum: float = 0.9,
-                 centering: str = "centering", sinkhorn_iterations: int = 3):
+    def __init__(
+        self,
+        patch_out_dim: int,
+        student_temp: float = 0.1,
+        center_momentum: float = 0.9,
+        centering: str = "centering",
+        sinkhorn_iterations: int = 3,
+    ):
         super().__init__(patch_out_dim, student_temp, center_momentum, centering, sinkhorn_iterations)
 
     def forward(
@@ -62,4 +68,3 @@ class IBOTPatchLoss(CenteredTeacherLoss):
         weight = (1.0 / patches_per_image).expand_as(masks)[masks]
         self.update_center(teacher_masked_logits)
         return torch.sum(per_patch * weight) / masks.shape[0]
-

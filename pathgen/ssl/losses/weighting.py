@@ -20,5 +20,7 @@ def weighted_mean(values: torch.Tensor, weights: torch.Tensor | None) -> torch.T
     if weights is None:
         return values.mean()
     if weights.shape != values.shape[:1]:
-        raise ValueError(f"loss weights must have shape ({values.shape[0]},), one per sample; got {tuple(weights.shape)}")
+        raise ValueError(
+            f"loss weights must have shape ({values.shape[0]},), one per sample; got {tuple(weights.shape)}"
+        )
     return (values * weights.detach().to(values.dtype)).mean()

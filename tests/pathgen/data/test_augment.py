@@ -12,16 +12,36 @@ import yaml
 from torchvision.transforms.v2 import functional as F
 
 from pathgen.config import from_dict, to_dict
-from pathgen.data.augment import (IMAGENET_MEAN, IMAGENET_STD, RGB_FROM_HED, HEDJitter, MultiCropTransform,
-                                  RandomFlip, RandomRot90, ViewSpec, adjust_hue, crop_box, gaussian_blur,
-                                  hed_to_rgb, perturb_stains, rgb_to_hed)
+from pathgen.data.augment import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    RGB_FROM_HED,
+    HEDJitter,
+    MultiCropTransform,
+    RandomFlip,
+    RandomRot90,
+    ViewSpec,
+    adjust_hue,
+    crop_box,
+    gaussian_blur,
+    hed_to_rgb,
+    perturb_stains,
+    rgb_to_hed,
+)
 from pathgen.data.recipes import AugmentConfig, build_transform, dino_multicrop, two_view
 
 MEAN = torch.tensor(IMAGENET_MEAN).view(3, 1, 1)
 STD = torch.tensor(IMAGENET_STD).view(3, 1, 1)
 #: every view is the whole 32² tile, with no colour change: what the tile shows stays measurable
-PLAIN = dict(global_size=32, local_size=32, global_scale=(1.0, 1.0), local_scale=(1.0, 1.0),
-             hed_theta=0.0, color_jitter_p=0.0, grayscale_p=0.0)
+PLAIN = {
+    "global_size": 32,
+    "local_size": 32,
+    "global_scale": (1.0, 1.0),
+    "local_scale": (1.0, 1.0),
+    "hed_theta": 0.0,
+    "color_jitter_p": 0.0,
+    "grayscale_p": 0.0,
+}
 
 
 def random_tile(size: int = 64, seed: int = 0) -> np.ndarray:
@@ -65,21 +85,27 @@ def test_dino_recipe_numbers_match_main_dino():
     assert [v.solarize_p for v in views] == [0.0, 0.2] + [0.0] * 8
     assert [(v.size, v.scale) for v in views[1:3]] == [(224, (0.4, 1.0)), (96, (0.05, 0.4))]
     assert {(v.color_jitter, v.color_jitter_p, v.grayscale_p, v.hflip_p, v.blur_sigma) for v in views} == {
-        ((0.4, 0.4, 0.2, 0.1), 0.8, 0.2, 0.5, (0.1, 2.0))}
+        ((0.4, 0.4, 0.2, 0.1), 0.8, 0.2, 0.5, (0.1, 2.0))
+    }
     assert {(v.rot90, v.vflip_p, v.hed_theta, v.hed_p, v.mean, v.std) for v in views} == {
-        (True, 0.5, 0.05, 0.5, IMAGENET_MEAN, IMAGENET_STD)}
+        (True, 0.5, 0.05, 0.5, IMAGENET_MEAN, IMAGENET_STD)
+    }
 
 
-@pytest.mark.parametrize("recipe, jitter, blur, solarize", [
-    ("simclr", (0.8, 0.8, 0.8, 0.2), [0.5, 0.5], [0.0, 0.0]),
-    ("byol", (0.4, 0.4, 0.2, 0.1), [1.0, 0.1], [0.0, 0.2]),
-    ("symmetric", (0.4, 0.4, 0.4, 0.1), [0.5, 0.5], [0.0, 0.0]),
-])
+@pytest.mark.parametrize(
+    "recipe, jitter, blur, solarize",
+    [
+        ("simclr", (0.8, 0.8, 0.8, 0.2), [0.5, 0.5], [0.0, 0.0]),
+        ("byol", (0.4, 0.4, 0.2, 0.1), [1.0, 0.1], [0.0, 0.2]),
+        ("symmetric", (0.4, 0.4, 0.4, 0.1), [0.5, 0.5], [0.0, 0.0]),
+    ],
+)
 def test_two_view_recipe_numbers(recipe, jitter, blur, solarize):
     views = two_view(recipe=recipe).views
     assert [v.blur_p for v in views] == blur and [v.solarize_p for v in views] == solarize
     assert {(v.color_jitter, v.color_jitter_p, v.grayscale_p, v.scale, v.size) for v in views} == {
-        (jitter, 0.8, 0.2, (0.2, 1.0), 224)}
+        (jitter, 0.8, 0.2, (0.2, 1.0), 224)
+    }
 
 
 @pytest.mark.parametrize("recipe", ["dino", "simclr", "byol", "symmetric"])
@@ -206,21 +232,28 @@ def test_dino_blur_probabilities_per_view():
 
 
 def test_byol_solarizes_only_view_two():
-    rates = fraction_per_view(two_view(32, (1.0, 1.0), "byol", hed_theta=0.0, color_jitter_p=0.0,
-                                       grayscale_p=0.0), constant_tile((200, 200, 200)), lambda v: v.mean() < 0.5)
+    rates = fraction_per_view(
+        two_view(32, (1.0, 1.0), "byol", hed_theta=0.0, color_jitter_p=0.0, grayscale_p=0.0),
+        constant_tile((200, 200, 200)),
+        lambda v: v.mean() < 0.5,
+    )
     assert rates[0] == 0 and abs(rates[1] - 0.2) < 0.08
 
 
-@pytest.mark.parametrize("options, rate", [
-    (dict(grayscale_p=0.2), 0.2),
-    (dict(color_jitter_p=0.8), 0.8),
-    (dict(hed_theta=0.2, hed_p=0.5), 0.5),
-])
+@pytest.mark.parametrize(
+    "options, rate",
+    [
+        ({"grayscale_p": 0.2}, 0.2),
+        ({"color_jitter_p": 0.8}, 0.8),
+        ({"hed_theta": 0.2, "hed_p": 0.5}, 0.5),
+    ],
+)
 def test_colour_and_stain_probabilities(options, rate):
     tile = constant_tile((200, 60, 120))
     transform = dino_multicrop(n_local=4, **{**PLAIN, **options})
-    changed = fraction_per_view(transform, tile, lambda v: (v - torch.tensor([200, 60, 120]).view(3, 1, 1) / 255)
-                                .abs().max() > 2e-3, draws=150)
+    changed = fraction_per_view(
+        transform, tile, lambda v: (v - torch.tensor([200, 60, 120]).view(3, 1, 1) / 255).abs().max() > 2e-3, draws=150
+    )
     assert abs(changed.mean() - rate) < 0.05
 
 

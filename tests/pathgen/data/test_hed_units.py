@@ -88,7 +88,8 @@ def test_unknown_units_are_refused_with_their_name():
 
 
 def test_augment_config_passes_the_units_to_every_view():
-    views = build_transform(AugmentConfig(recipe="dino", global_size=32, local_size=16, n_local=2,
-                                          hed_units="ln_od")).views
+    views = build_transform(
+        AugmentConfig(recipe="dino", global_size=32, local_size=16, n_local=2, hed_units="ln_od")
+    ).views
     assert {view.hed_units for view in views} == {"ln_od"}
     assert {view.hed_units for view in build_transform(AugmentConfig(recipe="byol", n_local=0)).views} == {"skimage"}

@@ -26,8 +26,7 @@ def random_tile(size: int = 64, seed: int = 0) -> np.ndarray:
 
 def plain_multicrop():
     """DINO crops with no colour, stain or blur changes: a constant tile stays that constant."""
-    return dino_multicrop(32, 16, n_local=6, hed_theta=0.0, color_jitter_p=0.0, grayscale_p=0.0,
-                          blur_sigma=(1.0, 1.0))
+    return dino_multicrop(32, 16, n_local=6, hed_theta=0.0, color_jitter_p=0.0, grayscale_p=0.0, blur_sigma=(1.0, 1.0))
 
 
 def test_augmented_views_are_the_transform_of_the_real_tile():
@@ -100,9 +99,8 @@ class SameTileDataset(Dataset):
 
 
 def test_providers_run_in_dataloader_workers_with_per_worker_randomness():
-    loader = DataLoader(SameTileDataset(AugmentedViews(dino_multicrop(32, 16, n_local=2))), batch_size=1,
-                        num_workers=2)
+    loader = DataLoader(SameTileDataset(AugmentedViews(dino_multicrop(32, 16, n_local=2))), batch_size=1, num_workers=2)
     samples = list(loader)
     assert [tuple(v.shape) for v in samples[0]] == [(1, 3, 32, 32)] * 2 + [(1, 3, 16, 16)] * 2
     firsts = [sample[0] for sample in samples]
-    assert all(not torch.equal(a, b) for i, a in enumerate(firsts) for b in firsts[i + 1:])
+    assert all(not torch.equal(a, b) for i, a in enumerate(firsts) for b in firsts[i + 1 :])

@@ -11,14 +11,21 @@ from PIL import Image
 
 from pathgen.data.views import TileKey
 from pathgen.diffusion.bank import BankError, BankWriter, ViewBank, bank_complete
-from pathgen.diffusion.training_data import DiffusionTiles
 from pathgen.diffusion.image_grid import grid_size, make_grid, write_grid
 from pathgen.diffusion.real_bank import write_real_views_bank
+from pathgen.diffusion.training_data import DiffusionTiles
 from tiling.store import open_tile_folder
 
 K, S = 3, 8
-ATTRS = {"mode": "interpolate", "n_views": K, "image_size": S, "seed": 0, "sampler": {"sampler": "ddim", "steps": 5},
-         "settings": {"alpha": [0.2, 0.8]}, "model": {"dir": "/m", "config": {"block_out_channels": [1, 2]}}}
+ATTRS = {
+    "mode": "interpolate",
+    "n_views": K,
+    "image_size": S,
+    "seed": 0,
+    "sampler": {"sampler": "ddim", "steps": 5},
+    "settings": {"alpha": [0.2, 0.8]},
+    "model": {"dir": "/m", "config": {"block_out_channels": [1, 2]}},
+}
 
 
 def fake_views(row: int) -> np.ndarray:
@@ -39,8 +46,9 @@ def test_round_trip_with_lookup_by_tile(tmp_path, stores):
     writer = make_writer(tmp_path, stores)
     assert writer.pending_rows().tolist() == [0, 1, 2, 3]
     for row in range(4):
-        writer.write_row(row, fake_views(row), seeds=np.arange(K) + row, alpha=np.array([0.1, 0.2, 0.3]),
-                         secondary=(1, row))
+        writer.write_row(
+            row, fake_views(row), seeds=np.arange(K) + row, alpha=np.array([0.1, 0.2, 0.3]), secondary=(1, row)
+        )
     writer.finish()
     bank = ViewBank(tmp_path / "bank")
     assert len(bank) == 4 and bank.complete and bank_complete(tmp_path / "bank")
@@ -118,9 +126,21 @@ def test_real_views_bank_copies_rows_with_the_resized_source_tiles(tiny_tiles, t
     """The resolution-matched control: same rows and sources as the generated bank, real pixels as views."""
     stores = [str(s.path) for s in open_tile_folder(tiny_tiles).stores]
     generated = tmp_path / "generated"
-    writer = BankWriter(generated, stores, np.array([0, 1, 0]), np.array([3, 7, 11]),
-                        {"mode": "views", "n_views": 2, "image_size": 16, "sampler": {"sampler": "ddim"},
-                         "model": "m", "seed": 0, "settings": {}})
+    writer = BankWriter(
+        generated,
+        stores,
+        np.array([0, 1, 0]),
+        np.array([3, 7, 11]),
+        {
+            "mode": "views",
+            "n_views": 2,
+            "image_size": 16,
+            "sampler": {"sampler": "ddim"},
+            "model": "m",
+            "seed": 0,
+            "settings": {},
+        },
+    )
     for row in range(3):
         writer.write_row(row, np.full((2, 16, 16, 3), 200, np.uint8), seeds=np.arange(2))
     writer.finish()

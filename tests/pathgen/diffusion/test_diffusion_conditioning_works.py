@@ -14,9 +14,9 @@ import torch
 from pathgen.config import load_config
 from pathgen.diffusion.ldm_io import load_ldm
 from pathgen.diffusion.sampling import SamplerConfig, generate_views
+from pathgen.models.embeddings import preprocess
 from pathgen.stages.train_ldm import LDMTrainConfig, train_ldm
 from pathgen.stages.train_vae import VAETrainConfig, train_vae
-from pathgen.models.embeddings import preprocess
 from tiling.config import StoreConfig
 from tiling.store import StoreLayout, create_store, mark_complete, write_shard
 
@@ -28,8 +28,9 @@ FAST = ["train.progress=false", "train.log_every=50", "train.checkpoint_every=10
 def _population(kind: str, rng: np.random.Generator) -> np.ndarray:
     """(N, 32, 32, 3) uint8: "A" pale eosin-pink stroma with sparse small nuclei, "B" dense purple
     nuclei on lilac — a crude stand-in for normal versus tumour tissue."""
-    background, nucleus, count = ((236, 160, 196), (120, 70, 150), 3) if kind == "A" else \
-        ((170, 120, 190), (60, 30, 110), 14)
+    background, nucleus, count = (
+        ((236, 160, 196), (120, 70, 150), 3) if kind == "A" else ((170, 120, 190), (60, 30, 110), 14)
+    )
     tiles = np.empty((N_TILES, SIZE, SIZE, 3), np.float32)
     yy, xx = np.mgrid[:SIZE, :SIZE]
     for i in range(N_TILES):
@@ -46,8 +47,16 @@ def _write_store(root: Path, name: str, tiles: np.ndarray) -> None:
     layout = StoreLayout(len(tiles), SIZE, cfg.tiles_per_shard)
     group = root / "tiles.zarr" / name
     coords = np.stack([np.arange(len(tiles)) * SIZE, np.zeros(len(tiles))], axis=1)
-    create_store(group, layout, coords, np.ones(len(tiles)), np.zeros((8, 8, 3), np.uint8), np.ones((8, 8), bool),
-                 {"slide": {"name": name}, "tiling": {"target_mpp": 1.0, "tile_size_px": SIZE}}, cfg)
+    create_store(
+        group,
+        layout,
+        coords,
+        np.ones(len(tiles)),
+        np.zeros((8, 8, 3), np.uint8),
+        np.ones((8, 8), bool),
+        {"slide": {"name": name}, "tiling": {"target_mpp": 1.0, "tile_size_px": SIZE}},
+        cfg,
+    )
     for shard in range(layout.n_shards):
         write_shard(group, layout, shard, tiles[layout.shard_slice(shard)])
     mark_complete(group, {"n_tiles": len(tiles)})
@@ -66,11 +75,28 @@ def test_views_follow_their_conditioning_population(tiny_encoder, tmp_path):
     tiles = tmp_path / "tiles"
     for name, array in populations.items():
         _write_store(tiles, name, array)
-    vae_dir = train_vae(load_config(VAETrainConfig, CONFIGS / "vae_tiny.yaml",
-                                    [f"data={tiles}", f"out={tmp_path / 'vae'}", "train.max_steps=60", *FAST]))
-    ldm_dir = train_ldm(load_config(LDMTrainConfig, CONFIGS / "ldm_tiny.yaml",
-                                    [f"data={tiles}", f"out={tmp_path / 'ldm'}", f"vae={vae_dir}",
-                                     f"encoder={tiny_encoder}", "train.max_steps=300", "train.lr=0.002", *FAST]))
+    vae_dir = train_vae(
+        load_config(
+            VAETrainConfig,
+            CONFIGS / "vae_tiny.yaml",
+            [f"data={tiles}", f"out={tmp_path / 'vae'}", "train.max_steps=60", *FAST],
+        )
+    )
+    ldm_dir = train_ldm(
+        load_config(
+            LDMTrainConfig,
+            CONFIGS / "ldm_tiny.yaml",
+            [
+                f"data={tiles}",
+                f"out={tmp_path / 'ldm'}",
+                f"vae={vae_dir}",
+                f"encoder={tiny_encoder}",
+                "train.max_steps=300",
+                "train.lr=0.002",
+                *FAST,
+            ],
+        )
+    )
     ldm = load_ldm(ldm_dir)
     real = {name: _embed(ldm, array) for name, array in populations.items()}
     centroid = {name: torch.nn.functional.normalize(e.mean(0), dim=0) for name, e in real.items()}

@@ -15,13 +15,13 @@ from torch.utils.data import default_collate
 from pathgen.checkpoint import load_checkpoint
 from pathgen.cli import main
 from pathgen.config import load_config
-from pathgen.diffusion.training_data import DiffusionTiles
 from pathgen.diffusion.ldm import EMA, ConditionedDenoiser, LDMConfig, ema_decay_at, scheduler_kwargs
 from pathgen.diffusion.ldm_io import load_ldm, save_ldm
-from pathgen.stages.train_ldm import LDMTrainConfig, build_objective
+from pathgen.diffusion.training_data import DiffusionTiles
 from pathgen.diffusion.vae import VAEConfig, build_vae, save_vae
 from pathgen.models.embeddings import preprocess, read_embeddings
 from pathgen.models.io import load_encoder
+from pathgen.stages.train_ldm import LDMTrainConfig, build_objective
 
 CONFIGS = Path(__file__).resolve().parents[3] / "configs" / "diffusion"
 TINY = CONFIGS / "ldm_tiny.yaml"
@@ -34,7 +34,7 @@ def _tiny_denoiser(embed_dim: int = 64) -> ConditionedDenoiser:
 
 
 def _denoiser_state(model_state: dict, prefix: str) -> dict:
-    return {k[len(prefix):]: v for k, v in model_state.items() if k.startswith(prefix)}
+    return {k[len(prefix) :]: v for k, v in model_state.items() if k.startswith(prefix)}
 
 
 @pytest.fixture(scope="module")
@@ -49,8 +49,17 @@ def vae_dir(tmp_path_factory) -> Path:
 def trained(tiny_tiles, tiny_encoder, vae_dir, tmp_path_factory) -> Path:
     """A 150-step tiny run through the CLI (its run folder)."""
     out = tmp_path_factory.mktemp("ldm_run") / "run"
-    args = ["train-ldm", "--config", str(TINY), f"data={tiny_tiles}", f"encoder={tiny_encoder}", f"vae={vae_dir}",
-            f"out={out}", "train.max_steps=150", *QUIET]
+    args = [
+        "train-ldm",
+        "--config",
+        str(TINY),
+        f"data={tiny_tiles}",
+        f"encoder={tiny_encoder}",
+        f"vae={vae_dir}",
+        f"out={out}",
+        "train.max_steps=150",
+        *QUIET,
+    ]
     assert main(args) == 0
     return out
 
@@ -78,7 +87,7 @@ def test_bad_shapes_are_clear_errors():
 
 def test_schedule_is_lids_linear_betas():
     betas = DDPMScheduler(**scheduler_kwargs(LDMConfig())).betas.double()
-    expected = torch.linspace(0.0015 ** 0.5, 0.0195 ** 0.5, 1000, dtype=torch.float64) ** 2  # CompVis "linear"
+    expected = torch.linspace(0.0015**0.5, 0.0195**0.5, 1000, dtype=torch.float64) ** 2  # CompVis "linear"
     torch.testing.assert_close(betas, expected, rtol=1e-5, atol=1e-7)
 
 
@@ -94,7 +103,7 @@ def test_ema_warmup_math():
         assert decay == pytest.approx(min(0.9, (1 + n) / (10 + n)))
         expected = decay * expected + (1 - decay) * model.weight.detach()
         torch.testing.assert_close(ema.shadow.weight, expected)
-    assert int(ema.num_updates) == 5 and ema_decay_at(0.9999, 10 ** 7) == 0.9999
+    assert int(ema.num_updates) == 5 and ema_decay_at(0.9999, 10**7) == 0.9999
     assert ema_decay_at(0.9999, 1) == pytest.approx(2 / 11)
     clone = EMA(torch.nn.Linear(3, 2), decay=0.9)
     clone.load_state_dict(ema.state_dict())
@@ -162,8 +171,19 @@ def test_resume_continues_to_the_same_weights(tiny_tiles, tiny_encoder, vae_dir,
 
 
 def test_cli_errors_are_one_line(tiny_tiles, tiny_encoder, tmp_path, capsys):
-    assert main(["train-ldm", "--config", str(TINY), f"data={tiny_tiles}", f"encoder={tiny_encoder}",
-                 f"out={tmp_path / 'run'}"]) == 2
+    assert (
+        main(
+            [
+                "train-ldm",
+                "--config",
+                str(TINY),
+                f"data={tiny_tiles}",
+                f"encoder={tiny_encoder}",
+                f"out={tmp_path / 'run'}",
+            ]
+        )
+        == 2
+    )
     err = capsys.readouterr().err.strip()
     assert err.startswith("pathgen train-ldm:") and "vae=" in err and "\n" not in err
 
@@ -178,8 +198,9 @@ def test_precomputed_embeddings_are_pathgen_embed_output(tiny_tiles, tiny_encode
     torch.testing.assert_close(batch["embedding"][:2], torch.from_numpy(store_rows[[0, 5]]))
     values = {"data": [str(tiles)], "encoder": str(tiny_encoder), "vae": str(vae_dir), "image_size": 32}
     on_the_fly = build_objective(load_config(LDMTrainConfig, TINY, [f"{k}={v}" for k, v in values.items()]))
-    precomputed = build_objective(load_config(LDMTrainConfig, TINY, [f"{k}={v}" for k, v in values.items()]
-                                              + ["embeddings_name=tiny"]))
+    precomputed = build_objective(
+        load_config(LDMTrainConfig, TINY, [f"{k}={v}" for k, v in values.items()] + ["embeddings_name=tiny"])
+    )
     assert precomputed.encoder is None and on_the_fly.encoder is not None
     torch.testing.assert_close(on_the_fly.embed(batch["tile_u8"]), batch["embedding"], atol=1e-5, rtol=1e-5)
     losses = []
@@ -188,20 +209,51 @@ def test_precomputed_embeddings_are_pathgen_embed_output(tiny_tiles, tiny_encode
         losses.append(objective(item)["loss"])
     torch.testing.assert_close(losses[0], losses[1], atol=1e-5, rtol=1e-5)
     out = tmp_path / "run"
-    assert main(["train-ldm", "--config", str(TINY), f"data={tiles}", f"encoder={tiny_encoder}", f"vae={vae_dir}",
-                 f"out={out}", "embeddings_name=tiny", "train.max_steps=2", *QUIET]) == 0
+    assert (
+        main(
+            [
+                "train-ldm",
+                "--config",
+                str(TINY),
+                f"data={tiles}",
+                f"encoder={tiny_encoder}",
+                f"vae={vae_dir}",
+                f"out={out}",
+                "embeddings_name=tiny",
+                "train.max_steps=2",
+                *QUIET,
+            ]
+        )
+        == 0
+    )
     assert load_ldm(out / "model").denoiser.embed_dim == 64
 
 
-def test_standardised_conditioning_uses_the_training_embeddings_and_old_folders_still_load(tiny_tiles, tiny_encoder,
-                                                                                            vae_dir, tmp_path):
+def test_standardised_conditioning_uses_the_training_embeddings_and_old_folders_still_load(
+    tiny_tiles, tiny_encoder, vae_dir, tmp_path
+):
     tiles = tmp_path / "tiles"
     shutil.copytree(tiny_tiles, tiles)
     assert main(["embed", str(tiny_encoder), str(tiles), "--name", "tiny", "--workers", "0", "--no-progress"]) == 0
     out = tmp_path / "run"
-    assert main(["train-ldm", "--config", str(TINY), f"data={tiles}", f"encoder={tiny_encoder}", f"vae={vae_dir}",
-                 f"out={out}", "embeddings_name=tiny", "ldm.standardize_embeddings=true", "train.max_steps=2",
-                 *QUIET]) == 0
+    assert (
+        main(
+            [
+                "train-ldm",
+                "--config",
+                str(TINY),
+                f"data={tiles}",
+                f"encoder={tiny_encoder}",
+                f"vae={vae_dir}",
+                f"out={out}",
+                "embeddings_name=tiny",
+                "ldm.standardize_embeddings=true",
+                "train.max_steps=2",
+                *QUIET,
+            ]
+        )
+        == 0
+    )
     stores = DiffusionTiles([tiles], 32).stores
     rows = torch.cat([torch.from_numpy(read_embeddings(store.path, "tiny")) for store in stores]).double()
     rows = torch.nn.functional.normalize(rows, dim=-1)  # the statistics are taken on the unit sphere

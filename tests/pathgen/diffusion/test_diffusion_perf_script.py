@@ -12,9 +12,32 @@ import pytest
 import torch
 
 SCRIPT = Path(__file__).resolve().parents[3] / "benchmarks" / "perf" / "generation_speed.py"
-TINY = ["--device", "cpu", "--batch-size", "4", "--warmup", "0", "--steps", "1", "--repeats", "1",
-        "--sources", "4", "--views", "2", "--sample-batch", "8", "--ddim-steps", "3", "--dpm-steps", "2",
-        "--reference-steps", "4", "--sample-repeats", "1"]
+TINY = [
+    "--device",
+    "cpu",
+    "--batch-size",
+    "4",
+    "--warmup",
+    "0",
+    "--steps",
+    "1",
+    "--repeats",
+    "1",
+    "--sources",
+    "4",
+    "--views",
+    "2",
+    "--sample-batch",
+    "8",
+    "--ddim-steps",
+    "3",
+    "--dpm-steps",
+    "2",
+    "--reference-steps",
+    "4",
+    "--sample-repeats",
+    "1",
+]
 
 
 @pytest.fixture(scope="module")
@@ -35,8 +58,23 @@ def built(script, tmp_path_factory) -> tuple[Path, dict]:
     """One tiny self-built run: a 2048-px synthetic slide, 2 VAE and 2 LDM steps; (work folder, JSON results)."""
     root = tmp_path_factory.mktemp("generation_speed")
     out = root / "results.json"
-    script.main([*TINY, "--work", str(root / "work"), "--slides", "1", "--slide-px", "2048", "--vae-steps", "2",
-                 "--ldm-steps", "2", "--out", str(out)])
+    script.main(
+        [
+            *TINY,
+            "--work",
+            str(root / "work"),
+            "--slides",
+            "1",
+            "--slide-px",
+            "2048",
+            "--vae-steps",
+            "2",
+            "--ldm-steps",
+            "2",
+            "--out",
+            str(out),
+        ]
+    )
     return root / "work", json.loads(out.read_text())
 
 

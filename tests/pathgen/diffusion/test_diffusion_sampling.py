@@ -11,8 +11,17 @@ import torch
 from pathgen.diffusion.images import to_uint8
 from pathgen.diffusion.ldm import ConditionedDenoiser, LDMConfig
 from pathgen.diffusion.ldm_io import LoadedLDM
-from pathgen.diffusion.sampling import (SamplerConfig, build_scheduler, generate_views, img2img_views,
-                                        interpolate_views, make_generators, model_images, sample_latents, view_seeds)
+from pathgen.diffusion.sampling import (
+    SamplerConfig,
+    build_scheduler,
+    generate_views,
+    img2img_views,
+    interpolate_views,
+    make_generators,
+    model_images,
+    sample_latents,
+    view_seeds,
+)
 from pathgen.diffusion.vae import LatentCodec, VAEConfig, build_vae
 from pathgen.models import load_encoder
 

@@ -12,8 +12,8 @@ import torch
 import torch.nn.functional as F
 
 from pathgen.cli import main
-from pathgen.diffusion.training_data import DiffusionTiles
 from pathgen.diffusion.images import to_model_range
+from pathgen.diffusion.training_data import DiffusionTiles
 from pathgen.models.embeddings import read_embeddings
 
 EMBEDDINGS = "tiny"
@@ -24,8 +24,23 @@ def embedded_tiles(tiny_tiles, tiny_encoder, tmp_path_factory) -> Path:
     """A private copy of the tiny tiles with `pathgen embed` output named "tiny"."""
     folder = tmp_path_factory.mktemp("diffusion_data") / "tiles"
     shutil.copytree(tiny_tiles, folder)
-    assert main(["embed", str(tiny_encoder), str(folder), "--name", EMBEDDINGS, "--workers", "0",
-                 "--device", "cpu", "--no-progress"]) == 0
+    assert (
+        main(
+            [
+                "embed",
+                str(tiny_encoder),
+                str(folder),
+                "--name",
+                EMBEDDINGS,
+                "--workers",
+                "0",
+                "--device",
+                "cpu",
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     return folder
 
 

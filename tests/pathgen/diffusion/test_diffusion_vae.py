@@ -17,7 +17,6 @@ from diffusers import AutoencoderKL
 from pathgen.cli import main
 from pathgen.config import load_config
 from pathgen.diffusion.training_data import DiffusionTiles
-from pathgen.stages.train_vae import VAETrainConfig, gradient_loss, ssim, train_vae
 from pathgen.diffusion.vae import (
     LatentCodec,
     VAEConfig,
@@ -25,6 +24,7 @@ from pathgen.diffusion.vae import (
     load_codec,
     save_vae,
 )
+from pathgen.stages.train_vae import VAETrainConfig, gradient_loss, ssim, train_vae
 from pathgen.train import CHECKPOINT, METRICS
 
 CONFIGS = Path(__file__).resolve().parents[3] / "configs" / "diffusion"
@@ -36,8 +36,18 @@ STEPS = 150
 def trained(tiny_tiles, tmp_path_factory) -> Path:
     """The run folder of the tiny config trained for STEPS steps (every step logged)."""
     run = tmp_path_factory.mktemp("vae_run") / "run"
-    cfg = load_config(VAETrainConfig, TINY, [f"data={tiny_tiles}", f"out={run}", f"train.max_steps={STEPS}",
-                                             "train.log_every=1", "train.progress=false", "scaling_tiles=128"])
+    cfg = load_config(
+        VAETrainConfig,
+        TINY,
+        [
+            f"data={tiny_tiles}",
+            f"out={run}",
+            f"train.max_steps={STEPS}",
+            "train.log_every=1",
+            "train.progress=false",
+            "scaling_tiles=128",
+        ],
+    )
     assert train_vae(cfg) == run / "model"
     return run
 
@@ -67,8 +77,10 @@ def test_reconstruction_error_is_small_and_far_below_untrained(trained, tiny_til
     untrained = LatentCodec(build_vae(VAEConfig(**json.loads((trained / "model/config.json").read_text())["vae"])), 1.0)
     error, error_untrained = _mae_u8(codec, images), _mae_u8(untrained, images)
     mse = float(((codec.decode(codec.encode(images)) - images) / 2).pow(2).mean())
-    print(f"tiny VAE after {STEPS} steps: MAE {error:.1f}/255 (untrained {error_untrained:.1f}), "
-          f"PSNR {10 * math.log10(1 / mse):.1f} dB")
+    print(
+        f"tiny VAE after {STEPS} steps: MAE {error:.1f}/255 (untrained {error_untrained:.1f}), "
+        f"PSNR {10 * math.log10(1 / mse):.1f} dB"
+    )
     # measured ≈ 11/255 (PSNR ≈ 23 dB) after 150 steps; an untrained VAE (and the tiles' mean colour) ≈ 25-40
     assert error < 16.0
     assert error < 0.5 * error_untrained
@@ -108,8 +120,13 @@ def test_random_init_vae_folder_for_other_tests(tmp_path):
 
 
 def test_load_local_diffusers_autoencoder(tmp_path):
-    vae = AutoencoderKL(block_out_channels=(8, 16), down_block_types=("DownEncoderBlock2D",) * 2,
-                        up_block_types=("UpDecoderBlock2D",) * 2, norm_num_groups=8, scaling_factor=0.5)
+    vae = AutoencoderKL(
+        block_out_channels=(8, 16),
+        down_block_types=("DownEncoderBlock2D",) * 2,
+        up_block_types=("UpDecoderBlock2D",) * 2,
+        norm_num_groups=8,
+        scaling_factor=0.5,
+    )
     vae.save_pretrained(tmp_path / "sd_vae", safe_serialization=True)
     codec = load_codec(tmp_path / "sd_vae")
     images = torch.rand(2, 3, 16, 16) * 2 - 1
@@ -144,8 +161,9 @@ def test_offline_losses_reward_sharp_reconstructions():
 def test_cli_trains_and_resumes(tiny_tiles, tmp_path, capsys):
     run = tmp_path / "run"
     small = ["vae.block_out_channels=[8,16,16]", "scaling_tiles=16", "train.progress=false", "train.log_every=1"]
-    assert main(["train-vae", "--config", str(TINY), f"data={tiny_tiles}", f"out={run}", "train.max_steps=3",
-                 *small]) == 0
+    assert (
+        main(["train-vae", "--config", str(TINY), f"data={tiny_tiles}", f"out={run}", "train.max_steps=3", *small]) == 0
+    )
     assert (run / "config.yaml").is_file() and (run / CHECKPOINT).is_file()
     assert (run / "model/model.safetensors").is_file() and (run / "model/config.json").is_file()
     assert main(["train-vae", "--resume", f"out={run}", "train.max_steps=5"]) == 0
@@ -155,11 +173,14 @@ def test_cli_trains_and_resumes(tiny_tiles, tmp_path, capsys):
     assert "VAE saved in" in capsys.readouterr().out
 
 
-@pytest.mark.parametrize("argv, message", [
-    (["data=DATA", "vae.block_out_chanels=[8]"], "unknown config key vae.block_out_chanels"),
-    (["data=/nonexistent/tiles"], "/nonexistent/tiles"),
-    ([], "no training data"),
-])
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["data=DATA", "vae.block_out_chanels=[8]"], "unknown config key vae.block_out_chanels"),
+        (["data=/nonexistent/tiles"], "/nonexistent/tiles"),
+        ([], "no training data"),
+    ],
+)
 def test_cli_errors_are_one_line(argv, message, tiny_tiles, tmp_path, capsys):
     argv = [a.replace("DATA", str(tiny_tiles)) for a in argv]
     assert main(["train-vae", "--config", str(TINY), f"out={tmp_path / 'run'}", *argv]) == 2

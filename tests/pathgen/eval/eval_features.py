@@ -33,8 +33,9 @@ def linear_signal(n_classes: int = 2, dim: int = 32, n_signal: int = 3, noise: f
     return data
 
 
-def clustered(n_classes: int = 2, clusters_per_class: int = 2, dim: int = 32, spread: float = 0.8,
-              seed: int = 0) -> dict:
+def clustered(
+    n_classes: int = 2, clusters_per_class: int = 2, dim: int = 32, spread: float = 0.8, seed: int = 0
+) -> dict:
     """Each class is a union of Gaussian clusters around orthonormal unit directions (noise norm ≈ spread).
 
     With n_classes = 2 and clusters_per_class = 2 the clusters sit at ±u (class 0) and ±v

@@ -26,6 +26,7 @@ def _fails(pattern: str, name: str, root: Path, **options) -> str:
 
 # ------------------------------------------------------------------------------------- PCam
 
+
 def _write_pcam(root: Path, n: int = 4, x_shape=(96, 96, 3), y_values=None, n_labels=None) -> Path:
     root.mkdir(parents=True, exist_ok=True)
     for part in ("train", "valid", "test"):
@@ -68,6 +69,7 @@ def test_pcam_bad_labels_and_bad_files(tmp_path) -> None:
 
 # -------------------------------------------------------------------------------------- CRC
 
+
 def _tiny_image(path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     Image.fromarray(np.full((8, 8, 3), 200, np.uint8)).save(path)
@@ -101,13 +103,16 @@ def test_crc_missing_empty_and_stray(tmp_path) -> None:
         (root / "NCT-CRC-HE-100K" / "ADI" / junk).write_text("x")
     with pytest.warns(UserWarning) as caught:
         dataset = read_dataset("crc", root)
-    named = sorted(str(w.message).split(":")[0].rsplit("/", 1)[1] for w in caught if "not an image file" in str(w.message))
+    named = sorted(
+        str(w.message).split(":")[0].rsplit("/", 1)[1] for w in caught if "not an image file" in str(w.message)
+    )
     assert named == [".DS_Store", "Thumbs.db", "notes.txt"]  # each stray file skipped and named
     assert len(dataset.split("train")) == n_train
     _fails(r"protocol must be 'holdout' or 'eva', got 'best'", "crc", _write_crc(tmp_path / "crc3"), protocol="best")
 
 
 # --------------------------------------------------------------------------------- CSV paths
+
 
 def _write_csv(path: Path, lines: list[str]) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -127,16 +132,22 @@ def test_image_csv_reads_relative_paths(image_csv_dir) -> None:
     rows = ["path,label,split"] + [f"img/{i}.png,{'ab'[i % 2]},{'train' if i < 4 else 'test'}" for i in range(6)]
     dataset = read_dataset("image_csv", _write_csv(image_csv_dir / "labels.csv", rows))
     assert dataset.class_names == ("a", "b") and {n: len(s) for n, s in dataset.splits.items()} == {
-        "train": 2, "val": 2, "test": 2}
+        "train": 2,
+        "val": 2,
+        "test": 2,
+    }
 
 
-@pytest.mark.parametrize("bad, pattern", [
-    ("../outside.png", r"labels\.csv, row 3: path '\.\./outside\.png' leaves .*data \('\.\.' is not allowed\)"),
-    ("img/../../outside.png", r"row 3: path 'img/\.\./\.\./outside\.png' leaves"),
-    ("/etc/passwd", r"row 3: absolute path '/etc/passwd' is not allowed"),
-    ("C:\\data\\x.png", r"row 3: absolute path 'C:\\\\data\\\\x\.png' is not allowed"),
-    ("img/missing.png", r"img/missing\.png: file listed in .*labels\.csv, row 3 does not exist"),
-])
+@pytest.mark.parametrize(
+    "bad, pattern",
+    [
+        ("../outside.png", r"labels\.csv, row 3: path '\.\./outside\.png' leaves .*data \('\.\.' is not allowed\)"),
+        ("img/../../outside.png", r"row 3: path 'img/\.\./\.\./outside\.png' leaves"),
+        ("/etc/passwd", r"row 3: absolute path '/etc/passwd' is not allowed"),
+        ("C:\\data\\x.png", r"row 3: absolute path 'C:\\\\data\\\\x\.png' is not allowed"),
+        ("img/missing.png", r"img/missing\.png: file listed in .*labels\.csv, row 3 does not exist"),
+    ],
+)
 def test_image_csv_refuses_untrusted_paths(image_csv_dir, bad: str, pattern: str) -> None:
     csv_path = _write_csv(image_csv_dir / "labels.csv", ["path,label", "img/0.png,a", f"{bad},b"])
     _fails(pattern, "image_csv", csv_path)
@@ -144,28 +155,50 @@ def test_image_csv_refuses_untrusted_paths(image_csv_dir, bad: str, pattern: str
 
 def test_image_csv_refuses_symlink_escape_and_bad_rows(image_csv_dir) -> None:
     os.symlink(image_csv_dir.parent / "outside.png", image_csv_dir / "link.png")
-    _fails(r"row 2: path 'link\.png' resolves outside", "image_csv",
-           _write_csv(image_csv_dir / "a.csv", ["path,label", "link.png,a"]))
-    _fails(r"b\.csv: missing column\(s\) 'label'", "image_csv",
-           _write_csv(image_csv_dir / "b.csv", ["path,class", "img/0.png,a"]))
-    _fails(r"c\.csv, row 3: split 'dev' is not one of train, val, test", "image_csv",
-           _write_csv(image_csv_dir / "c.csv", ["path,label,split", "img/0.png,a,train", "img/1.png,b,dev"]))
-    _fails(r"d\.csv, row 3: 'img/0\.png' is already listed in row 2", "image_csv",
-           _write_csv(image_csv_dir / "d.csv", ["path,label", "img/0.png,a", "img/0.png,b"]))
+    _fails(
+        r"row 2: path 'link\.png' resolves outside",
+        "image_csv",
+        _write_csv(image_csv_dir / "a.csv", ["path,label", "link.png,a"]),
+    )
+    _fails(
+        r"b\.csv: missing column\(s\) 'label'",
+        "image_csv",
+        _write_csv(image_csv_dir / "b.csv", ["path,class", "img/0.png,a"]),
+    )
+    _fails(
+        r"c\.csv, row 3: split 'dev' is not one of train, val, test",
+        "image_csv",
+        _write_csv(image_csv_dir / "c.csv", ["path,label,split", "img/0.png,a,train", "img/1.png,b,dev"]),
+    )
+    _fails(
+        r"d\.csv, row 3: 'img/0\.png' is already listed in row 2",
+        "image_csv",
+        _write_csv(image_csv_dir / "d.csv", ["path,label", "img/0.png,a", "img/0.png,b"]),
+    )
 
 
 def test_slide_csv_refuses_escapes(image_csv_dir) -> None:
-    _fails(r"slides\.csv, row 2: path '\.\./outside\.png' leaves", "slide_csv",
-           _write_csv(image_csv_dir / "slides.csv", ["slide,label", "../outside.png,a"]))
-    _fails(r"row 2: absolute path", "slide_csv",
-           _write_csv(image_csv_dir / "s2.csv", ["slide,label,annotation", "img/0.png,a,/tmp/x.xml"]))
+    _fails(
+        r"slides\.csv, row 2: path '\.\./outside\.png' leaves",
+        "slide_csv",
+        _write_csv(image_csv_dir / "slides.csv", ["slide,label", "../outside.png,a"]),
+    )
+    _fails(
+        r"row 2: absolute path",
+        "slide_csv",
+        _write_csv(image_csv_dir / "s2.csv", ["slide,label,annotation", "img/0.png,a,/tmp/x.xml"]),
+    )
 
 
 # ------------------------------------------------------------------------------- Camelyon16
 
+
 def _write_camelyon16(root: Path) -> Path:
-    layout = (("training/normal", ["normal_001", "normal_010"]), ("training/tumor", ["tumor_001", "tumor_002"]),
-              ("testing/images", ["test_001", "test_002"]))
+    layout = (
+        ("training/normal", ["normal_001", "normal_010"]),
+        ("training/tumor", ["tumor_001", "tumor_002"]),
+        ("testing/images", ["test_001", "test_002"]),
+    )
     for folder, names in layout:
         (root / folder).mkdir(parents=True, exist_ok=True)
         for name in names:
@@ -204,8 +237,12 @@ def test_camelyon16_reads_the_aws_layout(tmp_path) -> None:
     aws = read_dataset("camelyon16", root)
     challenge = read_dataset("camelyon16", _write_camelyon16(tmp_path / "challenge"))
     assert [(r.slide_id, r.label, r.split) for r in aws.records] == [
-        (r.slide_id, r.label, r.split) for r in challenge.records]
-    assert next(r for r in aws.records if r.slide_id == "tumor_001").annotation_path == root / "annotations" / "tumor_001.xml"
+        (r.slide_id, r.label, r.split) for r in challenge.records
+    ]
+    assert (
+        next(r for r in aws.records if r.slide_id == "tumor_001").annotation_path
+        == root / "annotations" / "tumor_001.xml"
+    )
     (root / "evaluation" / "reference.csv").unlink()
     _fails(r"evaluation/reference\.csv: Camelyon16 test labels", "camelyon16", root)
 
@@ -227,6 +264,7 @@ def test_camelyon16_bad_layouts(tmp_path) -> None:
 
 # ------------------------------------------------------------------------------ MHIST, BACH
 
+
 def _write_mhist(root: Path, rows: list[str]) -> Path:
     for i in range(4):
         _tiny_image(root / "images" / f"MHIST_{i}.png")
@@ -236,14 +274,26 @@ def _write_mhist(root: Path, rows: list[str]) -> Path:
 
 def test_mhist_bad_rows(tmp_path) -> None:
     good = ["MHIST_0.png,HP,1,train", "MHIST_1.png,SSA,6,train", "MHIST_2.png,HP,0,test"]
-    _fails(r"annotations\.csv, row 5: label 'TA' is not HP or SSA", "mhist",
-           _write_mhist(tmp_path / "a", good + ["MHIST_3.png,TA,0,test"]))
-    _fails(r"row 5: 2 of 7 votes for SSA contradict the majority label SSA", "mhist",
-           _write_mhist(tmp_path / "b", good + ["MHIST_3.png,SSA,2,test"]))
-    _fails(r"images/MHIST_9\.png: image listed in .*row 5 does not exist", "mhist",
-           _write_mhist(tmp_path / "c", good + ["MHIST_9.png,HP,0,test"]))
-    _fails(r"row 5: image name '\.\./MHIST_3\.png' must be a plain file name", "mhist",
-           _write_mhist(tmp_path / "d", good + ["../MHIST_3.png,HP,0,test"]))
+    _fails(
+        r"annotations\.csv, row 5: label 'TA' is not HP or SSA",
+        "mhist",
+        _write_mhist(tmp_path / "a", good + ["MHIST_3.png,TA,0,test"]),
+    )
+    _fails(
+        r"row 5: 2 of 7 votes for SSA contradict the majority label SSA",
+        "mhist",
+        _write_mhist(tmp_path / "b", good + ["MHIST_3.png,SSA,2,test"]),
+    )
+    _fails(
+        r"images/MHIST_9\.png: image listed in .*row 5 does not exist",
+        "mhist",
+        _write_mhist(tmp_path / "c", good + ["MHIST_9.png,HP,0,test"]),
+    )
+    _fails(
+        r"row 5: image name '\.\./MHIST_3\.png' must be a plain file name",
+        "mhist",
+        _write_mhist(tmp_path / "d", good + ["../MHIST_3.png,HP,0,test"]),
+    )
 
 
 def test_bach_needs_class_folders(tmp_path) -> None:

@@ -23,14 +23,19 @@ from tiling.annotations import read_asap_polygons
 def synth_root(tmp_path_factory):
     """Writes each synthetic dataset once, on first use, with small counts."""
     root, written = tmp_path_factory.mktemp("synth"), {}
-    options = {"pcam": {"n_train": 64, "n_val": 16, "n_test": 16}, "crc": {"n_train": 4, "n_test": 3},
-               "mhist": {"n_train": 12, "n_test": 6}, "bach": {"n_per_class": 4},
-               "camelyon16": {"n_train": 4, "n_test": 2, "size": (2048, 1536)}}
+    options = {
+        "pcam": {"n_train": 64, "n_val": 16, "n_test": 16},
+        "crc": {"n_train": 4, "n_test": 3},
+        "mhist": {"n_train": 12, "n_test": 6},
+        "bach": {"n_per_class": 4},
+        "camelyon16": {"n_train": 4, "n_test": 2, "size": (2048, 1536)},
+    }
 
     def get(name: str):
         if name not in written:
             written[name] = sd.SYNTHETIC_DATASETS[name](root / name, seed=1, **options[name])
         return written[name]
+
     return get
 
 
@@ -100,8 +105,12 @@ def test_mhist_round_trip(synth_root) -> None:
     root = synth_root("mhist")
     with open(root / "annotations.csv", newline="") as f:
         rows = list(csv.DictReader(f))
-    assert list(rows[0]) == ["Image Name", "Majority Vote Label",
-                             "Number of Annotators who Selected SSA (Out of 7)", "Partition"]
+    assert list(rows[0]) == [
+        "Image Name",
+        "Majority Vote Label",
+        "Number of Annotators who Selected SSA (Out of 7)",
+        "Partition",
+    ]
     assert len(rows) == 18 and all((root / "images" / r["Image Name"]).is_file() for r in rows)
     assert rows[0]["Image Name"] == "MHIST_aaa.png"
     mhist = read_dataset("mhist", root)
@@ -169,13 +178,15 @@ def test_stain_shifted_pcam_changes_evaluation_sites_only(tmp_path):
 
     plain = write_synthetic_pcam(tmp_path / "plain", 8, 16, 16, seed=3, stain_shift=0.0)
     shifted = write_synthetic_pcam(tmp_path / "shifted", 8, 16, 16, seed=3, stain_shift=0.3)
-    read = {name: {split: h5py.File(pcam_file(root, split, "x"))["x"][:] for split in ("train", "val", "test")}
-            for name, root in (("plain", plain), ("shifted", shifted))}
+    read = {
+        name: {split: h5py.File(pcam_file(root, split, "x"))["x"][:] for split in ("train", "val", "test")}
+        for name, root in (("plain", plain), ("shifted", shifted))
+    }
     assert np.array_equal(read["plain"]["train"], read["shifted"]["train"])  # train keeps the generator's stain
     for split in ("val", "test"):
         a, b = read["plain"][split].astype(float), read["shifted"][split].astype(float)
         assert np.abs(a - b).mean() > 3  # the sites' stain moved the pixels
-        site_means = [(b - a)[i:i + SITE_PATCHES].mean((0, 1, 2)) for i in range(0, len(a), SITE_PATCHES)]
+        site_means = [(b - a)[i : i + SITE_PATCHES].mean((0, 1, 2)) for i in range(0, len(a), SITE_PATCHES)]
         assert np.abs(site_means[0] - site_means[1]).max() > 1  # each site has its own stain change
 
 
@@ -184,8 +195,10 @@ def test_synth_dataset_stain_shift_option(tmp_path, capsys) -> None:
 
     assert _cli("pcam", str(tmp_path / "plain"), "--n", "4,8,8", "--stain-shift", "0") == 0
     assert _cli("pcam", str(tmp_path / "default"), "--n", "4,8,8") == 0
-    with h5py.File(next((tmp_path / "plain").glob("*test_x.h5")), "r") as a, \
-            h5py.File(next((tmp_path / "default").glob("*test_x.h5")), "r") as b:
+    with (
+        h5py.File(next((tmp_path / "plain").glob("*test_x.h5")), "r") as a,
+        h5py.File(next((tmp_path / "default").glob("*test_x.h5")), "r") as b,
+    ):
         assert np.abs(a["x"][:].astype(float) - b["x"][:].astype(float)).mean() > 3  # default: shifted sites
     assert _cli("bach", str(tmp_path / "bach"), "--stain-shift", "0.3") == 2
     assert "--stain-shift applies to pcam only" in capsys.readouterr().err

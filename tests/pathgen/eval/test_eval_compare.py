@@ -91,8 +91,14 @@ def test_paired_bootstrap_interval_holds_the_seed_spread() -> None:
 
 def test_compare_results_rows_and_refuses_different_test_samples() -> None:
     y = np.arange(200) % 2
-    make = lambda enc, runs: {"encoder": enc, "task": "t", "probe": "linear", "ci_method": "two-level",  # noqa: E731
-                              "test_scores": np.stack(runs), "test_labels": y}
+    make = lambda enc, runs: {
+        "encoder": enc,
+        "task": "t",
+        "probe": "linear",
+        "ci_method": "two-level",  # noqa: E731
+        "test_scores": np.stack(runs),
+        "test_labels": y,
+    }
     results = [make("base", _runs(y, 0.5, range(2), 0.05)), make("new", _runs(y, 2.0, range(2, 4), 0.05))]
     rows = compare_results(results, "base", n_boot=100)
     assert [r["metric"] for r in rows] == ["balanced_accuracy", "auroc", "binary_f1", "macro_f1"]

@@ -7,8 +7,8 @@ import dataclasses
 import numpy as np
 import pytest
 import torch
-
 from eval_features import linear_signal, random_labels, splits
+
 from pathgen.eval.head_training import CheckpointSelector
 from pathgen.eval.linear_probe import LinearProbeConfig, linear_probe, make_optimizer
 from pathgen.eval.metrics import balanced_accuracy

@@ -8,8 +8,8 @@ import math
 import numpy as np
 import pytest
 import torch
-
 from eval_features import linear_signal, splits
+
 from pathgen.eval.linear_probe import LinearProbeConfig, linear_probe, make_optimizer
 from pathgen.eval.metrics import balanced_accuracy
 
@@ -55,8 +55,7 @@ def test_accuracy_monitor_selects_the_check_with_the_best_accuracy() -> None:
 
 def test_accuracy_monitor_drives_early_stopping() -> None:
     train, val, test = imbalanced_shift()
-    cfg = LinearProbeConfig(lr=3e-2, batch_size=100, max_steps=100, val_every_steps=5, patience=2,
-                            monitor="accuracy")
+    cfg = LinearProbeConfig(lr=3e-2, batch_size=100, max_steps=100, val_every_steps=5, patience=2, monitor="accuracy")
     result = linear_probe(*train, *val, *test, cfg, seed=2)
     acc = [h["val_accuracy"] for h in result.extra["val_history"]]
     best = int(np.argmax(acc))
@@ -81,8 +80,15 @@ def test_eva_default_schedule_is_a_third_of_the_lr_for_five_epochs() -> None:
     data = linear_signal()
     small = [data[s] for s in ("train", "val", "test")]
     small[0] = (small[0][0][:300], small[0][1][:300])  # 3 steps per epoch at batch 100
-    cfg = LinearProbeConfig(lr=0.03, batch_size=100, max_steps=24, val_every_steps=3, patience=None,
-                            lr_schedule="eva_default", lr_schedule_interval="epoch")
+    cfg = LinearProbeConfig(
+        lr=0.03,
+        batch_size=100,
+        max_steps=24,
+        val_every_steps=3,
+        patience=None,
+        lr_schedule="eva_default",
+        lr_schedule_interval="epoch",
+    )
     result = linear_probe(*small[0], *small[1], *small[2], cfg)
     lrs = [h["lr"] for h in result.extra["val_history"]]  # the lr of epochs 1..8
     assert lrs == pytest.approx([0.01] * 5 + [0.03] * 3)
@@ -94,8 +100,15 @@ def test_cosine_per_epoch_keeps_t_max_in_steps_as_eva_does() -> None:
     data = linear_signal()
     small = [data[s] for s in ("train", "val", "test")]
     small[0] = (small[0][0][:300], small[0][1][:300])
-    cfg = LinearProbeConfig(lr=0.03, batch_size=100, max_steps=30, val_every_steps=3, patience=None,
-                            lr_schedule="cosine", lr_schedule_interval="epoch")
+    cfg = LinearProbeConfig(
+        lr=0.03,
+        batch_size=100,
+        max_steps=30,
+        val_every_steps=3,
+        patience=None,
+        lr_schedule="cosine",
+        lr_schedule_interval="epoch",
+    )
     result = linear_probe(*small[0], *small[1], *small[2], cfg)
     epochs_done = range(10)  # before epoch k + 1 the scheduler has stepped k times, out of T_max = 30
     expected = [0.03 * 0.5 * (1 + math.cos(math.pi * k / 30)) for k in epochs_done]
@@ -105,8 +118,10 @@ def test_cosine_per_epoch_keeps_t_max_in_steps_as_eva_does() -> None:
     assert [h["lr"] for h in per_step.extra["val_history"]] == pytest.approx(expected)
 
 
-@pytest.mark.parametrize("field, value", [("optimizer", "adam"), ("monitor", "loss"),
-                                          ("lr_schedule_interval", "batch"), ("lr_schedule", "step")])
+@pytest.mark.parametrize(
+    "field, value",
+    [("optimizer", "adam"), ("monitor", "loss"), ("lr_schedule_interval", "batch"), ("lr_schedule", "step")],
+)
 def test_unknown_options_are_errors_naming_the_field(field, value) -> None:
     with pytest.raises(ValueError, match=f"LinearProbeConfig.{field}"):
         linear_probe(*splits(linear_signal()), dataclasses.replace(QUICK, **{field: value}))

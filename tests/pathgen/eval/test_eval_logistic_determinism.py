@@ -5,9 +5,9 @@ from __future__ import annotations
 import warnings
 
 import numpy as np
+from eval_features import linear_signal, splits
 from sklearn.linear_model import LogisticRegression
 
-from eval_features import linear_signal, splits
 from pathgen.eval.metrics import balanced_accuracy
 from pathgen.eval.probes import LogisticProbeConfig, logistic_probe
 
@@ -40,5 +40,7 @@ def test_grid_and_single_c_give_the_same_result() -> None:
     alone = logistic_probe(*data, cfg=LogisticProbeConfig(c_grid=(chosen,), max_iter=20, standardize=False))
     assert chosen > min(GRID) and chosen in grid.extra["not_converged_C"]  # a C a warm start would reach by a path
     for metric, value in grid.metrics["test"].items():
-        assert abs(value - alone.metrics["test"][metric]) < 1e-3 or (np.isnan(value) and np.isnan(alone.metrics["test"][metric]))
+        assert abs(value - alone.metrics["test"][metric]) < 1e-3 or (
+            np.isnan(value) and np.isnan(alone.metrics["test"][metric])
+        )
     np.testing.assert_allclose(grid.test_scores, alone.test_scores, atol=1e-9)

@@ -116,6 +116,7 @@ def test_fast_bootstrap_equals_scikit_learn_on_the_same_resamples(n_classes: int
     fast = bootstrap_metrics(y, runs, n_boot=30, seed=11)
     stacked = np.stack(runs, axis=1)
     for name, fn in METRICS.items():
+
         def run_mean(y_true: np.ndarray, s: np.ndarray, fn=fn) -> float:
             return float(np.mean([fn(y_true, s[:, r]) for r in range(s.shape[1])]))
 

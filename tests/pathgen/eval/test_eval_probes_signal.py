@@ -15,8 +15,8 @@ import json
 
 import numpy as np
 import pytest
-
 from eval_features import clustered, linear_signal, random_labels, splits
+
 from pathgen.eval.few_shot import FewShotConfig, few_shot
 from pathgen.eval.metrics import balanced_accuracy
 from pathgen.eval.probes import (

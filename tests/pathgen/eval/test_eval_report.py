@@ -6,9 +6,9 @@ import json
 
 import numpy as np
 import pytest
+from eval_features import clustered, linear_signal, splits
 from PIL import Image
 
-from eval_features import clustered, linear_signal, splits
 from pathgen.eval.few_shot import FewShotConfig
 from pathgen.eval.probes import LinearProbeConfig, add_bootstrap_ci, knn_probe, run_probe
 from pathgen.eval.report import format_cell, load_results, markdown_table, results_markdown, write_report
@@ -25,8 +25,12 @@ def results() -> list[dict]:
     for encoder, noise in (("good-encoder", 0.2), ("poor-encoder", 1.5)):
         # the same samples and labels seen by two encoders; the poor one's features are blurred by noise
         blur = 0.0 if encoder == "good-encoder" else 1.5
-        binary = splits({k: (clean[k][0] + blur * rng.normal(size=clean[k][0].shape).astype(np.float32), clean[k][1])
-                         for k in ("train", "val", "test")})
+        binary = splits(
+            {
+                k: (clean[k][0] + blur * rng.normal(size=clean[k][0].shape).astype(np.float32), clean[k][1])
+                for k in ("train", "val", "test")
+            }
+        )
         for summary in run_probe("linear", *binary, cfg=LINEAR, seeds=(0, 1, 2), n_boot=40):
             out.append({"encoder": encoder, "task": "planted-binary", **summary})
         for summary in run_probe("knn", *binary, n_boot=40):
@@ -79,14 +83,18 @@ def test_cell_format() -> None:
     assert format_cell(result, "auroc") == "0.912 ± 0.004 [0.90, 0.92]"
     assert format_cell(result, "macro_f1") == "—"
     assert format_cell(result, "binary_f1") == "n/a"
-    one_run = {"runs": 1, "metrics": {"test": {"auroc": {"mean": 0.91234, "sd": None}}},
-               "ci": {"test": {"auroc": [0.9012, 0.9234]}}}
+    one_run = {
+        "runs": 1,
+        "metrics": {"test": {"auroc": {"mean": 0.91234, "sd": None}}},
+        "ci": {"test": {"auroc": [0.9012, 0.9234]}},
+    }
     assert format_cell(one_run, "auroc") == "0.912 (1 run) [0.90, 0.92]"  # never "± 0.000"
 
 
 def test_report_writes_json_scores_markdown_and_figures(results, tmp_path) -> None:
-    paths = write_report(results, tmp_path, metadata={"suite": "synthetic", "data": {"planted": {"test": "abc"}}},
-                         n_boot=50)
+    paths = write_report(
+        results, tmp_path, metadata={"suite": "synthetic", "data": {"planted": {"test": "abc"}}}, n_boot=50
+    )
     document = json.loads(paths["json"].read_text())
     assert document["metadata"]["suite"] == "synthetic" and len(document["results"]) == len(results)
     assert document["environment"]["versions"]["numpy"] == np.__version__
@@ -98,8 +106,14 @@ def test_report_writes_json_scores_markdown_and_figures(results, tmp_path) -> No
     np.testing.assert_array_equal(reloaded[0]["test_scores"], results[0]["test_scores"])
     text = paths["markdown"].read_text()
     assert "- git commit: " in text and "numpy " + np.__version__ in text and "- data planted: test abc" in text
-    for title in ("## Balanced accuracy", "## AUROC", "## F1 of the positive class", "## Macro-F1",
-                  "## Few-shot (SimpleShot)", "## Encoder comparison"):
+    for title in (
+        "## Balanced accuracy",
+        "## AUROC",
+        "## F1 of the positive class",
+        "## Macro-F1",
+        "## Few-shot (SimpleShot)",
+        "## Encoder comparison",
+    ):
         assert title in text
     assert "| encoder | planted-binary / linear (test) | planted-binary / knn (test) |" in text
     assert "clusters-3 / few_shot_k4 (test)" in text.split("## Few-shot")[1]  # few-shot in its own table only
@@ -126,17 +140,27 @@ def test_roc_legend_is_the_area_of_the_mean_curve_drawn(results) -> None:
 
 
 def test_report_split_val_is_named_as_the_selection_split() -> None:
-    base = {"probe": "knn", "runs": 1, "report_split": "val",
-            "metrics": {"test": {"balanced_accuracy": {"mean": 0.8, "sd": None}}}}
+    base = {
+        "probe": "knn",
+        "runs": 1,
+        "report_split": "val",
+        "metrics": {"test": {"balanced_accuracy": {"mean": 0.8, "sd": None}}},
+    }
     table = markdown_table([{"encoder": "a", "task": "crc", **base}])
     assert "| encoder | crc / knn (val (selection split)) |" in table and "| a | 0.800 (1 run) |" in table
 
 
 def test_per_class_recall_table_for_multiclass_tasks() -> None:
-    result = {"encoder": "a", "task": "crc", "probe": "linear", "runs": 2, "n_classes": 3,
-              "class_names": ["ADI", "BACK", "TUM"], "per_class_recall": {"test": {"mean": [1.0, 0.5, 0.25],
-                                                                                  "sd": [0.0, 0.1, 0.2]}},
-              "metrics": {"test": {"balanced_accuracy": {"mean": 0.583, "sd": 0.01}}}}
+    result = {
+        "encoder": "a",
+        "task": "crc",
+        "probe": "linear",
+        "runs": 2,
+        "n_classes": 3,
+        "class_names": ["ADI", "BACK", "TUM"],
+        "per_class_recall": {"test": {"mean": [1.0, 0.5, 0.25], "sd": [0.0, 0.1, 0.2]}},
+        "metrics": {"test": {"balanced_accuracy": {"mean": 0.583, "sd": 0.01}}},
+    }
     text = results_markdown([result])
     assert "| encoder | ADI | BACK | TUM |" in text and "| a | 1.000 ± 0.000 | 0.500 ± 0.100 | 0.250 ± 0.200 |" in text
 

@@ -50,6 +50,7 @@ def test_not_an_encoder_folder_says_so(tmp_path):
 
 def test_named_encoders_get_their_own_rows(tmp_path):
     from pathgen.eval.features import FrozenEncoder, split_label
+
     assert split_label("baseline=runs/a/model") == ("baseline", "runs/a/model")
     assert split_label("runs/a=b/model") == (None, "runs/a=b/model")
     assert split_label("random:test_vit") == (None, "random:test_vit")

@@ -18,7 +18,6 @@ import pytest
 import torch
 
 from pathgen.eval import mil
-from pathgen.threads import torch_threads
 from pathgen.eval.metrics import auroc
 from pathgen.eval.mil import (
     MILConfig,
@@ -29,6 +28,7 @@ from pathgen.eval.mil import (
     subsample_indices,
     train_mil,
 )
+from pathgen.threads import torch_threads
 
 DIM = 32
 FAST = {"batch_size": 8, "max_epochs": 25, "patience": 8, "cpu_threads": 1}
@@ -40,8 +40,9 @@ CONFIGS = {
 }
 
 
-def planted_bags(n_bags: int, seed: int, positives: tuple[int, int] = (5, 13), sizes: tuple[int, int] = (40, 101),
-                 shift: float = 4.0) -> dict:
+def planted_bags(
+    n_bags: int, seed: int, positives: tuple[int, int] = (5, 13), sizes: tuple[int, int] = (40, 101), shift: float = 4.0
+) -> dict:
     """Bags of N(0, I) instances; positive bags get a few instances shifted along axis 0 (the "tumor")."""
     rng = np.random.default_rng(seed)
     labels = rng.permutation(np.arange(n_bags) % 2).astype(np.int64)
@@ -100,8 +101,10 @@ def test_attention_is_higher_on_planted_instances(fitted, planted, name) -> None
 
 @pytest.mark.parametrize("name", sorted(CONFIGS))
 def test_random_bag_labels_stay_at_chance(name) -> None:
-    data = {split: planted_bags(n, seed, sizes=(20, 41)) for split, n, seed in
-            [("train", 48, 4), ("val", 24, 5), ("test", 600, 6)]}
+    data = {
+        split: planted_bags(n, seed, sizes=(20, 41))
+        for split, n, seed in [("train", 48, 4), ("val", 24, 5), ("test", 600, 6)]
+    }
     for data_split in data.values():  # labels unrelated to the (planted) bags
         data_split["labels"] = np.random.default_rng(7).permutation(data_split["labels"])
     cfg = dataclasses.replace(CONFIGS[name], max_epochs=8, patience=None)

@@ -61,7 +61,7 @@ def test_a_bag_scores_the_same_alone_padded_or_batched(name: str) -> None:
         torch.testing.assert_close(together.logits[i], single.logits[0], atol=1e-5, rtol=1e-5)
         if name in HAS_ATTENTION:
             torch.testing.assert_close(together.attention[i, : len(bag)], single.attention[0], atol=1e-6, rtol=1e-5)
-            assert (together.attention[i, len(bag):] == 0).all()
+            assert (together.attention[i, len(bag) :] == 0).all()
 
 
 def test_padding_never_enters_clams_instance_loss() -> None:

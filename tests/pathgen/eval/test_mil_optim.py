@@ -42,9 +42,18 @@ def test_paper_recipes_train_and_select_on_validation_loss(optimizer: str) -> No
     rng = np.random.default_rng(0)
     bags = [rng.normal(size=(6, 8)).astype(np.float32) + (i % 2) for i in range(12)]
     y = np.arange(12) % 2
-    cfg = MILConfig(model="clam_sb" if optimizer == "adam" else "transmil", optimizer=optimizer, lr=1e-3,
-                    batch_size=1, max_epochs=3, monitor="loss", patience=None, hidden_dim=16, n_heads=2
-                    if optimizer != "adam" else None, attention_dim=8 if optimizer == "adam" else None)
+    cfg = MILConfig(
+        model="clam_sb" if optimizer == "adam" else "transmil",
+        optimizer=optimizer,
+        lr=1e-3,
+        batch_size=1,
+        max_epochs=3,
+        monitor="loss",
+        patience=None,
+        hidden_dim=16,
+        n_heads=2 if optimizer != "adam" else None,
+        attention_dim=8 if optimizer == "adam" else None,
+    )
     result = train_mil(bags[:8], y[:8], bags[8:], y[8:], bags[8:], y[8:], cfg)
     history = result.extra["val_history"]
     assert len(history) == 3 and all(h["val_loss"] > 0 for h in history)  # validation loss, positive

@@ -8,7 +8,8 @@ Fast test (fixed features, seconds): on the default task a random-init ViT — t
 of pathgen's tiny SSL recipes — has a two-level interval wholly below what simple
 stain-robust features reach, so the task leaves room above step 0 (on the plain task the same
 encoder reaches kNN 0.953 [0.92, 0.98], logistic 0.922 [0.88, 0.96]: no room; measured once,
-not asserted, to keep the test to one synthetic dataset). Slow test (`-m slow`): a tiny DINO trained for 300 CPU steps on
+not asserted, to keep the test to one synthetic dataset). Slow test (`-m slow`): a tiny DINO trained for 300 CPU
+steps on
 synthetic tiles against its own step-0 weights on the default task — measured above its step 0
 but not yet beyond the intervals (marked xfail with the numbers).
 """
@@ -59,26 +60,78 @@ def test_default_task_leaves_room_above_step0_weights(synthetic) -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(reason="measured 2026-12-03: after 300 CPU steps the tiny DINO's logistic balanced accuracy "
-                   "0.80 [0.73, 0.87] vs step 0 0.76 [0.69, 0.83] on the default task: above, not beyond the "
-                   "intervals; the fast test above shows the task leaves the room", strict=False)
+@pytest.mark.xfail(
+    reason="measured 2026-12-03: after 300 CPU steps the tiny DINO's logistic balanced accuracy "
+    "0.80 [0.73, 0.87] vs step 0 0.76 [0.69, 0.83] on the default task: above, not beyond the "
+    "intervals; the fast test above shows the task leaves the room",
+    strict=False,
+)
 def test_trained_tiny_dino_beats_its_step0_weights_beyond_the_intervals(synthetic, tmp_path) -> None:
     from pathgen.cli import main
     from pathgen.config import from_dict
     from pathgen.stages.train_ssl import SSLConfig, build_ssl_method, export_encoder, train_ssl
     from tiling.synthetic import SyntheticSlideSpec, write_synthetic_folder
 
-    write_synthetic_folder(tmp_path / "slides", 4, SyntheticSlideSpec(8192, 6144, seed=3, tumor_regions=3), tumor_every=2)
-    assert main(["tile", str(tmp_path / "slides"), "--out", str(tmp_path / "tiles"), "--mpp", "1.0", "--tile-size",
-                 "64", "--workers", "2", "--no-progress"]) == 0
-    cfg = from_dict(SSLConfig, dict(
-        data=[str(tmp_path / "tiles")], out=str(tmp_path / "run"), method="dino",
-        method_options=dict(out_dim=1024, hidden_dim=256, bottleneck_dim=64, n_global=2, n_local=2,
-                            momentum_teacher=0.99, freeze_last_layer_epochs=0),
-        backbone=dict(name="test_vit", img_size=64),
-        augment=dict(recipe="dino", global_size=64, local_size=32, n_global=2, n_local=2, global_scale=[0.5, 1.0]),
-        train=dict(epochs=1000, max_steps=300, batch_size=32, lr=0.002, warmup_epochs=1, weight_decay=0.04,
-                   weight_decay_end=0.04, num_workers=2, progress=False, log_every=50, checkpoint_every=10_000)))
+    write_synthetic_folder(
+        tmp_path / "slides", 4, SyntheticSlideSpec(8192, 6144, seed=3, tumor_regions=3), tumor_every=2
+    )
+    assert (
+        main(
+            [
+                "tile",
+                str(tmp_path / "slides"),
+                "--out",
+                str(tmp_path / "tiles"),
+                "--mpp",
+                "1.0",
+                "--tile-size",
+                "64",
+                "--workers",
+                "2",
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
+    cfg = from_dict(
+        SSLConfig,
+        {
+            "data": [str(tmp_path / "tiles")],
+            "out": str(tmp_path / "run"),
+            "method": "dino",
+            "method_options": {
+                "out_dim": 1024,
+                "hidden_dim": 256,
+                "bottleneck_dim": 64,
+                "n_global": 2,
+                "n_local": 2,
+                "momentum_teacher": 0.99,
+                "freeze_last_layer_epochs": 0,
+            },
+            "backbone": {"name": "test_vit", "img_size": 64},
+            "augment": {
+                "recipe": "dino",
+                "global_size": 64,
+                "local_size": 32,
+                "n_global": 2,
+                "n_local": 2,
+                "global_scale": [0.5, 1.0],
+            },
+            "train": {
+                "epochs": 1000,
+                "max_steps": 300,
+                "batch_size": 32,
+                "lr": 0.002,
+                "warmup_epochs": 1,
+                "weight_decay": 0.04,
+                "weight_decay_end": 0.04,
+                "num_workers": 2,
+                "progress": False,
+                "log_every": 50,
+                "checkpoint_every": 10_000,
+            },
+        },
+    )
     trained = FrozenEncoder(train_ssl(cfg), synthetic["cache"])
     step0 = FrozenEncoder(export_encoder(build_ssl_method(cfg), cfg, tmp_path / "step0"), synthetic["cache"])
     for probe in ("logistic", "knn"):

@@ -34,24 +34,67 @@ def test_pca_estimator_needs_a_fitted_direction(tiny_encoder):
 
 def test_adaptive_bank_is_written_and_accepted_by_train_ssl(tiny_ldm_dir, tiny_tiles, tmp_path):
     bank_dir = tmp_path / "bank"
-    assert main(["generate", str(tiny_ldm_dir), str(tiny_tiles), "--out", str(bank_dir), "--mode", "img2img",
-                 "--adaptive-noise", "foreground=hematoxylin", "--n-views", "1", "--max-sources", "6",
-                 "--sampler", "ddim", "--steps", "4", "--device", "cpu", "--no-progress"]) == 0
+    assert (
+        main(
+            [
+                "generate",
+                str(tiny_ldm_dir),
+                str(tiny_tiles),
+                "--out",
+                str(bank_dir),
+                "--mode",
+                "img2img",
+                "--adaptive-noise",
+                "foreground=hematoxylin",
+                "--n-views",
+                "1",
+                "--max-sources",
+                "6",
+                "--sampler",
+                "ddim",
+                "--steps",
+                "4",
+                "--device",
+                "cpu",
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     bank = ViewBank(bank_dir)
     assert bank.attrs["settings"]["adaptive_noise"] is True
-    expected, _ = adaptive_strengths([_tile(key) for key in bank.keys()], HematoxylinForeground(),
-                                     [0.3, 0.4, 0.5, 0.6, 0.7])
+    expected, _ = adaptive_strengths(
+        [_tile(key) for key in bank.keys()], HematoxylinForeground(), [0.3, 0.4, 0.5, 0.6, 0.7]
+    )
     np.testing.assert_allclose([bank.meta(r)["strength"][0] for r in range(len(bank))], expected)
-    cfg = load_config(SSLConfig, "configs/ssl/dino_tiny.yaml",
-                      [f"data={tiny_tiles}", f"genaug.bank={bank_dir}", "genaug.adaptive_noise=true"])
+    cfg = load_config(
+        SSLConfig,
+        "configs/ssl/dino_tiny.yaml",
+        [f"data={tiny_tiles}", f"genaug.bank={bank_dir}", "genaug.adaptive_noise=true"],
+    )
     assert len(build_dataset(cfg)) > 0
 
 
 def test_adaptive_noise_outside_img2img_is_refused(tiny_ldm_dir, tiny_tiles, tmp_path):
-    assert main(["generate", str(tiny_ldm_dir), str(tiny_tiles), "--out", str(tmp_path / "b"), "--adaptive-noise",
-                 "--device", "cpu", "--no-progress"]) == 2
+    assert (
+        main(
+            [
+                "generate",
+                str(tiny_ldm_dir),
+                str(tiny_tiles),
+                "--out",
+                str(tmp_path / "b"),
+                "--adaptive-noise",
+                "--device",
+                "cpu",
+                "--no-progress",
+            ]
+        )
+        == 2
+    )
 
 
 def _tile(key):
     from tiling.store import TileStore
+
     return TileStore(key.store)[key.index]

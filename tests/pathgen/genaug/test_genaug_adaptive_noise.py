@@ -29,9 +29,20 @@ def test_matches_numpy_digitize_right_minus_one_clamped():
     assert noise_level_index(torch.tensor(ratios)).tolist() == expected.tolist()
 
 
-@pytest.mark.parametrize(("ratio", "level"), [
-    (0.0, 0), (0.2, 0), (0.2001, 1), (0.4, 1), (0.4001, 2), (0.6, 2), (0.8, 3), (0.8001, 4), (1.0, 4),
-])
+@pytest.mark.parametrize(
+    ("ratio", "level"),
+    [
+        (0.0, 0),
+        (0.2, 0),
+        (0.2001, 1),
+        (0.4, 1),
+        (0.4001, 2),
+        (0.6, 2),
+        (0.8, 3),
+        (0.8001, 4),
+        (1.0, 4),
+    ],
+)
 def test_genview_bin_edges(ratio, level):
     assert int(noise_level_index(ratio)) == level
     assert int(noise_level_index(torch.tensor(ratio, dtype=torch.float64))) == level

@@ -29,11 +29,17 @@ ROWS, K = 10, 3
 def _bank(folder: Path, tiles: Path) -> Path:
     """A bank of ROWS tiles of the folder's first store; view k of row r is filled with 10·r + k + 1."""
     store = open_tile_folder(tiles).stores[0]
-    writer = BankWriter(folder, [str(store.path)], np.zeros(ROWS, np.int32), np.arange(ROWS, dtype=np.int32),
-                        {"mode": "views", "n_views": K, "image_size": 32, "sampler": {}, "model": {}})
+    writer = BankWriter(
+        folder,
+        [str(store.path)],
+        np.zeros(ROWS, np.int32),
+        np.arange(ROWS, dtype=np.int32),
+        {"mode": "views", "n_views": K, "image_size": 32, "sampler": {}, "model": {}},
+    )
     for row in range(ROWS):
-        writer.write_row(row, np.stack([np.full((32, 32, 3), 10 * row + k + 1, np.uint8) for k in range(K)]),
-                         seeds=np.arange(K))
+        writer.write_row(
+            row, np.stack([np.full((32, 32, 3), 10 * row + k + 1, np.uint8) for k in range(K)]), seeds=np.arange(K)
+        )
     writer.finish()
     return folder
 
@@ -110,11 +116,19 @@ def test_train_ssl_reports_bank_coverage_and_refuses_too_little(tmp_path, tiny_t
     keys = [dataset.key(i) for i in range(len(dataset))]
     share = check_bank_coverage(bank_dir, keys, 0.0, "genaug.bank")
     assert share == pytest.approx(ROWS / len(dataset))
-    words = [f"data={moved}", f"genaug.bank={bank_dir}", "backbone.img_size=32", "augment.global_size=32",
-             "augment.local_size=16"]
+    words = [
+        f"data={moved}",
+        f"genaug.bank={bank_dir}",
+        "backbone.img_size=32",
+        "augment.global_size=32",
+        "augment.local_size=16",
+    ]
     cfg = load_config(SSLConfig, "configs/ssl/simclr_tiny.yaml", [*words, "genaug.min_bank_coverage=0.5"])
-    with pytest.raises(ValueError, match=rf"only {ROWS} of {len(dataset)} training tiles .* below "
-                                         r"genaug.min_bank_coverage=0.5"):
+    with pytest.raises(
+        ValueError,
+        match=rf"only {ROWS} of {len(dataset)} training tiles .* below "
+        r"genaug.min_bank_coverage=0.5",
+    ):
         build_dataset(cfg)
     unrelated = tmp_path / "unrelated_tiles"
     shutil.copytree(tiny_tiles, unrelated)
@@ -137,13 +151,18 @@ def test_stores_of_mixed_mpp_or_tile_size_are_refused_naming_them(tmp_path, tiny
     shutil.copytree(tiny_tiles, half)
     for store in list_store_paths(half):
         _edit_attrs(store, lambda attrs: attrs["tiling"].update(target_mpp=0.5))
-    with pytest.raises(ValueError, match=r"differ in µm/px or tile size \(1.0 µm/px, 32 px: .*; 0.5 µm/px, 32 px: "
-                                         rf".*{half.name}.*allow_mixed_tiling=true"):
+    with pytest.raises(
+        ValueError,
+        match=r"differ in µm/px or tile size \(1.0 µm/px, 32 px: .*; 0.5 µm/px, 32 px: "
+        rf".*{half.name}.*allow_mixed_tiling=true",
+    ):
         TileDataset([tiny_tiles, half])
     assert len(TileDataset([tiny_tiles, half], allow_mixed_tiling=True)) == 2 * len(TileDataset([tiny_tiles]))
-    cfg = load_config(SSLConfig, "configs/ssl/simclr_tiny.yaml", [f"data=[{tiny_tiles}, {half}]",
-                                                                  "backbone.img_size=32", "augment.global_size=32",
-                                                                  "augment.local_size=16"])
+    cfg = load_config(
+        SSLConfig,
+        "configs/ssl/simclr_tiny.yaml",
+        [f"data=[{tiny_tiles}, {half}]", "backbone.img_size=32", "augment.global_size=32", "augment.local_size=16"],
+    )
     with pytest.raises(ValueError, match="allow_mixed_tiling"):
         build_dataset(cfg)
     cfg.allow_mixed_tiling = True

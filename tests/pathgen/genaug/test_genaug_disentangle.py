@@ -16,7 +16,7 @@ from pathgen.ssl.base import StepInfo
 from pathgen.ssl.dino import DINO, DINOConfig
 from pathgen.ssl.losses.dino import DINOLoss
 
-SMALL = dict(out_dim=32, hidden_dim=16, bottleneck_dim=8, n_global=2, n_local=2)
+SMALL = {"out_dim": 32, "hidden_dim": 16, "bottleneck_dim": 8, "n_global": 2, "n_local": 2}
 INFO = StepInfo(step=0, total_steps=10, epoch=0.0)
 
 
@@ -57,8 +57,15 @@ def test_invalid_samples_do_not_count_and_centre_is_untouched():
 
 def _vit() -> torch.nn.Module:
     torch.manual_seed(0)
-    return timm.create_model("vit_tiny_patch16_224", pretrained=False, num_classes=0, img_size=32, patch_size=8,
-                             dynamic_img_size=True, depth=1)
+    return timm.create_model(
+        "vit_tiny_patch16_224",
+        pretrained=False,
+        num_classes=0,
+        img_size=32,
+        patch_size=8,
+        dynamic_img_size=True,
+        depth=1,
+    )
 
 
 def _views(batch: int = 3) -> list[torch.Tensor]:
@@ -75,8 +82,13 @@ def test_gen_dino_on_plain_crops_is_dino():
 
 def test_gen_dino_adds_the_weighted_disentangle_term_and_trains_the_student():
     method = GenSISDINO(_vit(), 192, DINOConfig(**SMALL), disentangle_weight=0.5)
-    batch = {"views": _views(), "interp": torch.randn(3, 3, 32, 32), "secondary": torch.randn(3, 3, 32, 32),
-             "alpha": torch.tensor([0.3, 0.6, 1.0]), "has_interp": torch.tensor([True, True, False])}
+    batch = {
+        "views": _views(),
+        "interp": torch.randn(3, 3, 32, 32),
+        "secondary": torch.randn(3, 3, 32, 32),
+        "alpha": torch.tensor([0.3, 0.6, 1.0]),
+        "has_interp": torch.tensor([True, True, False]),
+    }
     out = method(batch, INFO)
     assert set(out) >= {"loss", "dino_loss", "disentangle_loss"}
     torch.testing.assert_close(out["loss"].detach(), out["dino_loss"] + 0.5 * out["disentangle_loss"])
@@ -101,8 +113,9 @@ def _full_batch_loss(method: GenSISDINO, batch: dict) -> torch.Tensor:
     with torch.no_grad():
         teacher_secondary = method.teacher_head(method.teacher_backbone(batch["secondary"]))
     student = method.head(method.backbone(batch["interp"]))
-    return disentangle_loss(student, teacher_logits[0], teacher_secondary, batch["alpha"], method.dino_loss, temp,
-                            batch["has_interp"])
+    return disentangle_loss(
+        student, teacher_logits[0], teacher_secondary, batch["alpha"], method.dino_loss, temp, batch["has_interp"]
+    )
 
 
 def test_extra_passes_on_valid_samples_only_equal_the_full_batch_loss_without_batchnorm():
@@ -116,8 +129,13 @@ def test_extra_passes_on_valid_samples_only_equal_the_full_batch_loss_without_ba
 
 def _bn_method() -> GenSISDINO:
     torch.manual_seed(0)
-    backbone = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3, padding=1), torch.nn.BatchNorm2d(8), torch.nn.ReLU(),
-                                   torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten())
+    backbone = torch.nn.Sequential(
+        torch.nn.Conv2d(3, 8, 3, padding=1),
+        torch.nn.BatchNorm2d(8),
+        torch.nn.ReLU(),
+        torch.nn.AdaptiveAvgPool2d(1),
+        torch.nn.Flatten(),
+    )
     return GenSISDINO(backbone, 8, DINOConfig(**SMALL, use_bn_in_head=True))
 
 

@@ -116,8 +116,9 @@ def nuclei_tiles(n: int, size: int = 32, seed: int = 0) -> torch.Tensor:
 
 def test_fit_encoder_streams_the_same_fit_as_in_memory_tokens():
     torch.manual_seed(0)
-    vit = timm.create_model("test_vit", pretrained=False, num_classes=0, img_size=32, patch_size=8,
-                            dynamic_img_size=True).eval()
+    vit = timm.create_model(
+        "test_vit", pretrained=False, num_classes=0, img_size=32, patch_size=8, dynamic_img_size=True
+    ).eval()
     batches = [nuclei_tiles(6, seed=s) for s in range(3)]
     mean, std = (0.5, 0.5, 0.5), (0.25, 0.25, 0.25)
     pca = ForegroundPCA.fit_encoder(vit, batches, mean, std)

@@ -59,11 +59,13 @@ def test_higher_foreground_and_lower_background_similarity_weigh_more():
     # token 0 is foreground (m = 1), token 1 background (m = 0); view 1 is the same for all pairs
     soft_map = torch.tensor([[1.0, 0.0]]).repeat(3, 1)
     view_1 = torch.tensor([[1.0, 0.0], [0.0, 1.0]]).repeat(3, 1, 1)
-    view_2 = torch.tensor([
-        [[1.0, 1.0], [0.0, 1.0]],  # baseline: fg cos 1/√2, bg cos 1
-        [[1.0, 0.0], [0.0, 1.0]],  # fg more similar (cos 1), same bg
-        [[1.0, 1.0], [1.0, 0.0]],  # same fg, bg less similar (cos 0)
-    ])
+    view_2 = torch.tensor(
+        [
+            [[1.0, 1.0], [0.0, 1.0]],  # baseline: fg cos 1/√2, bg cos 1
+            [[1.0, 0.0], [0.0, 1.0]],  # fg more similar (cos 1), same bg
+            [[1.0, 1.0], [1.0, 0.0]],  # same fg, bg less similar (cos 0)
+        ]
+    )
     quality = pair_quality(view_1, view_2, soft_map, soft_map)
     assert torch.allclose(quality, torch.tensor([1 / math.sqrt(2) - 1, 0.0, 1 / math.sqrt(2)]), atol=1e-6)
     weights = quality_weights(quality)
@@ -119,8 +121,9 @@ def test_weighter_from_a_saved_encoder_with_either_foreground(tmp_path, tiny_enc
 def test_weighter_on_a_method_trains_and_stays_out_of_its_state():
     torch.manual_seed(0)
     backbone = create_backbone(BackboneConfig(name="test_vit", img_size=32))[0]
-    method = build_method("mocov3", backbone, backbone.num_features,
-                          {"proj_hidden_dim": 16, "proj_out_dim": 8, "pred_hidden_dim": 16})
+    method = build_method(
+        "mocov3", backbone, backbone.num_features, {"proj_hidden_dim": 16, "proj_out_dim": 8, "pred_hidden_dim": 16}
+    )
     scorer = create_backbone(BackboneConfig(name="test_vit", img_size=32))[0]
     pca = ForegroundPCA.fit(torch.randn(40, 4, scorer.num_features))
     method.pair_weighter = QualityWeighter(scorer, pca, scorer_mean=(0.5, 0.5, 0.5), scorer_std=(0.5, 0.5, 0.5))

@@ -23,8 +23,13 @@ N_ROWS, K = 12, 3
 
 def _bank(tmp_path, tiny_tiles, mode: str = "views") -> tuple:
     store = open_tile_folder(tiny_tiles).stores[0]
-    writer = BankWriter(tmp_path / mode, [str(store.path)], np.zeros(N_ROWS, np.int32), np.arange(N_ROWS, dtype=np.int32),
-                        {"mode": mode, "n_views": K, "image_size": 32, "sampler": {}, "model": {}})
+    writer = BankWriter(
+        tmp_path / mode,
+        [str(store.path)],
+        np.zeros(N_ROWS, np.int32),
+        np.arange(N_ROWS, dtype=np.int32),
+        {"mode": mode, "n_views": K, "image_size": 32, "sampler": {}, "model": {}},
+    )
     for row in range(N_ROWS):
         views = np.stack([np.full((32, 32, 3), 10 * (k + 1), np.uint8) for k in range(K)])
         secondary = (0, N_ROWS + row) if mode == "interpolate" else None
@@ -90,8 +95,11 @@ def test_interpolation_sample_trains_gen_dino_through_a_dataloader(tmp_path, tin
     rows = [i for i in range(len(dataset)) if dataset.key(i).store == str(store.path) and dataset.key(i).index < N_ROWS]
     item = dataset[rows[0]]
     assert item["has_interp"] and float(item["alpha"]) in (0.25, 0.5, 0.75)
-    np.testing.assert_allclose(item["secondary"], transform.view(0, store[N_ROWS + dataset.key(rows[0]).index],
-                                                                 _replay_rng(dataset, rows[0])), atol=0)
+    np.testing.assert_allclose(
+        item["secondary"],
+        transform.view(0, store[N_ROWS + dataset.key(rows[0]).index], _replay_rng(dataset, rows[0])),
+        atol=0,
+    )
     outside = [i for i in range(len(dataset)) if dataset.key(i).index >= N_ROWS][0]
     assert not dataset[outside]["has_interp"]
     del first
@@ -116,6 +124,14 @@ def _replay_rng(dataset: TileDataset, index: int) -> torch.Generator:
 
 def _vit() -> torch.nn.Module:
     import timm
+
     torch.manual_seed(0)
-    return timm.create_model("vit_tiny_patch16_224", pretrained=False, num_classes=0, img_size=32, patch_size=8,
-                             dynamic_img_size=True, depth=1)
+    return timm.create_model(
+        "vit_tiny_patch16_224",
+        pretrained=False,
+        num_classes=0,
+        img_size=32,
+        patch_size=8,
+        dynamic_img_size=True,
+        depth=1,
+    )

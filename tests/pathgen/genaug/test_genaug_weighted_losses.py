@@ -72,7 +72,9 @@ def test_weighted_nt_xent_gives_each_image_weight_to_all_its_anchors():
             positive = sims[(1 - v, i)]
             total = sum(s for key, s in sims.items() if key != (v, i))
             losses.append(w[i] * -math.log(positive / total))
-    loss = nt_xent_loss([torch.tensor(x, dtype=torch.float32) for x in views], 0.5, torch.tensor(w, dtype=torch.float32))
+    loss = nt_xent_loss(
+        [torch.tensor(x, dtype=torch.float32) for x in views], 0.5, torch.tensor(w, dtype=torch.float32)
+    )
     assert loss.item() == pytest.approx(float(np.mean(losses)), rel=1e-5)
 
 
@@ -89,7 +91,9 @@ def test_weights_get_no_gradient_and_wrong_shapes_are_refused():
 
 def tiny_cnn() -> nn.Module:
     torch.manual_seed(0)
-    return nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten())
+    return nn.Sequential(
+        nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten()
+    )
 
 
 SMALL = {
@@ -128,9 +132,11 @@ def test_methods_pass_pair_weights_to_their_loss(name):
 
 @pytest.mark.parametrize("name", ["dino", "barlow", "mocov2"])
 def test_non_pairwise_methods_never_call_the_weighter(name):
-    cfg = {"dino": {"out_dim": 16, "hidden_dim": 16, "bottleneck_dim": 8, "n_local": 0},
-           "barlow": {"proj_hidden_dim": 16, "proj_out_dim": 8},
-           "mocov2": {"proj_hidden_dim": 16, "proj_out_dim": 8, "queue_size": 32}}[name]
+    cfg = {
+        "dino": {"out_dim": 16, "hidden_dim": 16, "bottleneck_dim": 8, "n_local": 0},
+        "barlow": {"proj_hidden_dim": 16, "proj_out_dim": 8},
+        "mocov2": {"proj_hidden_dim": 16, "proj_out_dim": 8, "queue_size": 32},
+    }[name]
     method = build_method(name, tiny_cnn(), 8, cfg)
 
     def refuse(views):

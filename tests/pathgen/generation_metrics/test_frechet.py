@@ -6,8 +6,13 @@ import numpy as np
 import pytest
 import scipy.linalg
 
-from pathgen.generation_metrics.frechet import (bootstrap_frechet, feature_stats, frechet_distance, frechet_distance_features,
-                                     trace_sqrt_product)
+from pathgen.generation_metrics.frechet import (
+    bootstrap_frechet,
+    feature_stats,
+    frechet_distance,
+    frechet_distance_features,
+    trace_sqrt_product,
+)
 
 
 def _reference_fd(mu1, s1, mu2, s2) -> float:
@@ -55,7 +60,8 @@ def test_rank_deficient_covariances_stay_finite():
     # the sample-space (N < D) route equals the covariance route (whose √ of round-off eigenvalues costs ~1e-8)
     assert value == pytest.approx(frechet_distance(*feature_stats(x), *feature_stats(y)), rel=1e-6)
     assert frechet_distance(*feature_stats(x), *feature_stats(y)) == pytest.approx(
-        _reference_fd(*feature_stats(x), *feature_stats(y)), rel=1e-4)
+        _reference_fd(*feature_stats(x), *feature_stats(y)), rel=1e-4
+    )
     assert frechet_distance_features(x, x) == pytest.approx(0.0, abs=1e-8)
 
 
@@ -76,8 +82,11 @@ def test_bootstrap_spread_shrinks_with_more_samples():
     low, high = result["interval"]
     assert low < frechet_distance_features(x, y) < high and result["std"] > 0
     assert bootstrap_frechet(x, y, n_bootstrap=50, seed=0) == result
-    big = bootstrap_frechet(np.tile(x, (8, 1)) + rng.normal(size=(1600, 4)) * 1e-3,
-                            np.tile(y, (8, 1)) + rng.normal(size=(1600, 4)) * 1e-3, n_bootstrap=50)
+    big = bootstrap_frechet(
+        np.tile(x, (8, 1)) + rng.normal(size=(1600, 4)) * 1e-3,
+        np.tile(y, (8, 1)) + rng.normal(size=(1600, 4)) * 1e-3,
+        n_bootstrap=50,
+    )
     assert big["std"] < result["std"]
     with pytest.raises(ValueError, match="n_bootstrap"):
         bootstrap_frechet(x, y, n_bootstrap=1)

@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
 import torch
 
 from pathgen.diffusion.conditioning import slerp
-from pathgen.generation_metrics.fidelity import (conditioning_fidelity, random_pair_cosine, row_cosine, source_retrieval,
-                                      unit_centre)
+from pathgen.generation_metrics.fidelity import (
+    conditioning_fidelity,
+    random_pair_cosine,
+    row_cosine,
+    source_retrieval,
+    unit_centre,
+)
 
 
 def _embeddings(n: int = 200, d: int = 32, seed: int = 0) -> np.ndarray:
@@ -84,8 +88,15 @@ def test_exact_copies_retrieve_at_one_in_views_and_interpolation_mode():
     copies = np.repeat(sources[:, None, :], 3, axis=1)
     assert conditioning_fidelity(copies, sources, sources)["retrieval_top1"] == 1.0
     alpha = np.random.default_rng(1).uniform(0.2, 0.8, size=(40, 3)).astype(np.float32)
-    targets = slerp(torch.from_numpy(np.repeat(sources, 3, 0)).float(), torch.from_numpy(np.repeat(secondary, 3, 0)).float(),
-                    torch.from_numpy(alpha.reshape(-1))).numpy().reshape(40, 3, 16)
+    targets = (
+        slerp(
+            torch.from_numpy(np.repeat(sources, 3, 0)).float(),
+            torch.from_numpy(np.repeat(secondary, 3, 0)).float(),
+            torch.from_numpy(alpha.reshape(-1)),
+        )
+        .numpy()
+        .reshape(40, 3, 16)
+    )
     assert np.allclose(np.linalg.norm(targets, axis=-1), 1.0)
     assert conditioning_fidelity(targets.copy(), targets, sources)["retrieval_top1"] == 1.0
     at_one = slerp(torch.from_numpy(sources).float(), torch.from_numpy(secondary).float(), 1.0).numpy()
@@ -99,7 +110,8 @@ def test_the_old_raw_mean_centring_failed_the_identity_test():
     targets = sources / np.linalg.norm(sources, axis=1, keepdims=True)
     raw_mean = sources.mean(axis=0)
     views = targets - raw_mean  # what the old code compared: raw-mean-centred unit targets
-    aligned = (views / np.linalg.norm(views, axis=1, keepdims=True)) @ (views / np.linalg.norm(views, axis=1,
-                                                                                              keepdims=True)).T
+    aligned = (views / np.linalg.norm(views, axis=1, keepdims=True)) @ (
+        views / np.linalg.norm(views, axis=1, keepdims=True)
+    ).T
     assert aligned.min() > 0.99  # all targets point the same way: retrieval is decided by round-off
     assert source_retrieval(targets[:, None], targets[:, None], unit_centre(sources))["retrieval_top1"] == 1.0

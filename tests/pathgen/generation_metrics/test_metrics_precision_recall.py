@@ -18,8 +18,13 @@ def test_knn_radii_on_a_line():
 
 def test_copies_have_full_precision_and_recall():
     real = np.random.default_rng(0).normal(size=(60, 8))
-    assert precision_recall(real, real.copy()) == {"precision": 1.0, "recall": 1.0, "k": 3, "n_real": 60,
-                                                   "n_generated": 60}
+    assert precision_recall(real, real.copy()) == {
+        "precision": 1.0,
+        "recall": 1.0,
+        "k": 3,
+        "n_real": 60,
+        "n_generated": 60,
+    }
 
 
 def test_disjoint_clouds_score_zero():

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import pytest
 import torch
-from torch import nn
-
 from ssl_backbones import make_tiny_cnn, make_tiny_vit
+from torch import nn
 
 
 @pytest.fixture

@@ -49,8 +49,11 @@ def test_dino_loss_matches_naive_formula_and_updates_centre():
     loss_fn = DINOLoss(out_dim=5, student_temp=0.1, center_momentum=0.9)
     old_center = rng.normal(size=5)
     loss_fn.center.copy_(torch.tensor(old_center[None], dtype=torch.float32))
-    loss = loss_fn([torch.tensor(s, dtype=torch.float32) for s in student],
-                   [torch.tensor(t, dtype=torch.float32) for t in teacher], teacher_temp=0.04)
+    loss = loss_fn(
+        [torch.tensor(s, dtype=torch.float32) for s in student],
+        [torch.tensor(t, dtype=torch.float32) for t in teacher],
+        teacher_temp=0.04,
+    )
     expected = naive_dino(student, teacher, old_center, 0.1, 0.04)
     assert loss.item() == pytest.approx(expected, rel=1e-4)
     batch_mean = teacher.reshape(-1, 5).mean(axis=0)

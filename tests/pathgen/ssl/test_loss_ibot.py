@@ -40,8 +40,12 @@ def test_ibot_loss_matches_per_image_average_and_updates_centre():
     loss_fn = IBOTPatchLoss(k, student_temp=0.1, center_momentum=0.9)
     loss_fn.center.copy_(torch.tensor(center[None], dtype=torch.float32))
     mask_tensor = torch.tensor(masks)
-    loss = loss_fn(torch.tensor(student, dtype=torch.float32)[mask_tensor],
-                   torch.tensor(teacher, dtype=torch.float32)[mask_tensor], mask_tensor, teacher_temp=0.07)
+    loss = loss_fn(
+        torch.tensor(student, dtype=torch.float32)[mask_tensor],
+        torch.tensor(teacher, dtype=torch.float32)[mask_tensor],
+        mask_tensor,
+        teacher_temp=0.07,
+    )
     assert loss.item() == pytest.approx(naive_ibot(student, teacher, masks, center, 0.1, 0.07), rel=1e-4)
     expected_center = 0.9 * center + 0.1 * teacher[masks].mean(axis=0)
     np.testing.assert_allclose(loss_fn.center[0].numpy(), expected_center, rtol=1e-5, atol=1e-6)

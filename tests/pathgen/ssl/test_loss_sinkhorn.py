@@ -27,8 +27,9 @@ def _scaling_vectors_reference(scores: torch.Tensor, n_iterations: int) -> torch
 @pytest.mark.parametrize("n_iterations", [1, 3, 10])
 def test_sinkhorn_matches_scaling_vector_formulation(n_iterations):
     scores = torch.randn(12, 7, generator=torch.Generator().manual_seed(0)) * 4
-    assert torch.allclose(sinkhorn_knopp(scores, n_iterations), _scaling_vectors_reference(scores, n_iterations),
-                          atol=1e-5)
+    assert torch.allclose(
+        sinkhorn_knopp(scores, n_iterations), _scaling_vectors_reference(scores, n_iterations), atol=1e-5
+    )
 
 
 def test_sinkhorn_rows_are_distributions_and_prototypes_share_the_batch():

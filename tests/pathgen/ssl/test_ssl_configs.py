@@ -33,15 +33,22 @@ def test_config_builds_its_method(path):
 @pytest.fixture(scope="module")
 def small_tiles(synthetic_dir, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("tiles64")
-    assert main(["tile", str(synthetic_dir), "--out", str(out), "--mpp", "1.0", "--tile-size", "64",
-                 "--no-progress"]) == 0
+    assert (
+        main(["tile", str(synthetic_dir), "--out", str(out), "--mpp", "1.0", "--tile-size", "64", "--no-progress"]) == 0
+    )
     return out
 
 
 @pytest.mark.parametrize("path", TINY, ids=lambda p: p.stem)
 def test_tiny_config_trains_two_steps(path, small_tiles, tmp_path):
-    overrides = [f"data={small_tiles}", f"out={tmp_path / 'run'}", "train.max_steps=2", "train.batch_size=8",
-                 "train.num_workers=0", "train.progress=false"]
+    overrides = [
+        f"data={small_tiles}",
+        f"out={tmp_path / 'run'}",
+        "train.max_steps=2",
+        "train.batch_size=8",
+        "train.num_workers=0",
+        "train.progress=false",
+    ]
     cfg = load_config(SSLConfig, path, overrides)
     torch.manual_seed(0)
     model_dir = train_ssl(cfg)

@@ -105,7 +105,7 @@ def test_two_process_results_equal_single_process_on_concatenated_batch(tmp_path
     # Sinkhorn-Knopp normalises over the global batch: each rank's rows equal the single process's
     single_sinkhorn = sinkhorn_knopp(data["teacher"][0] / 0.04)
     for r, result in enumerate(ranks):
-        assert torch.allclose(result["sinkhorn"], single_sinkhorn[r * LOCAL_BATCH:(r + 1) * LOCAL_BATCH], atol=1e-6)
+        assert torch.allclose(result["sinkhorn"], single_sinkhorn[r * LOCAL_BATCH : (r + 1) * LOCAL_BATCH], atol=1e-6)
     single_sk = DINOLoss(5, centering="sinkhorn_knopp")(list(data["student"]), list(data["teacher"]), 0.04)
     assert torch.allclose(torch.stack([r["sk_dino_loss"] for r in ranks]).mean(), single_sk, atol=1e-5)
 
@@ -131,8 +131,9 @@ def test_two_process_results_equal_single_process_on_concatenated_batch(tmp_path
         expected[chunk] = torch.nn.functional.batch_norm(keys[chunk], None, None, training=True)
     shuffled = torch.cat([r["shuffled_bn"] for r in ranks])
     assert torch.allclose(shuffled, expected, atol=1e-5)
-    assert not torch.allclose(shuffled[:LOCAL_BATCH], torch.nn.functional.batch_norm(
-        keys[:LOCAL_BATCH], None, None, training=True), atol=1e-3)  # this seed does re-split the batch
+    assert not torch.allclose(
+        shuffled[:LOCAL_BATCH], torch.nn.functional.batch_norm(keys[:LOCAL_BATCH], None, None, training=True), atol=1e-3
+    )  # this seed does re-split the batch
     assert torch.equal(torch.cat([r["shuffled_scale"] for r in ranks]), keys * 2)
 
     # Barlow Twins: BN statistics over the global batch (SyncBN in the official code), so every rank's

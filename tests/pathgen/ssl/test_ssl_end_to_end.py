@@ -18,8 +18,8 @@ from sklearn.neighbors import KNeighborsClassifier
 from pathgen.cli import main
 from pathgen.config import from_dict
 from pathgen.data.augment import perturb_stains
-from pathgen.models.embeddings import preprocess, read_embeddings
 from pathgen.models import load_encoder
+from pathgen.models.embeddings import preprocess, read_embeddings
 from pathgen.stages.train_ssl import SSLConfig, build_ssl_method, export_encoder, train_ssl
 from tiling.store import open_tile_folder
 from tiling.synthetic import SyntheticSlideSpec, tumor_truth_mask, write_synthetic_folder
@@ -28,24 +28,72 @@ MASK_DS = 32
 
 
 def _tiny_dino(data: Path, out: Path, steps: int) -> SSLConfig:
-    return from_dict(SSLConfig, dict(
-        data=[str(data)], out=str(out), method="dino",
-        method_options=dict(out_dim=1024, hidden_dim=256, bottleneck_dim=64, n_global=2, n_local=2,
-                            momentum_teacher=0.99, freeze_last_layer_epochs=0),
-        backbone=dict(name="test_vit", img_size=64),
-        augment=dict(recipe="dino", global_size=64, local_size=32, n_global=2, n_local=2, global_scale=[0.5, 1.0]),
-        train=dict(epochs=1000, max_steps=steps, batch_size=32, lr=0.002, warmup_epochs=1, weight_decay=0.04,
-                   weight_decay_end=0.04, num_workers=2, progress=False, log_every=10, checkpoint_every=10_000)))
+    return from_dict(
+        SSLConfig,
+        {
+            "data": [str(data)],
+            "out": str(out),
+            "method": "dino",
+            "method_options": {
+                "out_dim": 1024,
+                "hidden_dim": 256,
+                "bottleneck_dim": 64,
+                "n_global": 2,
+                "n_local": 2,
+                "momentum_teacher": 0.99,
+                "freeze_last_layer_epochs": 0,
+            },
+            "backbone": {"name": "test_vit", "img_size": 64},
+            "augment": {
+                "recipe": "dino",
+                "global_size": 64,
+                "local_size": 32,
+                "n_global": 2,
+                "n_local": 2,
+                "global_scale": [0.5, 1.0],
+            },
+            "train": {
+                "epochs": 1000,
+                "max_steps": steps,
+                "batch_size": 32,
+                "lr": 0.002,
+                "warmup_epochs": 1,
+                "weight_decay": 0.04,
+                "weight_decay_end": 0.04,
+                "num_workers": 2,
+                "progress": False,
+                "log_every": 10,
+                "checkpoint_every": 10_000,
+            },
+        },
+    )
 
 
 @pytest.fixture(scope="module")
 def tumor_tiles(tmp_path_factory) -> tuple[Path, dict]:
     """Four slides (two with tumor) tiled at 1 µm/px into 64-px tiles; per-slide tumor masks."""
     root = tmp_path_factory.mktemp("e2e")
-    slides = write_synthetic_folder(root / "slides", 4, SyntheticSlideSpec(8192, 6144, seed=3, tumor_regions=3),
-                                    tumor_every=2)
-    assert main(["tile", str(root / "slides"), "--out", str(root / "tiles"), "--mpp", "1.0", "--tile-size", "64",
-                 "--workers", "2", "--no-progress"]) == 0
+    slides = write_synthetic_folder(
+        root / "slides", 4, SyntheticSlideSpec(8192, 6144, seed=3, tumor_regions=3), tumor_every=2
+    )
+    assert (
+        main(
+            [
+                "tile",
+                str(root / "slides"),
+                "--out",
+                str(root / "tiles"),
+                "--mpp",
+                "1.0",
+                "--tile-size",
+                "64",
+                "--workers",
+                "2",
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     return root / "tiles", {s.path.stem: tumor_truth_mask(s.spec, MASK_DS) for s in slides}
 
 
@@ -62,13 +110,15 @@ def _labels(tile_dir: Path, masks: dict) -> tuple[list, np.ndarray]:
 def _split_probes(features: np.ndarray, labels: np.ndarray) -> dict[str, float]:
     """Balanced accuracy of a logistic-regression probe and a kNN-20 (cosine) probe on a fixed half split."""
     order = np.random.default_rng(0).permutation(len(labels))
-    train, test = order[: len(order) // 2], order[len(order) // 2:]
+    train, test = order[: len(order) // 2], order[len(order) // 2 :]
     mean, std = features[train].mean(0), features[train].std(0) + 1e-6
     train_x, test_x = (features[train] - mean) / std, (features[test] - mean) / std
     logistic = LogisticRegression(C=0.1, max_iter=3000).fit(train_x, labels[train])
     knn = KNeighborsClassifier(20, metric="cosine").fit(train_x, labels[train])
-    return {"linear": balanced_accuracy_score(labels[test], logistic.predict(test_x)),
-            "knn": balanced_accuracy_score(labels[test], knn.predict(test_x))}
+    return {
+        "linear": balanced_accuracy_score(labels[test], logistic.predict(test_x)),
+        "knn": balanced_accuracy_score(labels[test], knn.predict(test_x)),
+    }
 
 
 def _stain_shifted_features(model_dir: Path, stores: list) -> np.ndarray:

@@ -55,7 +55,14 @@ def test_mlp_patterns_of_the_recipes():
     assert _pattern(mlp(8, 16, 4, 2, bn=False)) == ["Linear", "ReLU", "Linear"]  # SimCLR, MoCo v2
     assert _pattern(mlp(8, 16, 4, 2)) == ["Linear(no bias)", "BN", "ReLU", "Linear"]  # BYOL, predictors
     assert _pattern(mlp(8, 16, 4, 3, last_bn=True)) == [  # MoCo v3 / SimSiam projectors
-        "Linear(no bias)", "BN", "ReLU", "Linear(no bias)", "BN", "ReLU", "Linear(no bias)", "BN(no affine)",
+        "Linear(no bias)",
+        "BN",
+        "ReLU",
+        "Linear(no bias)",
+        "BN",
+        "ReLU",
+        "Linear(no bias)",
+        "BN(no affine)",
     ]
     assert _pattern(mlp(8, 16, 4, 1)) == ["Linear"]
     assert mlp(8, 16, 4, 3)(torch.randn(5, 8)).shape == (5, 4)

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 import torch
+from ssl_backbones import make_tiny_vit
 from torch import nn
 
-from ssl_backbones import make_tiny_vit
 from pathgen.ssl.masked_vit import patch_count, random_patch_masks, supports_patch_tokens, vit_tokens
 
 

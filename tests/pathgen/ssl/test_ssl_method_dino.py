@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import pytest
 import torch
-
 from ssl_backbones import TINY_CNN_DIM, TINY_VIT_DIM
+
 from pathgen.ssl.base import StepInfo
 from pathgen.ssl.dino import DINO, DINOConfig
 
-SMALL = dict(out_dim=32, hidden_dim=16, bottleneck_dim=8, n_global=2, n_local=2)
+SMALL = {"out_dim": 32, "hidden_dim": 16, "bottleneck_dim": 8, "n_global": 2, "n_local": 2}
 
 
 def _views(batch: int = 3) -> list[torch.Tensor]:

@@ -4,18 +4,18 @@ from __future__ import annotations
 
 import pytest
 import torch
-
 from ssl_backbones import TINY_CNN_DIM, TINY_VIT_DIM
+
 from pathgen.ssl.base import StepInfo
 from pathgen.ssl.registry import build_method
 
 SMALL = {
-    "simclr": dict(proj_hidden_dim=16, proj_out_dim=8, n_local=1),
-    "mocov2": dict(proj_hidden_dim=16, proj_out_dim=8, queue_size=32),
-    "mocov3": dict(proj_hidden_dim=16, proj_out_dim=8, pred_hidden_dim=16),
-    "byol": dict(proj_hidden_dim=16, proj_out_dim=8, pred_hidden_dim=16, n_local=1),
-    "simsiam": dict(proj_hidden_dim=16, proj_out_dim=8, pred_hidden_dim=4),
-    "barlow": dict(proj_hidden_dim=16, proj_out_dim=8),
+    "simclr": {"proj_hidden_dim": 16, "proj_out_dim": 8, "n_local": 1},
+    "mocov2": {"proj_hidden_dim": 16, "proj_out_dim": 8, "queue_size": 32},
+    "mocov3": {"proj_hidden_dim": 16, "proj_out_dim": 8, "pred_hidden_dim": 16},
+    "byol": {"proj_hidden_dim": 16, "proj_out_dim": 8, "pred_hidden_dim": 16, "n_local": 1},
+    "simsiam": {"proj_hidden_dim": 16, "proj_out_dim": 8, "pred_hidden_dim": 4},
+    "barlow": {"proj_hidden_dim": 16, "proj_out_dim": 8},
 }
 # method → (momentum module, online module, momentum at progress 0.5 computed by hand)
 MOMENTUM = {
@@ -92,8 +92,9 @@ def test_param_groups_decay_every_parameter_when_the_official_code_does(name, ti
 
 
 def test_barlow_gives_biases_and_norms_their_own_lr_scale(tiny_cnn):
-    groups = build_method("barlow", tiny_cnn, TINY_CNN_DIM,
-                          {**SMALL["barlow"], "bias_and_norm_lr_scale": 0.024}).param_groups()
+    groups = build_method(
+        "barlow", tiny_cnn, TINY_CNN_DIM, {**SMALL["barlow"], "bias_and_norm_lr_scale": 0.024}
+    ).param_groups()
     scaled = [g for g in groups if "lr_scale" in g]
     assert len(scaled) == 1 and scaled[0]["lr_scale"] == 0.024 and scaled[0]["weight_decay"] == 0.0
     assert all(p.ndim <= 1 for p in scaled[0]["params"])
@@ -125,8 +126,18 @@ def test_mocov3_freezes_vit_patch_projection(tiny_vit):
 
 @pytest.mark.parametrize("name", sorted(SMALL) + ["dino"])
 def test_step_under_bf16_autocast(name, tiny_vit):
-    cfg = SMALL.get(name, dict(out_dim=32, hidden_dim=16, bottleneck_dim=8, n_local=1, koleo_weight=0.1,
-                               ibot_weight=1.0, mask_probability=1.0))
+    cfg = SMALL.get(
+        name,
+        {
+            "out_dim": 32,
+            "hidden_dim": 16,
+            "bottleneck_dim": 8,
+            "n_local": 1,
+            "koleo_weight": 0.1,
+            "ibot_weight": 1.0,
+            "mask_probability": 1.0,
+        },
+    )
     method = build_method(name, tiny_vit, TINY_VIT_DIM, cfg)
     with torch.autocast("cpu", dtype=torch.bfloat16):
         out = method(_views(method), StepInfo(0, 10, 0.0))

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 import torch
+from ssl_backbones import make_tiny_vit
 from torch import nn
 
-from ssl_backbones import make_tiny_vit
 from pathgen.ssl.momentum import cosine_momentum, disable_drop_path_, ema_update_, momentum_copy
 from pathgen.ssl.multicrop import check_view_count, multicrop_features, same_resolution_runs
 
@@ -32,8 +32,9 @@ def test_ema_update_formula_and_frozen_copy():
 def test_disable_drop_path_on_timm_vit():
     import timm
 
-    vit = timm.create_model("vit_tiny_patch16_224", pretrained=False, num_classes=0, img_size=32, patch_size=8,
-                            depth=2, drop_path_rate=0.1)
+    vit = timm.create_model(
+        "vit_tiny_patch16_224", pretrained=False, num_classes=0, img_size=32, patch_size=8, depth=2, drop_path_rate=0.1
+    )
     assert vit.blocks[1].drop_path1.drop_prob > 0
     disable_drop_path_(vit)
     assert all(m.drop_prob == 0 for m in vit.modules() if type(m).__name__ == "DropPath")

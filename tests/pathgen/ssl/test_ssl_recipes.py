@@ -27,90 +27,209 @@ NO_PATHOLOGY = {"augment.rot90": False, "augment.vflip": False, "augment.hed_p":
 #: the published value of every number the recipe names; docs/recipes.md gives the source of each
 PAPER: dict[str, dict[str, object]] = {
     "dino_vits16": {
-        "method": "dino", "backbone.name": "vit_small_patch16_224", "backbone.drop_path_rate": 0.1,
-        "method_options.out_dim": 65536, "method_options.hidden_dim": 2048, "method_options.bottleneck_dim": 256,
-        "method_options.norm_last_layer": True, "method_options.use_bn_in_head": False,
-        "method_options.student_temp": 0.1, "method_options.warmup_teacher_temp": 0.04,
-        "method_options.teacher_temp": 0.04, "method_options.warmup_teacher_temp_epochs": 0,
-        "method_options.center_momentum": 0.9, "method_options.momentum_teacher": 0.996,
-        "method_options.freeze_last_layer_epochs": 1, "method_options.n_local": 8,
-        "augment.recipe": "dino", "augment.global_scale": [0.4, 1.0], "augment.local_scale": [0.05, 0.4],
-        "augment.local_size": 96, "augment.n_local": 8, "train.epochs": 100, "train.optimizer": "adamw",
-        "train.lr": 0.0005, "train.min_lr": 1e-6, "train.warmup_epochs": 10, "train.weight_decay": 0.04,
-        "train.weight_decay_end": 0.4, "train.clip_grad": 3.0, "train.clip_mode": "per_param",
-        "total_batch": 512, **NO_PATHOLOGY,
+        "method": "dino",
+        "backbone.name": "vit_small_patch16_224",
+        "backbone.drop_path_rate": 0.1,
+        "method_options.out_dim": 65536,
+        "method_options.hidden_dim": 2048,
+        "method_options.bottleneck_dim": 256,
+        "method_options.norm_last_layer": True,
+        "method_options.use_bn_in_head": False,
+        "method_options.student_temp": 0.1,
+        "method_options.warmup_teacher_temp": 0.04,
+        "method_options.teacher_temp": 0.04,
+        "method_options.warmup_teacher_temp_epochs": 0,
+        "method_options.center_momentum": 0.9,
+        "method_options.momentum_teacher": 0.996,
+        "method_options.freeze_last_layer_epochs": 1,
+        "method_options.n_local": 8,
+        "augment.recipe": "dino",
+        "augment.global_scale": [0.4, 1.0],
+        "augment.local_scale": [0.05, 0.4],
+        "augment.local_size": 96,
+        "augment.n_local": 8,
+        "train.epochs": 100,
+        "train.optimizer": "adamw",
+        "train.lr": 0.0005,
+        "train.min_lr": 1e-6,
+        "train.warmup_epochs": 10,
+        "train.weight_decay": 0.04,
+        "train.weight_decay_end": 0.4,
+        "train.clip_grad": 3.0,
+        "train.clip_mode": "per_param",
+        "total_batch": 512,
+        **NO_PATHOLOGY,
     },
     "dino_vits16_300ep": {
-        "method_options.teacher_temp": 0.07, "method_options.warmup_teacher_temp_epochs": 30,
-        "method_options.norm_last_layer": False, "train.epochs": 300, "train.lr": 0.0005, "total_batch": 1024,
+        "method_options.teacher_temp": 0.07,
+        "method_options.warmup_teacher_temp_epochs": 30,
+        "method_options.norm_last_layer": False,
+        "train.epochs": 300,
+        "train.lr": 0.0005,
+        "total_batch": 1024,
         **NO_PATHOLOGY,
     },
     "mocov3_vits16": {
-        "method": "mocov3", "backbone.kwargs": {"num_heads": 12}, "backbone.drop_path_rate": 0.0,
-        "method_options.proj_hidden_dim": 4096, "method_options.proj_out_dim": 256,
-        "method_options.proj_layers": 3, "method_options.pred_hidden_dim": 4096, "method_options.pred_last_bn": True,
-        "method_options.temperature": 0.2, "method_options.momentum_base": 0.99, "method_options.momentum_final": 1.0,
-        "method_options.stop_grad_patch_embed": True, "method_options.sincos_pos_embed": True,
-        "method_options.mocov3_init": True, "method_options.decay_biases_and_norms": True,
-        "augment.recipe": "byol", "augment.global_scale": [0.08, 1.0], "train.epochs": 300,
-        "train.optimizer": "adamw", "train.lr": 1.5e-4, "train.min_lr": 0.0, "train.warmup_epochs": 40,
-        "train.weight_decay": 0.1, "train.weight_decay_end": 0.1, "train.betas": [0.9, 0.999],
-        "train.clip_grad": None, "total_batch": 1024, **NO_PATHOLOGY,
+        "method": "mocov3",
+        "backbone.kwargs": {"num_heads": 12},
+        "backbone.drop_path_rate": 0.0,
+        "method_options.proj_hidden_dim": 4096,
+        "method_options.proj_out_dim": 256,
+        "method_options.proj_layers": 3,
+        "method_options.pred_hidden_dim": 4096,
+        "method_options.pred_last_bn": True,
+        "method_options.temperature": 0.2,
+        "method_options.momentum_base": 0.99,
+        "method_options.momentum_final": 1.0,
+        "method_options.stop_grad_patch_embed": True,
+        "method_options.sincos_pos_embed": True,
+        "method_options.mocov3_init": True,
+        "method_options.decay_biases_and_norms": True,
+        "augment.recipe": "byol",
+        "augment.global_scale": [0.08, 1.0],
+        "train.epochs": 300,
+        "train.optimizer": "adamw",
+        "train.lr": 1.5e-4,
+        "train.min_lr": 0.0,
+        "train.warmup_epochs": 40,
+        "train.weight_decay": 0.1,
+        "train.weight_decay_end": 0.1,
+        "train.betas": [0.9, 0.999],
+        "train.clip_grad": None,
+        "total_batch": 1024,
+        **NO_PATHOLOGY,
     },
     "simclr_resnet50": {
-        "method": "simclr", "backbone.name": "resnet50", "method_options.proj_hidden_dim": 2048,
-        "method_options.proj_out_dim": 128, "method_options.proj_bn": True, "method_options.temperature": 0.1,
-        "augment.recipe": "simclr", "augment.global_scale": [0.08, 1.0], "train.epochs": 100,
-        "train.optimizer": "lars", "train.lars_eta": 0.001, "train.lr": 0.3, "train.lr_scaling": "linear",
-        "train.min_lr": 0.0, "train.warmup_epochs": 10, "train.weight_decay": 1e-6, "train.weight_decay_end": 1e-6,
-        "total_batch": 4096, **NO_PATHOLOGY,
+        "method": "simclr",
+        "backbone.name": "resnet50",
+        "method_options.proj_hidden_dim": 2048,
+        "method_options.proj_out_dim": 128,
+        "method_options.proj_bn": True,
+        "method_options.temperature": 0.1,
+        "augment.recipe": "simclr",
+        "augment.global_scale": [0.08, 1.0],
+        "train.epochs": 100,
+        "train.optimizer": "lars",
+        "train.lars_eta": 0.001,
+        "train.lr": 0.3,
+        "train.lr_scaling": "linear",
+        "train.min_lr": 0.0,
+        "train.warmup_epochs": 10,
+        "train.weight_decay": 1e-6,
+        "train.weight_decay_end": 1e-6,
+        "total_batch": 4096,
+        **NO_PATHOLOGY,
     },
     "byol_resnet50": {
-        "method": "byol", "method_options.proj_hidden_dim": 4096, "method_options.proj_out_dim": 256,
-        "method_options.pred_hidden_dim": 4096, "method_options.momentum_base": 0.99,
+        "method": "byol",
+        "method_options.proj_hidden_dim": 4096,
+        "method_options.proj_out_dim": 256,
+        "method_options.pred_hidden_dim": 4096,
+        "method_options.momentum_base": 0.99,
         "backbone.kwargs": {"zero_init_last": False},  # the paper ran without Goyal et al.'s γ = 0 (README)
-        "method_options.momentum_final": 1.0, "augment.recipe": "byol", "augment.global_scale": [0.08, 1.0],
-        "train.epochs": 100, "train.optimizer": "lars", "train.lars_eta": 0.001, "train.lr": 0.45,
-        "train.min_lr": 0.0, "train.warmup_epochs": 10, "train.weight_decay": 1e-6, "train.weight_decay_end": 1e-6,
-        "total_batch": 4096, **NO_PATHOLOGY,
+        "method_options.momentum_final": 1.0,
+        "augment.recipe": "byol",
+        "augment.global_scale": [0.08, 1.0],
+        "train.epochs": 100,
+        "train.optimizer": "lars",
+        "train.lars_eta": 0.001,
+        "train.lr": 0.45,
+        "train.min_lr": 0.0,
+        "train.warmup_epochs": 10,
+        "train.weight_decay": 1e-6,
+        "train.weight_decay_end": 1e-6,
+        "total_batch": 4096,
+        **NO_PATHOLOGY,
     },
     "simsiam_resnet50": {
-        "method": "simsiam", "method_options.proj_hidden_dim": 2048, "method_options.proj_out_dim": 2048,
-        "method_options.pred_hidden_dim": 512, "method_options.fixed_predictor_lr": True,
-        "method_options.decay_biases_and_norms": True, "augment.recipe": "symmetric",
-        "backbone.kwargs": {"zero_init_last": False}, "augment.global_scale": [0.2, 1.0],
-        "train.epochs": 100, "train.optimizer": "sgd", "train.momentum": 0.9,
-        "train.lr": 0.05, "train.min_lr": 0.0, "train.warmup_epochs": 0, "train.weight_decay": 1e-4,
-        "train.weight_decay_end": 1e-4, "total_batch": 512, **NO_PATHOLOGY,
+        "method": "simsiam",
+        "method_options.proj_hidden_dim": 2048,
+        "method_options.proj_out_dim": 2048,
+        "method_options.pred_hidden_dim": 512,
+        "method_options.fixed_predictor_lr": True,
+        "method_options.decay_biases_and_norms": True,
+        "augment.recipe": "symmetric",
+        "backbone.kwargs": {"zero_init_last": False},
+        "augment.global_scale": [0.2, 1.0],
+        "train.epochs": 100,
+        "train.optimizer": "sgd",
+        "train.momentum": 0.9,
+        "train.lr": 0.05,
+        "train.min_lr": 0.0,
+        "train.warmup_epochs": 0,
+        "train.weight_decay": 1e-4,
+        "train.weight_decay_end": 1e-4,
+        "total_batch": 512,
+        **NO_PATHOLOGY,
     },
     "mocov2_resnet50": {
-        "method": "mocov2", "method_options.proj_hidden_dim": 2048, "method_options.proj_out_dim": 128,
-        "method_options.queue_size": 65536, "method_options.temperature": 0.2, "method_options.momentum_base": 0.999,
-        "method_options.momentum_final": 0.999, "method_options.symmetric": False, "method_options.shuffle_bn": True,
-        "method_options.decay_biases_and_norms": True, "augment.recipe": "symmetric",
-        "backbone.kwargs": {"zero_init_last": False}, "augment.global_scale": [0.2, 1.0],
-        "train.epochs": 200, "train.optimizer": "sgd", "train.momentum": 0.9,
-        "train.lr": 0.03, "train.min_lr": 0.0, "train.warmup_epochs": 0, "train.weight_decay": 1e-4,
-        "train.weight_decay_end": 1e-4, "total_batch": 256, **NO_PATHOLOGY,
+        "method": "mocov2",
+        "method_options.proj_hidden_dim": 2048,
+        "method_options.proj_out_dim": 128,
+        "method_options.queue_size": 65536,
+        "method_options.temperature": 0.2,
+        "method_options.momentum_base": 0.999,
+        "method_options.momentum_final": 0.999,
+        "method_options.symmetric": False,
+        "method_options.shuffle_bn": True,
+        "method_options.decay_biases_and_norms": True,
+        "augment.recipe": "symmetric",
+        "backbone.kwargs": {"zero_init_last": False},
+        "augment.global_scale": [0.2, 1.0],
+        "train.epochs": 200,
+        "train.optimizer": "sgd",
+        "train.momentum": 0.9,
+        "train.lr": 0.03,
+        "train.min_lr": 0.0,
+        "train.warmup_epochs": 0,
+        "train.weight_decay": 1e-4,
+        "train.weight_decay_end": 1e-4,
+        "total_batch": 256,
+        **NO_PATHOLOGY,
     },
     "mocov2plus_resnet50": {  # solo-learn's mocov2plus.yaml, under its own name
-        "method": "mocov2", "method_options.proj_out_dim": 256, "method_options.momentum_base": 0.99,
-        "method_options.momentum_final": 0.999, "method_options.symmetric": True, "method_options.shuffle_bn": False,
-        "method_options.decay_biases_and_norms": True, "augment.global_scale": [0.08, 1.0], "train.lr": 0.3,
-        "train.weight_decay": 3e-5, "train.warmup_epochs": 10, **NO_PATHOLOGY,
+        "method": "mocov2",
+        "method_options.proj_out_dim": 256,
+        "method_options.momentum_base": 0.99,
+        "method_options.momentum_final": 0.999,
+        "method_options.symmetric": True,
+        "method_options.shuffle_bn": False,
+        "method_options.decay_biases_and_norms": True,
+        "augment.global_scale": [0.08, 1.0],
+        "train.lr": 0.3,
+        "train.weight_decay": 3e-5,
+        "train.warmup_epochs": 10,
+        **NO_PATHOLOGY,
     },
     "barlow_resnet50": {
-        "method": "barlow", "method_options.proj_hidden_dim": 8192, "method_options.proj_out_dim": 8192,
-        "method_options.lambd": 0.0051, "method_options.scale_loss": 1.0,
-        "method_options.bias_and_norm_lr_scale": 0.0048 / 0.2, "augment.recipe": "byol",
-        "augment.global_scale": [0.08, 1.0], "train.epochs": 1000, "train.optimizer": "lars",
-        "train.lars_eta": 0.001, "train.lr": 0.2, "train.min_lr": 0.2 * 2048 / 256 / 1000, "train.warmup_epochs": 10,
-        "train.weight_decay": 1e-6, "train.weight_decay_end": 1e-6, "total_batch": 2048, **NO_PATHOLOGY,
+        "method": "barlow",
+        "method_options.proj_hidden_dim": 8192,
+        "method_options.proj_out_dim": 8192,
+        "method_options.lambd": 0.0051,
+        "method_options.scale_loss": 1.0,
+        "method_options.bias_and_norm_lr_scale": 0.0048 / 0.2,
+        "augment.recipe": "byol",
+        "augment.global_scale": [0.08, 1.0],
+        "train.epochs": 1000,
+        "train.optimizer": "lars",
+        "train.lars_eta": 0.001,
+        "train.lr": 0.2,
+        "train.min_lr": 0.2 * 2048 / 256 / 1000,
+        "train.warmup_epochs": 10,
+        "train.weight_decay": 1e-6,
+        "train.weight_decay_end": 1e-6,
+        "total_batch": 2048,
+        **NO_PATHOLOGY,
     },
 }
 GPUS = 8  # the per-GPU batch sizes in the configs assume one 8-GPU node (16 GPUs for dino_vits16_300ep)
-PATHOLOGY_CHANGES = {"augment.rot90": True, "augment.vflip": True, "augment.hed_theta": 0.05, "augment.hed_p": 0.5,
-                     "augment.hed_units": "skimage"}
+PATHOLOGY_CHANGES = {
+    "augment.rot90": True,
+    "augment.vflip": True,
+    "augment.hed_theta": 0.05,
+    "augment.hed_p": 0.5,
+    "augment.hed_units": "skimage",
+}
 
 
 def flat(tree: dict, prefix: str = "") -> dict[str, object]:
@@ -136,8 +255,9 @@ def real_scale_stems() -> list[str]:
 def test_every_real_scale_config_is_a_paper_recipe_or_a_named_pathology_variant():
     stems = real_scale_stems()
     assert set(PAPER) <= set(stems)
-    assert {s for s in stems if s not in PAPER} == {f"{s}_pathology" for s in PAPER
-                                                      if s not in ("dino_vits16_300ep", "mocov2plus_resnet50")}
+    assert {s for s in stems if s not in PAPER} == {
+        f"{s}_pathology" for s in PAPER if s not in ("dino_vits16_300ep", "mocov2plus_resnet50")
+    }
 
 
 @pytest.mark.parametrize("stem", sorted(PAPER))
@@ -146,9 +266,18 @@ def test_paper_config_has_the_published_values(stem):
     gpus = 16 if stem == "dino_vits16_300ep" else GPUS
     if "total_batch" in expected:
         assert values["train.batch_size"] * values["train.grad_accum"] * gpus == expected.pop("total_batch")
-    wrong = {key: (values.get(key, "missing"), want) for key, want in expected.items()
-             if not (values.get(key) == want or (isinstance(want, float) and isinstance(values.get(key), float)
-                                                  and math.isclose(values[key], want, rel_tol=1e-9)))}
+    wrong = {
+        key: (values.get(key, "missing"), want)
+        for key, want in expected.items()
+        if not (
+            values.get(key) == want
+            or (
+                isinstance(want, float)
+                and isinstance(values.get(key), float)
+                and math.isclose(values[key], want, rel_tol=1e-9)
+            )
+        )
+    }
     assert not wrong, f"{stem}.yaml differs from its paper (have, want): {wrong}"
 
 
@@ -187,18 +316,29 @@ def test_sincos_embedding_matches_a_hand_computed_entry():
     # token 1 + k, k = w·grid_h + h (MoCo v3's meshgrid(w, h) order); frequencies 1 and 1/100
     w, h = 1, 2
     token = table[0, 1 + w * 3 + h]
-    expected = [math.sin(w), math.sin(w / 100), math.cos(w), math.cos(w / 100),
-                math.sin(h), math.sin(h / 100), math.cos(h), math.cos(h / 100)]
+    expected = [
+        math.sin(w),
+        math.sin(w / 100),
+        math.cos(w),
+        math.cos(w / 100),
+        math.sin(h),
+        math.sin(h / 100),
+        math.cos(h),
+        math.cos(h / 100),
+    ]
     assert torch.allclose(token, torch.tensor(expected), atol=1e-6)
     with pytest.raises(ValueError, match="divisible by 4"):
         sincos_2d_position_embedding(2, 2, 6)
 
 
-@pytest.mark.parametrize("stem, zero_gamma", [("barlow_resnet50", True), ("simclr_resnet50", True),
-                                              ("byol_resnet50", False), ("mocov2_resnet50", False)])
+@pytest.mark.parametrize(
+    "stem, zero_gamma",
+    [("barlow_resnet50", True), ("simclr_resnet50", True), ("byol_resnet50", False), ("mocov2_resnet50", False)],
+)
 def test_resnet_last_bn_init_follows_the_recipe(stem, zero_gamma):
-    cfg = load_config(SSLConfig, CONFIGS / f"{stem}.yaml", ["method_options.proj_hidden_dim=64",
-                                                               "method_options.proj_out_dim=32"])
+    cfg = load_config(
+        SSLConfig, CONFIGS / f"{stem}.yaml", ["method_options.proj_hidden_dim=64", "method_options.proj_out_dim=32"]
+    )
     backbone = build_ssl_method(cfg).backbone
     assert bool(torch.all(backbone.layer1[0].bn3.weight == 0)) is zero_gamma
 
@@ -252,8 +392,19 @@ class _TwoGroups(nn.Module):
 
 def test_trainer_applies_the_groups_lr_scale_through_the_whole_schedule(tmp_path):
     data = TensorDataset(torch.randn(64, 4), torch.randn(64, 1))
-    cfg = TrainConfig(epochs=2, batch_size=8, lr=0.2, lr_scaling="none", min_lr=0.0002, warmup_epochs=1,
-                      optimizer="lars", clip_grad=None, num_workers=0, progress=False, device="cpu")
+    cfg = TrainConfig(
+        epochs=2,
+        batch_size=8,
+        lr=0.2,
+        lr_scaling="none",
+        min_lr=0.0002,
+        warmup_epochs=1,
+        optimizer="lars",
+        clip_grad=None,
+        num_workers=0,
+        progress=False,
+        device="cpu",
+    )
     trainer = Trainer(cfg, _TwoGroups(), data, tmp_path)
     for step in (0, 4, 8, 15, 16):
         trainer.step = step

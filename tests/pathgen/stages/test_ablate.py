@@ -8,13 +8,12 @@ from pathlib import Path
 
 import pytest
 import yaml
+from gensis_tiny import ROOT, SSL_TINY, tiny_words
 
 from pathgen.config import ConfigError, load_config
 from pathgen.diffusion.bank import ViewBank
 from pathgen.stages.ablate import AblationConfig, FamilyConfig, ablation_stages, run_ablation
 from pathgen.stages.run_status import read_status
-
-from gensis_tiny import ROOT, SSL_TINY, tiny_words
 
 ABLATION = ROOT / "configs" / "genaug" / "ablation_tiny.yaml"
 
@@ -23,8 +22,12 @@ def tiny_ablation(tiles: Path, out: Path) -> AblationConfig:
     cfg = load_config(AblationConfig, ABLATION, [f"out={out}", f"tiles={tiles}"])
     assert cfg.seeds == [0, 1, 2]  # what ships: three pretraining seeds (the README's ablation numbers)
     cfg.seeds = [0]  # one here, to keep the test fast
-    cfg.shared_overrides = [*cfg.shared_overrides, *tiny_words(tiles, out / "shared"), "foreground.max_tiles=64",
-                            "banks.img2img.overrides=[adaptive_noise=true, foreground=pca]"]
+    cfg.shared_overrides = [
+        *cfg.shared_overrides,
+        *tiny_words(tiles, out / "shared"),
+        "foreground.max_tiles=64",
+        "banks.img2img.overrides=[adaptive_noise=true, foreground=pca]",
+    ]
     for family in cfg.families:
         family.ssl.overrides = SSL_TINY
     return cfg
@@ -59,13 +62,16 @@ def test_every_variant_trains_at_one_budget_and_is_tabled(tiny_tiles, tmp_path):
     assert all(entry["status"] == "skipped" for entry in read_status(out).values())
 
 
-@pytest.mark.parametrize("variants, message", [
-    ({"views": ["bank_views"]}, "exactly one variant must have no switches"),
-    ({"a": [], "b": []}, "exactly one variant must have no switches"),
-    ({"a": [], "b": "bank_views"}, "list of switches"),
-    ({"a": [], "b": ["disentangle", "mixup"]}, "unknown generative switch"),
-    ({"a": [], "step0": ["bank_views"]}, "reserved"),
-])
+@pytest.mark.parametrize(
+    "variants, message",
+    [
+        ({"views": ["bank_views"]}, "exactly one variant must have no switches"),
+        ({"a": [], "b": []}, "exactly one variant must have no switches"),
+        ({"a": [], "b": "bank_views"}, "list of switches"),
+        ({"a": [], "b": ["disentangle", "mixup"]}, "unknown generative switch"),
+        ({"a": [], "step0": ["bank_views"]}, "reserved"),
+    ],
+)
 def test_bad_families_are_refused(tiny_tiles, tmp_path, variants, message):
     cfg = tiny_ablation(tiny_tiles, tmp_path)
     cfg.families = [FamilyConfig("dino", variants=variants)]

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from pathgen.config import ConfigError
-from pathgen.stages.bench import load_tasks
 from pathgen.eval.mil import MILConfig
+from pathgen.stages.bench import load_tasks
 
 SUITES = Path(__file__).resolve().parents[3] / "benchmarks" / "suites"
 

@@ -24,10 +24,24 @@ def bench_args(words: list[str]) -> argparse.Namespace:
 def test_bench_writes_json_markdown_and_plots(tmp_path, capsys):
     root = write_synthetic_pcam(tmp_path / "pcam", 96, 32, 32)
     out = tmp_path / "out"
-    args = bench_args([str(SUITES / "pcam.yaml"), "--encoder", "random:test_vit", "--out", str(out),
-                       f"data.root={root}", "device=cpu", "num_workers=0", "n_boot=50", "seeds=[0, 1]",
-                       "probes.linear.max_steps=40", "probes.linear.val_every_steps=10",
-                       "probes.few_shot.shots=[1, 4]", "probes.few_shot.episodes=5"])
+    args = bench_args(
+        [
+            str(SUITES / "pcam.yaml"),
+            "--encoder",
+            "random:test_vit",
+            "--out",
+            str(out),
+            f"data.root={root}",
+            "device=cpu",
+            "num_workers=0",
+            "n_boot=50",
+            "seeds=[0, 1]",
+            "probes.linear.max_steps=40",
+            "probes.linear.val_every_steps=10",
+            "probes.few_shot.shots=[1, 4]",
+            "probes.few_shot.episodes=5",
+        ]
+    )
     assert args.run(args) == 0
     table = capsys.readouterr().out
     assert "| random:test_vit |" in table and "pcam / linear" in table and "pcam / knn" in table
@@ -42,7 +56,8 @@ def test_bench_writes_json_markdown_and_plots(tmp_path, capsys):
 
 
 def test_bench_reports_a_config_error(tmp_path, capsys):
-    args = bench_args([str(SUITES / "pcam.yaml"), "--encoder", "random:test_vit", "--out", str(tmp_path),
-                       "probes.knn.kk=3"])
+    args = bench_args(
+        [str(SUITES / "pcam.yaml"), "--encoder", "random:test_vit", "--out", str(tmp_path), "probes.knn.kk=3"]
+    )
     assert args.run(args) == 2
     assert "probes.knn: unknown config key kk" in capsys.readouterr().err

@@ -61,7 +61,9 @@ def test_abmil_separates_tumor_slides_and_attends_to_tumor(tmp_path):
             on_tumor = tumor_at_tiles(specs[record.slide_id], coords[record.slide_id], 448)
             assert on_tumor.any() and (~on_tumor).any()
             ratios.append(weights[on_tumor].mean() / weights[~on_tumor].mean())
-    print(f"ABMIL test AUROC {test_auroc:.3f}; tumor/normal mean attention ratio per tumor slide "
-          f"{np.round(ratios, 2).tolist()}; tiles per slide {min(map(len, bags.values()))}-{max(map(len, bags.values()))}")
+    print(
+        f"ABMIL test AUROC {test_auroc:.3f}; tumor/normal mean attention ratio per tumor slide "
+        f"{np.round(ratios, 2).tolist()}; tiles per slide {min(map(len, bags.values()))}-{max(map(len, bags.values()))}"
+    )
     assert test_auroc >= 0.8
     assert min(ratios) > 1.0 and np.mean(ratios) > 1.5

@@ -33,15 +33,21 @@ def _model_dir(root: Path, encoder: Path, vae: bool = False) -> Path:
     return model
 
 
-def _write_bank(out: Path, tiles: Path, model: Path, n: int = 8, mode: str = "views", views: str = "copies",
-                alpha: float = 1.0) -> Path:
+def _write_bank(
+    out: Path, tiles: Path, model: Path, n: int = 8, mode: str = "views", views: str = "copies", alpha: float = 1.0
+) -> Path:
     """A finished bank of n sources (alternating slides) whose K views are copies (optionally noisy or
     shuffled) of their source tiles."""
     stores = [str(p) for p in list_store_paths(tiles)]
     store_id, index = np.arange(n) % 2, 5 + 7 * np.arange(n)
     sources = np.stack([TileStore(stores[s])[i] for s, i in zip(store_id, index)])
-    attrs = {"mode": mode, "n_views": K, "image_size": sources.shape[1], "sampler": {"sampler": "ddim"},
-             "model": {"dir": str(model), "config": {}}}
+    attrs = {
+        "mode": mode,
+        "n_views": K,
+        "image_size": sources.shape[1],
+        "sampler": {"sampler": "ddim"},
+        "model": {"dir": str(model), "config": {}},
+    }
     writer = BankWriter(out, stores, store_id, index, attrs)
     rng = np.random.default_rng(0)
     for row in range(n):
@@ -50,8 +56,13 @@ def _write_bank(out: Path, tiles: Path, model: Path, n: int = 8, mode: str = "vi
         if views == "noisy":
             tile_views += rng.integers(-40, 41, tile_views.shape)
         secondary = (int(store_id[(row + 1) % n]), int(index[(row + 1) % n])) if mode == "interpolate" else None
-        writer.write_row(row, np.clip(tile_views, 0, 255).astype(np.uint8), np.arange(K) + 10 * row,
-                         alpha=np.full(K, alpha) if mode == "interpolate" else None, secondary=secondary)
+        writer.write_row(
+            row,
+            np.clip(tile_views, 0, 255).astype(np.uint8),
+            np.arange(K) + 10 * row,
+            alpha=np.full(K, alpha) if mode == "interpolate" else None,
+            secondary=secondary,
+        )
     writer.finish()
     return out
 
@@ -78,8 +89,12 @@ def test_views_bank_report(tmp_path, tiny_tiles, tiny_encoder):
 def test_copies_are_faithful_and_shuffles_are_not(tmp_path, tiny_tiles, tiny_encoder):
     model = _model_dir(tmp_path, tiny_encoder)
     copies = eval_gen(_write_bank(tmp_path / "copies", tiny_tiles, model), device="cpu", n_bootstrap=0)
-    shuffled = eval_gen(_write_bank(tmp_path / "shuffled", tiny_tiles, model, views="shuffled"), device="cpu",
-                        n_bootstrap=0, max_sources=5)
+    shuffled = eval_gen(
+        _write_bank(tmp_path / "shuffled", tiny_tiles, model, views="shuffled"),
+        device="cpu",
+        n_bootstrap=0,
+        max_sources=5,
+    )
     assert shuffled["rows_evaluated"] == 5 and shuffled["encoders"]["conditioning"]["frechet"]["n_views"] == 5 * K
     exact, wrong = copies["encoders"]["conditioning"], shuffled["encoders"]["conditioning"]
     assert exact["fidelity"]["fidelity"] == pytest.approx(1.0, abs=1e-5)
@@ -88,7 +103,9 @@ def test_copies_are_faithful_and_shuffles_are_not(tmp_path, tiny_tiles, tiny_enc
     assert wrong["fidelity"]["retrieval_top1"] == 0.0  # every view is its neighbour's source
     assert "views_vs_sources_bootstrap" not in exact["frechet"]
     # the copy bank sits below the real↔real floor: flagged, in the json and the report
-    assert exact["frechet"]["views_vs_sources"] < exact["frechet"]["real_vs_sources"] and exact["frechet"]["likely_copy"]
+    assert (
+        exact["frechet"]["views_vs_sources"] < exact["frechet"]["real_vs_sources"] and exact["frechet"]["likely_copy"]
+    )
     assert "LIKELY COPY" in (tmp_path / "copies" / "eval" / "metrics.md").read_text()
     # resolution-matched references: the tiles are already at the bank's size, so real = the copies
     refs = exact["references"]
@@ -110,10 +127,12 @@ def test_vae_reconstructions_are_a_reference(tmp_path, tiny_tiles, tiny_encoder)
 
 def test_interpolation_fidelity_uses_the_recorded_alpha(tmp_path, tiny_tiles, tiny_encoder):
     model = _model_dir(tmp_path, tiny_encoder)
-    on_source = eval_gen(_write_bank(tmp_path / "a1", tiny_tiles, model, mode="interpolate", alpha=1.0),
-                         device="cpu", n_bootstrap=0)
-    on_secondary = eval_gen(_write_bank(tmp_path / "a0", tiny_tiles, model, mode="interpolate", alpha=0.0),
-                            device="cpu", n_bootstrap=0)
+    on_source = eval_gen(
+        _write_bank(tmp_path / "a1", tiny_tiles, model, mode="interpolate", alpha=1.0), device="cpu", n_bootstrap=0
+    )
+    on_secondary = eval_gen(
+        _write_bank(tmp_path / "a0", tiny_tiles, model, mode="interpolate", alpha=0.0), device="cpu", n_bootstrap=0
+    )
     assert on_source["encoders"]["conditioning"]["fidelity"]["fidelity"] == pytest.approx(1.0, abs=1e-5)
     assert on_source["encoders"]["conditioning"]["fidelity"]["retrieval_top1"] == 1.0  # the identity test
     assert on_source["encoders"]["conditioning"]["fidelity"]["target"].startswith("slerp")
@@ -130,8 +149,25 @@ def test_cli_extra_encoder_and_inception(tmp_path, tiny_tiles, tiny_encoder, cap
     torch.manual_seed(0)
     weights = tmp_path / "inception.safetensors"
     save_file(inception_v3(weights=None, aux_logits=True, init_weights=False).state_dict(), str(weights))
-    assert main(["eval-gen", str(bank), "--encoder", str(other), "--inception", str(weights), "--device", "cpu",
-                 "--bootstrap", "0", "--out", str(tmp_path / "report")]) == 0
+    assert (
+        main(
+            [
+                "eval-gen",
+                str(bank),
+                "--encoder",
+                str(other),
+                "--inception",
+                str(weights),
+                "--device",
+                "cpu",
+                "--bootstrap",
+                "0",
+                "--out",
+                str(tmp_path / "report"),
+            ]
+        )
+        == 0
+    )
     metrics = json.loads((tmp_path / "report" / "metrics.json").read_text())
     assert set(metrics["encoders"]) == {"conditioning", "other_encoder"}
     assert not metrics["encoders"]["other_encoder"]["conditioning"]
@@ -149,8 +185,10 @@ def test_cli_errors_are_one_line(tmp_path, tiny_tiles, tiny_encoder, capsys):
     assert main(["eval-gen", str(bank), "--encoder", str(tiny_encoder), "--inception", str(tmp_path / "no.st")]) == 2
     assert "no such Inception weights" in capsys.readouterr().err
     (tmp_path / "bad.safetensors").write_text("not weights")
-    assert main(["eval-gen", str(bank), "--encoder", str(tiny_encoder), "--inception",
-                 str(tmp_path / "bad.safetensors")]) == 2
+    assert (
+        main(["eval-gen", str(bank), "--encoder", str(tiny_encoder), "--inception", str(tmp_path / "bad.safetensors")])
+        == 2
+    )
     assert "not a safetensors state dict" in capsys.readouterr().err
 
 

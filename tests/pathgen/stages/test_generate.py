@@ -12,17 +12,26 @@ from PIL import Image
 from pathgen.cli import main
 from pathgen.config import load_config
 from pathgen.diffusion.bank import BankWriter, ViewBank, bank_complete
-from pathgen.stages.generate import GenerateConfig, generate_bank
 from pathgen.diffusion.image_grid import grid_size
-from tiling.store import TileStore
 from pathgen.diffusion.sampling import SamplerConfig
+from pathgen.stages.generate import GenerateConfig, generate_bank
+from tiling.store import TileStore
 
 CONFIGS = Path(__file__).resolve().parents[3] / "configs" / "diffusion"
 
 
 def config(model, tiles, out, **kw) -> GenerateConfig:
-    base = dict(model=str(model), tiles=[str(tiles)], out=str(out), n_views=2, max_sources=4, device="cpu",
-                sampler=SamplerConfig("ddim", 3, 2.0), batch_size=4, grid_rows=3)
+    base = {
+        "model": str(model),
+        "tiles": [str(tiles)],
+        "out": str(out),
+        "n_views": 2,
+        "max_sources": 4,
+        "device": "cpu",
+        "sampler": SamplerConfig("ddim", 3, 2.0),
+        "batch_size": 4,
+        "grid_rows": 3,
+    }
     return GenerateConfig(**{**base, **kw})
 
 
@@ -57,8 +66,9 @@ def test_killed_run_resumes_only_unfinished_rows(tiny_ldm_dir, tiny_tiles, tmp_p
     assert not bank_complete(tmp_path / "b") and not (tmp_path / "b" / "grid.png").exists()
     monkeypatch.setattr(BankWriter, "write_row", write_row)
     redone = []
-    monkeypatch.setattr(BankWriter, "write_row", lambda self, row, *a, **k: (redone.append(row),
-                                                                            write_row(self, row, *a, **k)))
+    monkeypatch.setattr(
+        BankWriter, "write_row", lambda self, row, *a, **k: (redone.append(row), write_row(self, row, *a, **k))
+    )
     summary = generate_bank(config(tiny_ldm_dir, tiny_tiles, tmp_path / "b", grid_rows=0), progress=False)
     assert summary["generated"] == 2 and sorted(redone + written) == [0, 1, 2, 3] and not set(redone) & set(written)
     resumed, reference = ViewBank(tmp_path / "b"), ViewBank(tmp_path / "fresh")
@@ -67,8 +77,9 @@ def test_killed_run_resumes_only_unfinished_rows(tiny_ldm_dir, tiny_tiles, tmp_p
 
 
 def test_interpolate_records_secondary_and_alpha(tiny_ldm_dir, tiny_tiles, tmp_path):
-    generate_bank(config(tiny_ldm_dir, tiny_tiles, tmp_path / "i", mode="interpolate", alpha=[0.2, 0.6]),
-                  progress=False)
+    generate_bank(
+        config(tiny_ldm_dir, tiny_tiles, tmp_path / "i", mode="interpolate", alpha=[0.2, 0.6]), progress=False
+    )
     bank = ViewBank(tmp_path / "i")
     for row in range(len(bank)):
         meta = bank.meta(row)
@@ -79,9 +90,10 @@ def test_interpolate_records_secondary_and_alpha(tiny_ldm_dir, tiny_tiles, tmp_p
     assert grid.shape[:2][::-1] == grid_size(3, 2, 32, label_px=11, n_real=2)
     secondary = TileStore(bank.meta(0)["secondary"].store)[bank.meta(0)["secondary"].index]
     top, left = 2 + 11, 2 + 32 + 2
-    assert np.array_equal(grid[top:top + 32, left:left + 32], secondary)
-    generate_bank(config(tiny_ldm_dir, tiny_tiles, tmp_path / "one", mode="interpolate", alpha=1.0, grid_rows=0),
-                  progress=False)
+    assert np.array_equal(grid[top : top + 32, left : left + 32], secondary)
+    generate_bank(
+        config(tiny_ldm_dir, tiny_tiles, tmp_path / "one", mode="interpolate", alpha=1.0, grid_rows=0), progress=False
+    )
     generate_bank(config(tiny_ldm_dir, tiny_tiles, tmp_path / "plain", grid_rows=0), progress=False)
     one, plain = ViewBank(tmp_path / "one"), ViewBank(tmp_path / "plain")
     assert one.keys() == plain.keys()
@@ -91,8 +103,7 @@ def test_interpolate_records_secondary_and_alpha(tiny_ldm_dir, tiny_tiles, tmp_p
 
 def test_img2img_takes_a_strength_per_source(tiny_ldm_dir, tiny_tiles, tmp_path):
     strengths = np.array([0.0, 0.5, 0.5, 1.0], np.float32)
-    generate_bank(config(tiny_ldm_dir, tiny_tiles, tmp_path / "m", mode="img2img"), strengths=strengths,
-                  progress=False)
+    generate_bank(config(tiny_ldm_dir, tiny_tiles, tmp_path / "m", mode="img2img"), strengths=strengths, progress=False)
     bank = ViewBank(tmp_path / "m")
     assert bank.attrs["mode"] == "img2img"
     assert [float(bank.meta(r)["strength"][0]) for r in range(4)] == strengths.tolist()
@@ -103,9 +114,26 @@ def test_cli_end_to_end_and_shipped_config(tiny_ldm_dir, tiny_tiles, tmp_path, c
     shipped = load_config(GenerateConfig, CONFIGS / "generate_tiny.yaml")
     assert shipped.sampler.sampler in ("ddim", "dpm++") and shipped.n_views >= 1
     out = tmp_path / "cli"
-    argv = ["generate", str(tiny_ldm_dir), str(tiny_tiles), "--out", str(out), "--config",
-            str(CONFIGS / "generate_tiny.yaml"), "--n-views", "2", "--steps", "2", "--max-sources", "3",
-            "--device", "cpu", "--no-progress", "grid_rows=2", "sampler.guidance_scale=1.5"]
+    argv = [
+        "generate",
+        str(tiny_ldm_dir),
+        str(tiny_tiles),
+        "--out",
+        str(out),
+        "--config",
+        str(CONFIGS / "generate_tiny.yaml"),
+        "--n-views",
+        "2",
+        "--steps",
+        "2",
+        "--max-sources",
+        "3",
+        "--device",
+        "cpu",
+        "--no-progress",
+        "grid_rows=2",
+        "sampler.guidance_scale=1.5",
+    ]
     assert main(argv) == 0
     saved = yaml.safe_load((out / "config.yaml").read_text())
     assert saved["n_views"] == 2 and saved["sampler"]["steps"] == 2 and saved["sampler"]["guidance_scale"] == 1.5
@@ -119,6 +147,7 @@ def test_cli_end_to_end_and_shipped_config(tiny_ldm_dir, tiny_tiles, tmp_path, c
     capsys.readouterr()
     assert main(argv + ["--resume", "--n-views", "3"]) == 2  # a different run into the same bank is refused
     assert "different n_views" in capsys.readouterr().err
-    assert main(["generate", str(tmp_path / "nope"), str(tiny_tiles), "--out", str(tmp_path / "x"),
-                 "--no-progress"]) == 2
+    assert (
+        main(["generate", str(tmp_path / "nope"), str(tiny_tiles), "--out", str(tmp_path / "x"), "--no-progress"]) == 2
+    )
     assert "nope" in capsys.readouterr().err

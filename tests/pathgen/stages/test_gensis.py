@@ -10,17 +10,16 @@ from pathlib import Path
 
 import pytest
 import torch
+from gensis_tiny import DEMO, ROOT, SSL_TINY, tiny_words
 
 from pathgen.cli import main
 from pathgen.config import ConfigError, load_config
 from pathgen.diffusion.bank import bank_complete
-from pathgen.stages.run_status import read_status
 from pathgen.stages.gensis import GenSISConfig, gensis_stages, run_gensis, with_switches
+from pathgen.stages.run_status import read_status
+from pathgen.stages.steps import PipelineError, Stage, run_stages
 from pathgen.stages.train_ldm import LDMTrainConfig
 from pathgen.stages.train_ssl import SSLConfig
-from pathgen.stages.steps import PipelineError, Stage, run_stages
-
-from gensis_tiny import DEMO, ROOT, SSL_TINY, tiny_words
 
 
 def tiny_config(tiles: Path, out: Path, *more: str) -> GenSISConfig:
@@ -76,7 +75,8 @@ def test_report_compares_both_encoders(toy_run):
     assert "pcam / logistic" in text and "camelyon16_small / abmil" in text
     assert "within the intervals" in text or "(disjoint)" in text
     assert {"comparison.png", "grid_views.png", "grid_interpolate.png", "results.json"} <= {
-        p.name for p in report.iterdir()}
+        p.name for p in report.iterdir()
+    }
     encoders = {r["encoder"] for r in json.loads((report / "results.json").read_text())["results"]}
     assert encoders == {"baseline", "gensis", "init"}
     assert "its own initial weights" in text
@@ -127,8 +127,9 @@ def test_killed_training_stage_resumes_from_its_checkpoint(tiny_tiles, tmp_path,
 
 def _stage(name: str, log: list[str], inputs: tuple[str, ...] = ()) -> Stage:
     marker = Path(log[0]) / f"{name}.done"
-    return Stage(name, marker.parent, {"name": name}, marker.is_file,
-                 lambda: (log.append(name), marker.touch()), inputs)
+    return Stage(
+        name, marker.parent, {"name": name}, marker.is_file, lambda: (log.append(name), marker.touch()), inputs
+    )
 
 
 def test_only_runs_named_stages_and_needs_their_inputs(tmp_path):
@@ -143,14 +144,17 @@ def test_only_runs_named_stages_and_needs_their_inputs(tmp_path):
     assert log[1:] == ["a", "b"]
 
 
-@pytest.mark.parametrize("switches, message", [
-    (["bank_views", "adaptive_noise"], "one bank"),
-    (["bank_views", "bank_real"], "one bank"),
-    (["bank_real"], "banks.real_views=true"),
-    (["adaptive_noise"], "banks.img2img.enabled=true"),
-    (["quality"], "foreground.enabled=true"),
-    (["mixup"], "unknown generative switch"),
-])
+@pytest.mark.parametrize(
+    "switches, message",
+    [
+        (["bank_views", "adaptive_noise"], "one bank"),
+        (["bank_views", "bank_real"], "one bank"),
+        (["bank_real"], "banks.real_views=true"),
+        (["adaptive_noise"], "banks.img2img.enabled=true"),
+        (["quality"], "foreground.enabled=true"),
+        (["mixup"], "unknown generative switch"),
+    ],
+)
 def test_switches_are_checked(tmp_path, switches, message):
     with pytest.raises(ConfigError, match=message):
         with_switches(SSLConfig(), GenSISConfig(out=str(tmp_path), tiles=["t"]), switches)
