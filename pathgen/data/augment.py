@@ -92,7 +92,7 @@ class HEDJitter:
     scikit-image's rgb2hed concentrations, −ln(I) / ln(10⁶), the units of the common
     rgb2hed → α·s + β → hed2rgb implementations and so of the θ values in the literature;
     "ln_od": natural-log optical density −ln(I), 13.8× smaller for the same θ (θ = 0.05 moves RGB
-    by 3.5 / 255 on average on CAMELYON16 tiles, against 38 in skimage units; docs/recipes.md).
+    by 3.55 / 255 on average on CAMELYON16 tiles, against 37.7 in skimage units; docs/recipes.md).
     """
 
     def __init__(self, theta: float | Sequence[float] = 0.05, p: float = 1.0, units: str = "skimage"):
