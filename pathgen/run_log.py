@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import sys
 import time
 from datetime import timedelta
 from pathlib import Path
 
 from tqdm import tqdm
+
+from pathgen.atomic import write_text_atomic
 
 LOGGER_NAME = "pathgen"
 
@@ -115,7 +116,5 @@ def truncate_metrics(path: Path, last_step: int) -> int:
             continue
         if isinstance(record, dict) and isinstance(record.get("step"), int) and record["step"] <= last_step:
             kept.append(line)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text("".join(line + "\n" for line in kept))
-    os.replace(tmp, path)
+    write_text_atomic(path, "".join(line + "\n" for line in kept))
     return len(kept)

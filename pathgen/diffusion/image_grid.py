@@ -13,6 +13,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
+from pathgen.atomic import atomic_target
+
 BACKGROUND = (255, 255, 255)
 TEXT = (0, 0, 0)
 
@@ -83,8 +85,6 @@ def write_grid(
 ) -> Path:
     """Save `make_grid(...)` as a PNG at `path` (temporary name, then renamed); returns the path."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.tmp")
-    make_grid(sources, views, cell_px, pad, labels, secondaries=secondaries).save(temporary, format="PNG")
-    temporary.replace(path)
+    with atomic_target(path) as temporary:
+        make_grid(sources, views, cell_px, pad, labels, secondaries=secondaries).save(temporary, format="PNG")
     return path

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from pathgen.atomic import atomic_target
 from pathgen.models.embeddings import embeddings_complete, read_embeddings, recorded_identity
 from tiling.store import TileStore, is_complete, list_store_paths
 
@@ -65,10 +65,5 @@ def iter_bags(tile_dir: str | Path, name: str) -> Iterator[SlideBag]:
 
 def atomic_file(path: Path, write: Callable[[Path], None]) -> None:
     """Call `write(tmp)` on a temporary sibling of `path`, then rename it into place."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
+    with atomic_target(path) as tmp:
         write(tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
