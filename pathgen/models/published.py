@@ -17,6 +17,8 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 # bioptimus model cards (H-optimus-0 / H-optimus-1): their own stain statistics
 HOPTIMUS_MEAN = (0.707223, 0.578729, 0.703617)
 HOPTIMUS_STD = (0.211883, 0.230117, 0.177517)
+# both H-optimus releases share the architecture
+HOPTIMUS_KWARGS = {"img_size": 224, "global_pool": "token", "init_values": 1e-5, "dynamic_img_size": True}
 # what a test stand-in may shrink: the layer count and the width, never the kind of layer or token
 REDUCIBLE_KWARGS = frozenset({"depth", "embed_dim", "num_heads"})
 
@@ -107,7 +109,7 @@ RECIPES: dict[str, Recipe] = {
         Recipe(
             "h-optimus-0",
             "vit_giant_patch14_reg4_dinov2",
-            {"img_size": 224, "global_pool": "token", "init_values": 1e-5, "dynamic_img_size": True},
+            HOPTIMUS_KWARGS,
             embed_dim=1536,
             mean=HOPTIMUS_MEAN,
             std=HOPTIMUS_STD,
@@ -119,7 +121,7 @@ RECIPES: dict[str, Recipe] = {
         Recipe(
             "h-optimus-1",
             "vit_giant_patch14_reg4_dinov2",
-            {"img_size": 224, "global_pool": "token", "init_values": 1e-5, "dynamic_img_size": True},
+            HOPTIMUS_KWARGS,
             embed_dim=1536,
             mean=HOPTIMUS_MEAN,
             std=HOPTIMUS_STD,
