@@ -54,8 +54,12 @@ def read_run(slide: Slide, grid: GridSpec, level: int, level0_xy: np.ndarray, ou
     """
     tile_px = grid.tile_size_px
     boxes = level_boxes(slide, level, level0_xy, grid.tile_size_level0)
-    box_side = float(boxes[0, 2] - boxes[0, 0])
-    margin = int(math.ceil(_LANCZOS_LOBES * max(1.0, box_side / tile_px))) + 1
+    if all(is_whole_pixel_box(box, tile_px) for box in boxes):
+        # Copied, not resampled: no filter margin, so an aligned run decodes only the slide tiles under it.
+        boxes, margin = np.round(boxes), 0
+    else:
+        box_side = float(boxes[0, 2] - boxes[0, 0])
+        margin = int(math.ceil(_LANCZOS_LOBES * max(1.0, box_side / tile_px))) + 1
     region, origin = _read_covering(slide, level, boxes, margin)
     local = boxes - np.array([origin[0], origin[1], origin[0], origin[1]])
     local[:, 2] = np.minimum(local[:, 2], region.shape[1])  # sub-pixel overhang at the slide's last column

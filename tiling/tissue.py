@@ -73,8 +73,8 @@ def detect_tissue(thumbnail: np.ndarray, thumbnail_mpp: float, cfg: TissueConfig
     """
     _check_thumbnail(thumbnail, thumbnail_mpp)
     hsv = _hsv(thumbnail)
-    sat = _median(hsv[..., 1], _odd_px(MEDIAN_UM, thumbnail_mpp))
-    val = hsv[..., 2]
+    sat = _median(hsv[1], _odd_px(MEDIAN_UM, thumbnail_mpp))
+    val = hsv[2]
     usable = val >= NEAR_BLACK_VALUE
     ink = _pen_ink(hsv, thumbnail_mpp, cfg)
     # Ink is left out of the Otsu statistics even when it is kept in the mask: its very
@@ -87,19 +87,35 @@ def detect_tissue(thumbnail: np.ndarray, thumbnail_mpp: float, cfg: TissueConfig
     return TissueMask(tissue=tissue, ink=ink, saturation_threshold=threshold)
 
 
+_UNIT = (np.arange(256, dtype=np.float32) / np.float32(255)).astype(np.float32)  # uint8 level → 0..1
+
+
 def _hsv(thumbnail: np.ndarray) -> np.ndarray:
-    """HSV in float32 (each channel 0..1), as skimage's rgb2hsv defines it, in a third of its time."""
-    rgb = thumbnail.astype(np.float32) / 255
-    value = rgb.max(axis=-1)
-    delta = value - rgb.min(axis=-1)
-    saturation = np.divide(delta, value, out=np.zeros_like(value), where=value > 0)
-    safe = np.where(delta > 0, delta, 1)
-    red, green, blue = rgb[..., 0], rgb[..., 1], rgb[..., 2]
-    hue = np.where(
-        value == red, (green - blue) / safe, np.where(value == green, 2 + (blue - red) / safe, 4 + (red - green) / safe)
-    )
-    hue = np.where(delta > 0, (hue / 6) % 1.0, 0).astype(np.float32)
-    return np.stack([hue, saturation, value], axis=-1)
+    """HSV planes (3, H, W) in float32 (hue, saturation, value, each 0..1), as skimage's rgb2hsv defines them.
+
+    The same float32 values as converting the image to 0..1 floats first, found faster: max, min and
+    which channel is largest come from the uint8 channels (the conversion is monotonic), floats only
+    through a 256-entry table, and each plane is computed in place.
+    """
+    red8, green8, blue8 = (np.ascontiguousarray(thumbnail[..., c]) for c in range(3))
+    top = np.maximum(np.maximum(red8, green8), blue8)
+    out = np.empty((3, *top.shape), np.float32)
+    hue, saturation, value = out
+    np.take(_UNIT, top, out=value)
+    delta = np.take(_UNIT, np.minimum(np.minimum(red8, green8), blue8))
+    np.subtract(value, delta, out=delta)
+    saturation.fill(0)
+    np.divide(delta, value, out=saturation, where=top > 0)
+    red, green, blue = (np.take(_UNIT, channel) for channel in (red8, green8, blue8))
+    is_red = top == red8
+    is_green = ~is_red & (top == green8)
+    sector = np.where(is_red, green - blue, np.where(is_green, blue - red, red - green))
+    np.divide(sector, np.where(delta > 0, delta, np.float32(1)), out=sector)
+    sector += np.where(is_red, np.float32(0), np.where(is_green, np.float32(2), np.float32(4)))
+    sector /= np.float32(6)
+    np.remainder(sector, np.float32(1), out=sector)
+    np.copyto(hue, np.where(delta > 0, sector, np.float32(0)))
+    return out
 
 
 def _median(channel: np.ndarray, size: int) -> np.ndarray:
@@ -149,8 +165,8 @@ def ink_colour_masks(thumbnail: np.ndarray) -> dict[str, np.ndarray]:
 
 
 def _ink_rules(hsv: np.ndarray) -> dict[str, np.ndarray]:
-    """The colour rules of ``ink_colour_masks`` on an HSV image (hue 0..1)."""
-    hue, sat, val = hsv[..., 0] * 360.0, hsv[..., 1], hsv[..., 2]
+    """The colour rules of ``ink_colour_masks`` on HSV planes (3, H, W), hue 0..1."""
+    hue, sat, val = hsv[0] * 360.0, hsv[1], hsv[2]
     return {
         "blue": (hue >= BLUE_HUE[0]) & (hue <= BLUE_HUE[1]) & (sat >= BLUE_MIN_SAT),
         "green": (hue >= GREEN_HUE[0]) & (hue <= GREEN_HUE[1]) & (sat >= GREEN_MIN_SAT),
@@ -170,7 +186,7 @@ def detect_pen_ink(thumbnail: np.ndarray, thumbnail_mpp: float, cfg: TissueConfi
 
 
 def _pen_ink(hsv: np.ndarray, mpp: float, cfg: TissueConfig) -> np.ndarray:
-    """``detect_pen_ink`` on an HSV image (computed once by ``detect_tissue``)."""
+    """``detect_pen_ink`` on HSV planes (computed once by ``detect_tissue``)."""
     ink = np.logical_or.reduce(list(_ink_rules(hsv).values()))
     ink = remove_small_regions(ink, _mm2_to_px(MIN_INK_MM2, mpp))
     return dilate(ink, cfg.pen_dilate_um / mpp)

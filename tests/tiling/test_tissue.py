@@ -232,6 +232,37 @@ def test_rejects_rgba_and_float_thumbnails():
         detect_tissue(np.zeros((8, 8, 3), np.float32), MPP, TissueConfig())
 
 
+def _float_hsv(image: np.ndarray) -> np.ndarray:
+    """HSV by the definition, on the image converted to 0..1 float32 first (the detector's previous code)."""
+    rgb = image.astype(np.float32) / 255
+    value = rgb.max(axis=-1)
+    delta = value - rgb.min(axis=-1)
+    saturation = np.divide(delta, value, out=np.zeros_like(value), where=value > 0)
+    safe = np.where(delta > 0, delta, 1)
+    red, green, blue = rgb[..., 0], rgb[..., 1], rgb[..., 2]
+    hue = np.where(
+        value == red, (green - blue) / safe, np.where(value == green, 2 + (blue - red) / safe, 4 + (red - green) / safe)
+    )
+    return np.stack([np.where(delta > 0, (hue / 6) % 1.0, 0).astype(np.float32), saturation, value])
+
+
+def test_hsv_planes_equal_the_float_definition_on_every_colour():
+    """The fast HSV (uint8 max/min, table lookups) gives the float32 values of converting to 0..1 first,
+    bit for bit, on all 2^24 colours; and agrees with skimage's float64 rgb2hsv to float32 precision."""
+    from skimage.color import rgb2hsv
+
+    from tiling.tissue import _hsv
+
+    levels = np.arange(256, dtype=np.uint8)
+    for red in np.array_split(levels, 8):  # 2^21 colours at a time
+        block = np.stack(np.meshgrid(red, levels, levels, indexing="ij"), axis=-1).reshape(-1, 4096, 3)
+        fast = _hsv(block)
+        assert fast.dtype == np.float32 and fast.shape == (3, *block.shape[:2])
+        np.testing.assert_array_equal(fast, _float_hsv(block))
+    sample = block[:, ::7]
+    np.testing.assert_allclose(_hsv(sample), np.moveaxis(rgb2hsv(sample), -1, 0), atol=2e-6)
+
+
 # --- tissue_fractions ------------------------------------------------------------------
 
 QUARTER = np.zeros((4, 4), bool)
