@@ -161,3 +161,28 @@ def test_decode_errors_cross_process_boundaries_intact(tmp_path):
         "cannot decode region",
         f"{tmp_path / 's.tif'}: cannot decode region",
     )
+
+
+def test_aligned_run_decodes_only_the_slide_tiles_under_it(tmp_path, textured_pixels, monkeypatch):
+    """Tiles on the file's own tile grid are copied, so a run reads no filter margin: each slide tile
+    under the run is decoded once and no neighbour is; the pixels are still OpenSlide's."""
+    from tiling import tiff_tiles
+    from tiling.grid import GridSpec, level0_coords
+    from tiling.tile_read import read_run
+
+    path = write_jpeg_tiled_tiff(tmp_path / "s.tif", textured_pixels, 0.5, 128, "ycbcr", True, n_levels=1)
+    decoded = []
+    real_decode = tiff_tiles.decode_jpeg_tile
+    monkeypatch.setattr(
+        tiff_tiles, "decode_jpeg_tile", lambda data, level: decoded.append(data) or real_decode(data, level)
+    )
+    slide = open_slide(path)
+    grid = GridSpec(slide.dimensions, 0.5, 0.5, 128)
+    row_col = np.array([[2, c] for c in range(1, 5)])  # a run in the middle of the slide
+    coords = level0_coords(grid, row_col)
+    tiles = np.empty((4, 128, 128, 3), np.uint8)
+    read_run(slide, grid, 0, coords, tiles)
+    assert len(decoded) == 4
+    for tile, (x, y) in zip(tiles, coords):
+        np.testing.assert_array_equal(tile, _openslide_rgb(path, (int(x), int(y)), 0, (128, 128)))
+    slide.close()
