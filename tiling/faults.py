@@ -5,7 +5,8 @@ when the main process is killed. They set the environment variable `PATHGEN_TILI
 `ACTION:STAGE:NAME`, for example `sigkill:shard1:crashme`:
 
 * ACTION: `exit` (`os._exit(3)`), `sigkill` (the worker sends itself SIGKILL) or `sleep` (60 s);
-* STAGE: `plan`, `shard` (any shard of the slide) or `shardK` (its shard with index K);
+* STAGE: `plan`, `overview` (thumbnail arrays and QC picture), `shard` (any shard of the slide)
+  or `shardK` (its shard with index K);
 * NAME: a substring of the slide's file name.
 
 The variable is read once by the main process and handed to its workers; it acts only inside a
@@ -48,10 +49,15 @@ def parse_fault(spec: str | None) -> Fault | None:
     if not spec:
         return None
     parts = spec.split(":", 2)
-    if len(parts) != 3 or parts[0] not in _ACTIONS or not parts[1].startswith(("plan", "shard")) or not parts[2]:
+    if (
+        len(parts) != 3
+        or parts[0] not in _ACTIONS
+        or not parts[1].startswith(("plan", "overview", "shard"))
+        or not parts[2]
+    ):
         raise ValueError(
             f"{FAULT_ENV}={spec!r}: expected ACTION:STAGE:NAME with ACTION one of "
-            f"{', '.join(_ACTIONS)} and STAGE plan, shard or shardK"
+            f"{', '.join(_ACTIONS)} and STAGE plan, overview, shard or shardK"
         )
     return Fault(*parts)
 

@@ -1,7 +1,8 @@
 """Tile a folder of slides: a process pool over plan and shard tasks, resumable, with a manifest.
 
-Work is split finer than a slide: after a slide is planned, each of its shards is a task, so two
-workers speed up one large slide as well as many small ones. Slides are finished roughly in
+Work is split finer than a slide: after a slide is planned, each of its shards is a task, and so
+is its overview (thumbnail, tissue mask, QC picture), so two workers speed up one large slide as
+well as many small ones, and no worker waits while another draws a picture. Slides are finished roughly in
 order (shards first, a new slide only when a worker would otherwise wait), which keeps the
 number of half-written stores small when a run is killed. Each slide is tiled under a file lock,
 so two runs sharing an output folder never write the same store.
@@ -42,7 +43,17 @@ from tiling.manifest import (
 from tiling.qc import write_summary_html
 from tiling.reader import SlideError
 from tiling.store import TILES_DIR, ensure_root, is_complete, mark_complete, read_attrs
-from tiling.tile_slide import ShardTask, SlideJob, SlidePlan, elapsed, fill_shard, now_iso, plan_slide
+from tiling.tile_slide import (
+    OverviewTask,
+    ShardTask,
+    SlideJob,
+    SlidePlan,
+    elapsed,
+    fill_shard,
+    now_iso,
+    plan_slide,
+    write_overview,
+)
 from tiling.workers import ProcessPool, WorkerCrashed
 
 QC_DIR = "qc"
@@ -204,7 +215,7 @@ class _Scheduler:
         fault: str | None = None,
     ):
         self.pending = deque(jobs)
-        self.shards: deque[ShardTask] = deque()
+        self.tasks: deque[OverviewTask | ShardTask] = deque()  # of planned slides, in slide order
         self.in_flight: dict[Future, str] = {}
         self.active: dict[str, _ActiveSlide] = {}
         self.out_dir, self.cfg, self.summary, self.bar = out_dir, cfg, summary, bar
@@ -228,7 +239,7 @@ class _Scheduler:
         """Process every job to a done, failed, skipped or locked row."""
         finished = False
         try:
-            while self.pending or self.shards or self.in_flight:
+            while self.pending or self.tasks or self.in_flight:
                 self._fill()
                 for future in self.pool.wait_any() if self.in_flight else []:
                     self._handle(future, self.in_flight.pop(future))
@@ -242,11 +253,11 @@ class _Scheduler:
     def _fill(self) -> None:
         max_in_flight = 2 * max(1, self.cfg.workers)
         while len(self.in_flight) < max_in_flight:
-            if self.pending and (not self.shards or len(self.active) <= max(1, self.cfg.workers)):
+            if self.pending and (not self.tasks or len(self.active) <= max(1, self.cfg.workers)):
                 self._start(self.pending.popleft())
-            elif self.shards:
-                task = self.shards.popleft()
-                self._submit(task.job.slide_id, fill_shard_task, task)
+            elif self.tasks:
+                task = self.tasks.popleft()
+                self._submit(task.job.slide_id, fill_shard_task if isinstance(task, ShardTask) else overview_task, task)
             else:
                 return
 
@@ -302,8 +313,8 @@ class _Scheduler:
         if slide.failed:
             return
         if isinstance(result, SlidePlan):
-            slide.remaining, slide.level0_mpp = len(result.shards), result.level0_mpp
-            self.shards.extend(result.shards)
+            slide.remaining, slide.level0_mpp = len(result.shards) + 1, result.level0_mpp
+            self.tasks.extend([result.overview, *result.shards])  # the overview first: it must not be last
             self.bar.total += result.n_tiles
             self.bar.refresh()
             return
@@ -324,7 +335,7 @@ class _Scheduler:
         if slide.failed:
             return
         slide.failed = reason.replace("\n", " ")
-        self.shards = deque(t for t in self.shards if t.job.slide_id != slide.job.slide_id)
+        self.tasks = deque(t for t in self.tasks if t.job.slide_id != slide.job.slide_id)
         self.bar.write(f"pathgen tile: FAILED {slide.job.slide_path}: {slide.failed}", file=sys.stderr)
 
     def _close_failed(self, slide: _ActiveSlide) -> None:
@@ -355,6 +366,12 @@ def fill_shard_task(task: ShardTask) -> int:
     """Pool entry point for filling one shard."""
     fault_point("shard", task.job.slide_path, task.shard_index)
     return fill_shard(task)
+
+
+def overview_task(task: OverviewTask) -> int:
+    """Pool entry point for a slide's overview arrays and QC picture."""
+    fault_point("overview", task.job.slide_path)
+    return write_overview(task)
 
 
 _CHECKED_PARAMETERS = ("target_mpp", "tile_size_px", "overlap_px", "min_tissue")

@@ -89,12 +89,16 @@ def create_store(
     layout: StoreLayout,
     coords: np.ndarray,
     tissue_fraction: np.ndarray,
-    thumbnail: np.ndarray,
-    tissue_mask: np.ndarray,
+    thumbnail: np.ndarray | None,
+    tissue_mask: np.ndarray | None,
     attrs: dict,
     cfg: StoreConfig,
 ) -> None:
-    """Create an empty, incomplete store for one slide, replacing whatever was at `group_path`."""
+    """Create an empty, incomplete store for one slide, replacing whatever was at `group_path`.
+
+    With `thumbnail` None the overview arrays are left to `write_overview_arrays` (which tiling
+    runs beside the shards); a store is complete only with them.
+    """
     if group_path.exists():
         shutil.rmtree(group_path)
     ensure_root(group_path.parent)
@@ -113,6 +117,13 @@ def create_store(
     )
     group.create_array("coords", data=coords.astype(np.int64), chunks=(max(1, len(coords)), 2))
     group.create_array("tissue_fraction", data=tissue_fraction.astype(np.float32), chunks=(max(1, len(coords)),))
+    if thumbnail is not None and tissue_mask is not None:
+        write_overview_arrays(group_path, thumbnail, tissue_mask)
+
+
+def write_overview_arrays(group_path: Path, thumbnail: np.ndarray, tissue_mask: np.ndarray) -> None:
+    """Add the slide's thumbnail and tissue mask to its (created, incomplete) store."""
+    group = zarr.open_group(group_path, mode="r+")
     group.create_array("thumbnail", data=thumbnail, compressors=ZstdCodec(level=3))
     group.create_array("tissue_mask", data=tissue_mask.astype(np.uint8), compressors=ZstdCodec(level=3))
 

@@ -1,10 +1,12 @@
-"""Tile one slide, in two kinds of task that worker processes run: plan it, then fill its shards.
+"""Tile one slide, in three kinds of task that worker processes run: plan it, then fill its shards
+and write its overview.
 
 `plan_slide` opens the slide, checks its resolution, finds tissue on a thumbnail, lays the grid,
-keeps the tiles with enough tissue, creates the (incomplete) store and draws the QC picture.
-`fill_shard` reads the tiles of one shard from the slide and writes that shard file. Shards of
-one slide can be filled by different processes at once; the caller marks the store complete when
-all are written.
+keeps the tiles with enough tissue and creates the (incomplete) store, and does no more: every
+worker waits for a plan before it has shards to fill. `fill_shard` reads the tiles of one shard
+from the slide and writes that shard file. `write_overview` stores the thumbnail and tissue mask
+and draws the QC picture, while other workers fill shards. Shards and the overview of one slide
+can run in different processes at once; the caller marks the store complete when all are done.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from tiling.config import TilingConfig
 from tiling.grid import GridSpec, grid_indices, horizontal_runs, level0_coords
 from tiling.qc import resolution_note, save_qc_png
 from tiling.reader import Slide, SlideError, open_slide
-from tiling.store import StoreLayout, create_store, write_shard
+from tiling.store import StoreLayout, create_store, write_overview_arrays, write_shard
 from tiling.tile_read import read_run
 from tiling.tissue import detect_tissue, tissue_fractions
 
@@ -59,12 +61,26 @@ class ShardTask:
 
 
 @dataclass(frozen=True)
+class OverviewTask:
+    """What no shard waits for: the store's thumbnail and tissue-mask arrays and the QC picture."""
+
+    job: SlideJob
+    thumbnail: np.ndarray  # RGB uint8 (H, W, 3), the picture the detector saw
+    tissue_mask: np.ndarray  # bool (H, W)
+    ink_mask: np.ndarray  # bool (H, W)
+    boxes_thumb: np.ndarray  # (n, 4) kept tiles as x0, y0, x1, y1 in thumbnail pixels
+    title: str
+    mpp_note: str
+
+
+@dataclass(frozen=True)
 class SlidePlan:
-    """The result of planning: the store is created and these shards remain to be filled."""
+    """The result of planning: the store is created; these shards and the overview remain to be written."""
 
     job: SlideJob
     level0_mpp: float
     shards: list[ShardTask]
+    overview: OverviewTask
 
     @property
     def n_tiles(self) -> int:
@@ -119,28 +135,49 @@ def _plan_open_slide(slide: Slide, job: SlideJob, cfg: TilingConfig) -> SlidePla
     coords = level0_coords(grid, row_col)
     fractions = tissue_fractions(tissue.tissue, thumb_mpp, slide.level0_mpp, coords, grid.tile_size_level0)
     keep = fractions >= cfg.min_tissue
-    if job.qc_path is not None:
-        boxes = np.concatenate([coords[keep], coords[keep] + grid.tile_size_level0], axis=1) * (
-            slide.level0_mpp / thumb_mpp
-        )
-        save_qc_png(
-            job.qc_path,
-            thumbnail,
-            tissue.tissue,
-            tissue.ink,
-            boxes,
-            f"{job.slide_id}: {int(keep.sum())} tiles at {cfg.target_mpp:g} µm/px",
-            resolution_note(slide.level0_mpp, slide.mpp_source),
-        )
+    boxes = np.concatenate([coords[keep], coords[keep] + grid.tile_size_level0], axis=1) * (
+        slide.level0_mpp / thumb_mpp
+    )
+    overview = OverviewTask(
+        job,
+        thumbnail,
+        tissue.tissue,
+        tissue.ink,
+        boxes,
+        f"{job.slide_id}: {int(keep.sum())} tiles at {cfg.target_mpp:g} µm/px",
+        resolution_note(slide.level0_mpp, slide.mpp_source),
+    )
     if not keep.any():
+        _save_qc(overview)  # the picture shows why
         raise SlideError(
             slide.path,
             f"no tissue: none of {len(keep)} tiles reaches min_tissue={cfg.min_tissue:g} (see the QC picture)",
         )
     layout = StoreLayout(int(keep.sum()), cfg.tile_size_px, cfg.store.tiles_per_shard)
     attrs = _store_attrs(slide, grid, cfg, tissue.saturation_threshold, thumb_mpp)
-    create_store(job.group_path, layout, coords[keep], fractions[keep], thumbnail, tissue.tissue, attrs, cfg.store)
-    return SlidePlan(job, slide.level0_mpp, _shard_tasks(job, layout, grid, slide, row_col[keep], coords[keep], cfg))
+    create_store(job.group_path, layout, coords[keep], fractions[keep], None, None, attrs, cfg.store)
+    shards = _shard_tasks(job, layout, grid, slide, row_col[keep], coords[keep], cfg)
+    return SlidePlan(job, slide.level0_mpp, shards, overview)
+
+
+def write_overview(task: OverviewTask) -> int:
+    """Store the thumbnail and tissue mask, draw the QC picture; returns 0 (tiles written)."""
+    write_overview_arrays(task.job.group_path, task.thumbnail, task.tissue_mask)
+    _save_qc(task)
+    return 0
+
+
+def _save_qc(task: OverviewTask) -> None:
+    if task.job.qc_path is not None:
+        save_qc_png(
+            task.job.qc_path,
+            task.thumbnail,
+            task.tissue_mask,
+            task.ink_mask,
+            task.boxes_thumb,
+            task.title,
+            task.mpp_note,
+        )
 
 
 def detection_mpp(slide: Slide, thumbnail_mpp: float) -> float:

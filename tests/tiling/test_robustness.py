@@ -120,6 +120,39 @@ def test_bad_inputs_give_identical_rows_at_any_worker_count(cohort, tmp_path, ca
     assert "ignored 1 file without a slide suffix: " in err and "notes.txt" in err
 
 
+_RUN_DEPENDENT_ATTRS = ("created", "completed", "seconds")
+
+
+def _store_contents(group: Path) -> dict:
+    """Everything a store holds, less the attrs that differ from run to run (times)."""
+    store = open_store(group)
+    attrs = {k: v for k, v in store.attrs.items() if k not in _RUN_DEPENDENT_ATTRS}
+    arrays = {name: store.array(name) for name in ("coords", "tissue_fraction", "thumbnail", "tissue_mask")}
+    return {"attrs": attrs, "tiles": store.read(np.arange(len(store))), **arrays}
+
+
+def test_stores_qc_pictures_and_manifest_are_identical_at_any_worker_count(good_slides, tmp_path):
+    """Overviews and shards run in any order on any worker; what a run leaves must not depend on it."""
+    results = {}
+    for workers in (0, 1, 2, 4):
+        out = tmp_path / f"w{workers}"
+        _, manifest = _run([good_slides], out, workers)
+        results[workers] = (
+            {name: _store_contents(out / "tiles.zarr" / name) for name in GOOD},
+            {name: (out / "qc" / f"{name}.png").read_bytes() for name in GOOD},
+            [(slide_id, row["status"], row["tiles"]) for slide_id, row in manifest.items()],
+        )
+    stores0, pictures0, rows0 = results[0]
+    assert [slide_id for slide_id, _, _ in rows0] == GOOD and {status for _, status, _ in rows0} == {"done"}
+    for workers in (1, 2, 4):
+        stores, pictures, rows = results[workers]
+        assert rows == rows0 and pictures == pictures0, workers
+        for name in GOOD:
+            assert stores[name]["attrs"] == stores0[name]["attrs"], (workers, name)
+            for key in ("tiles", "coords", "tissue_fraction", "thumbnail", "tissue_mask"):
+                np.testing.assert_array_equal(stores[name][key], stores0[name][key], err_msg=f"{workers} {name} {key}")
+
+
 @pytest.mark.parametrize(
     ("workers", "fault", "how"),
     [
@@ -129,6 +162,8 @@ def test_bad_inputs_give_identical_rows_at_any_worker_count(cohort, tmp_path, ca
         (2, "exit:shard0:good_2", "exit status 3"),
         (4, "sigkill:shard1:good_2", "killed by SIGKILL"),
         (4, "exit:plan:good_2", "exit status 3"),
+        (2, "sigkill:overview:good_2", "killed by SIGKILL"),
+        (1, "exit:overview:good_2", "exit status 3"),
     ],
 )
 def test_a_worker_crash_fails_only_the_slide_it_held(good_slides, tmp_path, monkeypatch, workers, fault, how):
@@ -261,6 +296,9 @@ def test_plans_and_shard_tasks_pickle_round_trip(good_slides, tmp_path):
     plan = plan_slide(job, _cfg(0))
     copy = pickle.loads(pickle.dumps(plan))
     assert copy.job == plan.job and copy.level0_mpp == plan.level0_mpp and copy.n_tiles == plan.n_tiles > 0
+    for name in ("thumbnail", "tissue_mask", "ink_mask", "boxes_thumb"):
+        np.testing.assert_array_equal(getattr(copy.overview, name), getattr(plan.overview, name))
+    assert (copy.overview.title, copy.overview.mpp_note) == (plan.overview.title, plan.overview.mpp_note)
     for task, task_copy in zip(plan.shards, copy.shards, strict=True):
         np.testing.assert_array_equal(task_copy.level0_xy, task.level0_xy)
         np.testing.assert_array_equal(task_copy.row_col, task.row_col)
