@@ -54,14 +54,13 @@ from tiling.tile_slide import (
     plan_slide,
     write_overview,
 )
-from tiling.workers import ProcessPool, WorkerCrashed
+from tiling.workers import TILING_PRELOAD, ProcessPool, WorkerCrashed
 
 QC_DIR = "qc"
 EXIT_FAILED = 1  # at least one slide failed
 EXIT_START_ERROR = 2  # the run could not start (bad input path, option or output folder)
 EXIT_LOCKED = 3  # nothing failed, but some slides were left to another live run holding their locks
 _MANIFEST_EVERY_S = 5.0
-_WORKER_PRELOAD = ("tiling.tile_slide",)  # imported once by the fork server, so workers start in ms
 
 
 class OutputError(Exception):
@@ -231,7 +230,7 @@ class _Scheduler:
             self._pool = (
                 InlinePool()
                 if self.cfg.workers == 0
-                else ProcessPool(self.cfg.workers, install_fault, (self.fault,), preload=_WORKER_PRELOAD)
+                else ProcessPool(self.cfg.workers, install_fault, (self.fault,), preload=TILING_PRELOAD)
             )
         return self._pool
 

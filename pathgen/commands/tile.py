@@ -10,6 +10,7 @@ from pathlib import Path
 from pathgen.config import ConfigError, load_config
 from pathgen.errors import report_failure
 from tiling.discover import shard_from_environment
+from tiling.workers import TILING_PRELOAD, start_fork_server
 
 # command-line flag → config key; flags win over the YAML and over key=value overrides
 FLAG_KEYS = {
@@ -82,11 +83,18 @@ def _shard_from_slurm() -> str | None:
 def run(args: argparse.Namespace) -> int:
     """Tile the inputs. Exit status: 0 all tiled, 1 a slide failed, 2 the run could not start,
     3 nothing failed but some slides were left to another live run that holds their locks."""
+    try:
+        cfg = resolve_config(args)
+    except (ConfigError, ValueError) as err:
+        from tiling.pipeline import EXIT_START_ERROR  # lazy: as below
+
+        return report_failure("tile", err, EXIT_START_ERROR)
+    if cfg.workers > 0:  # the workers' imports run in the fork server while this process does its own
+        start_fork_server(TILING_PRELOAD)
     # lazy: start-up time (a command loads its stage, and torch, only when it runs)
     from tiling.pipeline import EXIT_START_ERROR, OutputError, run_tiling
 
     try:
-        cfg = resolve_config(args)
         summary = run_tiling(args.inputs, args.out, cfg, progress=not args.no_progress)
     except (ConfigError, OutputError, ValueError) as err:
         return report_failure("tile", err, EXIT_START_ERROR)

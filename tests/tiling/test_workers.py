@@ -12,10 +12,18 @@ from pathlib import Path
 import pytest
 
 from tiling.reader import SlideError
-from tiling.workers import ProcessPool, TaskError, WorkerCrashed, exit_description, portable_error
+from tiling.workers import (
+    TILING_PRELOAD,
+    ProcessPool,
+    TaskError,
+    WorkerCrashed,
+    exit_description,
+    portable_error,
+    start_fork_server,
+)
 
 REPO = Path(__file__).resolve().parents[2]
-PRELOAD = ("tiling.tile_slide",)  # what the tiling pipeline preloads: workers start in milliseconds
+PRELOAD = TILING_PRELOAD  # what the tiling pipeline preloads: workers start in milliseconds
 
 
 def square(x: int) -> int:
@@ -37,6 +45,10 @@ def sleep_then(value: int) -> int:
 
 def report_pid(_: object) -> int:
     return os.getpid()
+
+
+def parent_and_preloaded(_: object) -> tuple[int, bool]:
+    return os.getppid(), "tiling.tile_slide" in sys.modules
 
 
 class _Unpicklable(Exception):
@@ -177,3 +189,35 @@ def pid_alive(pid: int) -> bool:
             return handle.read().rsplit(")", 1)[1].split()[0] != "Z"
     except FileNotFoundError:
         return False
+
+
+_EARLY_SERVER_SCRIPT = """
+import sys
+from multiprocessing import forkserver
+from tests.tiling.test_workers import _drain, parent_and_preloaded
+from tiling.workers import TILING_PRELOAD, ProcessPool, start_fork_server
+start_fork_server(TILING_PRELOAD)
+server_pid = forkserver._forkserver._forkserver_pid
+assert "tiling.tile_slide" not in sys.modules  # this process has not imported them: the server does
+pool = ProcessPool(2, preload=TILING_PRELOAD)
+futures = [pool.submit(parent_and_preloaded, None) for _ in range(2)]
+_drain(pool, futures)
+pool.shutdown()
+print(server_pid, *[f.result() for f in futures], flush=True)
+"""
+
+
+def test_a_fork_server_started_early_is_the_one_pool_workers_come_from():
+    """The tile command starts the fork server before its own imports; the pool must then fork
+    its workers from that server, with the tiling modules already imported there."""
+    out = subprocess.run(
+        [sys.executable, "-c", _EARLY_SERVER_SCRIPT],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        timeout=120,
+    )
+    assert out.returncode == 0, out.stderr
+    server_pid, workers = out.stdout.strip().split(" ", 1)
+    assert server_pid.isdigit() and workers == f"({server_pid}, True) ({server_pid}, True)"
