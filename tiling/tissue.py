@@ -87,34 +87,41 @@ def detect_tissue(thumbnail: np.ndarray, thumbnail_mpp: float, cfg: TissueConfig
     return TissueMask(tissue=tissue, ink=ink, saturation_threshold=threshold)
 
 
-_UNIT = (np.arange(256, dtype=np.float32) / np.float32(255)).astype(np.float32)  # uint8 level → 0..1
-
-
 def _hsv(thumbnail: np.ndarray) -> np.ndarray:
     """HSV planes (3, H, W) in float32 (hue, saturation, value, each 0..1), as skimage's rgb2hsv defines them.
 
     The same float32 values as converting the image to 0..1 floats first, found faster: max, min and
-    which channel is largest come from the uint8 channels (the conversion is monotonic), floats only
-    through a 256-entry table, and each plane is computed in place.
+    which channel is largest come from the uint8 channels (the conversion is monotonic), and each
+    plane is computed in place.
     """
     red8, green8, blue8 = (np.ascontiguousarray(thumbnail[..., c]) for c in range(3))
     top = np.maximum(np.maximum(red8, green8), blue8)
     out = np.empty((3, *top.shape), np.float32)
     hue, saturation, value = out
-    np.take(_UNIT, top, out=value)
-    delta = np.take(_UNIT, np.minimum(np.minimum(red8, green8), blue8))
+    _to_unit(top, out=value)
+    delta = _to_unit(np.minimum(np.minimum(red8, green8), blue8))
     np.subtract(value, delta, out=delta)
     saturation.fill(0)
     np.divide(delta, value, out=saturation, where=top > 0)
-    red, green, blue = (np.take(_UNIT, channel) for channel in (red8, green8, blue8))
+    red, green, blue = (_to_unit(channel) for channel in (red8, green8, blue8))
     is_red = top == red8
     is_green = ~is_red & (top == green8)
     sector = np.where(is_red, green - blue, np.where(is_green, blue - red, red - green))
     np.divide(sector, np.where(delta > 0, delta, np.float32(1)), out=sector)
     sector += np.where(is_red, np.float32(0), np.where(is_green, np.float32(2), np.float32(4)))
-    sector /= np.float32(6)
-    np.remainder(sector, np.float32(1), out=sector)
-    np.copyto(hue, np.where(delta > 0, sector, np.float32(0)))
+    sector /= np.float32(6)  # now in [-1/6, 5/6]: "% 1" only adds 1 to the negatives (what remainder computes)
+    np.add(sector, np.float32(1), out=sector, where=sector < 0)
+    hue.fill(0)
+    np.copyto(hue, sector, where=delta > 0)
+    return out
+
+
+def _to_unit(levels: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    """uint8 levels → float32 in 0..1, exactly ``levels.astype(np.float32) / 255``."""
+    if out is None:
+        out = np.empty(levels.shape, np.float32)
+    np.copyto(out, levels)
+    out /= np.float32(255)
     return out
 
 
