@@ -128,16 +128,19 @@ class Slide:
         """Which code decodes `level`: "tiff-jpeg" (the file's own tiles) or "openslide"."""
         return READ_PATH if self._direct is not None and level in self._direct.levels else "openslide"
 
-    def read_rgb(self, level0_xy: tuple[int, int], level: int, size_wh: tuple[int, int]) -> np.ndarray:
+    def read_rgb(
+        self, level0_xy: tuple[int, int], level: int, size_wh: tuple[int, int], out: np.ndarray | None = None
+    ) -> np.ndarray:
         """RGB uint8 (h, w, 3) region; transparent (unscanned) pixels become white glass.
 
         JPEG-tiled TIFF levels are decoded from the file's own tiles (tiling/tiff_tiles.py, the
-        same pixels as OpenSlide's, faster); everything else goes through OpenSlide.
+        same pixels as OpenSlide's, faster); everything else goes through OpenSlide. With `out`
+        (h, w, 3) uint8 the pixels are written there and `out` is returned.
         """
         level_xy = (level0_xy[0] / self.level_downsamples[level], level0_xy[1] / self.level_downsamples[level])
         if self._direct is not None and self._direct.can_read(level, level_xy):
             try:
-                return self._direct.read_rgb(level, (int(level_xy[0]), int(level_xy[1])), size_wh)
+                return self._direct.read_rgb(level, (int(level_xy[0]), int(level_xy[1])), size_wh, out)
             except OSError as err:
                 raise SlideError(
                     self.path, f"cannot decode region at level-0 {tuple(level0_xy)}, level {level}: {err}"
@@ -149,10 +152,13 @@ class Slide:
                 self.path, f"cannot decode region at level-0 {tuple(level0_xy)}, level {level}: {err}"
             ) from err
         rgb = rgba[..., :3]
-        if (rgba.view("<u4") >= 0xFF000000).all():  # every alpha byte 255: one pass over whole words
-            return rgb  # a strided view: callers copy once when they cut tiles out of it
-        weight = rgba[..., 3:].astype(np.float32) / 255.0
-        return (rgb * weight + 255.0 * (1.0 - weight) + 0.5).astype(np.uint8)
+        if not (rgba.view("<u4") >= 0xFF000000).all():  # not every alpha byte 255 (one pass over whole words)
+            weight = rgba[..., 3:].astype(np.float32) / 255.0
+            rgb = (rgb * weight + 255.0 * (1.0 - weight) + 0.5).astype(np.uint8)
+        if out is None:
+            return rgb  # maybe a strided view: callers copy once when they cut tiles out of it
+        np.copyto(out, rgb)
+        return out
 
     def best_level_for(self, target_mpp: float) -> int:
         """The coarsest level whose resolution is at least as fine as `target_mpp`."""

@@ -22,6 +22,7 @@ import numpy as np
 from numcodecs import CRC32C, Zstd
 
 from tiling.codecs import decode_jpeg, encode_jpeg
+from tiling.fast_codecs import zstd_compress
 
 EMPTY_CHUNK = np.uint64(2**64 - 1)
 _MAX_OPEN_FILES = 64
@@ -46,7 +47,7 @@ class TileCodec:
     def encode(self, tile: np.ndarray) -> bytes:
         """Bytes of one tile as stored inside a shard."""
         if self.name == "zstd":
-            return bytes(Zstd(level=self.level_or_quality).encode(np.ascontiguousarray(tile)))
+            return zstd_compress(tile, self.level_or_quality)
         return encode_jpeg(tile, self.level_or_quality)
 
     def decode(self, data: bytes, tile_shape: tuple[int, ...]) -> np.ndarray:

@@ -5,9 +5,10 @@ composites them through cairo into premultiplied ARGB and caches them in a share
 costs about a third of its time on 256-px tiles. For a TIFF-family slide (generic tiled TIFF,
 Aperio SVS) whose pyramid levels are 8-bit, 3-channel, JPEG-compressed tiled pages, this module
 fetches the compressed tiles (offsets, byte counts and the shared JPEGTables from tifffile) and
-decodes them with Pillow's libjpeg-turbo, forcing the colour space that the TIFF's photometric
-tag states (Aperio writes RGB-coded JPEG without an Adobe marker, which a decoder left to guess
-would read as YCbCr). Decoded tiles are kept in a bounded LRU cache per handle.
+decodes them with libjpeg-turbo (tiling.fast_codecs: through imagecodecs, else Pillow), forcing
+the colour space that the TIFF's photometric tag states (Aperio writes RGB-coded JPEG without an
+Adobe marker, which a decoder left to guess would read as YCbCr). Decoded tiles are kept in a
+bounded LRU cache per handle.
 
 Only whole-pixel positions on a level are read here (OpenSlide would interpolate a fractional
 one); anything else — other compressions (JPEG 2000 included), other layouts, fractional
@@ -23,7 +24,8 @@ from pathlib import Path
 
 import numpy as np
 import tifffile
-from PIL import Image
+
+from tiling.fast_codecs import decode_jpeg_rgb
 
 READ_PATH = "tiff-jpeg"
 _JPEG = 7  # TIFF Compression tag value for "new-style" JPEG (TIFF Technical Note 2)
@@ -104,10 +106,7 @@ def find_tiled_levels(path: Path, level_dimensions: tuple[tuple[int, int], ...])
 
 def decode_jpeg_tile(data: bytes, level: TiledLevel) -> np.ndarray:
     """One compressed tile → RGB uint8 (tile_h, tile_w, 3), in the colour space the TIFF states."""
-    if level.jpeg_tables is not None and len(level.jpeg_tables) > 4:
-        data = level.jpeg_tables[:-2] + data[2:]  # tables without EOI + tile without SOI: one full stream
-    image = Image.frombytes("RGB", (level.tile_w, level.tile_h), data, "jpeg", "RGB", level.jpeg_mode)
-    return np.asarray(image)
+    return decode_jpeg_rgb(data, level.jpeg_tables, level.jpeg_mode, (level.tile_w, level.tile_h))
 
 
 class TiffTileReader:
@@ -129,12 +128,22 @@ class TiffTileReader:
         """Whether this reader decodes `level` at this position (whole pixels on that level)."""
         return level in self.levels and all(float(v).is_integer() for v in level_xy)
 
-    def read_rgb(self, level: int, level_xy: tuple[int, int], size_wh: tuple[int, int]) -> np.ndarray:
-        """RGB uint8 (h, w, 3) of the level's pixels from `level_xy`; outside the image is white."""
+    def read_rgb(
+        self, level: int, level_xy: tuple[int, int], size_wh: tuple[int, int], out: np.ndarray | None = None
+    ) -> np.ndarray:
+        """RGB uint8 (h, w, 3) of the level's pixels from `level_xy`; outside the image is white.
+
+        With `out` (h, w, 3) uint8 the pixels are written there (and `out` returned), saving a copy.
+        """
         spec = self.levels[level]
         (x0, y0), (w, h) = (int(level_xy[0]), int(level_xy[1])), size_wh
-        out = np.full((h, w, 3), 255, np.uint8)
         cx0, cy0, cx1, cy1 = max(x0, 0), max(y0, 0), min(x0 + w, spec.width), min(y0 + h, spec.height)
+        if out is None:
+            out = np.empty((h, w, 3), np.uint8)
+        if out.shape != (h, w, 3) or out.dtype != np.uint8:
+            raise ValueError(f"out must be uint8 of shape {(h, w, 3)}, got {out.dtype} {out.shape}")
+        if (cx0, cy0, cx1, cy1) != (x0, y0, x0 + w, y0 + h):
+            out.fill(255)  # part of the region lies outside the image
         for row in range(cy0 // spec.tile_h, -(-cy1 // spec.tile_h)) if cy1 > cy0 else ():
             for col in range(cx0 // spec.tile_w, -(-cx1 // spec.tile_w)) if cx1 > cx0 else ():
                 tile = self._tile(level, spec, row * spec.tiles_across + col)

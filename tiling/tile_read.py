@@ -24,6 +24,7 @@ from PIL import Image
 
 from tiling.grid import GridSpec
 from tiling.reader import Slide
+from tiling.tiff_tiles import READ_PATH
 
 EXACT_PX = 0.02  # box corners this close to whole level pixels (at the tile's size) are copied, not resampled
 _LANCZOS_LOBES = 3  # support of Pillow's Lanczos filter, in source pixels per unit of scale
@@ -50,13 +51,19 @@ def read_run(slide: Slide, grid: GridSpec, level: int, level0_xy: np.ndarray, ou
     """Fill `out` (n, T, T, 3) with the tiles whose level-0 corners are `level0_xy` (n, 2), read from `level`.
 
     The tiles should be close together (a horizontal run): one region covering all their boxes
-    is read, then every tile is resampled from its own box inside it.
+    is read, then every tile is resampled from its own box inside it. When every box is whole
+    level pixels at the tile's size, tiles are copies: no filter margin is read, and a level that
+    is decoded from the file's own tiles is read tile by tile straight into `out`.
     """
     tile_px = grid.tile_size_px
     boxes = level_boxes(slide, level, level0_xy, grid.tile_size_level0)
-    if all(is_whole_pixel_box(box, tile_px) for box in boxes):
-        # Copied, not resampled: no filter margin, so an aligned run decodes only the slide tiles under it.
-        boxes, margin = np.round(boxes), 0
+    corners = whole_pixel_corners(slide, level, boxes, tile_px)
+    if corners is not None and slide.read_path(level) == READ_PATH:
+        for i, corner in enumerate(corners):
+            slide.read_rgb(corner, level, (tile_px, tile_px), out=out[i])
+        return
+    if corners is not None:
+        boxes, margin = np.round(boxes), 0  # copies need no filter margin
     else:
         box_side = float(boxes[0, 2] - boxes[0, 0])
         margin = int(math.ceil(_LANCZOS_LOBES * max(1.0, box_side / tile_px))) + 1
@@ -73,6 +80,21 @@ def read_run(slide: Slide, grid: GridSpec, level: int, level0_xy: np.ndarray, ou
         if image is None:
             image = Image.fromarray(np.ascontiguousarray(region))
         out[i] = np.asarray(image.resize((tile_px, tile_px), Image.Resampling.LANCZOS, box=tuple(box)))
+
+
+def whole_pixel_corners(slide: Slide, level: int, boxes: np.ndarray, tile_px: int) -> list[tuple[int, int]] | None:
+    """For boxes that are all whole level pixels at the tile's size, the level-0 corner of each that
+    OpenSlide places exactly on that whole level pixel; None if any box is not such a copy."""
+    if not all(is_whole_pixel_box(box, tile_px) for box in boxes):
+        return None
+    downsample = slide.level_downsamples[level]
+    corners = []
+    for x, y in np.round(boxes[:, :2]):
+        level0_x, level0_y = region_start_level0(x, downsample), region_start_level0(y, downsample)
+        if level0_x / downsample != x or level0_y / downsample != y:
+            return None
+        corners.append((level0_x, level0_y))
+    return corners
 
 
 def is_whole_pixel_box(box: np.ndarray, tile_px: int) -> bool:

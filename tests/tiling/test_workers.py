@@ -19,7 +19,6 @@ from tiling.workers import (
     WorkerCrashed,
     exit_description,
     portable_error,
-    start_fork_server,
 )
 
 REPO = Path(__file__).resolve().parents[2]
