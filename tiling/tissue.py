@@ -18,6 +18,7 @@ thumbnail's actual mpp, so one setting means the same on every scanner.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -26,6 +27,7 @@ from skimage.filters import rank, threshold_otsu
 from skimage.morphology import footprint_rectangle
 
 from tiling.config import TissueConfig
+from tiling.row_strips import by_row_strips
 
 NEAR_BLACK_VALUE = 0.1  # HSV value below this is scanner border / debris, never tissue
 MEDIAN_UM = 40.0  # median filter on saturation: JPEG / sensor noise on tinted glass
@@ -72,8 +74,9 @@ def detect_tissue(thumbnail: np.ndarray, thumbnail_mpp: float, cfg: TissueConfig
     ``cfg.thumbnail_mpp`` exactly); all physical sizes in ``cfg`` are converted with it.
     """
     _check_thumbnail(thumbnail, thumbnail_mpp)
-    hsv = _hsv(thumbnail)
-    sat = _median(hsv[1], _odd_px(MEDIAN_UM, thumbnail_mpp))
+    hsv = by_row_strips(_hsv, 0, thumbnail, out_row_axis=1)  # the local steps run on row strips in threads
+    median_px = _odd_px(MEDIAN_UM, thumbnail_mpp)
+    sat = by_row_strips(lambda channel: _median(channel, median_px), median_px // 2, hsv[1])
     val = hsv[2]
     usable = val >= NEAR_BLACK_VALUE
     ink = _pen_ink(hsv, thumbnail_mpp, cfg)
@@ -205,11 +208,19 @@ def clean_mask(candidate: np.ndarray, ink: np.ndarray, mpp: float, cfg: TissueCo
     Ink is removed again after the closing and hole filling, which would otherwise bridge a
     thin stroke across tissue or fill an ink dot that lies inside tissue.
     """
-    mask = erode(dilate(candidate, cfg.closing_um / mpp), cfg.closing_um / mpp)
-    mask = dilate(erode(mask, cfg.opening_um / mpp), cfg.opening_um / mpp)
+    closing_px, opening_px = cfg.closing_um / mpp, cfg.opening_um / mpp
+    reach = 2 * math.ceil(max(0.0, closing_px)) + 2 * math.ceil(max(0.0, opening_px))
+    mask = by_row_strips(lambda m: _close_then_open(m, closing_px, opening_px), reach, candidate)
     mask = fill_small_holes(mask, _mm2_to_px(cfg.max_hole_mm2, mpp))
     mask &= ~ink
     return remove_small_regions(mask, _mm2_to_px(cfg.min_region_mm2, mpp))
+
+
+def _close_then_open(mask: np.ndarray, closing_px: float, opening_px: float) -> np.ndarray:
+    """Closing then opening with disks: each output pixel depends only on pixels within
+    2·(closing + opening) radii, which is what lets clean_mask run it on row strips."""
+    mask = erode(dilate(mask, closing_px), closing_px)
+    return dilate(erode(mask, opening_px), opening_px)
 
 
 def _mm2_to_px(area_mm2: float, mpp: float) -> float:
