@@ -9,14 +9,17 @@ and in each, with 2 worker processes:
   * pathgen slide  the same run's own time for the slide (manifest: opening it to marking its
                    store complete), without the command's start-up and wind-down
   * openslide      only OpenSlide read_region of the level-0 boxes of the tiles pathgen kept
-  * turbo limit    only libjpeg-turbo (Pillow) decoding the file's compressed tiles under those
-                   boxes, each once: the physical limit of any reader of this file
+  * turbo limit    only libjpeg-turbo (tiling.fast_codecs: imagecodecs, else Pillow) decoding
+                   the file's compressed tiles under those boxes, each once: the physical limit
+                   of any reader of this file
   * naive          thumbnail Otsu + one read_region per tile + one zarr chunk write per tile
 Every rate is printed beside its ratio to the OpenSlide bound and to the turbo limit of the same
-case, measured in the same run (the machine may be shared: only same-run ratios compare; the load
-average before and after each case is printed with it). Peak memory is the largest peak RSS
-(VmHWM) of any one process of the variant: for pathgen, the command's own process and each
-worker. The aligned case also prints bytes on disk per tile for the lossless and JPEG stores.
+case, by wall time and by CPU time (CPU: all of a variant's processes, polled from /proc; the
+pools' parts count only their own work), measured in the same run. The machine may be shared:
+only same-run ratios compare, the CPU ratios least blurred by other load (the load average before
+and after each case is printed with it). Peak memory is the largest peak RSS (VmHWM) of any one
+process of the variant: for pathgen, the command's own process and each worker. The aligned case
+also prints bytes on disk per tile for the lossless and JPEG stores.
 
     python benchmarks/perf/tile_throughput.py                 # 40,000 × 30,000 px
     python benchmarks/perf/tile_throughput.py --width 12000 --height 9000   # a quick look
@@ -84,22 +87,34 @@ def _peak_rss_mb(pid: int) -> float:
     return 0.0
 
 
-def run_measured(cmd: list[str]) -> tuple[float, float]:
-    """Run a command; (wall seconds from its start to its exit, peak RSS in MB of its largest process).
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds a live process has used so far; 0 once it is gone."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime
 
-    The processes' peaks are polled from /proc while it runs (a peak is kept by the kernel, so a
-    poll misses only what a process adds in its last 0.05 s)."""
+
+def run_measured(cmd: list[str]) -> tuple[float, float, float]:
+    """Run a command; (wall seconds from its start to its exit, peak RSS in MB of its largest
+    process, CPU seconds of all its processes).
+
+    Peaks and CPU times are polled from /proc while it runs (both only grow, so a poll misses
+    only what a process adds in its last 0.05 s)."""
     start = time.perf_counter()
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     peaks: dict[int, float] = {}
+    cpu: dict[int, float] = {}
     while proc.poll() is None:
         for pid in _descendants(proc.pid):
             peaks[pid] = max(peaks.get(pid, 0.0), _peak_rss_mb(pid))
+            cpu[pid] = max(cpu.get(pid, 0.0), _cpu_seconds(pid))
         time.sleep(0.05)
     seconds = time.perf_counter() - start
     if proc.returncode != 0:
         raise RuntimeError(f"{cmd} exited {proc.returncode}: {proc.stderr.read()[-2000:]}")
-    return seconds, max(peaks.values(), default=0.0)
+    return seconds, max(peaks.values(), default=0.0), sum(cpu.values())
 
 
 def run_pathgen(slide: Path, out: Path, workers: int, codec: str, tile_px: int) -> dict[str, dict]:
@@ -124,23 +139,29 @@ def run_pathgen(slide: Path, out: Path, workers: int, codec: str, tile_px: int) 
         str(TARGET_MPP),
         "--no-progress",
     ]
-    seconds, peak_mb = run_measured(cmd)
+    seconds, peak_mb, cpu_s = run_measured(cmd)
     row = read_manifest(out)[slide.stem]
     tiles = int(row["tiles"])
     return {
-        "pathgen": {"tiles": tiles, "seconds": seconds, "peak_mb": peak_mb},
-        "pathgen slide": {"tiles": tiles, "seconds": float(row["seconds"]), "peak_mb": peak_mb},
+        "pathgen": {"tiles": tiles, "seconds": seconds, "peak_mb": peak_mb, "cpu_s": cpu_s},
+        "pathgen slide": {"tiles": tiles, "seconds": float(row["seconds"]), "peak_mb": peak_mb, "cpu_s": None},
     }
+
+
+def _part_result(start: float, cpu: float, tiles: int) -> tuple[float, float, int, float]:
+    """(wall seconds, peak RSS MB, tiles, CPU seconds) of one pool part since `start` / `cpu`."""
+    wall, cpu_s = time.perf_counter() - start, time.process_time() - cpu
+    return wall, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, tiles, cpu_s
 
 
 def _decode_part(args: tuple[str, np.ndarray, int]) -> tuple[float, float, int]:
     """OpenSlide read_region of each level-0 box, nothing else."""
     path, coords, box_px = args
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     slide = openslide.OpenSlide(path)
     for x, y in coords:
         slide.read_region((int(x), int(y)), 0, (box_px, box_px))
-    return time.perf_counter() - start, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, len(coords)
+    return _part_result(start, cpu, len(coords))
 
 
 def covered_file_tiles(slide: Path, coords: np.ndarray, box_px: int) -> np.ndarray:
@@ -159,7 +180,7 @@ def covered_file_tiles(slide: Path, coords: np.ndarray, box_px: int) -> np.ndarr
 def _turbo_part(args: tuple[str, np.ndarray, int]) -> tuple[float, float, int]:
     """Read and decode these compressed file tiles, once each; counts the kept tiles they serve."""
     path, file_tiles, n_kept = args
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     with tifffile.TiffFile(path) as tif:
         size = (tif.pages[0].imagewidth, tif.pages[0].imagelength)
     level = find_tiled_levels(Path(path), (size,))[0]
@@ -167,13 +188,13 @@ def _turbo_part(args: tuple[str, np.ndarray, int]) -> tuple[float, float, int]:
         for index in file_tiles:
             handle.seek(int(level.offsets[index]))
             decode_jpeg_tile(handle.read(int(level.byte_counts[index])), level)
-    return time.perf_counter() - start, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, n_kept
+    return _part_result(start, cpu, n_kept)
 
 
 def _naive_part(args: tuple[str, str, int, int, int, int]) -> tuple[float, float, int]:
     """The loop people write first: Otsu on a thumbnail, then read → resize → write, tile by tile."""
     path, out, part, n_parts, tile_px, box_px = args
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     slide = openslide.OpenSlide(path)
     width, height = slide.dimensions
     thumb = np.asarray(slide.get_thumbnail((width // 16, height // 16)).convert("RGB"))
@@ -197,18 +218,20 @@ def _naive_part(args: tuple[str, str, int, int, int, int]) -> tuple[float, float
     for i, (x, y) in enumerate(coords):
         region = slide.read_region((x, y), 0, (box_px, box_px)).convert("RGB")
         store[i] = np.asarray(region if box_px == tile_px else region.resize((tile_px, tile_px), 1))
-    return time.perf_counter() - start, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, len(coords)
+    return _part_result(start, cpu, len(coords))
 
 
 def run_pool(fn, parts: list, workers: int) -> dict:
     """Run `fn` over `parts` in `workers` processes, one part each, started together; the time is
-    the slowest part's own (process start-up not counted, as for pathgen)."""
+    the slowest part's own and the CPU the parts' own (process start-up not counted: more than
+    pathgen's whole-command row is granted)."""
     with mp.get_context("spawn").Pool(workers) as pool:
         results = pool.map(fn, parts)
     return {
         "seconds": max(r[0] for r in results),
         "peak_mb": max(r[1] for r in results),
         "tiles": sum(r[2] for r in results),
+        "cpu_s": sum(r[3] for r in results),
     }
 
 
@@ -270,15 +293,26 @@ def run_case(slide: Path, workdir: Path, workers: int, tile_px: int, box_px: int
 
 
 def report(rows: dict) -> None:
-    """Print tiles/s of each variant and its ratios to the OpenSlide bound and the turbo limit."""
+    """Print tiles/s of each variant and its ratios to the OpenSlide bound and the turbo limit, by wall
+    time and by CPU time (CPU ms per tile of all the variant's processes: what a loaded machine's
+    wall ratios blur, since every variant then waits for the cores by a different share)."""
     bound = rows["openslide"]["tiles"] / rows["openslide"]["seconds"]
     limit = rows["turbo limit"]["tiles"] / rows["turbo limit"]["seconds"]
-    print(f"{'variant':<15}{'tiles':>8}{'seconds':>9}{'tiles/s':>9}{'× openslide':>13}{'× turbo':>9}{'peak MB':>9}")
+    bound_cpu = rows["openslide"]["cpu_s"] / rows["openslide"]["tiles"]
+    limit_cpu = rows["turbo limit"]["cpu_s"] / rows["turbo limit"]["tiles"]
+    print(
+        f"{'variant':<15}{'tiles':>8}{'seconds':>9}{'tiles/s':>9}{'× openslide':>13}{'× turbo':>9}{'peak MB':>9}"
+        f"{'CPU ms/tile':>13}{'× openslide':>13}{'× turbo':>9}   (CPU)"
+    )
     for name, r in rows.items():
         rate = r["tiles"] / r["seconds"]
+        cpu = "" if r["cpu_s"] is None else f"{r['cpu_s'] / r['tiles'] * 1e3:>13.2f}"
+        if r["cpu_s"] is not None:
+            per_tile = r["cpu_s"] / r["tiles"]
+            cpu += f"{bound_cpu / per_tile:>13.2f}{limit_cpu / per_tile:>9.2f}"
         print(
             f"{name:<15}{r['tiles']:>8}{r['seconds']:>9.1f}{rate:>9.0f}{rate / bound:>13.2f}{rate / limit:>9.2f}"
-            f"{r['peak_mb']:>9.0f}"
+            f"{r['peak_mb']:>9.0f}{cpu}"
         )
 
 
