@@ -25,21 +25,31 @@ except ImportError:  # an install without it still tiles, with Pillow and numcod
 BACKEND = "imagecodecs" if imagecodecs is not None else "pillow+numcodecs"
 
 
-def decode_jpeg_rgb(data: bytes, tables: bytes | None, colour: str, size_wh: tuple[int, int]) -> np.ndarray:
+def decode_jpeg_rgb(
+    data: bytes, tables: bytes | None, colour: str, size_wh: tuple[int, int], out: np.ndarray | None = None
+) -> np.ndarray:
     """RGB uint8 (h, w, 3) of one JPEG stream whose components are `colour` ("RGB" or "YCbCr").
 
     `tables` is a TIFF JPEGTables stream for an abbreviated `data` (or None); the colour space is
-    given, never guessed from the stream. Raises OSError for a stream that does not decode to `size_wh`.
+    given, never guessed from the stream. With `out` (h, w, 3) uint8, C-contiguous, the pixels are
+    decoded there and `out` is returned. Raises OSError for a stream that does not decode to `size_wh`.
     """
     width, height = size_wh
     if imagecodecs is None:
-        return _decode_with_pillow(data, tables, colour, size_wh)
+        pixels = _decode_with_pillow(data, tables, colour, size_wh)
+        if out is None:
+            return pixels
+        np.copyto(out, pixels)
+        return out
+    if out is not None and (out.shape != (height, width, 3) or not out.flags.c_contiguous):
+        raise ValueError(f"out must be C-contiguous of shape {(height, width, 3)}, got {out.shape}")
     try:
         pixels = imagecodecs.jpeg8_decode(
             data,
             tables=tables if tables is not None and len(tables) > 4 else None,
             colorspace=colour,
             outcolorspace="RGB",
+            out=out,
         )
     except (imagecodecs.Jpeg8Error, ValueError) as err:
         raise OSError(f"JPEG tile does not decode: {err}") from err

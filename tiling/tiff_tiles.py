@@ -104,9 +104,10 @@ def find_tiled_levels(path: Path, level_dimensions: tuple[tuple[int, int], ...])
         return {}
 
 
-def decode_jpeg_tile(data: bytes, level: TiledLevel) -> np.ndarray:
-    """One compressed tile → RGB uint8 (tile_h, tile_w, 3), in the colour space the TIFF states."""
-    return decode_jpeg_rgb(data, level.jpeg_tables, level.jpeg_mode, (level.tile_w, level.tile_h))
+def decode_jpeg_tile(data: bytes, level: TiledLevel, out: np.ndarray | None = None) -> np.ndarray:
+    """One compressed tile → RGB uint8 (tile_h, tile_w, 3), in the colour space the TIFF states
+    (into `out` when given)."""
+    return decode_jpeg_rgb(data, level.jpeg_tables, level.jpeg_mode, (level.tile_w, level.tile_h), out)
 
 
 class TiffTileReader:
@@ -144,6 +145,10 @@ class TiffTileReader:
             raise ValueError(f"out must be uint8 of shape {(h, w, 3)}, got {out.dtype} {out.shape}")
         if (cx0, cy0, cx1, cy1) != (x0, y0, x0 + w, y0 + h):
             out.fill(255)  # part of the region lies outside the image
+        elif (w, h) == (spec.tile_w, spec.tile_h) and x0 % w == 0 and y0 % h == 0:
+            index = (y0 // h) * spec.tiles_across + x0 // w
+            if (level, index) not in self._cache:  # one whole file tile, as aligned tiling reads each once:
+                return decode_jpeg_tile(self._compressed(level, spec, index), spec, out)  # decoded in place, not cached
         for row in range(cy0 // spec.tile_h, -(-cy1 // spec.tile_h)) if cy1 > cy0 else ():
             for col in range(cx0 // spec.tile_w, -(-cx1 // spec.tile_w)) if cx1 > cx0 else ():
                 tile = self._tile(level, spec, row * spec.tiles_across + col)
@@ -158,14 +163,17 @@ class TiffTileReader:
         if key in self._cache:
             self._cache.move_to_end(key)
             return self._cache[key]
+        tile = decode_jpeg_tile(self._compressed(level, spec, index), spec)
+        self._remember(key, tile)
+        return tile
+
+    def _compressed(self, level: int, spec: TiledLevel, index: int) -> bytes:
         data = os.pread(self._fd, int(spec.byte_counts[index]), int(spec.offsets[index]))
         if len(data) != spec.byte_counts[index]:
             raise OSError(
                 f"tile {index} of level {level} is truncated ({len(data)} of {spec.byte_counts[index]} bytes)"
             )
-        tile = decode_jpeg_tile(data, spec)
-        self._remember(key, tile)
-        return tile
+        return data
 
     def _remember(self, key: tuple[int, int], tile: np.ndarray) -> None:
         if tile.nbytes > self._cache_bytes:

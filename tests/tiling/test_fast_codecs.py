@@ -72,6 +72,21 @@ def test_both_decoders_give_identical_pixels(textured, colour, shared, monkeypat
         np.testing.assert_array_equal(a, b)
 
 
+@pytest.mark.parametrize("backend", ["imagecodecs", "pillow"])
+def test_decoding_into_out_gives_the_same_pixels(textured, backend, monkeypatch):
+    if backend == "pillow":
+        monkeypatch.setattr(fast_codecs, "imagecodecs", None)
+    elif fast_codecs.imagecodecs is None:
+        pytest.skip("imagecodecs is not installed")
+    level, streams = _file_tiles(textured[("ycbcr", True)], count=4)
+    expected = _decode_all(level, streams)
+    out = np.zeros((len(streams), 128, 128, 3), np.uint8)
+    for i, stream in enumerate(streams):
+        result = fast_codecs.decode_jpeg_rgb(stream, level.jpeg_tables, level.jpeg_mode, (128, 128), out[i])
+        assert np.shares_memory(result, out)
+    np.testing.assert_array_equal(out, np.stack(expected))
+
+
 @needs_imagecodecs
 def test_both_decoders_agree_on_the_aperio_rgb_jpeg(cmu_small, monkeypatch):
     level, streams = _file_tiles(cmu_small)

@@ -174,7 +174,9 @@ def test_aligned_run_decodes_only_the_slide_tiles_under_it(tmp_path, textured_pi
     decoded = []
     real_decode = tiff_tiles.decode_jpeg_tile
     monkeypatch.setattr(
-        tiff_tiles, "decode_jpeg_tile", lambda data, level: decoded.append(data) or real_decode(data, level)
+        tiff_tiles,
+        "decode_jpeg_tile",
+        lambda data, level, out=None: decoded.append(data) or real_decode(data, level, out),
     )
     slide = open_slide(path)
     grid = GridSpec(slide.dimensions, 0.5, 0.5, 128)
@@ -183,6 +185,7 @@ def test_aligned_run_decodes_only_the_slide_tiles_under_it(tmp_path, textured_pi
     tiles = np.empty((4, 128, 128, 3), np.uint8)
     read_run(slide, grid, 0, coords, tiles)
     assert len(decoded) == 4
+    assert slide._direct.cached_bytes == 0  # each decoded straight into its tile, nothing kept
     for tile, (x, y) in zip(tiles, coords):
         np.testing.assert_array_equal(tile, _openslide_rgb(path, (int(x), int(y)), 0, (128, 128)))
     slide.close()
