@@ -23,7 +23,19 @@ def run_demo(out_dir: Path, gensis: bool = True) -> int:
     """Run the demo into `out_dir`; returns the first non-zero exit status, else 0."""
     slides, tiles, run = out_dir / "slides", out_dir / "tiles", out_dir / "gensis"
     steps = [
-        ["synth", str(slides), "--n", "4", "--width", "12288", "--height", "9216", "--pen-strokes", "2"],
+        [
+            "synth",
+            str(slides),
+            "--n",
+            "4",
+            "--width",
+            "12288",
+            "--height",
+            "9216",
+            "--pen-strokes",
+            "2",
+            "--lymph-node",
+        ],
         ["tile", str(slides), "--out", str(tiles), "--workers", "2"],
     ]
     if gensis:

@@ -5,9 +5,11 @@ low-resolution *fields* computed from the seed, one value per `MASK_DS` level-0 
 level-0 pixels of signed distance (positive inside): tissue, "tumor" (inside tissue) and pen
 ink. The image upsamples the fields bilinearly and blends textures (tiling.synthetic_texture)
 where they are positive, so the ground-truth masks are the same fields sampled at any
-downsample. Full resolution is a lazy pyvips pipeline over a few numpy-made texture patches, so
-a 40,000 × 30,000 slide streams to disk in bounded memory. Tumor outlines are written beside
-the slide as ASAP XML (tiling.annotations).
+downsample. A `lymph_node` slide (as synthetic PCam's) fills its tissue, but for a stroma capsule,
+with lymphoid sheets and draws its tumor as carcinoma nests: two textures of close mean colour
+that differ in nuclear size and arrangement. Full resolution is a lazy pyvips pipeline over a few
+numpy-made texture patches, so a 40,000 × 30,000 slide streams to disk in bounded memory. Tumor
+outlines are written beside the slide as ASAP XML (tiling.annotations).
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ from tiling.annotations import (
 from tiling.synthetic_texture import GLASS_RGB, texture_mosaic
 
 MASK_DS = 32  # level-0 pixels per value of the layout fields
+CAPSULE_UM = 60.0  # stroma rim of lymph-node tissue (SyntheticSlideSpec.lymph_node)
 INK_RGB = {"blue": (30, 60, 170), "green": (40, 140, 60), "red": (200, 30, 40), "black": (30, 30, 30)}
 _OUTSIDE = -1e6  # field value meaning "nowhere near"
 _RESOLUTION_TAGS = (282, 283, 296)  # TIFF XResolution, YResolution, ResolutionUnit
@@ -51,6 +54,7 @@ class SyntheticSlideSpec:
     tissue_regions: int = 3  # tissue blobs
     tumor_regions: int = 0  # "tumor" areas placed inside tissue
     pen_strokes: int = 0  # marker-ink strokes, blue/green/red/black
+    lymph_node: bool = False  # lymphoid sheets in a CAPSULE_UM stroma capsule, tumor as carcinoma nests
     jpeg_quality: int = 90
     tile_px: int = 256  # TIFF tile size
     pyramid: bool = True  # False: a single tiled level
@@ -99,6 +103,7 @@ class _Grid(NamedTuple):
 class _Fields:
     tissue: np.ndarray  # (h, w) float32 at MASK_DS, level-0 px, > 0 inside
     tumor: np.ndarray  # ≤ tissue everywhere, so tumor ⊂ tissue at any resolution
+    lymphoid: np.ndarray  # ≤ tissue too; tumor is drawn over it
     ink: np.ndarray
     ink_tint: np.ndarray  # (h, w, 3) transmittance of the nearest stroke's ink
     tone: np.ndarray  # staining intensity across the slide, a factor around 1
@@ -106,12 +111,21 @@ class _Fields:
 
 def _layout(spec: SyntheticSlideSpec) -> _Fields:
     return _fields(
-        spec.width_px, spec.height_px, spec.mpp, spec.seed, spec.tissue_regions, spec.tumor_regions, spec.pen_strokes
+        spec.width_px,
+        spec.height_px,
+        spec.mpp,
+        spec.seed,
+        spec.tissue_regions,
+        spec.tumor_regions,
+        spec.pen_strokes,
+        spec.lymph_node,
     )
 
 
 @lru_cache(maxsize=16)
-def _fields(width: int, height: int, mpp: float, seed: int, n_tissue: int, n_tumor: int, n_ink: int) -> _Fields:
+def _fields(
+    width: int, height: int, mpp: float, seed: int, n_tissue: int, n_tumor: int, n_ink: int, lymph_node: bool
+) -> _Fields:
     """The layout of one slide; each part has its own random stream, so e.g. adding pen
     strokes leaves tissue and tumor where they were."""
     ys = ((np.arange(-(-height // MASK_DS)) + 0.5) * MASK_DS).astype(np.float32)
@@ -121,9 +135,10 @@ def _fields(width: int, height: int, mpp: float, seed: int, n_tissue: int, n_tum
     tumor = _tumor_field(grid, tissue, n_tumor, np.random.default_rng([seed, 2]))
     ink, tint = _ink_fields(grid, tissue, n_ink, mpp, np.random.default_rng([seed, 3]))
     tone = 1 + 0.07 * _smooth_noise(grid, 0.05, np.random.default_rng([seed, 6])).clip(-2, 2)
-    for array in (tissue, tumor, ink, tint, tone):
+    lymphoid = tissue - CAPSULE_UM / mpp if lymph_node else np.full_like(tissue, _OUTSIDE)
+    for array in (tissue, tumor, lymphoid, ink, tint, tone):
         array.flags.writeable = False
-    return _Fields(tissue, tumor, ink, tint, tone)
+    return _Fields(tissue, tumor, lymphoid, ink, tint, tone)
 
 
 def _smooth_noise(grid: _Grid, scale: float, rng: np.random.Generator) -> np.ndarray:
@@ -231,7 +246,7 @@ def _alpha(field: np.ndarray, spec: SyntheticSlideSpec, edge_um: float) -> pyvip
 
 
 def synthetic_slide_image(spec: SyntheticSlideSpec) -> pyvips.Image:
-    """The slide as a lazy uchar sRGB pyvips image: glass, stroma, tumor and ink, blended.
+    """The slide as a lazy uchar sRGB pyvips image: glass, stroma, lymphoid sheets, tumor and ink, blended.
 
     Nothing is computed until the image is written or read, so any size streams.
     """
@@ -240,8 +255,12 @@ def synthetic_slide_image(spec: SyntheticSlideSpec) -> pyvips.Image:
     image = texture_mosaic("glass", *where, rng)
     if spec.tissue_regions:
         tissue = texture_mosaic("stroma", *where, rng)
-        if spec.tumor_regions:
-            tumor = texture_mosaic("tumor", *where, rng)
+        tumor_kind = "metastasis" if spec.lymph_node else "tumor"
+        tumor = texture_mosaic(tumor_kind, *where, rng) if spec.tumor_regions else None
+        if spec.lymph_node:
+            lymphoid = texture_mosaic("lymphoid", *where, rng)
+            tissue = _alpha(fields.lymphoid, spec, 1.5).ifthenelse(lymphoid, tissue, blend=True)
+        if tumor is not None:
             tissue = _alpha(fields.tumor, spec, 1.5).ifthenelse(tumor, tissue, blend=True)
         tissue = tissue * _upsample(fields.tone, spec)
         image = _alpha(fields.tissue, spec, 1.5).ifthenelse(tissue, image, blend=True)
@@ -279,6 +298,13 @@ def tissue_truth_mask(spec: SyntheticSlideSpec, downsample: int) -> np.ndarray:
 def tumor_truth_mask(spec: SyntheticSlideSpec, downsample: int) -> np.ndarray:
     """Where the "tumor" texture is, per block; a subset of `tissue_truth_mask` by construction."""
     return _sample_field(_layout(spec).tumor, spec, downsample) > 0
+
+
+def lymphoid_truth_mask(spec: SyntheticSlideSpec, downsample: int) -> np.ndarray:
+    """Where the lymphoid texture shows (tumor drawn over it excluded), per block; all False unless
+    `spec.lymph_node`."""
+    fields = _layout(spec)
+    return (_sample_field(fields.lymphoid, spec, downsample) > 0) & ~tumor_truth_mask(spec, downsample)
 
 
 def ink_truth_mask(spec: SyntheticSlideSpec, downsample: int) -> np.ndarray:

@@ -1,4 +1,5 @@
-"""Texture patches of synthetic H&E: glass, stroma (collagen, fibroblasts, lymphocytes), tumor.
+"""Texture patches of synthetic H&E: glass, stroma (collagen, fibroblasts, lymphocytes), tumor, and
+for lymph nodes lymphoid sheets and metastatic carcinoma nests.
 
 Each kind is a few square patches made with numpy from the seed, periodic and blended to a
 shared base stream near their borders, so they tile edge to edge in any order without seams;
@@ -18,6 +19,7 @@ from typing import NamedTuple
 import numpy as np
 import pyvips
 import scipy.fft
+from scipy import ndimage
 
 GLASS_RGB = (240, 238, 242)
 
@@ -103,10 +105,15 @@ class _Nuclei(NamedTuple):
 _FIBROBLASTS = _Nuclei(900, (3.0, 6.0), (1.0, 1.8), 0.3, 1.0)
 _LYMPHOCYTES = _Nuclei(400, (2.5, 3.2), (2.2, 3.0), None, 1.4)
 _TUMOR_NUCLEI = _Nuclei(5000, (4.0, 7.0), (3.0, 5.0), None, 1.5, rim=0.35)
+_LYMPHOID_NUCLEI = _Nuclei(15000, (2.4, 3.0), (2.2, 2.8), None, 1.3)
+_METASTASIS_NUCLEI = _Nuclei(9000, (4.0, 7.0), (3.0, 5.0), None, 1.25, rim=0.35)
 
 
-def _draw_nuclei(hema: np.ndarray, rand: _PatchRandom, chromatin: np.ndarray, kind: _Nuclei) -> None:
-    """Darken `hema` in place with soft, slightly irregular elliptic nuclei.
+def _draw_nuclei(
+    hema: np.ndarray, rand: _PatchRandom, chromatin: np.ndarray, kind: _Nuclei, where: np.ndarray | None = None
+) -> None:
+    """Darken `hema` in place with soft, slightly irregular elliptic nuclei (only those centred
+    where `where` is True, if given).
 
     Nuclei centred in the patch border come from the shared base stream, so borders match
     between patches; they wrap around the patch edges like the periodic fields.
@@ -118,7 +125,7 @@ def _draw_nuclei(hema: np.ndarray, rand: _PatchRandom, chromatin: np.ndarray, ki
             cy, cx = rng.integers(n), rng.integers(n)
             angle = rng.uniform(0, np.pi) if kind.angle_sd is None else rng.normal(0, kind.angle_sd)
             wobble = rng.uniform(0, 0.12, 2), rng.uniform(0, 2 * np.pi, 2)
-            if (rand.window[cy, cx] < 0.5) == from_base:
+            if (rand.window[cy, cx] < 0.5) == from_base and (where is None or where[cy, cx]):
                 r, dose = _nucleus_dose(a, b, angle, wobble, kind.rim)
                 box = np.ix_((np.arange(-r, r + 1) + cy) % n, (np.arange(-r, r + 1) + cx) % n)
                 hema[box] = np.maximum(hema[box], dose * kind.strength * chromatin[box])
@@ -172,6 +179,28 @@ def _tumor_patch(rand: _PatchRandom) -> np.ndarray:
     return _stain_rgb(eosin, hema, rand.own)
 
 
+def _lymphoid_patch(rand: _PatchRandom) -> np.ndarray:
+    """Lymph-node cortex: packed small round dark lymphocyte nuclei (≈ 5 µm) in scant cytoplasm,
+    evenly spread. Its mean and sd of RGB are close to "metastasis", so the two differ in structure."""
+    cells = rand.noise(2, 2)
+    eosin, hema = 0.55 + 0.12 * cells, 0.15 + 0.05 * cells
+    _draw_nuclei(hema, rand, 0.8 + 0.2 * rand.noise(0.4, 0.4), _LYMPHOID_NUCLEI)
+    return _stain_rgb(eosin, hema, rand.own)
+
+
+def _metastasis_patch(rand: _PatchRandom) -> np.ndarray:
+    """Carcinoma in a lymph node: cohesive nests (tens of µm, ~60 % of the area) of large
+    pleomorphic vesicular nuclei (6–14 µm) in purplish cytoplasm, parted by pale clefts; a little
+    paler than "lymphoid" on average, as lymph-node metastases are."""
+    nests = rand.noise(10, 10) > -0.2
+    cells = rand.noise(3, 3)
+    inside = ndimage.gaussian_filter(nests.astype(np.float32), 1.0 / rand.mpp, mode="wrap")
+    eosin = 0.5 + 0.3 * inside + 0.1 * cells
+    hema = 0.05 + 0.1 * inside + 0.04 * cells
+    _draw_nuclei(hema, rand, 0.8 + 0.2 * rand.noise(0.4, 0.4), _METASTASIS_NUCLEI, where=nests)
+    return _stain_rgb(eosin, hema, rand.own)
+
+
 def _glass_patch(rand: _PatchRandom) -> np.ndarray:
     """Near-white glass with faint smooth unevenness and sensor noise."""
     eosin = 0.008 * rand.noise(20, 20)
@@ -182,6 +211,8 @@ _PATCH_KINDS = {  # maker and number of patches
     "glass": (_glass_patch, 1),
     "stroma": (_stroma_patch, 4),
     "tumor": (_tumor_patch, 3),
+    "lymphoid": (_lymphoid_patch, 3),
+    "metastasis": (_metastasis_patch, 3),
 }
 
 
@@ -212,8 +243,8 @@ def _patches(kind: str, seed: int, mpp: float, n: int) -> tuple[pyvips.Image, ..
 def texture_mosaic(
     kind: str, width_px: int, height_px: int, mpp: float, seed: int, rng: np.random.Generator
 ) -> pyvips.Image:
-    """Cover a slide with texture patches of one kind ("glass", "stroma", "tumor") in random
-    order drawn from `rng` (lazy, seamless); the patches themselves depend on seed and mpp."""
+    """Cover a slide with texture patches of one kind ("glass", "stroma", "tumor", "lymphoid",
+    "metastasis") in random order drawn from `rng` (lazy, seamless); the patches themselves depend on seed and mpp."""
     n = _patch_px(width_px, height_px)
     patches = _patches(kind, seed, mpp, n)
     cols, rows = -(-width_px // n), -(-height_px // n)

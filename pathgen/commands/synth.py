@@ -19,6 +19,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--tumor-regions", type=int, default=2, help="tumor areas on tumor slides")
     parser.add_argument("--tumor-every", type=int, default=2, help="every k-th slide has tumor (0: none)")
     parser.add_argument("--pen-strokes", type=int, default=0, help="pen-ink strokes per slide")
+    parser.add_argument(
+        "--lymph-node",
+        action="store_true",
+        help="lymph-node tissue: lymphoid sheets in a stroma capsule, tumor as carcinoma nests (as synthetic PCam)",
+    )
     parser.set_defaults(run=run)
 
 
@@ -35,6 +40,7 @@ def run(args: argparse.Namespace) -> int:
         tissue_regions=args.tissue_regions,
         tumor_regions=args.tumor_regions,
         pen_strokes=args.pen_strokes,
+        lymph_node=args.lymph_node,
     )
     slides = write_synthetic_folder(args.out, args.n, spec, tumor_every=args.tumor_every)
     print(f"pathgen synth: {len(slides)} slides → {args.out}")

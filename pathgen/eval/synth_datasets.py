@@ -7,8 +7,9 @@ pathgen.eval.datasets accept unchanged. Splits come from different slides ("pati
 everything is deterministic from the seed.
 
 What each synthetic class is:
-    pcam        96 px at 0.972 µm/px; tumor = a tumor pixel in the centre 32 × 32 (as PCam), else a
-                tissue-centred patch without one; balanced 50/50
+    pcam        96 px at 0.972 µm/px from synthetic lymph nodes; tumor = a tumor (carcinoma nest) pixel
+                in the centre 32 × 32 (as PCam), else a patch centred on lymphoid sheet; balanced
+                50/50; every split a multi-site cohort (per-site H&E stain and brightness)
     crc         224 px at 0.5 µm/px. TUM tumor crop; STR stroma crop; BACK glass crop; DEB tumor crop,
                 blurred, blotchy and pinker (necrosis); MUS stroma crop turned 90° and redder; MUC stroma
                 crop heavily blurred and faded to pale blue-lilac; NORM stroma with round glands (white
@@ -37,6 +38,7 @@ from scipy import ndimage
 from pathgen.eval.datasets import bach, camelyon16, crc, mhist, pcam
 from tiling.synthetic import (
     SyntheticSlideSpec,
+    lymphoid_truth_mask,
     synthetic_slide_image,
     tissue_truth_mask,
     tumor_truth_mask,
@@ -77,15 +79,25 @@ class _Source:
     pixels: np.ndarray
     tumor: np.ndarray
     tissue: np.ndarray
+    lymphoid: np.ndarray
     ds: int
     spec: SyntheticSlideSpec
 
 
-def _source(seed: int, mpp: float, size: tuple[int, int], ds: int, tissue: int = 1, tumor: int = 2) -> _Source:
-    spec = SyntheticSlideSpec(size[0], size[1], mpp=mpp, seed=seed, tissue_regions=tissue, tumor_regions=tumor)
-    return _Source(
-        synthetic_slide_image(spec).numpy(), tumor_truth_mask(spec, ds), tissue_truth_mask(spec, ds), ds, spec
+def _source(
+    seed: int,
+    mpp: float,
+    size: tuple[int, int],
+    ds: int,
+    tissue: int = 1,
+    tumor: int = 2,
+    lymph_node: bool = False,
+) -> _Source:
+    spec = SyntheticSlideSpec(
+        size[0], size[1], mpp=mpp, seed=seed, tissue_regions=tissue, tumor_regions=tumor, lymph_node=lymph_node
     )
+    masks = (f(spec, ds) for f in (tumor_truth_mask, tissue_truth_mask, lymphoid_truth_mask))
+    return _Source(synthetic_slide_image(spec).numpy(), *masks, ds, spec)
 
 
 def _window_mean(mask: np.ndarray, kh: int, kw: int) -> np.ndarray:
@@ -261,6 +273,7 @@ _CRC_CLASSES = {  # class: (crop kind or None for painted, maker)
 
 # ----------------------------------------------------------------------------------- writers
 
+PCAM_PATCHES_PER_SLIDE = 128  # at most, so that a split's patches come from many tumors and sites
 DEFAULT_PCAM_STAIN_SHIFT = 0.3  # θ of the default synthetic PCam; 0 gives the plain, colour-separable task
 
 
@@ -272,15 +285,18 @@ def write_synthetic_pcam(
     seed: int = 0,
     stain_shift: float = DEFAULT_PCAM_STAIN_SHIFT,
 ) -> Path:
-    """PCam's six HDF5 files; each split's patches come from its own 2048 × 1536 slides.
+    """PCam's six HDF5 files; each split's patches come from its own synthetic lymph nodes (2048 ×
+    1536 px slides, one per PCAM_PATCHES_PER_SLIDE patches).
 
-    `stain_shift` θ > 0 (default 0.3) makes validation and test a multi-site cohort: every run of
-    SITE_PATCHES patches gets its own H&E stain change (HED scale U(1 ± θ), shift U(±θ)), while
-    train keeps the generator's stain. The plain task (θ = 0) is separable by colour alone: a
-    random-init encoder reaches the ceiling there (measured: kNN 0.95 [0.92, 0.98] with 128 test
-    patches), so it cannot tell a trained encoder from its step-0 weights; across sites it drops to
-    0.76 [0.69, 0.82] and an encoder must have learned stain-robust features to do better
-    (tests/pathgen/eval/test_synthetic_separates_encoders.py).
+    The label lies in tissue structure, as in real PCam: normal patches are lymphoid sheets (packed
+    small dark round nuclei), tumor patches carcinoma nests (large vesicular nuclei in cohesive nests
+    parted by pale clefts), two textures of close mean and sd of RGB. `stain_shift` θ > 0 (default
+    DEFAULT_PCAM_STAIN_SHIFT) makes every split a multi-site cohort: each run of SITE_PATCHES patches
+    gets its own H&E stain and lamp brightness (`shift_sites`), so colour is a nuisance that differs
+    between the train and the test sites. A stain-normalised power spectrum then separates the
+    classes far better than six colour statistics, and the step-0 weights of a tiny ViT sit near
+    chance: room that an SSL-trained encoder must fill with stain-robust structure features
+    (numbers: docs/benchmarks.md#synthetic-tasks; tests/pathgen/eval/test_synthetic_separates_encoders.py).
     """
     import h5py
 
@@ -288,10 +304,11 @@ def write_synthetic_pcam(
     out = _new_folder(out)
     for index, (split, n) in enumerate((("train", n_train), ("val", n_val), ("test", n_test))):
         sources = [
-            _source(_seed(seed, 0, index, j), pcam.MPP, (2048, 1536), ds=2, tissue=2) for j in range(1 + n // 1024)
+            _source(_seed(seed, 0, index, j), pcam.MPP, (2048, 1536), ds=2, tissue=2, lymph_node=True)
+            for j in range(max(1, -(-n // PCAM_PATCHES_PER_SLIDE)))
         ]
         x, y = _pcam_patches(sources, n, np.random.default_rng([seed, 0, index]))
-        if stain_shift > 0 and split != "train":
+        if stain_shift > 0:
             x = shift_sites(x, stain_shift, np.random.default_rng([seed, 1, index]))
         with h5py.File(pcam.pcam_file(out, split, "x"), "w") as f:
             f.create_dataset("x", data=x, chunks=(1, 96, 96, 3) if n else None)
@@ -304,7 +321,9 @@ SITE_PATCHES = 8  # patches per simulated site in stain-shifted splits
 
 
 def shift_sites(patches: np.ndarray, theta: float, rng: np.random.Generator) -> np.ndarray:
-    """uint8 (N, H, W, 3) patches with one random H&E stain change per run of SITE_PATCHES patches."""
+    """uint8 (N, H, W, 3) patches with one random H&E stain change and lamp brightness per run of
+    SITE_PATCHES patches: stain s → α·s + β (α ~ U(1 ± θ), β ~ U(±θ) per H, E, DAB), then
+    RGB × U(1 ± θ/3)."""
     # lazy: torch only for the stain-shifted copies; synth-dataset otherwise stays torch-free
     import torch
 
@@ -315,7 +334,8 @@ def shift_sites(patches: np.ndarray, theta: float, rng: np.random.Generator) -> 
         alpha = torch.from_numpy(rng.uniform(1 - theta, 1 + theta, 3))
         beta = torch.from_numpy(rng.uniform(-theta, theta, 3))
         block = torch.from_numpy(patches[start : start + SITE_PATCHES]).permute(0, 3, 1, 2).double() / 255
-        shifted = torch.stack([perturb_stains(tile, alpha, beta) for tile in block])
+        brightness = rng.uniform(1 - theta / 3, 1 + theta / 3)
+        shifted = torch.stack([perturb_stains(tile, alpha, beta) for tile in block]) * brightness
         out[start : start + SITE_PATCHES] = (shifted * 255).round().clamp(0, 255).byte().permute(0, 2, 3, 1).numpy()
     return out
 
@@ -327,9 +347,9 @@ def _pcam_patches(sources: list[_Source], n: int, rng: np.random.Generator) -> t
         cells = 32 // src.ds  # the centre window's side and its offset in the patch, in mask cells
         rows, cols = (src.pixels.shape[0] - 96) // src.ds + 1, (src.pixels.shape[1] - 96) // src.ds + 1
         tumor = _window_mean(src.tumor, cells, cells)[cells:, cells:][:rows, :cols]  # [patch top-left cell]
-        tissue = _window_mean(src.tissue, cells, cells)[cells:, cells:][:rows, :cols]
+        lymphoid = _window_mean(src.lymphoid, cells, cells)[cells:, cells:][:rows, :cols]
         found[1].append(_positions(tumor > 0, index, src.ds))
-        found[0].append(_positions((tumor == 0) & (tissue >= 0.5), index, src.ds))
+        found[0].append(_positions((tumor == 0) & (lymphoid >= 0.5), index, src.ds))
     picks = {label: np.concatenate(parts) for label, parts in found.items()}
     if not len(picks[0]) or not len(picks[1]):
         raise ValueError("synthetic PCam: the source slides lack tumor or normal tissue; try another seed")

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from pathgen.atomic import write_json_atomic
 from pathgen.eval.datasets import read_dataset
-from pathgen.eval.synth_datasets import write_synthetic_camelyon16, write_synthetic_pcam
+from pathgen.eval.synth_datasets import DEFAULT_PCAM_STAIN_SHIFT, write_synthetic_camelyon16, write_synthetic_pcam
 
 COMPLETE = "complete.json"
 
@@ -19,7 +19,7 @@ def write_bench_data(
     camelyon16: list[int],
     slide_size: list[int],
     seed: int = 0,
-    pcam_stain_shift: float = 0.0,
+    pcam_stain_shift: float = DEFAULT_PCAM_STAIN_SHIFT,
 ) -> Path:
     """folder/pcam (train, val, test patches) and folder/camelyon16 (train, test slides of slide_size)."""
 

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from pathgen.config import ConfigError, from_dict, load_config, parse_override, to_dict
+from pathgen.eval.synth_datasets import DEFAULT_PCAM_STAIN_SHIFT
 from pathgen.resources import optional_packaged_file, packaged_file
 from pathgen.stages.bench import TaskConfig, load_tasks
 from pathgen.stages.bench_data import COMPLETE, write_bench_data
@@ -123,7 +124,7 @@ class SyntheticBenchData:
     pcam: list[int] = field(default_factory=lambda: [256, 64, 64])  # train, val, test patches
     camelyon16: list[int] = field(default_factory=lambda: [8, 8])  # train, test slides
     slide_size: list[int] = field(default_factory=lambda: [4096, 3072])  # camelyon16 width, height at 0.25 µm/px
-    pcam_stain_shift: float = 0.0  # θ of the per-site H&E shift of PCam val/test (write_synthetic_pcam)
+    pcam_stain_shift: float = DEFAULT_PCAM_STAIN_SHIFT  # θ of PCam's per-site H&E shift (write_synthetic_pcam)
     seed: int = 0
 
 

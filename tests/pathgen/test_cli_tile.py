@@ -2,6 +2,7 @@
 
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import h5py
@@ -56,6 +57,20 @@ def test_synth_tile_export_end_to_end(tmp_path, capsys):
     x, y = coords[0]
     clam_tile = slide.read_rgb((int(x), int(y)), int(attrs["patch_level"]), (int(attrs["patch_size"]),) * 2)
     np.testing.assert_array_equal(np.asarray(Image.fromarray(clam_tile)), store[0])
+
+
+def test_synth_lymph_node_writes_the_lymph_node_slides(tmp_path):
+    import openslide
+
+    from tiling.synthetic import SyntheticSlideSpec, synthetic_slide_image
+
+    size = ["--width", "1024", "--height", "768", "--mpp", "1.0", "--tumor-every", "1"]
+    assert main(["synth", str(tmp_path / "node"), "--n", "1", *size, "--lymph-node"]) == 0
+    with openslide.OpenSlide(tmp_path / "node" / "slide_000.tif") as osr:
+        written = np.asarray(osr.read_region((0, 0), 0, (1024, 768)).convert("RGB")).astype(float)
+    spec = SyntheticSlideSpec(1024, 768, mpp=1.0, tumor_regions=2)
+    node, plain = (synthetic_slide_image(s).numpy().astype(float) for s in (replace(spec, lymph_node=True), spec))
+    assert np.abs(written - node).mean() < 3 < np.abs(written - plain).mean()  # JPEG-close to its own spec only
 
 
 def test_exit_status_is_1_when_a_slide_fails(tmp_path):

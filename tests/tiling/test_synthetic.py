@@ -22,6 +22,7 @@ from tiling.synthetic import (
     INK_RGB,
     SyntheticSlideSpec,
     ink_truth_mask,
+    lymphoid_truth_mask,
     read_asap_polygons,
     synthetic_slide_image,
     tissue_truth_mask,
@@ -140,6 +141,24 @@ def test_tumor_and_normal_tiles_separate_at_half_micron(tmp_path):
                     hematoxylin[bool(tumor[window].all())].append(rgb2hed(tile)[..., 0].mean())
     assert len(hematoxylin[True]) >= 2 and len(hematoxylin[False]) >= 10
     assert min(hematoxylin[True]) > max(hematoxylin[False])
+
+
+def test_lymph_node_tumor_differs_from_lymphoid_sheets_in_structure_more_than_colour():
+    """Lymph-node slides (synthetic PCam's): lymphoid sheets inside a stroma capsule, tumor drawn as
+    carcinoma nests over them. The nests put 4× more of the optical density's variance at coarse
+    scales (σ 6 µm) than the even lymphoid carpet, while the mean colours stay within 25 levels."""
+    spec = SyntheticSlideSpec(2048, 1536, mpp=0.972, seed=4, tissue_regions=2, tumor_regions=2, lymph_node=True)
+    pixels = synthetic_slide_image(spec).numpy()
+    tissue, tumor, lymphoid = (f(spec, 1) for f in (tissue_truth_mask, tumor_truth_mask, lymphoid_truth_mask))
+    assert lymphoid.any() and not (lymphoid & ~tissue).any() and not (lymphoid & tumor).any()
+    assert (tissue & ~tumor & ~lymphoid).any()  # the capsule
+    assert not lymphoid_truth_mask(replace(spec, lymph_node=False), 8).any()
+    in_tumor, in_lymphoid = _interior(tumor), _interior(lymphoid)
+    od = -np.log((pixels.astype(np.float32) + 1) / 256).sum(-1)
+    coarse = ndimage.gaussian_filter(od, 6)
+    share = {name: coarse[m].var() / od[m].var() for name, m in (("tumor", in_tumor), ("lymphoid", in_lymphoid))}
+    assert share["tumor"] > 3 * share["lymphoid"]
+    assert np.abs(pixels[in_tumor].mean(0) - pixels[in_lymphoid].mean(0)).max() < 25
 
 
 def test_ink_has_an_ink_colour_over_glass_and_darkens_tissue(pixels):
