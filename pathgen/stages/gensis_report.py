@@ -21,6 +21,7 @@ from pathgen.atomic import read_json
 from pathgen.eval.compare import compare_results
 from pathgen.eval.report import comparison_table as paired_table
 from pathgen.eval.report import format_cell, load_results
+from pathgen.stages.generator_reading import generator_reading
 from pathgen.stages.run_status import read_status
 from pathgen.stages.steps import Stage
 
@@ -245,6 +246,8 @@ def generator_numbers(metrics: dict, link: Path) -> list[str]:
             + f"; [metrics]({link})",
             "",
         ]
+        reading = generator_reading(m)
+        lines += [f"  {reading}", ""] if reading else []
     return lines
 
 
@@ -278,19 +281,26 @@ def coverage_section(out: Path) -> list[str]:
     ]
 
 
+GRID_CAPTIONS = {
+    "views": "first column the real source tile, then its generated views.",
+    "interpolate": "first column the primary tile, second the secondary tile (`2nd`), then views generated from "
+    "SLERP of their embeddings, each labelled with its α (the primary's weight).",
+}
+
+
 def generation_section(out: Path, report_dir: Path, banks: list[str]) -> list[str]:
     """Grid pictures (copied beside the report) and the eval-gen headline numbers of each bank."""
     lines = ["## Generated views", ""]
     for kind in banks:
         bank = out / f"bank_{kind}"
         attrs = _read_yaml(bank / "config.yaml")
+        caption = GRID_CAPTIONS.get(kind, GRID_CAPTIONS["views"])
         if (bank / "grid.png").is_file():
             shutil.copy2(bank / "grid.png", report_dir / f"grid_{kind}.png")
             lines += [
                 f"**{kind}** bank ({attrs.get('n_views')} views per source, {attrs.get('max_sources') or 'all'} "
                 f"sources, {attrs.get('sampler', {}).get('sampler')} {attrs.get('sampler', {}).get('steps')} "
-                f"steps, guidance {attrs.get('sampler', {}).get('guidance_scale')}): first column the real "
-                "source tile, then its generated views.",
+                f"steps, guidance {attrs.get('sampler', {}).get('guidance_scale')}): {caption}",
                 "",
                 f"![{kind}](grid_{kind}.png)",
                 "",
