@@ -33,27 +33,19 @@ from tiling.manifest import (
     STATUSES,
     FileLock,
     ManifestRow,
+    elapsed,
     new_run_id,
+    now_iso,
     read_manifest,
     slide_lock,
     update_manifest,
     write_run_config,
     write_run_rows,
 )
-from tiling.qc import write_summary_html
 from tiling.reader import SlideError
+from tiling.slide_tasks import OverviewTask, ShardTask, SlideJob, SlidePlan
 from tiling.store import TILES_DIR, ensure_root, is_complete, mark_complete, read_attrs
-from tiling.tile_slide import (
-    OverviewTask,
-    ShardTask,
-    SlideJob,
-    SlidePlan,
-    elapsed,
-    fill_shard,
-    now_iso,
-    plan_slide,
-    write_overview,
-)
+from tiling.summary_page import write_summary_html
 from tiling.workers import TILING_PRELOAD, ProcessPool, WorkerCrashed
 
 QC_DIR = "qc"
@@ -355,20 +347,32 @@ class _Scheduler:
             self.last_manifest = time.monotonic()
 
 
+# The pool's entry points import tiling.tile_slide when they run, not at the top: this process only
+# schedules them, and tile_slide's libraries (scipy.ndimage, scikit-image, matplotlib) cost ~0.5
+# CPU-s to import; the workers come from a fork server that has imported it (TILING_PRELOAD), so
+# there the import is a lookup. With workers: 0 (InlinePool) this process imports it on the first task.
+
+
 def plan_slide_task(args: tuple[SlideJob, TilingConfig]) -> SlidePlan:
     """Pool entry point for planning (one picklable argument)."""
+    from tiling.tile_slide import plan_slide
+
     fault_point("plan", args[0].slide_path)
     return plan_slide(*args)
 
 
 def fill_shard_task(task: ShardTask) -> int:
     """Pool entry point for filling one shard."""
+    from tiling.tile_slide import fill_shard
+
     fault_point("shard", task.job.slide_path, task.shard_index)
     return fill_shard(task)
 
 
 def overview_task(task: OverviewTask) -> int:
     """Pool entry point for a slide's overview arrays and QC picture."""
+    from tiling.tile_slide import write_overview
+
     fault_point("overview", task.job.slide_path)
     return write_overview(task)
 

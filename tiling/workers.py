@@ -33,7 +33,7 @@ from multiprocessing.connection import Connection, wait
 
 _PR_SET_PDEATHSIG = 1
 _JOIN_TIMEOUT_S = 5.0
-TILING_PRELOAD = ("tiling.tile_slide",)  # what tiling workers import: once, in the fork server
+TILING_PRELOAD = ("tiling.tile_slide", "tiling.pipeline")  # what tiling workers import: once, in the fork server
 
 
 class WorkerCrashed(RuntimeError):

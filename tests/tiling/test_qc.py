@@ -1,4 +1,4 @@
-"""tiling.qc: the QC picture (size, colours, tiles) and the HTML summary (escaping, rows)."""
+"""tiling.qc and tiling.summary_page: the QC picture (size, colours, tiles) and the HTML summary (escaping, rows)."""
 
 from __future__ import annotations
 
@@ -14,14 +14,12 @@ from tiling.qc import (
     OUTLINE_RGB,
     caption_height,
     caption_lines,
-    qc_png_name,
     qc_size,
-    read_mpp_note,
     render_qc,
     resolution_note,
     save_qc_png,
-    write_summary_html,
 )
+from tiling.summary_page import qc_png_name, read_mpp_note, write_summary_html
 
 
 def _scene(h=120, w=160):
