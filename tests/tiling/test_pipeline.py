@@ -304,3 +304,13 @@ def test_the_scheduling_process_does_not_import_the_workers_libraries():
     )
     loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert loaded.strip() == "[]"
+
+
+@pytest.mark.parametrize(
+    "n_shards, n_stripes, order",
+    [(5, 1, [0, 1, 2, 3, 4]), (5, 2, [0, 3, 1, 4, 2]), (7, 3, [0, 3, 5, 1, 4, 6, 2]), (2, 4, [0, 1])],
+)
+def test_shards_are_queued_as_interleaved_runs_of_neighbours(n_shards, n_stripes, order):
+    from tiling.pipeline import striped
+
+    assert striped(list(range(n_shards)), n_stripes) == order
