@@ -294,6 +294,7 @@ def test_two_runs_on_one_output_folder_at_once(synthetic_dir, tmp_path):
 
 def test_the_scheduling_process_does_not_import_the_workers_libraries():
     """The parent only schedules: tile_slide's libraries (~0.5 CPU-s to import) load in the fork server."""
+    import os
     import subprocess
     import sys
 
@@ -302,7 +303,11 @@ def test_the_scheduling_process_does_not_import_the_workers_libraries():
         "print(sorted(m for m in ('tiling.tile_slide', 'tiling.qc', 'tiling.tissue', 'scipy.ndimage', "
         "'skimage', 'matplotlib') if m in sys.modules))"
     )
-    loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    repo = Path(__file__).resolve().parents[2]
+    env = {**os.environ, "PYTHONPATH": str(repo)}
+    loaded = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=repo, env=env
+    ).stdout
     assert loaded.strip() == "[]"
 
 

@@ -195,3 +195,22 @@ def test_summary_html_takes_manifest_rows_as_they_are(tmp_path):
 def test_summary_html_with_no_rows(tmp_path):
     page = write_summary_html(tmp_path / "s.html", [], "qc").read_text("utf-8")
     assert "total: 0" in page and "<table>" in page
+
+
+def test_the_caption_font_is_matplotlibs_dejavu_found_without_importing_it():
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import matplotlib
+
+    import tiling.qc
+
+    assert tiling.qc._FONT_PATH == Path(matplotlib.get_data_path()) / "fonts" / "ttf" / "DejaVuSans.ttf"
+    assert tiling.qc._FONT_PATH.is_file()
+    repo = Path(__file__).resolve().parents[2]
+    code = "import sys, tiling.qc; print('matplotlib' in sys.modules)"
+    env = {**os.environ, "PYTHONPATH": str(repo)}
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=repo, env=env)
+    assert done.stdout.strip() == "False"
