@@ -214,3 +214,11 @@ def test_the_caption_font_is_matplotlibs_dejavu_found_without_importing_it():
     env = {**os.environ, "PYTHONPATH": str(repo)}
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=repo, env=env)
     assert done.stdout.strip() == "False"
+
+
+@pytest.mark.parametrize("shape", [(1, 1), (7, 9), (16, 16), (123, 45)])
+def test_hatch_lines_are_the_diagonal_rule(shape):
+    from tiling.qc import HATCH_PERIOD_PX, hatch_lines
+
+    yy, xx = np.indices(shape)
+    np.testing.assert_array_equal(hatch_lines(shape), (xx + yy) % HATCH_PERIOD_PX < 2)
