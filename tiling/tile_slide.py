@@ -25,7 +25,7 @@ from tiling.qc import resolution_note, save_qc_png
 from tiling.reader import Slide, SlideError, open_slide
 from tiling.slide_tasks import OverviewTask, ShardTask, SlideJob, SlidePlan
 from tiling.store import StoreLayout, create_store, write_overview_arrays, write_shard
-from tiling.tile_read import read_run
+from tiling.tile_read import RESAMPLER, read_run
 from tiling.tissue import detect_tissue, tissue_fractions
 
 _MPP_TOLERANCE = 1e-3
@@ -187,6 +187,7 @@ def _store_attrs(
             "read_level": level,
             "read_level_mpp": slide.level_mpp(level),
             "tile_size_level0": grid.tile_size_level0,
+            "resampler": RESAMPLER,
             "min_tissue": cfg.min_tissue,
         },
         "tissue": {

@@ -60,6 +60,7 @@ def test_real_slide_is_resampled_to_the_target_mpp(cmu_small, tmp_path):
     slide = open_slide(cmu_small)
     size0 = store.attrs["tiling"]["tile_size_level0"]
     assert size0 == pytest.approx(224 * 0.5 / 0.499)
+    assert store.attrs["tiling"]["resampler"].startswith("Pillow Lanczos (a=3)")  # what the reference below uses
     x, y = store.coords[len(store) // 2]
     reference = slide.read_rgb((int(x) - 8, int(y) - 8), 0, (int(size0) + 17, int(size0) + 17))
     reference = np.asarray(
