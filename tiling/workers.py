@@ -64,7 +64,7 @@ def exit_description(exitcode: int | None) -> str:
     return f"exit status {exitcode}"
 
 
-@dataclass
+@dataclass(eq=False)  # a queued task is itself, however alike its fields (the queue removes by identity)
 class _Queued:
     future: Future
     fn: Callable
