@@ -69,8 +69,12 @@ def _decode_with_pillow(data: bytes, tables: bytes | None, colour: str, size_wh:
 
 
 def zstd_compress(tile: np.ndarray, level: int) -> bytes:
-    """One zstd frame of the tile's bytes (C order), as zarr's zstd codec stores a chunk."""
+    """One zstd frame of the tile's bytes (C order), as zarr's zstd codec stores a chunk.
+
+    zstd's fast negative levels go through numcodecs: imagecodecs (2026.3) compresses any level
+    below 1 at its default level 3 instead, slower than level 1, under a zarr.json that says otherwise.
+    """
     tile = np.ascontiguousarray(tile)
-    if imagecodecs is None:
+    if imagecodecs is None or level < 1:
         return bytes(Zstd(level=level).encode(tile))
     return imagecodecs.zstd_encode(tile, level=level)

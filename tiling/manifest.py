@@ -14,6 +14,7 @@ import csv
 import datetime as dt
 import fcntl
 import os
+import time
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
@@ -147,3 +148,13 @@ def _write_csv(path: Path, rows: list[dict]) -> None:
         writer.writeheader()
         writer.writerows(rows)
     os.replace(tmp, path)
+
+
+def now_iso() -> str:
+    """UTC time stamp for manifests and attrs."""
+    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+
+
+def elapsed(t0: float) -> float:
+    """Seconds since `t0` (a `time.perf_counter()` reading), rounded for the manifest."""
+    return round(time.perf_counter() - t0, 3)

@@ -2,20 +2,19 @@
 
 ``render_qc`` draws, on the slide thumbnail, the tissue-mask outline (green), pen ink
 (magenta hatching) and the kept tiles (thin semi-transparent blue squares), with a caption.
-``write_summary_html`` puts the pictures of a whole folder of slides on one self-contained page.
+``tiling.summary_page`` puts the pictures of a whole folder of slides on one self-contained page.
 """
 
 from __future__ import annotations
 
-import html
-from collections import Counter
+import importlib.util
 from pathlib import Path
-from urllib.parse import quote
 
-import matplotlib
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont, PngImagePlugin
 from scipy import ndimage as ndi
+
+from tiling.summary_page import MPP_NOTE_KEY
 
 MAX_SIDE_PX = 2000  # long side of a QC picture; bigger thumbnails are downscaled
 MIN_SIDE_PX = 800  # smaller thumbnails (small slides) are enlarged to this long side to stay readable
@@ -28,8 +27,18 @@ TILE_FILL_RGBA = (30, 90, 255, 40)  # light tint inside kept tiles
 HATCH_PERIOD_PX = 8  # diagonal hatch: one 2-px line every this many pixels
 LEGEND = "green: tissue outline   magenta: pen ink   blue: kept tiles"
 LEGEND_RGB = (90, 90, 90)
-_FONT_PATH = Path(matplotlib.get_data_path()) / "fonts" / "ttf" / "DejaVuSans.ttf"
-MPP_NOTE_KEY = "pathgen:mpp"  # PNG text chunk holding the resolution note (read by write_summary_html)
+
+
+def _matplotlib_font(name: str) -> Path | None:
+    """A font file matplotlib ships (mpl-data/fonts/ttf), found without importing matplotlib
+    (~0.2 CPU-s in every process that loads this module, measured here); None without it."""
+    spec = importlib.util.find_spec("matplotlib")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    return Path(next(iter(spec.submodule_search_locations))) / "mpl-data" / "fonts" / "ttf" / name
+
+
+_FONT_PATH = _matplotlib_font("DejaVuSans.ttf")
 
 
 def render_qc(
@@ -108,20 +117,6 @@ def resolution_note(level0_mpp: float, mpp_source: str) -> str:
     return f"level 0: {level0_mpp:.4g} µm/px from {mpp_source}"
 
 
-def read_mpp_note(png_path: str | Path) -> str:
-    """The resolution note stored in a QC picture ("" if there is none or the file is unreadable)."""
-    try:
-        with Image.open(png_path) as image:
-            return str(getattr(image, "text", {}).get(MPP_NOTE_KEY, ""))
-    except (OSError, ValueError):
-        return ""
-
-
-def qc_png_name(slide: str) -> str:
-    """File name of a slide's QC picture inside the QC folder (path separators flattened)."""
-    return slide.replace("/", "_").replace("\\", "_") + ".png"
-
-
 def _check_inputs(thumbnail, tissue_mask, ink_mask, boxes) -> None:
     """Clear errors for mismatched inputs instead of a confusing numpy broadcast failure."""
     if thumbnail.ndim != 3 or thumbnail.shape[2] != 3 or thumbnail.dtype != np.uint8:
@@ -145,8 +140,15 @@ def _resize_mask(mask: np.ndarray, size: tuple[int, int]) -> np.ndarray:
 
 def _hatch(rgb: np.ndarray, ink: np.ndarray) -> None:
     """Diagonal hatching over ink, in place: the stroke stays visible between the lines."""
-    yy, xx = np.indices(ink.shape)
-    rgb[ink & ((xx + yy) % HATCH_PERIOD_PX < 2)] = INK_RGB
+    rgb[ink & hatch_lines(ink.shape)] = INK_RGB
+
+
+def hatch_lines(shape: tuple[int, int]) -> np.ndarray:
+    """Bool (h, w): pixels where (x + y) mod HATCH_PERIOD_PX < 2, one period tiled (full-size index
+    arrays cost ~0.1 s on a 2,000-px picture)."""
+    period = np.add.outer(np.arange(HATCH_PERIOD_PX), np.arange(HATCH_PERIOD_PX)) % HATCH_PERIOD_PX < 2
+    reps = (-(-shape[0] // HATCH_PERIOD_PX), -(-shape[1] // HATCH_PERIOD_PX))
+    return np.tile(period, reps)[: shape[0], : shape[1]]
 
 
 def _outline(rgb: np.ndarray, mask: np.ndarray) -> None:
@@ -213,93 +215,9 @@ def _wrap(words: list[str], sep: str, font, room: float) -> list[str]:
 def _font() -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
     """DejaVu Sans at 14 px (shipped with matplotlib; it has "µ", Pillow's bundled font does not),
     else Pillow's own font."""
-    if _FONT_PATH.is_file():
+    if _FONT_PATH is not None and _FONT_PATH.is_file():
         return ImageFont.truetype(str(_FONT_PATH), 14)
     try:
         return ImageFont.load_default(size=14)
     except TypeError:
         return ImageFont.load_default()
-
-
-# --- one HTML page over a folder of slides -----------------------------------------------
-
-_STYLE = """body{font-family:sans-serif;margin:1.5em}table{border-collapse:collapse}
-td,th{border:1px solid #ccc;padding:4px 8px;text-align:left;vertical-align:middle}
-tr.failed{background:#fdd}tr.skipped{color:#777}.num{text-align:right}
-.counts span{margin-right:1.5em;font-weight:bold}img{max-width:200px;max-height:150px}"""
-_COLUMNS = ("QC", "slide", "status", "reason", "tiles", "mpp", "µm/px source", "seconds")
-
-
-def write_summary_html(out_path: str | Path, rows: list[dict], qc_dir_rel: str) -> Path:
-    """One self-contained HTML page over a folder of slides; returns its path.
-
-    Each row is a dict with keys ``slide, status, reason, tiles, mpp, mpp_source, seconds`` (missing
-    ones are left blank; the manifest's ``slide_id`` and ``level0_mpp`` are accepted for
-    ``slide`` and ``mpp``, so ``tiling.manifest.read_manifest`` rows can be passed as they
-    are) and optionally ``qc_png`` (file name inside ``qc_dir_rel``, default
-    ``qc_png_name(slide)``). ``qc_dir_rel`` is relative to the page's folder; a QC
-    picture is shown (as a link to the full-size PNG) only if the file exists; a row without
-    ``mpp_source`` takes it from the picture's resolution note (``read_mpp_note``). Failed rows
-    are highlighted; counts of done / failed / skipped head the page. Every user-provided
-    string is escaped with ``html.escape``.
-    """
-    out_path = Path(out_path)
-    counts = Counter(str(row.get("status") or "") for row in rows)
-    shown = ["done", "failed", "skipped"] + sorted(set(counts) - {"done", "failed", "skipped"})
-    header = "".join(f"<span>{html.escape(s)}: {counts.get(s, 0)}</span>" for s in shown)
-    body = "\n".join(_summary_row(row, out_path.parent, qc_dir_rel) for row in rows)
-    head = "".join(f"<th>{c}</th>" for c in _COLUMNS)
-    page = (
-        f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
-        f"<title>pathgen tiling summary</title><style>{_STYLE}</style></head><body>\n"
-        f'<h1>pathgen tiling summary</h1>\n<p class="counts">{header}'
-        f"<span>total: {len(rows)}</span></p>\n"
-        f"<table>\n<tr>{head}</tr>\n{body}\n</table>\n</body></html>\n"
-    )
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    out_path.write_text(page, encoding="utf-8")
-    return out_path
-
-
-def _summary_row(row: dict, page_dir: Path, qc_dir_rel: str) -> str:
-    """One <tr>: QC thumbnail link (if the PNG exists) and the escaped fields."""
-    slide = str(_first(row, "slide", "slide_id"))
-    status = str(row.get("status") or "")
-    png = f"{qc_dir_rel.rstrip('/')}/{row.get('qc_png') or qc_png_name(slide)}"
-    source = str(row.get("mpp_source") or "")
-    if (page_dir / png).is_file():
-        href = html.escape(quote(png), quote=True)
-        qc = f'<a href="{href}"><img src="{href}" alt="QC {html.escape(slide)}"></a>'
-        source = source or read_mpp_note(page_dir / png).rpartition(" from ")[2]
-    else:
-        qc = "—"
-    cells = [
-        qc,
-        html.escape(slide),
-        html.escape(status),
-        html.escape(str(row.get("reason") or "")),
-        _number(row.get("tiles"), "d"),
-        _number(_first(row, "mpp", "level0_mpp"), ".3f"),
-        html.escape(source),
-        _number(row.get("seconds"), ".1f"),
-    ]
-    tds = [f'<td class="num">{c}</td>' if i in (4, 5, 7) else f"<td>{c}</td>" for i, c in enumerate(cells)]
-    css = status if status in ("failed", "skipped") else ""
-    return f'<tr class="{css}">' + "".join(tds) + "</tr>"
-
-
-def _first(row: dict, *keys: str):
-    """The first of ``keys`` that ``row`` has a non-empty value for ("" if none)."""
-    return next((row[k] for k in keys if row.get(k) not in (None, "")), "")
-
-
-def _number(value, spec: str) -> str:
-    """Format a number (int, float or numeric string from a CSV); blank if missing; escaped
-    as text if it is not a number."""
-    if value is None or value == "":
-        return ""
-    try:
-        number = float(value)
-        return format(int(number) if spec == "d" else number, spec)
-    except (TypeError, ValueError, OverflowError):
-        return html.escape(str(value))

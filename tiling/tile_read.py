@@ -26,6 +26,7 @@ from tiling.grid import GridSpec
 from tiling.reader import Slide
 from tiling.tiff_tiles import READ_PATH
 
+RESAMPLER = "Pillow Lanczos (a=3) of each tile's exact level box; boxes on whole pixels copied"  # store attrs
 EXACT_PX = 0.02  # box corners this close to whole level pixels (at the tile's size) are copied, not resampled
 _LANCZOS_LOBES = 3  # support of Pillow's Lanczos filter, in source pixels per unit of scale
 

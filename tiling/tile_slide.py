@@ -11,10 +11,8 @@ can run in different processes at once; the caller marks the store complete when
 
 from __future__ import annotations
 
-import datetime as dt
 import hashlib
-import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -22,70 +20,18 @@ import numpy as np
 from tiling import __version__
 from tiling.config import TilingConfig
 from tiling.grid import GridSpec, grid_indices, horizontal_runs, level0_coords
+from tiling.manifest import now_iso
 from tiling.qc import resolution_note, save_qc_png
 from tiling.reader import Slide, SlideError, open_slide
+from tiling.slide_tasks import OverviewTask, ShardTask, SlideJob, SlidePlan
 from tiling.store import StoreLayout, create_store, write_overview_arrays, write_shard
-from tiling.tile_read import read_run
+from tiling.tile_read import RESAMPLER, read_run
 from tiling.tissue import detect_tissue, tissue_fractions
 
 _MPP_TOLERANCE = 1e-3
 _OPEN_SLIDES: dict[tuple[str, float | None], Slide] = {}
 _MAX_THUMBNAIL_PIXELS = 8_000_000  # 2,800² px: a 20 × 20 mm section at 8 µm/px; larger slides get a coarser one
 _MAX_OPEN_SLIDES = 2  # each holds a decoded-tile cache of TilingConfig.reader_cache_mb
-
-
-@dataclass(frozen=True)
-class SlideJob:
-    """One slide to tile and where its store goes."""
-
-    slide_path: Path
-    slide_id: str
-    group_path: Path
-    qc_path: Path | None
-    mpp_override: float | None = None
-
-
-@dataclass(frozen=True)
-class ShardTask:
-    """Everything a worker needs to read and write one shard of a planned slide."""
-
-    job: SlideJob
-    layout: StoreLayout
-    shard_index: int
-    grid: GridSpec
-    read_level: int
-    row_col: np.ndarray  # (n, 2) grid positions of this shard's tiles
-    level0_xy: np.ndarray  # (n, 2) their level-0 corners
-    max_tiles_per_read: int
-    reader_cache_mb: int
-
-
-@dataclass(frozen=True)
-class OverviewTask:
-    """What no shard waits for: the store's thumbnail and tissue-mask arrays and the QC picture."""
-
-    job: SlideJob
-    thumbnail: np.ndarray  # RGB uint8 (H, W, 3), the picture the detector saw
-    tissue_mask: np.ndarray  # bool (H, W)
-    ink_mask: np.ndarray  # bool (H, W)
-    boxes_thumb: np.ndarray  # (n, 4) kept tiles as x0, y0, x1, y1 in thumbnail pixels
-    title: str
-    mpp_note: str
-
-
-@dataclass(frozen=True)
-class SlidePlan:
-    """The result of planning: the store is created; these shards and the overview remain to be written."""
-
-    job: SlideJob
-    level0_mpp: float
-    shards: list[ShardTask]
-    overview: OverviewTask
-
-    @property
-    def n_tiles(self) -> int:
-        """Tiles the slide's store will hold."""
-        return sum(len(task.row_col) for task in self.shards)
 
 
 def cached_slide(path: Path, mpp_override: float | None, cache_mb: int = 0) -> Slide:
@@ -241,6 +187,7 @@ def _store_attrs(
             "read_level": level,
             "read_level_mpp": slide.level_mpp(level),
             "tile_size_level0": grid.tile_size_level0,
+            "resampler": RESAMPLER,
             "min_tissue": cfg.min_tissue,
         },
         "tissue": {
@@ -288,13 +235,3 @@ def _shard_buffer(n_tiles: int, tile_px: int) -> np.ndarray:
     if not _SHARD_BUFFER or _SHARD_BUFFER[0].shape[1:] != shape[1:] or len(_SHARD_BUFFER[0]) < n_tiles:
         _SHARD_BUFFER[:] = [np.empty(shape, np.uint8)]
     return _SHARD_BUFFER[0][:n_tiles]
-
-
-def now_iso() -> str:
-    """UTC time stamp for manifests and attrs."""
-    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
-
-
-def elapsed(t0: float) -> float:
-    """Seconds since `t0`, rounded for the manifest."""
-    return round(time.perf_counter() - t0, 3)

@@ -33,7 +33,7 @@ from multiprocessing.connection import Connection, wait
 
 _PR_SET_PDEATHSIG = 1
 _JOIN_TIMEOUT_S = 5.0
-TILING_PRELOAD = ("tiling.tile_slide",)  # what tiling workers import: once, in the fork server
+TILING_PRELOAD = ("tiling.tile_slide", "tiling.pipeline")  # what tiling workers import: once, in the fork server
 
 
 class WorkerCrashed(RuntimeError):
@@ -64,12 +64,22 @@ def exit_description(exitcode: int | None) -> str:
     return f"exit status {exitcode}"
 
 
+@dataclass(eq=False)  # a queued task is itself, however alike its fields (the queue removes by identity)
+class _Queued:
+    future: Future
+    fn: Callable
+    arg: object
+    key: object = None  # names this task, for a later task that `follows` it
+    follows: object = None  # key of the task whose worker should run this one, if that worker is free
+
+
 @dataclass
 class _Worker:
     process: mp.process.BaseProcess
     tasks: Connection  # parent's end of the duplex task pipe
     alive: Connection  # parent's write end of the pipe whose EOF tells the worker to exit
-    task: tuple[Future, Callable, object] | None = None
+    task: _Queued | None = None
+    last_key: object = None  # key of the last task it was given
 
 
 def start_fork_server(preload: Iterable[str]) -> None:
@@ -98,7 +108,7 @@ class ProcessPool:
         self._context = mp.get_context("forkserver")
         self._context.set_forkserver_preload(list(preload))
         self._initializer, self._initargs = initializer, initargs
-        self._queue: deque[tuple[Future, Callable, object]] = deque()
+        self._queue: deque[_Queued] = deque()
         self._settled: list[Future] = []  # failed while being handed out; returned by the next wait_any
         self._workers = [self._start_worker() for _ in range(n_workers)]
 
@@ -121,12 +131,27 @@ class ProcessPool:
         """Process ids of the current workers."""
         return [worker.process.pid for worker in self._workers]
 
-    def submit(self, fn: Callable, arg: object) -> Future:
-        """Queue `fn(arg)`; `fn` must be importable by name and `arg` picklable."""
+    def submit(self, fn: Callable, arg: object, key: object = None, follows: object = None) -> Future:
+        """Queue `fn(arg)`; `fn` must be importable by name and `arg` picklable.
+
+        A task that `follows` the task named `key` goes, when both are free, to the worker that
+        ran that one, which still holds what it read (a slide's decoded tiles: the next shard's
+        first rows share slide tiles with the last shard's); a free worker takes the oldest task
+        no other worker is due, so each worker keeps to one chain of tasks.
+        """
         future: Future = Future()
-        self._queue.append((future, fn, arg))
+        self._queue.append(_Queued(future, fn, arg, key, follows))
         self._dispatch()
         return future
+
+    def _next_for(self, worker: _Worker) -> _Queued:
+        """The queued task `worker` should run next (and take it off the queue)."""
+        others = {w.last_key for w in self._workers if w is not worker and w.last_key is not None}
+        chosen = next((t for t in self._queue if t.follows is not None and t.follows == worker.last_key), None)
+        if chosen is None:
+            chosen = next((t for t in self._queue if t.follows is None or t.follows not in others), self._queue[0])
+        self._queue.remove(chosen)
+        return chosen
 
     def _dispatch(self) -> None:
         for worker in list(self._workers):
@@ -136,7 +161,9 @@ class ProcessPool:
                 continue
             if not worker.process.is_alive():  # died idle, e.g. right after its last reply
                 worker = self._replace(worker)
-            future, fn, arg = task = self._queue.popleft()
+            task = self._next_for(worker)
+            future, fn, arg = task.future, task.fn, task.arg
+            worker.last_key = task.key
             try:
                 worker.tasks.send((fn, arg))
             except OSError as err:  # the worker died between the check and the send
@@ -167,7 +194,7 @@ class ProcessPool:
         return finished
 
     def _collect(self, worker: _Worker) -> Future:
-        future = worker.task[0]
+        future = worker.task.future
         worker.task = None
         try:
             ok, value = worker.tasks.recv()
@@ -192,8 +219,8 @@ class ProcessPool:
 
     def shutdown(self, kill: bool = False) -> None:
         """Stop every worker: ask them to exit (or, with `kill`, kill them at once); queued tasks are dropped."""
-        for future, _, _ in self._queue:
-            future.cancel()
+        for task in self._queue:
+            task.future.cancel()
         self._queue.clear()
         for worker in self._workers:
             if kill or worker.task is not None:

@@ -123,6 +123,24 @@ def test_zstd_frames_decode_with_zarrs_codec_to_the_tile(backend, monkeypatch):
         assert bytes(Zstd().decode(frame)) == np.ascontiguousarray(view).tobytes()
 
 
+@pytest.mark.parametrize("backend", ["imagecodecs", "pillow"])
+@pytest.mark.parametrize("level", [-3, -1, 1, 3])
+def test_zstd_frames_are_compressed_at_the_level_asked(backend, level, monkeypatch):
+    """The frame is zstd's at that level, the bytes zarr's own codec writes for it; imagecodecs
+    alone would compress negative levels at level 3."""
+    if backend == "pillow":
+        monkeypatch.setattr(fast_codecs, "imagecodecs", None)
+    elif fast_codecs.imagecodecs is None:
+        pytest.skip("imagecodecs is not installed")
+    rng = np.random.default_rng(1)
+    tile = np.clip(rng.normal(180, 30, (224, 224, 3)), 0, 255).astype(np.uint8)
+    frame = fast_codecs.zstd_compress(tile, level)
+    assert bytes(Zstd().decode(frame)) == tile.tobytes()
+    if level < 1:
+        assert frame == bytes(Zstd(level=level).encode(tile))
+        assert len(frame) > len(fast_codecs.zstd_compress(tile, 1))  # faster, larger: not level 3's frame
+
+
 @needs_imagecodecs
 def test_tiling_stores_the_same_tiles_with_either_backend(synthetic_dir, tmp_path, monkeypatch):
     """A run on the fallback writes tiles identical to a run through imagecodecs (one process, so the

@@ -60,6 +60,7 @@ def test_real_slide_is_resampled_to_the_target_mpp(cmu_small, tmp_path):
     slide = open_slide(cmu_small)
     size0 = store.attrs["tiling"]["tile_size_level0"]
     assert size0 == pytest.approx(224 * 0.5 / 0.499)
+    assert store.attrs["tiling"]["resampler"].startswith("Pillow Lanczos (a=3)")  # what the reference below uses
     x, y = store.coords[len(store) // 2]
     reference = slide.read_rgb((int(x) - 8, int(y) - 8), 0, (int(size0) + 17, int(size0) + 17))
     reference = np.asarray(
@@ -101,10 +102,10 @@ def read_csv_rows(path: Path) -> list[dict]:
 
 def test_interrupted_run_resumes_to_identical_stores(synthetic_dir, tmp_path, monkeypatch):
     _run([synthetic_dir / "tumor_a.tif"], tmp_path / "clean", store=_small_shards())
-    import tiling.pipeline as pipeline
+    import tiling.tile_slide as tile_slide  # what the pool's entry point calls, in this process (workers 0)
 
     calls = {"n": 0}
-    real_fill = pipeline.fill_shard
+    real_fill = tile_slide.fill_shard
 
     def dying_fill(task):
         calls["n"] += 1
@@ -112,12 +113,12 @@ def test_interrupted_run_resumes_to_identical_stores(synthetic_dir, tmp_path, mo
             raise KeyboardInterrupt  # the run is killed after one shard was written
         return real_fill(task)
 
-    monkeypatch.setattr(pipeline, "fill_shard", dying_fill)
+    monkeypatch.setattr(tile_slide, "fill_shard", dying_fill)
     with pytest.raises(KeyboardInterrupt):
         _run([synthetic_dir / "tumor_a.tif"], tmp_path / "killed", workers=0, store=_small_shards())
     group = tmp_path / "killed" / "tiles.zarr" / "tumor_a"
     assert group.exists() and not is_complete(group)
-    monkeypatch.setattr(pipeline, "fill_shard", real_fill)
+    monkeypatch.setattr(tile_slide, "fill_shard", real_fill)
     summary, _ = _run([synthetic_dir / "tumor_a.tif"], tmp_path / "killed", store=_small_shards())
     assert summary.count("done") == 1
     clean = open_store(tmp_path / "clean" / "tiles.zarr" / "tumor_a")
@@ -290,3 +291,32 @@ def test_two_runs_on_one_output_folder_at_once(synthetic_dir, tmp_path):
             open_store(tmp_path / "alone" / "tiles.zarr" / slide_id),
         )
         np.testing.assert_array_equal(shared.read(np.arange(len(shared))), alone.read(np.arange(len(alone))))
+
+
+def test_the_scheduling_process_does_not_import_the_workers_libraries():
+    """The parent only schedules: tile_slide's libraries (~0.5 CPU-s to import) load in the fork server."""
+    import os
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, pathgen.cli, pathgen.commands.tile, tiling.pipeline; "
+        "print(sorted(m for m in ('tiling.tile_slide', 'tiling.qc', 'tiling.tissue', 'scipy.ndimage', "
+        "'skimage', 'matplotlib') if m in sys.modules))"
+    )
+    repo = Path(__file__).resolve().parents[2]
+    env = {**os.environ, "PYTHONPATH": str(repo)}
+    loaded = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=repo, env=env
+    ).stdout
+    assert loaded.strip() == "[]"
+
+
+@pytest.mark.parametrize(
+    "n_shards, n_stripes, order",
+    [(5, 1, [0, 1, 2, 3, 4]), (5, 2, [0, 3, 1, 4, 2]), (7, 3, [0, 3, 5, 1, 4, 6, 2]), (2, 4, [0, 1])],
+)
+def test_shards_are_queued_as_interleaved_runs_of_neighbours(n_shards, n_stripes, order):
+    from tiling.pipeline import striped
+
+    assert striped(list(range(n_shards)), n_stripes) == order

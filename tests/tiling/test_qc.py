@@ -1,4 +1,4 @@
-"""tiling.qc: the QC picture (size, colours, tiles) and the HTML summary (escaping, rows)."""
+"""tiling.qc and tiling.summary_page: the QC picture (size, colours, tiles) and the HTML summary (escaping, rows)."""
 
 from __future__ import annotations
 
@@ -14,14 +14,12 @@ from tiling.qc import (
     OUTLINE_RGB,
     caption_height,
     caption_lines,
-    qc_png_name,
     qc_size,
-    read_mpp_note,
     render_qc,
     resolution_note,
     save_qc_png,
-    write_summary_html,
 )
+from tiling.summary_page import qc_png_name, read_mpp_note, write_summary_html
 
 
 def _scene(h=120, w=160):
@@ -197,3 +195,30 @@ def test_summary_html_takes_manifest_rows_as_they_are(tmp_path):
 def test_summary_html_with_no_rows(tmp_path):
     page = write_summary_html(tmp_path / "s.html", [], "qc").read_text("utf-8")
     assert "total: 0" in page and "<table>" in page
+
+
+def test_the_caption_font_is_matplotlibs_dejavu_found_without_importing_it():
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import matplotlib
+
+    import tiling.qc
+
+    assert tiling.qc._FONT_PATH == Path(matplotlib.get_data_path()) / "fonts" / "ttf" / "DejaVuSans.ttf"
+    assert tiling.qc._FONT_PATH.is_file()
+    repo = Path(__file__).resolve().parents[2]
+    code = "import sys, tiling.qc; print('matplotlib' in sys.modules)"
+    env = {**os.environ, "PYTHONPATH": str(repo)}
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=repo, env=env)
+    assert done.stdout.strip() == "False"
+
+
+@pytest.mark.parametrize("shape", [(1, 1), (7, 9), (16, 16), (123, 45)])
+def test_hatch_lines_are_the_diagonal_rule(shape):
+    from tiling.qc import HATCH_PERIOD_PX, hatch_lines
+
+    yy, xx = np.indices(shape)
+    np.testing.assert_array_equal(hatch_lines(shape), (xx + yy) % HATCH_PERIOD_PX < 2)

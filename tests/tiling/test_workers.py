@@ -46,6 +46,11 @@ def report_pid(_: object) -> int:
     return os.getpid()
 
 
+def pid_after(seconds: float) -> int:
+    time.sleep(seconds)
+    return os.getpid()
+
+
 def parent_and_preloaded(_: object) -> tuple[int, bool]:
     return os.getppid(), "tiling.tile_slide" in sys.modules
 
@@ -81,6 +86,26 @@ def test_results_and_errors_reach_their_own_tasks(workers):
             err = future.exception()
             assert isinstance(err, SlideError) and err.path == f"/slides/s{i}.svs"
             assert str(err) == f"/slides/s{i}.svs: no resolution (µm/px) in the file"
+
+
+def test_a_task_that_follows_another_runs_on_that_tasks_worker():
+    """A slow and a fast chain queued interleaved: in first-come order the fast worker, free first,
+    would take the slow chain's next task and the slow worker then the fast chain's; each keeps
+    to its own chain instead."""
+    pool = ProcessPool(2, preload=PRELOAD)
+    try:
+        chains = {"slow": [0.3, 0.3], "fast": [0.1] * 4}
+        futures = {name: [] for name in chains}
+        for step in range(4):
+            for name, seconds in chains.items():
+                if step < len(seconds):
+                    follows = (name, step - 1) if step else None
+                    futures[name].append(pool.submit(pid_after, seconds[step], key=(name, step), follows=follows))
+        _drain(pool, [f for chain in futures.values() for f in chain])
+    finally:
+        pool.shutdown()
+    fast, slow = ({f.result() for f in futures[name]} for name in ("fast", "slow"))
+    assert len(fast) == 1 and len(slow) == 1 and fast != slow
 
 
 @pytest.mark.parametrize("workers", [1, 2, 4])
