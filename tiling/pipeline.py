@@ -381,7 +381,7 @@ def _split_evenly(items: list, n_parts: int) -> list[list]:
 
 def plan_slide_task(args: tuple[SlideJob, TilingConfig]) -> SlidePlan:
     """Pool entry point for planning (one picklable argument)."""
-    from tiling.tile_slide import plan_slide
+    from tiling.tile_slide import plan_slide  # lazy: the scheduler never loads tile_slide (comment above)
 
     fault_point("plan", args[0].slide_path)
     return plan_slide(*args)
@@ -389,7 +389,7 @@ def plan_slide_task(args: tuple[SlideJob, TilingConfig]) -> SlidePlan:
 
 def fill_shard_task(task: ShardTask) -> int:
     """Pool entry point for filling one shard."""
-    from tiling.tile_slide import fill_shard
+    from tiling.tile_slide import fill_shard  # lazy: the scheduler never loads tile_slide (comment above)
 
     fault_point("shard", task.job.slide_path, task.shard_index)
     return fill_shard(task)
@@ -397,7 +397,7 @@ def fill_shard_task(task: ShardTask) -> int:
 
 def overview_task(task: OverviewTask) -> int:
     """Pool entry point for a slide's overview arrays and QC picture."""
-    from tiling.tile_slide import write_overview
+    from tiling.tile_slide import write_overview  # lazy: the scheduler never loads tile_slide (comment above)
 
     fault_point("overview", task.job.slide_path)
     return write_overview(task)
