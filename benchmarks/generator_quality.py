@@ -3,6 +3,7 @@
     OMP_NUM_THREADS=1 PYTHONPATH=. python benchmarks/generator_quality.py --work runs/genq \
         [--vae-config configs/diffusion/vae_toy64.yaml] [--vae-override KEY=VALUE ...] [--vae-steps 250,500,1000] \
         [--ldm-config configs/diffusion/ldm_toy64.yaml] [--ldm-override KEY=VALUE ...] [--name NAME] [--no-ldm]
+        [--generate-override KEY=VALUE ... --bank-suffix SUFFIX]
 
 Stages, each cached in --work and skipped on a re-run once its output is complete (a VAE or LDM run that was
 stopped continues from its checkpoint):
@@ -127,32 +128,62 @@ def vae_curve(cfg: VAETrainConfig, steps: list[int], encoder: Path, sources: dic
     return [done[s] for s in sorted(done)]
 
 
-def ldm_views_eval(args: argparse.Namespace, work: Path, tiles: Path, encoder: Path, vae: Path, cpu: dict) -> dict:
-    """LDM on the VAE, a views bank of 64 sources × 2 views, and eval-gen on it (each cached)."""
-    ldm_run, bank, name = work / f"ldm_{args.name}", work / f"bank_{args.name}", args.name
+def ldm_config(args: argparse.Namespace, ldm_run: Path, tiles: Path, encoder: Path, vae: Path) -> LDMTrainConfig:
+    """The LDM config with this benchmark's tiles, encoder, VAE, output folder and CPU settings."""
     cfg = load_config(LDMTrainConfig, args.ldm_config, args.ldm_override)
     cfg = replace(cfg, data=[str(tiles)], out=str(ldm_run), encoder=str(encoder), vae=str(vae))
-    cfg = replace(cfg, train=replace(cfg.train, device="cpu", progress=False, num_workers=0))
-    if not (ldm_run / "model" / "config.json").is_file():
-        timed(cpu, "ldm", lambda: train_ldm(cfg, resume=(ldm_run / "checkpoints" / "last.pt").is_file()))
-    generate = load_config(GenerateConfig, REPO / "configs/diffusion/generate_tiny.yaml", ["n_views=2"])
-    generate = replace(
-        generate, model=str(ldm_run / "model"), tiles=[str(tiles)], out=str(bank), max_sources=N_SOURCES, device="cpu"
-    )
+    return replace(cfg, train=replace(cfg.train, device="cpu", progress=False, num_workers=0))
+
+
+def views_point(args: argparse.Namespace, model: Path, tiles: Path, name: str, cpu: dict) -> dict:
+    """A views bank of 64 sources × 2 views from the LDM `model` and eval-gen's numbers on it (cached)."""
+    work, bank = args.work.resolve(), args.work.resolve() / f"bank_{name}"
+    overrides = ["n_views=2", *args.generate_override]
+    generate = load_config(GenerateConfig, REPO / "configs/diffusion/generate_tiny.yaml", overrides)
+    generate = replace(generate, model=str(model), tiles=[str(tiles)], out=str(bank), max_sources=N_SOURCES)
     if not (bank.exists() and ViewBank(bank, require_complete=False).complete):
-        timed(cpu, "bank", lambda: generate_bank(generate, progress=False))
+        timed(cpu, "bank", lambda: generate_bank(replace(generate, device="cpu"), progress=False))
     metrics_file = work / f"eval_{name}" / "metrics.json"
     if not metrics_file.is_file():
         timed(cpu, "eval_gen", lambda: eval_gen(bank, out_dir=work / f"eval_{name}", device="cpu", n_bootstrap=5))
-    metrics = json.loads(metrics_file.read_text())["encoders"]["conditioning"]
-    refs = metrics["references"]
+    metrics = json.loads(metrics_file.read_text())
+    conditioning = metrics["encoders"]["conditioning"]
+    refs = conditioning["references"]
     return {
-        "views": metrics["fidelity"]["retrieval_top1"],
+        "views": conditioning["fidelity"]["retrieval_top1"],
         "vae_reconstruction": refs["vae_reconstruction"]["retrieval_top1"],
         "real_at_bank_size": refs["real_at_bank_size"]["retrieval_top1"],
         "shuffled": refs["shuffled_conditioning"]["retrieval_top1"],
-        "psnr_db": json.loads(metrics_file.read_text())["vae"].get("psnr_db"),
+        "psnr_db": metrics["vae"].get("psnr_db"),
     }
+
+
+def ldm_curve(args: argparse.Namespace, tiles: Path, encoder: Path, vae: Path, cpu: dict) -> list[dict]:
+    """Train the LDM up to each --ldm-steps value (resuming; its LR is constant after warm-up, so the curve
+    is one run), and measure a views bank after each."""
+    ldm_name = args.ldm_name or args.name
+    ldm_run = args.work.resolve() / f"ldm_{ldm_name}"
+    cfg = ldm_config(args, ldm_run, tiles, encoder, vae)
+    steps = [int(s) for s in args.ldm_steps.split(",") if s] or [cfg.train.max_steps]
+    curve_file = ldm_run / f"curve{args.bank_suffix}.jsonl"
+    done = {p["step"]: p for p in map(json.loads, curve_file.read_text().splitlines())} if curve_file.is_file() else {}
+    total_cpu = max([p["cpu_s"] for p in done.values()], default=0.0)
+    for step in steps:
+        if step in done:
+            continue
+        trained = json.loads((ldm_run / "model" / "config.json").read_text()) if (ldm_run / "model").is_dir() else {}
+        if trained.get("source", {}).get("step") != step:
+            before = cpu.get("ldm", 0.0)
+            run_cfg = replace(cfg, train=replace(cfg.train, max_steps=step))
+            timed(cpu, "ldm", lambda c=run_cfg: train_ldm(c, resume=(ldm_run / "checkpoints" / "last.pt").is_file()))
+            total_cpu += cpu["ldm"] - before
+        point = {"step": step, "cpu_s": round(total_cpu, 1)}
+        point.update(views_point(args, ldm_run / "model", tiles, f"{ldm_name}{args.bank_suffix}_s{step}", cpu))
+        print(f"ldm curve: {json.dumps(point)}", flush=True)
+        with curve_file.open("a") as f:
+            f.write(json.dumps(point) + "\n")
+        done[step] = point
+    return [done[s] for s in sorted(done)]
 
 
 def report(results: dict) -> None:
@@ -166,6 +197,13 @@ def report(results: dict) -> None:
             f"{held['psnr_db']:6.2f} dB"
         )
     print("CPU seconds this run: " + ", ".join(f"{k} {v:.0f}" for k, v in results["cpu_s"].items()))
+    if results.get("ldm_curve"):
+        print("LDM curve: step, CPU s, views retrieval (VAE recon, real at size, shuffled)")
+        for p in results["ldm_curve"]:
+            print(
+                f"  {p['step']:6d} {p['cpu_s']:8.1f}  {p['views']:.3f} ({p['vae_reconstruction']:.3f}, "
+                f"{p['real_at_bank_size']:.3f}, {p['shuffled']:.3f})"
+            )
     final = results.get("final")
     if final:
         print(f"eval-gen ({N_SOURCES} sources, 2 views): " + ", ".join(f"{k} {v}" for k, v in final.items()))
@@ -183,6 +221,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--vae-steps", default="", help="comma-separated curve points (default: the config's)")
     parser.add_argument("--ldm-config", type=Path, default=REPO / "configs/diffusion/ldm_toy64.yaml")
     parser.add_argument("--ldm-override", action="append", default=[])
+    parser.add_argument("--ldm-steps", default="", help="comma-separated curve points (default: the config's)")
+    parser.add_argument("--ldm-name", default="", help="names the LDM / bank folders (default: --name)")
+    parser.add_argument("--generate-override", action="append", default=[], help="e.g. sampler.guidance_scale=4")
+    parser.add_argument("--bank-suffix", default="", help="a second bank of the same LDM (other --generate-override)")
     parser.add_argument("--no-ldm", action="store_true", help="stop after the VAE curve")
     return parser.parse_args(argv)
 
@@ -195,17 +237,16 @@ def main(argv: list[str] | None = None) -> int:
     with torch_threads(1):
         tiles, held_out = timed(cpu, "tiles", lambda: make_tiles(work, args.real_slide))
         encoder = timed(cpu, "ssl_round1", lambda: train_round1(work, tiles))
-        vae_cfg = load_config(VAETrainConfig, args.vae_config, args.vae_override)
+        vae_cfg = load_config(VAETrainConfig, args.vae_config, [*args.vae_override, f"feature_encoder={encoder}"])
         vae_cfg = replace(vae_cfg, data=[str(tiles)], out=str(work / f"vae_{args.name}"))
-        if vae_cfg.feature_weight:
-            vae_cfg = replace(vae_cfg, feature_encoder=str(encoder))
         vae_cfg = replace(vae_cfg, train=replace(vae_cfg.train, device="cpu", progress=False, num_workers=0))
         steps = [int(s) for s in args.vae_steps.split(",") if s] or [vae_cfg.train.max_steps]
         sources = {"train": pick_sources(tiles, N_SOURCES), "held_out": pick_sources(held_out, N_SOURCES)}
         results = {"name": args.name, "curve": vae_curve(vae_cfg, steps, encoder, sources, cpu), "cpu_s": cpu}
         if not args.no_ldm:
-            results["final"] = ldm_views_eval(args, work, tiles, encoder, work / f"vae_{args.name}" / "model", cpu)
-    (work / f"results_{args.name}.json").write_text(json.dumps(results, indent=2))
+            results["ldm_curve"] = ldm_curve(args, tiles, encoder, work / f"vae_{args.name}" / "model", cpu)
+            results["final"] = results["ldm_curve"][-1]
+    (work / f"results_{args.ldm_name or args.name}{args.bank_suffix}.json").write_text(json.dumps(results, indent=2))
     report(results)
     return 0
 
