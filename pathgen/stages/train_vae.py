@@ -89,11 +89,6 @@ class VAETrainConfig:
             f"{self.image_size} must be a positive multiple of the VAE's downsampling factor {factor} "
             "(2 ** (len(vae.block_out_channels) - 1))",
         )
-        check(
-            self.feature_weight == 0 or bool(self.feature_encoder),
-            "feature_encoder",
-            f"feature_weight {self.feature_weight} needs feature_encoder=MODEL (an SSL encoder folder)",
-        )
 
 
 def image_gradients(images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -205,6 +200,8 @@ def build_feature_loss(cfg: VAETrainConfig, dataset: DiffusionTiles) -> EncoderF
     training tiles; None when feature_weight is 0."""
     if not cfg.feature_weight:
         return None
+    if not cfg.feature_encoder:  # checked here, not in the config: `pathgen gensis` sets it from round 1
+        raise ValueError(f"feature_weight {cfg.feature_weight} needs feature_encoder=MODEL (an SSL encoder folder)")
     loss = EncoderFeatureLoss.from_folder(cfg.feature_encoder)
     dataset.set_epoch(0)
     indices = evenly_spaced(len(dataset), cfg.feature_centre_tiles)

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 
-from pathgen.config import ConfigError, load_config
+from pathgen.config import load_config
 from pathgen.diffusion.feature_loss import EncoderFeatureLoss, centred_cosine_distance, evenly_spaced
 from pathgen.diffusion.images import to_model_range
 from pathgen.models.embeddings import preprocess
@@ -82,9 +82,10 @@ def test_evenly_spaced_indices():
     assert evenly_spaced(2, 5).tolist() == [0, 1]
 
 
-def test_feature_weight_needs_an_encoder():
-    with pytest.raises(ConfigError, match="feature_encoder"):
-        load_config(VAETrainConfig, TINY, ["data=tiles", "feature_weight=0.5"])
+def test_feature_weight_needs_an_encoder(tiny_tiles, tmp_path):
+    cfg = load_config(VAETrainConfig, TINY, [f"data={tiny_tiles}", f"out={tmp_path}", "feature_weight=0.5"])
+    with pytest.raises(ValueError, match="needs feature_encoder=MODEL"):
+        train_vae(cfg)
 
 
 def test_train_vae_with_the_feature_loss(tiny_tiles, tiny_encoder, tmp_path):
