@@ -31,6 +31,9 @@ class LDMConfig:
     n_context_tokens: int = 1
     norm_num_groups: int = 32
     cross_attention_levels: list[int] | None = None  # levels with cross-attention; None: all but the first (LID)
+    # the context also added to the timestep embedding, so it reaches every ResNet block (ADM's class
+    # conditioning with the SSL embedding as the label); LID: false (cross-attention only)
+    time_conditioning: bool = False
     p_uncond: float = 0.1
     # standardise embeddings with the training tiles' mean and std before the unit sphere (RCG); LID: false
     standardize_embeddings: bool = False
@@ -87,11 +90,16 @@ def build_unet(cfg: LDMConfig, latent_channels: int, latent_size: int) -> UNet2D
         cross_attention_dim=cfg.cross_attention_dim,
         norm_num_groups=cfg.norm_num_groups,
         mid_block_type="UNetMidBlock2DCrossAttn",
+        class_embed_type="projection" if cfg.time_conditioning else None,
+        projection_class_embeddings_input_dim=(
+            cfg.n_context_tokens * cfg.cross_attention_dim if cfg.time_conditioning else None
+        ),
     )
 
 
 class ConditionedDenoiser(nn.Module):
-    """diffusers UNet2DConditionModel whose cross-attention context is the projected SSL embedding."""
+    """diffusers UNet2DConditionModel whose cross-attention context is the projected SSL embedding (with
+    `time_conditioning`, the flattened context is also projected into the timestep embedding)."""
 
     def __init__(self, cfg: LDMConfig, embed_dim: int, latent_channels: int, latent_size: int):
         super().__init__()
@@ -102,7 +110,8 @@ class ConditionedDenoiser(nn.Module):
 
     def forward(self, latents: Tensor, timesteps: Tensor, context: Tensor) -> Tensor:
         """The noise (eps) prediction for noisy `latents` (B, C, h, w) at `timesteps` (B,) given `context`."""
-        return self.unet(latents, timesteps, encoder_hidden_states=context).sample
+        labels = context.flatten(1) if self.cfg.time_conditioning else None
+        return self.unet(latents, timesteps, encoder_hidden_states=context, class_labels=labels).sample
 
     def context(self, embeddings: Tensor, drop: Tensor | None = None) -> Tensor:
         """(B, n_tokens, context_dim) context of SSL embeddings (B, D); rows with `drop` True get the null context."""

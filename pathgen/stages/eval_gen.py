@@ -527,3 +527,32 @@ def write_report(metrics: dict, out_dir: Path) -> None:
     ]
     write_json_atomic(out_dir / "metrics.json", metrics, indent=2, default=float)
     write_text_atomic(out_dir / "metrics.md", "\n".join(lines))
+
+
+def reconstruction_references(
+    vae_dir: str | Path,
+    encoder_dir: str | Path,
+    sources: list[tuple[str, int]],
+    image_size: int,
+    batch_size: int = 64,
+    device: str = "auto",
+) -> dict:
+    """The autoencoder's ceiling without a bank: retrieval and fidelity of the VAE's reconstructions of
+    `sources` ((store path, index) pairs) at `image_size` px among those sources, beside the real tiles at
+    that size, in `encoder_dir`'s space (centred on the sources' own mean unit embedding), and the
+    reconstructions' PSNR. What `eval_gen` reports as `references` for a bank made from that VAE."""
+    torch_device = pick_device(device)
+    extractor = encoder_extractor(encoder_dir, torch_device, "encoder")
+    tiles = _Tiles()
+    full = _embed_batches([extractor], tiles.batches(sources, batch_size))["encoder"]
+    matched, vae = _size_matched_features(
+        tiles, sources, image_size, [extractor], load_codec(vae_dir, torch_device), batch_size
+    )
+    centre, targets = unit_centre(full), full[:, None, :]
+    return {
+        "n_sources": len(sources),
+        "image_size": image_size,
+        "real_at_size": _reference_point(matched["at_size"]["encoder"][:, None, :], targets, centre),
+        "vae_reconstruction": _reference_point(matched["recon"]["encoder"][:, None, :], targets, centre),
+        **vae,
+    }

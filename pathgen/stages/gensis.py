@@ -271,7 +271,7 @@ def generative_stages(cfg: GenSISConfig) -> list[Stage]:
                 "foreground", round1_model(cfg), cfg.tiles, cfg.foreground.max_tiles, cfg.device, ("ssl_round1",)
             )
         )
-    stages.append(vae_stage("vae", for_run(stage_config(VAETrainConfig, cfg.vae), cfg, out / "vae")))
+    stages.append(vae_stage_of(cfg))
     ldm = replace(
         for_run(stage_config(LDMTrainConfig, cfg.ldm), cfg, out / "ldm"),
         encoder=str(round1_model(cfg)),
@@ -301,6 +301,15 @@ def generative_stages(cfg: GenSISConfig) -> list[Stage]:
             )
         )
     return stages
+
+
+def vae_stage_of(cfg: GenSISConfig) -> Stage:
+    """The VAE stage; a VAE config with a feature loss gets round 1's encoder as its feature encoder
+    (the encoder that conditions the LDM and judges its views), and waits for round 1."""
+    vae = for_run(stage_config(VAETrainConfig, cfg.vae), cfg, Path(cfg.out) / "vae")
+    if not vae.feature_weight:
+        return vae_stage("vae", vae)
+    return vae_stage("vae", replace(vae, feature_encoder=str(round1_model(cfg))), ("ssl_round1",))
 
 
 def bank_config(cfg: GenSISConfig, kind: str, embeddings: str) -> GenerateConfig:

@@ -99,8 +99,9 @@ def ssl_init_stage(name: str, cfg: SSLConfig) -> Stage:
     return Stage(name, out_dir, to_dict(cfg), lambda: model_complete(out_dir / "model"), run)
 
 
-def vae_stage(name: str, cfg: VAETrainConfig) -> Stage:
-    """`pathgen train-vae` of the resolved `cfg` into cfg.out; output cfg.out/model."""
+def vae_stage(name: str, cfg: VAETrainConfig, inputs: tuple[str, ...] = ()) -> Stage:
+    """`pathgen train-vae` of the resolved `cfg` into cfg.out; output cfg.out/model (`inputs`: the stage of
+    its feature-loss encoder, when it has one)."""
     run_dir = Path(cfg.out)
     return Stage(
         name,
@@ -108,6 +109,7 @@ def vae_stage(name: str, cfg: VAETrainConfig) -> Stage:
         to_dict(cfg),
         lambda: model_complete(run_dir / "model"),
         lambda: train_vae(cfg, resume=_resume(run_dir)),
+        inputs,
         distributed=True,
     )
 

@@ -4,7 +4,10 @@ The objective is Large-Image-Diffusion's (Graikos et al., CVPR 2024): tiles are 
 by a frozen VAE, conditioned on the frozen SSL encoder's L2-normalised embedding (read from
 `pathgen embed` output, or computed on the fly from the batch's tile), the conditioning is dropped
 to the null context with probability p_uncond, and the denoiser regresses the noise added at a
-uniform timestep (MSE on eps). The optimiser follows LID (AdamW, lr 1e-4, no decay, linear warm-up
+uniform timestep (MSE on eps; optionally weighted per timestep by Min-SNR-γ, Hang et al., "Efficient
+Diffusion Training via Min-SNR Weighting Strategy", ICCV 2023: eps-prediction losses times
+min(SNR(t), γ) / SNR(t), which stops the low-noise steps, where the conditioning barely matters, from
+dominating the gradient). The optimiser follows LID (AdamW, lr 1e-4, no decay, linear warm-up
 then constant); an EMA of the denoiser with LitEma's warm-up is what gets exported (ZoomLDM).
 
 A run folder holds ``config.yaml``, ``metrics.jsonl``, ``checkpoints/last.pt`` (which includes the
@@ -20,7 +23,6 @@ from typing import ClassVar
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from diffusers import DDPMScheduler
 from torch import Tensor, nn
 
@@ -68,8 +70,16 @@ class LDMTrainConfig:
     min_tissue: float = 0.0
     sample_posterior: bool = True  # latents drawn from the VAE posterior (CompVis) rather than its mode
     statistics_tiles: int = 4096  # ldm.standardize_embeddings: tiles (evenly spaced) the mean and std come from
+    min_snr_gamma: float | None = None  # Min-SNR-γ loss weights (Hang et al. 2023 use 5); None: plain MSE (LID)
     ldm: LDMConfig = field(default_factory=LDMConfig)
     train: LDMOptimConfig = field(default_factory=LDMOptimConfig)
+
+
+def min_snr_weights(alphas_cumprod: Tensor, timesteps: Tensor, gamma: float) -> Tensor:
+    """Min-SNR-γ weights of eps-prediction losses at `timesteps`: min(SNR, γ) / SNR, SNR = ᾱ_t / (1 − ᾱ_t)."""
+    alpha_bar = alphas_cumprod.to(timesteps.device)[timesteps].double()
+    snr = alpha_bar / (1.0 - alpha_bar)
+    return (snr.clamp(max=gamma) / snr).float()
 
 
 class LDMObjective(nn.Module):
@@ -82,6 +92,7 @@ class LDMObjective(nn.Module):
         encoder: nn.Module | None,
         encoder_config: EncoderConfig,
         sample_posterior: bool = True,
+        min_snr_gamma: float | None = None,
     ):
         super().__init__()
         cfg = denoiser.cfg
@@ -92,6 +103,9 @@ class LDMObjective(nn.Module):
         self.ema = EMA(denoiser, cfg.ema_decay) if cfg.ema_decay > 0 else None
         self.scheduler = DDPMScheduler(**scheduler_kwargs(cfg))
         self.p_uncond = cfg.p_uncond
+        if min_snr_gamma is not None and (min_snr_gamma <= 0 or cfg.prediction_type != "epsilon"):
+            raise ValueError(f"min_snr_gamma {min_snr_gamma} needs a positive γ and ldm.prediction_type epsilon")
+        self.min_snr_gamma = min_snr_gamma
 
     def param_groups(self) -> list[dict]:
         """Only the denoiser trains: matrices with weight decay, 1-D tensors without."""
@@ -127,8 +141,15 @@ class LDMObjective(nn.Module):
         timesteps = torch.randint(0, self.scheduler.config.num_train_timesteps, (n,), device=latents.device)
         noisy = self.scheduler.add_noise(latents, noise, timesteps)
         prediction = self.denoiser(noisy, timesteps, context)
-        loss = F.mse_loss(prediction.float(), self._target(latents, noise, timesteps))
+        squared = (prediction.float() - self._target(latents, noise, timesteps)).pow(2).mean(dim=(1, 2, 3))
+        loss = (squared * self.loss_weights(timesteps)).mean()
         return {"loss": loss, "uncond_fraction": drop.float().mean()}
+
+    def loss_weights(self, timesteps: Tensor) -> Tensor:
+        """Per-sample loss weights: 1, or Min-SNR-γ's (min_snr_weights)."""
+        if self.min_snr_gamma is None:
+            return torch.ones(len(timesteps), device=timesteps.device)
+        return min_snr_weights(self.scheduler.alphas_cumprod, timesteps, self.min_snr_gamma)
 
     def _target(self, latents: Tensor, noise: Tensor, timesteps: Tensor) -> Tensor:
         kind = self.scheduler.config.prediction_type
@@ -162,7 +183,7 @@ def build_objective(cfg: LDMTrainConfig, device: str | torch.device = "cpu") -> 
     torch.manual_seed(cfg.train.seed)
     denoiser = ConditionedDenoiser(cfg.ldm, encoder_config.embed_dim, codec.latent_channels, cfg.image_size // factor)
     keep_encoder = encoder if cfg.embeddings_name is None else None
-    return LDMObjective(denoiser, codec, keep_encoder, encoder_config, cfg.sample_posterior)
+    return LDMObjective(denoiser, codec, keep_encoder, encoder_config, cfg.sample_posterior, cfg.min_snr_gamma)
 
 
 def build_dataset(cfg: LDMTrainConfig, embed_dim: int) -> DiffusionTiles:

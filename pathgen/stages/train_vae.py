@@ -4,7 +4,9 @@ Losses (no discriminator, no pretrained network, so training works offline and f
 pixel L1 (+ optional L2); an image-gradient term, the multi-scale gradient-difference loss of
 Mathieu et al. (ICLR 2016), which penalises exactly what pixel losses let a VAE get away with —
 blurred nuclear edges and flattened chromatin texture — at the cost of a few subtractions; an
-optional SSIM term (Wang et al. 2004; L1 + SSIM as in Zhao et al., IEEE TCI 2017); and a KL term.
+optional SSIM term (Wang et al. 2004; L1 + SSIM as in Zhao et al., IEEE TCI 2017); an optional feature
+term in a frozen SSL encoder's embedding space (`feature_weight`, `feature_encoder`: the round-1 encoder
+that conditions the LDM, pathgen.diffusion.feature_loss); and a KL term.
 The KL is normalised per pixel value, so `kl_weight` has the meaning of the LDM autoencoders'
 1e-6, whose reconstruction loss is a per-pixel sum (Rombach et al. 2022, first-stage configs).
 
@@ -26,6 +28,7 @@ from diffusers import AutoencoderKL
 from torch import nn
 
 from pathgen.config import check, save_config
+from pathgen.diffusion.feature_loss import EncoderFeatureLoss, evenly_spaced
 from pathgen.diffusion.training_data import DiffusionTiles
 from pathgen.diffusion.vae import VAEConfig, build_vae, save_vae
 from pathgen.schedules import StepInfo
@@ -57,7 +60,7 @@ class VAETrainLoop(TrainConfig):
 class VAETrainConfig:
     """One VAE run: tiles, architecture, loss weights and optimisation."""
 
-    PATH_KEYS: ClassVar[tuple[str, ...]] = ("data", "out")  # saved absolute (pathgen.config)
+    PATH_KEYS: ClassVar[tuple[str, ...]] = ("data", "out", "feature_encoder")  # saved absolute (pathgen.config)
 
     data: list[str] = field(default_factory=list)  # `pathgen tile` output folders
     out: str = "runs/vae"
@@ -69,6 +72,9 @@ class VAETrainConfig:
     gradient_scales: int = 3  # full, 1/2 and 1/4 resolution
     ssim_weight: float = 0.0  # 1 - SSIM (11-px Gaussian window, sigma 1.5)
     kl_weight: float = 1e-6  # on the KL per pixel value (LDM's 1e-6 on a per-pixel-sum reconstruction loss)
+    feature_weight: float = 0.0  # centred cosine distance in feature_encoder's embedding space
+    feature_encoder: str = ""  # SSL encoder folder for the feature loss (gensis: round 1's encoder)
+    feature_centre_tiles: int = 256  # training tiles whose mean unit embedding centres the feature loss
     scaling_tiles: int = 1024  # training tiles whose posterior-mode latents set the scaling factor
     min_tissue: float = 0.0
     flips: bool = True  # random rot90 / flips (the dihedral group)
@@ -125,12 +131,14 @@ def ssim(
 class VAEObjective(nn.Module):
     """The Trainer's model: encode, sample the posterior, decode, and weigh the losses."""
 
-    def __init__(self, vae: AutoencoderKL, cfg: VAETrainConfig):
+    def __init__(self, vae: AutoencoderKL, cfg: VAETrainConfig, feature_loss: EncoderFeatureLoss | None = None):
         super().__init__()
-        self.vae, self.cfg = vae, cfg
+        self.vae, self.cfg, self.feature_loss = vae, cfg, feature_loss
+        if cfg.feature_weight and feature_loss is None:
+            raise ValueError("feature_weight > 0 needs an EncoderFeatureLoss")
 
     def forward(self, batch: dict, info: StepInfo | None = None) -> dict[str, torch.Tensor]:
-        """{"loss", "rec_l1", "rec_l2", "kl" (+ "grad", "ssim" when weighted)} for a batch
+        """{"loss", "rec_l1", "rec_l2", "kl" (+ "grad", "ssim", "feature" when weighted)} for a batch
         {"image": (B, 3, S, S) in [-1, 1]}."""
         images, cfg = batch["image"], self.cfg
         posterior = self.vae.encode(images).latent_dist
@@ -147,6 +155,9 @@ class VAEObjective(nn.Module):
         if cfg.ssim_weight:
             outputs["ssim"] = ssim(reconstruction, images)
             loss = loss + cfg.ssim_weight * (1 - outputs["ssim"])
+        if cfg.feature_weight:
+            outputs["feature"] = self.feature_loss(reconstruction, images)
+            loss = loss + cfg.feature_weight * outputs["feature"]
         return {"loss": loss, **outputs}
 
 
@@ -184,6 +195,20 @@ def latent_std(
     return float(np.sqrt(max(total_sq / count - mean**2, 1e-12))), len(indices)
 
 
+def build_feature_loss(cfg: VAETrainConfig, dataset: DiffusionTiles) -> EncoderFeatureLoss | None:
+    """The feature loss of `cfg.feature_encoder`, centred on up to `feature_centre_tiles` evenly spaced
+    training tiles; None when feature_weight is 0."""
+    if not cfg.feature_weight:
+        return None
+    if not cfg.feature_encoder:  # checked here, not in the config: `pathgen gensis` sets it from round 1
+        raise ValueError(f"feature_weight {cfg.feature_weight} needs feature_encoder=MODEL (an SSL encoder folder)")
+    loss = EncoderFeatureLoss.from_folder(cfg.feature_encoder)
+    dataset.set_epoch(0)
+    indices = evenly_spaced(len(dataset), cfg.feature_centre_tiles)
+    loss.set_centre(torch.stack([dataset[int(i)]["image"] for i in indices]))
+    return loss
+
+
 def train_vae(cfg: VAETrainConfig, resume: bool = False) -> Path:
     """Train, checkpointing into `cfg.out`, then save the VAE and its scaling factor; returns the model folder."""
     run_dir = Path(cfg.out)
@@ -191,7 +216,7 @@ def train_vae(cfg: VAETrainConfig, resume: bool = False) -> Path:
     run_dir.mkdir(parents=True, exist_ok=True)
     save_config(cfg, run_dir / "config.yaml")
     torch.manual_seed(cfg.train.seed)
-    objective = VAEObjective(build_vae(cfg.vae), cfg)
+    objective = VAEObjective(build_vae(cfg.vae), cfg, build_feature_loss(cfg, dataset))
     trainer = Trainer(cfg.train, objective, dataset, run_dir)
     trainer.fit(resume=resume)
     if trainer.dist.is_main:
@@ -211,4 +236,5 @@ def train_vae(cfg: VAETrainConfig, resume: bool = False) -> Path:
 
 def _loss_weights(cfg: VAETrainConfig) -> dict:
     names = ("l1_weight", "l2_weight", "gradient_weight", "gradient_scales", "ssim_weight", "kl_weight")
+    names += ("feature_weight", "feature_encoder")
     return {name: value for name, value in asdict(cfg).items() if name in names}

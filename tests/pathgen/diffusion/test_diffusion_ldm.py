@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -21,7 +22,7 @@ from pathgen.diffusion.training_data import DiffusionTiles
 from pathgen.diffusion.vae import VAEConfig, build_vae, save_vae
 from pathgen.models.embeddings import preprocess, read_embeddings
 from pathgen.models.io import load_encoder
-from pathgen.stages.train_ldm import LDMTrainConfig, build_objective
+from pathgen.stages.train_ldm import LDMTrainConfig, build_objective, min_snr_weights
 
 CONFIGS = Path(__file__).resolve().parents[3] / "configs" / "diffusion"
 TINY = CONFIGS / "ldm_tiny.yaml"
@@ -120,6 +121,51 @@ def test_base_config_builds():
     n_params = sum(p.numel() for p in denoiser.parameters())
     assert 300e6 < n_params < 500e6  # LID's UNet is ~400M
     assert denoiser.unet.config.down_block_types[0] == "DownBlock2D"  # no attention at 64×64, as in LID
+
+
+def test_min_snr_weights_against_the_schedule_by_hand():
+    betas = torch.linspace(0.0015**0.5, 0.0195**0.5, 1000, dtype=torch.float64) ** 2  # CompVis "linear"
+    alpha_bar = torch.cumprod(1 - betas, dim=0)
+    timesteps = torch.tensor([0, 100, 400, 999])
+    weights = min_snr_weights(DDPMScheduler(**scheduler_kwargs(LDMConfig())).alphas_cumprod, timesteps, 5.0)
+    snr = [float(alpha_bar[t] / (1 - alpha_bar[t])) for t in timesteps]
+    assert snr[0] > 5 and snr[-1] < 5  # the first steps are down-weighted, the noisy ones keep weight 1
+    assert weights.tolist() == pytest.approx([min(s, 5.0) / s for s in snr], rel=1e-5)
+    assert weights[-1].item() == pytest.approx(1.0)
+
+
+def test_time_conditioning_feeds_the_context_into_the_timestep_embedding():
+    cfg = LDMConfig(
+        block_out_channels=[32, 64],
+        attention_head_dim=16,
+        cross_attention_dim=64,
+        norm_num_groups=16,
+        cross_attention_levels=[],
+        time_conditioning=True,
+    )
+    torch.manual_seed(0)
+    denoiser = ConditionedDenoiser(cfg, 64, 4, latent_size=8).eval()
+    assert denoiser.unet.class_embedding is not None
+    assert denoiser.unet.class_embedding.linear_1.in_features == 64  # n_context_tokens × cross_attention_dim
+    plain = ConditionedDenoiser(replace(cfg, time_conditioning=False), 64, 4, latent_size=8)
+    assert plain.unet.class_embedding is None
+    latents, timesteps = torch.randn(2, 4, 8, 8), torch.tensor([10, 600])
+    context = denoiser.context(torch.randn(2, 64))
+    denoiser(latents, timesteps, context).square().mean().backward()
+    assert denoiser.unet.class_embedding.linear_1.weight.grad.abs().sum() > 0  # the context reached it
+    with torch.no_grad():
+        with_null = denoiser(latents, timesteps, denoiser.null_context(2))
+        assert not torch.allclose(denoiser(latents, timesteps, context), with_null)
+
+
+@pytest.mark.parametrize("path", sorted(CONFIGS.glob("ldm_*.yaml")), ids=lambda p: p.stem)
+def test_shipped_configs_build(path):
+    cfg = load_config(LDMTrainConfig, path)
+    latent_size = cfg.image_size // 4  # the f4 VAEs of configs/diffusion
+    with torch.device("meta"):
+        denoiser = ConditionedDenoiser(cfg.ldm, embed_dim=192, latent_channels=4, latent_size=latent_size)
+    assert (denoiser.unet.class_embedding is not None) == cfg.ldm.time_conditioning
+    assert cfg.train.max_steps is None or cfg.train.max_steps > 0
 
 
 def test_training_loss_falls(trained):

@@ -179,6 +179,16 @@ def test_shipped_configs_build_every_stage(name, tiny_tiles, tmp_path):
     assert stages[0].settings["method"] == "dino"
 
 
+def test_a_feature_loss_vae_is_given_round_ones_encoder(tiny_tiles, tmp_path):
+    cfg = load_config(GenSISConfig, DEMO, [f"tiles={tiny_tiles}", f"out={tmp_path}"])
+    plain = next(s for s in gensis_stages(cfg) if s.name == "vae")
+    assert plain.inputs == () and plain.settings["feature_encoder"] == ""
+    cfg.vae.overrides.append("feature_weight=0.5")
+    vae = next(s for s in gensis_stages(cfg) if s.name == "vae")
+    assert vae.inputs == ("ssl_round1",)
+    assert vae.settings["feature_encoder"] == str(tmp_path / "ssl_round1" / "model")
+
+
 def test_a_seed_fixes_the_ssl_run(tiny_tiles, tmp_path):
     from safetensors.torch import load_file
 
