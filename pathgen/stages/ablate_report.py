@@ -118,12 +118,18 @@ def write_ablation_report(out: str | Path, plan: dict, seeds: list[int]) -> Path
     results = load_results(out / "bench" / "results.json")
     shutil.copy2(out / "bench" / "results.json", report_dir / "results.json")
     probe_seeds = sorted({s for r in results for s in r.get("seeds", [])})
+    cells = (
+        f"Cells: mean ± sd over probe / MIL-head seeds {probe_seeds} [95% interval] with one pretraining seed; "
+        f"{interval_note(results)}"
+        if len(seeds) == 1
+        else f"Cells: mean ± sd over the {len(seeds)} pretraining seeds {seeds} of each variant's per-seed mean "
+        f"(each per-seed mean over probe / MIL-head seeds {probe_seeds}), marked '({len(seeds)} seeds)'; the "
+        f"sd holds pretraining variance. Per pretraining seed: {interval_note(results)}"
+    )
     lines = [
         "# Generative-augmentation ablation",
         "",
-        f"Cells: mean ± sd over probe / MIL-head seeds {probe_seeds} [95% interval] with one pretraining seed; "
-        f"{interval_note(results)} With several pretraining seeds, a cell is the mean ± sd of the per-seed "
-        "means. ▲ / ▼: the variant's interval and its range over probe seeds both lie wholly above / below "
+        f"{cells} ▲ / ▼: the variant's interval and its range over probe seeds both lie wholly above / below "
         "its family baseline's (at every pretraining seed); anything else is within the intervals. Variants "
         "are compared with their own family's baseline only.",
         "",
