@@ -36,6 +36,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+from sklearn.preprocessing import StandardScaler
 
 from pathgen.eval.head_training import CheckpointSelector, head_loss
 from pathgen.eval.metrics import METRICS, classification_metrics
@@ -112,13 +113,6 @@ def check_config(cfg: LinearProbeConfig) -> None:
     ):
         if getattr(cfg, name) not in allowed:
             raise ValueError(f"LinearProbeConfig.{name} must be one of {allowed}, got {getattr(cfg, name)!r}")
-
-
-def standardizer(train_x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The training split's per-feature mean and sd (a constant feature gets sd 1, so it maps to 0)."""
-    mean = train_x.mean(axis=0, dtype=np.float64)
-    sd = train_x.std(axis=0, dtype=np.float64)
-    return mean, np.where(sd > 0, sd, 1.0)
 
 
 def shuffled_batches(n_rows: int, batch_size: int, generator: torch.Generator) -> Iterator[torch.Tensor]:
@@ -233,9 +227,9 @@ def linear_probe(
     cfg = cfg or LinearProbeConfig()
     (tx, ty), (vx, vy), (sx, sy), n_classes = check_splits((train_x, train_y), (val_x, val_y), (test_x, test_y))
     generator = torch.Generator().manual_seed(seed)
-    if cfg.standardize:
-        mean, sd = standardizer(tx)
-        tx, vx, sx = (((a - mean) / sd).astype(tx.dtype) for a in (tx, vx, sx))
+    if cfg.standardize:  # as the logistic probe does (pathgen.eval.probes)
+        scaler = StandardScaler().fit(tx)
+        tx, vx, sx = (scaler.transform(a).astype(tx.dtype) for a in (tx, vx, sx))
     to_tensor = lambda a: torch.as_tensor(a, device=device)  # noqa: E731
     train = (to_tensor(tx), to_tensor(ty))
     with torch_threads(cfg.cpu_threads if torch.device(device).type == "cpu" else None):
