@@ -22,6 +22,16 @@ def pillow_only(monkeypatch):
     monkeypatch.setattr(fast_codecs, "imagecodecs", None)
 
 
+@pytest.fixture(params=["imagecodecs", "pillow"])
+def backend(request, monkeypatch):
+    """Each codec backend in turn: imagecodecs (skipped where it is not installed), then the fallback."""
+    if request.param == "pillow":
+        monkeypatch.setattr(fast_codecs, "imagecodecs", None)
+    elif fast_codecs.imagecodecs is None:
+        pytest.skip("imagecodecs is not installed")
+    return request.param
+
+
 def _file_tiles(path, count=24):
     """(level spec, compressed bytes) of up to `count` level-0 tiles of a JPEG-tiled TIFF."""
     with open(path, "rb") as handle:
@@ -72,12 +82,7 @@ def test_both_decoders_give_identical_pixels(textured, colour, shared, monkeypat
         np.testing.assert_array_equal(a, b)
 
 
-@pytest.mark.parametrize("backend", ["imagecodecs", "pillow"])
-def test_decoding_into_out_gives_the_same_pixels(textured, backend, monkeypatch):
-    if backend == "pillow":
-        monkeypatch.setattr(fast_codecs, "imagecodecs", None)
-    elif fast_codecs.imagecodecs is None:
-        pytest.skip("imagecodecs is not installed")
+def test_decoding_into_out_gives_the_same_pixels(textured, backend):
     level, streams = _file_tiles(textured[("ycbcr", True)], count=4)
     expected = _decode_all(level, streams)
     out = np.zeros((len(streams), 128, 128, 3), np.uint8)
@@ -96,12 +101,7 @@ def test_both_decoders_agree_on_the_aperio_rgb_jpeg(cmu_small, monkeypatch):
     np.testing.assert_array_equal(np.stack(fast), np.stack(_decode_all(level, streams)))
 
 
-@pytest.mark.parametrize("backend", ["imagecodecs", "pillow"])
-def test_a_broken_stream_is_an_os_error(textured, backend, monkeypatch):
-    if backend == "pillow":
-        monkeypatch.setattr(fast_codecs, "imagecodecs", None)
-    elif fast_codecs.imagecodecs is None:
-        pytest.skip("imagecodecs is not installed")
+def test_a_broken_stream_is_an_os_error(textured, backend):
     level, streams = _file_tiles(textured[("ycbcr", True)], count=1)
     with pytest.raises(OSError, match="does not decode"):
         fast_codecs.decode_jpeg_rgb(b"\xff\xd8" + bytes(200), level.jpeg_tables, "YCbCr", (128, 128))
@@ -109,12 +109,7 @@ def test_a_broken_stream_is_an_os_error(textured, backend, monkeypatch):
         fast_codecs.decode_jpeg_rgb(streams[0], level.jpeg_tables, "YCbCr", (64, 64))
 
 
-@pytest.mark.parametrize("backend", ["imagecodecs", "pillow"])
-def test_zstd_frames_decode_with_zarrs_codec_to_the_tile(backend, monkeypatch):
-    if backend == "pillow":
-        monkeypatch.setattr(fast_codecs, "imagecodecs", None)
-    elif fast_codecs.imagecodecs is None:
-        pytest.skip("imagecodecs is not installed")
+def test_zstd_frames_decode_with_zarrs_codec_to_the_tile(backend):
     rng = np.random.default_rng(0)
     tile = np.clip(rng.normal(180, 30, (224, 224, 3)), 0, 255).astype(np.uint8)
     for view in (tile, tile[:, ::-1]):  # a non-contiguous view is stored in C order
@@ -123,15 +118,10 @@ def test_zstd_frames_decode_with_zarrs_codec_to_the_tile(backend, monkeypatch):
         assert bytes(Zstd().decode(frame)) == np.ascontiguousarray(view).tobytes()
 
 
-@pytest.mark.parametrize("backend", ["imagecodecs", "pillow"])
 @pytest.mark.parametrize("level", [-3, -1, 1, 3])
-def test_zstd_frames_are_compressed_at_the_level_asked(backend, level, monkeypatch):
+def test_zstd_frames_are_compressed_at_the_level_asked(backend, level):
     """The frame is zstd's at that level, the bytes zarr's own codec writes for it; imagecodecs
     alone would compress negative levels at level 3."""
-    if backend == "pillow":
-        monkeypatch.setattr(fast_codecs, "imagecodecs", None)
-    elif fast_codecs.imagecodecs is None:
-        pytest.skip("imagecodecs is not installed")
     rng = np.random.default_rng(1)
     tile = np.clip(rng.normal(180, 30, (224, 224, 3)), 0, 255).astype(np.uint8)
     frame = fast_codecs.zstd_compress(tile, level)
