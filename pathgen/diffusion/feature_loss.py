@@ -18,7 +18,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -83,8 +82,3 @@ class EncoderFeatureLoss(nn.Module):
         with torch.no_grad():
             target_features = self.embed(target)
         return centred_cosine_distance(self.embed(reconstruction), target_features, self.centre)
-
-
-def evenly_spaced(n_items: int, n_picked: int) -> np.ndarray:
-    """Up to `n_picked` distinct indices spread evenly over range(n_items)."""
-    return np.unique(np.linspace(0, n_items - 1, min(n_picked, n_items)).round().astype(int))

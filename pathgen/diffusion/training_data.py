@@ -114,3 +114,8 @@ class DiffusionTiles(Dataset):
         state = dict(self.__dict__)
         state["_embeddings"] = {}  # each worker reads the embeddings it needs itself
         return state
+
+
+def evenly_spaced(n_items: int, n_picked: int) -> np.ndarray:
+    """Up to `n_picked` distinct indices spread evenly over range(n_items): the tiles statistics come from."""
+    return np.unique(np.linspace(0, n_items - 1, min(n_picked, n_items)).round().astype(int))

@@ -21,7 +21,6 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import ClassVar
 
-import numpy as np
 import torch
 from diffusers import DDPMScheduler
 from torch import Tensor, nn
@@ -29,7 +28,7 @@ from torch import Tensor, nn
 from pathgen.config import save_config
 from pathgen.diffusion.ldm import EMA, ConditionedDenoiser, LDMConfig, scheduler_kwargs
 from pathgen.diffusion.ldm_io import save_ldm
-from pathgen.diffusion.training_data import DiffusionTiles
+from pathgen.diffusion.training_data import DiffusionTiles, evenly_spaced
 from pathgen.diffusion.vae import LatentCodec, load_codec
 from pathgen.models.embeddings import preprocess
 from pathgen.models.io import EncoderConfig, load_encoder
@@ -208,7 +207,7 @@ def training_embeddings(
     """(N, D) embeddings of up to `max_tiles` evenly spaced training tiles, as the denoiser will see them."""
     if len(dataset) < 2:
         raise ValueError(f"embedding statistics need at least 2 training tiles, got {len(dataset)}")
-    indices = np.unique(np.linspace(0, len(dataset) - 1, min(max_tiles, len(dataset))).round().astype(int))
+    indices = evenly_spaced(len(dataset), max_tiles)
     rows = []
     for start in range(0, len(indices), batch_size):
         items = [dataset[int(i)] for i in indices[start : start + batch_size]]

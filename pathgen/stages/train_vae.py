@@ -28,8 +28,8 @@ from diffusers import AutoencoderKL
 from torch import nn
 
 from pathgen.config import check, save_config
-from pathgen.diffusion.feature_loss import EncoderFeatureLoss, evenly_spaced
-from pathgen.diffusion.training_data import DiffusionTiles
+from pathgen.diffusion.feature_loss import EncoderFeatureLoss
+from pathgen.diffusion.training_data import DiffusionTiles, evenly_spaced
 from pathgen.diffusion.vae import VAEConfig, build_vae, save_vae
 from pathgen.schedules import StepInfo
 from pathgen.train import TrainConfig, Trainer
@@ -179,7 +179,7 @@ def latent_std(
     """Std of the posterior-mode latents over up to `max_tiles` evenly spaced tiles, and how many were used."""
     was_training = vae.training
     vae.eval()
-    indices = np.unique(np.linspace(0, len(dataset) - 1, min(max_tiles, len(dataset))).round().astype(int))
+    indices = evenly_spaced(len(dataset), max_tiles)
     dataset.set_epoch(0)
     total, total_sq, count = 0.0, 0.0, 0
     for start in range(0, len(indices), batch_size):

@@ -13,8 +13,9 @@ import pytest
 import torch
 
 from pathgen.config import load_config
-from pathgen.diffusion.feature_loss import EncoderFeatureLoss, centred_cosine_distance, evenly_spaced
+from pathgen.diffusion.feature_loss import EncoderFeatureLoss, centred_cosine_distance
 from pathgen.diffusion.images import to_model_range
+from pathgen.diffusion.training_data import evenly_spaced
 from pathgen.models.embeddings import preprocess
 from pathgen.models.io import load_encoder
 from pathgen.stages.train_vae import VAETrainConfig, train_vae
