@@ -15,7 +15,9 @@ stopped continues from its checkpoint):
    own source among 64 training and 64 held-out sources at the VAE's size, with PSNR
    (pathgen.stages.eval_gen.reconstruction_references), in the round-1 encoder's space;
 4. ldm_NAME, bank_NAME, eval_NAME: `train-ldm` on that VAE and encoder, a views bank of 64 sources × 2 views,
-   `eval-gen` on it.
+   `eval-gen` on it, and the denoiser's eps error with each tile's own, another tile's and the null context
+   (pathgen.diffusion.conditioning_use) on 128 training tiles: does it use its conditioning at all?
+   `--ldm-tiles real` trains the LDM on the real slide's 149 tiles alone (more epochs per tile).
 It prints the curve, CPU seconds per stage (this process, all threads) and the final numbers against the
 goals of issue 17 (VAE reconstructions ≥ 0.7, views ≥ 0.4 source retrieval among ≥ 64 sources at 64 px), and
 writes them to WORK/results_NAME.json. Measured points: docs/generation.md.
@@ -31,10 +33,14 @@ from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from pathgen.cli import main as pathgen
 from pathgen.config import load_config
 from pathgen.diffusion.bank import ViewBank
+from pathgen.diffusion.conditioning_use import conditioning_use
+from pathgen.diffusion.ldm_io import load_ldm
+from pathgen.diffusion.training_data import DiffusionTiles, evenly_spaced
 from pathgen.stages.eval_gen import eval_gen, reconstruction_references
 from pathgen.stages.generate import GenerateConfig, generate_bank
 from pathgen.stages.train_ldm import LDMTrainConfig, train_ldm
@@ -63,10 +69,13 @@ def cli(*argv: str) -> None:
         sys.exit(f"generator_quality: pathgen {' '.join(map(str, argv))} failed with status {status}")
 
 
+GEOMETRY = ["--tile-size", "128", "--mpp", "0.5", "--workers", "0", "--no-progress"]
+
+
 def make_tiles(work: Path, real_slide: Path) -> tuple[Path, Path]:
     """Training tiles (real slide + 2 synthetic) and held-out tiles (1 other synthetic slide)."""
     tiles, held_out = work / "tiles", work / "tiles_held_out"
-    geometry = ["--tile-size", "128", "--mpp", "0.5", "--workers", "0", "--no-progress"]
+    geometry = GEOMETRY
     synth = ["--width", "8192", "--height", "6144", "--lymph-node", "--pen-strokes", "0"]
     if not (tiles / "manifest.csv").is_file():
         cli("synth", work / "slides", "--n", "2", *synth)
@@ -75,6 +84,14 @@ def make_tiles(work: Path, real_slide: Path) -> tuple[Path, Path]:
         cli("synth", work / "slides_held_out", "--n", "1", "--seed", "100", *synth)
         cli("tile", work / "slides_held_out", "--out", held_out, *geometry)
     return tiles, held_out
+
+
+def make_real_tiles(work: Path, real_slide: Path) -> Path:
+    """The real slide's tiles alone (the same geometry as the training tiles): the LDM memorisation check."""
+    tiles = work / "tiles_real"
+    if not (tiles / "manifest.csv").is_file():
+        cli("tile", real_slide, "--out", tiles, *GEOMETRY)
+    return tiles
 
 
 def train_round1(work: Path, tiles: Path) -> Path:
@@ -158,6 +175,19 @@ def views_point(args: argparse.Namespace, model: Path, tiles: Path, name: str, c
     }
 
 
+def conditioning_point(model: Path, tiles: Path, n_tiles: int = 128) -> dict[str, dict[str, float]]:
+    """The denoiser's eps error with its own / another / the null context on `n_tiles` evenly spaced training
+    tiles (pathgen.diffusion.conditioning_use), keyed by timestep."""
+    ldm = load_ldm(model, device="cpu")
+    data = DiffusionTiles([str(tiles)], ldm.image_size, flips=False)
+    items = [data[int(i)] for i in evenly_spaced(len(data), n_tiles)]
+    images = torch.stack([item["image"] for item in items])
+    embeddings = ldm.embed(torch.stack([item["tile_u8"] for item in items]))
+    latents = ldm.codec.encode(images)
+    use = conditioning_use(ldm.denoiser, ldm.config, latents, embeddings)
+    return {str(t): {k: round(v, 4) for k, v in errors.items()} for t, errors in use.items()}
+
+
 def ldm_curve(args: argparse.Namespace, tiles: Path, encoder: Path, vae: Path, cpu: dict) -> list[dict]:
     """Train the LDM up to each --ldm-steps value (resuming; its LR is constant after warm-up, so the curve
     is one run), and measure a views bank after each."""
@@ -179,6 +209,7 @@ def ldm_curve(args: argparse.Namespace, tiles: Path, encoder: Path, vae: Path, c
             total_cpu += cpu["ldm"] - before
         point = {"step": step, "cpu_s": round(total_cpu, 1)}
         point.update(views_point(args, ldm_run / "model", tiles, f"{ldm_name}{args.bank_suffix}_s{step}", cpu))
+        point["eps_mse"] = conditioning_point(ldm_run / "model", tiles)
         print(f"ldm curve: {json.dumps(point)}", flush=True)
         with curve_file.open("a") as f:
             f.write(json.dumps(point) + "\n")
@@ -204,6 +235,11 @@ def report(results: dict) -> None:
                 f"  {p['step']:6d} {p['cpu_s']:8.1f}  {p['views']:.3f} ({p['vae_reconstruction']:.3f}, "
                 f"{p['real_at_bank_size']:.3f}, {p['shuffled']:.3f})"
             )
+            for t, e in p.get("eps_mse", {}).items():
+                print(
+                    f"      eps MSE at t={t}: own {e['own']:.4f}, other tile's {e['other']:.4f}, "
+                    f"null {e['null']:.4f} (own context removes {100 * e['gain']:.1f} % of the other's error)"
+                )
     final = results.get("final")
     if final:
         print(f"eval-gen ({N_SOURCES} sources, 2 views): " + ", ".join(f"{k} {v}" for k, v in final.items()))
@@ -225,6 +261,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--ldm-name", default="", help="names the LDM / bank folders (default: --name)")
     parser.add_argument("--generate-override", action="append", default=[], help="e.g. sampler.guidance_scale=4")
     parser.add_argument("--bank-suffix", default="", help="a second bank of the same LDM (other --generate-override)")
+    parser.add_argument(
+        "--ldm-tiles",
+        choices=["all", "real"],
+        default="all",
+        help="the LDM's training tiles and the bank's sources: all training tiles, or the real slide's alone "
+        "(149 tiles: can the denoiser learn to follow its conditioning when it sees each tile often?)",
+    )
     parser.add_argument("--no-ldm", action="store_true", help="stop after the VAE curve")
     return parser.parse_args(argv)
 
@@ -244,7 +287,8 @@ def main(argv: list[str] | None = None) -> int:
         sources = {"train": pick_sources(tiles, N_SOURCES), "held_out": pick_sources(held_out, N_SOURCES)}
         results = {"name": args.name, "curve": vae_curve(vae_cfg, steps, encoder, sources, cpu), "cpu_s": cpu}
         if not args.no_ldm:
-            results["ldm_curve"] = ldm_curve(args, tiles, encoder, work / f"vae_{args.name}" / "model", cpu)
+            ldm_tiles = make_real_tiles(work, args.real_slide) if args.ldm_tiles == "real" else tiles
+            results["ldm_curve"] = ldm_curve(args, ldm_tiles, encoder, work / f"vae_{args.name}" / "model", cpu)
             results["final"] = results["ldm_curve"][-1]
     (work / f"results_{args.ldm_name or args.name}{args.bank_suffix}.json").write_text(json.dumps(results, indent=2))
     report(results)

@@ -56,6 +56,19 @@ def scheduler_kwargs(cfg: LDMConfig) -> dict[str, Any]:
     }
 
 
+def prediction_target(scheduler: Any, latents: Tensor, noise: Tensor, timesteps: Tensor) -> Tensor:
+    """What the denoiser learns to predict for `latents` noised with `noise` at `timesteps`, by the
+    scheduler's prediction_type: the noise (epsilon), the velocity (v_prediction) or the clean latents (sample)."""
+    kind = scheduler.config.prediction_type
+    if kind == "epsilon":
+        return noise
+    if kind == "v_prediction":
+        return scheduler.get_velocity(latents, noise, timesteps)
+    if kind == "sample":
+        return latents
+    raise ValueError(f"ldm.prediction_type must be epsilon, v_prediction or sample, got {kind!r}")
+
+
 def build_unet(cfg: LDMConfig, latent_channels: int, latent_size: int) -> UNet2DConditionModel:
     """The diffusers UNet of `cfg` for (latent_channels, latent_size, latent_size) latents, random init."""
     channels = list(cfg.block_out_channels)

@@ -26,7 +26,7 @@ from diffusers import DDPMScheduler
 from torch import Tensor, nn
 
 from pathgen.config import save_config
-from pathgen.diffusion.ldm import EMA, ConditionedDenoiser, LDMConfig, scheduler_kwargs
+from pathgen.diffusion.ldm import EMA, ConditionedDenoiser, LDMConfig, prediction_target, scheduler_kwargs
 from pathgen.diffusion.ldm_io import save_ldm
 from pathgen.diffusion.training_data import DiffusionTiles, evenly_spaced
 from pathgen.diffusion.vae import LatentCodec, load_codec
@@ -140,7 +140,8 @@ class LDMObjective(nn.Module):
         timesteps = torch.randint(0, self.scheduler.config.num_train_timesteps, (n,), device=latents.device)
         noisy = self.scheduler.add_noise(latents, noise, timesteps)
         prediction = self.denoiser(noisy, timesteps, context)
-        squared = (prediction.float() - self._target(latents, noise, timesteps)).pow(2).mean(dim=(1, 2, 3))
+        target = prediction_target(self.scheduler, latents, noise, timesteps)
+        squared = (prediction.float() - target).pow(2).mean(dim=(1, 2, 3))
         loss = (squared * self.loss_weights(timesteps)).mean()
         return {"loss": loss, "uncond_fraction": drop.float().mean()}
 
@@ -149,16 +150,6 @@ class LDMObjective(nn.Module):
         if self.min_snr_gamma is None:
             return torch.ones(len(timesteps), device=timesteps.device)
         return min_snr_weights(self.scheduler.alphas_cumprod, timesteps, self.min_snr_gamma)
-
-    def _target(self, latents: Tensor, noise: Tensor, timesteps: Tensor) -> Tensor:
-        kind = self.scheduler.config.prediction_type
-        if kind == "epsilon":
-            return noise
-        if kind == "v_prediction":
-            return self.scheduler.get_velocity(latents, noise, timesteps)
-        if kind == "sample":
-            return latents
-        raise ValueError(f"ldm.prediction_type must be epsilon, v_prediction or sample, got {kind!r}")
 
     def after_step(self, info: StepInfo) -> None:
         """Update the EMA of the denoiser after each optimizer step."""
