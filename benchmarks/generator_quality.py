@@ -207,6 +207,10 @@ def ldm_curve(args: argparse.Namespace, tiles: Path, encoder: Path, vae: Path, c
             run_cfg = replace(cfg, train=replace(cfg.train, max_steps=step))
             timed(cpu, "ldm", lambda c=run_cfg: train_ldm(c, resume=(ldm_run / "checkpoints" / "last.pt").is_file()))
             total_cpu += cpu["ldm"] - before
+            reached = json.loads((ldm_run / "model" / "config.json").read_text())["source"]["step"]
+            if reached != step:  # stopped (a signal, a time limit) before the curve point: no point for it
+                print(f"ldm curve: training stopped at step {reached}, before {step}; re-run to continue", flush=True)
+                break
         point = {"step": step, "cpu_s": round(total_cpu, 1)}
         point.update(views_point(args, ldm_run / "model", tiles, f"{ldm_name}{args.bank_suffix}_s{step}", cpu))
         point["eps_mse"] = conditioning_point(ldm_run / "model", tiles)
@@ -237,7 +241,7 @@ def report(results: dict) -> None:
             )
             for t, e in p.get("eps_mse", {}).items():
                 print(
-                    f"      eps MSE at t={t}: own {e['own']:.4f}, other tile's {e['other']:.4f}, "
+                    f"      prediction MSE at t={t}: own {e['own']:.4f}, other tile's {e['other']:.4f}, "
                     f"null {e['null']:.4f} (own context removes {100 * e['gain']:.1f} % of the other's error)"
                 )
     final = results.get("final")

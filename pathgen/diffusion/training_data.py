@@ -33,17 +33,32 @@ def resize_u8(tile: torch.Tensor, size: int) -> torch.Tensor:
     return resized.round_().clamp_(0, 255).to(torch.uint8)
 
 
+N_DIHEDRAL = 8  # rotations by 0-3 quarter turns, each with or without a reflection
+
+
+def draw_dihedral(generator: torch.Generator) -> int:
+    """A uniformly drawn index in [0, 8) of a rotation / reflection (`apply_dihedral`)."""
+    turns, flip = torch.randint(0, 4, (2,), generator=generator).tolist()
+    return 2 * turns + flip % 2
+
+
+def apply_dihedral(tile: torch.Tensor, variant: int) -> torch.Tensor:
+    """Rotation / reflection `variant` (0 = identity) of a (C, H, W) square tile: `variant // 2` quarter
+    turns, then a left-right flip when `variant` is odd."""
+    tile = torch.rot90(tile, variant // 2, dims=(-2, -1))
+    return torch.flip(tile, dims=(-1,)) if variant % 2 else tile
+
+
 def dihedral(tile: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     """A uniformly drawn one of the 8 rotations / reflections of a (C, H, W) square tile."""
-    turns, flip = torch.randint(0, 4, (2,), generator=generator).tolist()
-    tile = torch.rot90(tile, turns, dims=(-2, -1))
-    return torch.flip(tile, dims=(-1,)) if flip % 2 else tile
+    return apply_dihedral(tile, draw_dihedral(generator))
 
 
 class DiffusionTiles(Dataset):
     """Tiles for VAE / LDM training: each item {"image": float (3, S, S) in [-1, 1], random h/v flip and
     rot90 drawn from the per-sample generator, "tile_u8": uint8 (3, S, S) same geometry (for on-the-fly
-    embedding), "embedding": float32 (D,) only when embeddings_name is given (the tile's row of
+    embedding), "pixels_key": int64 (), equal for two items exactly when their pixels are (tile index and
+    rotation / reflection), "embedding": float32 (D,) only when embeddings_name is given (the tile's row of
     `pathgen embed` output; the embedding is of the un-flipped tile — as Large-Image-Diffusion does)}."""
 
     def __init__(
@@ -103,9 +118,13 @@ class DiffusionTiles(Dataset):
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
         tile = torch.from_numpy(np.ascontiguousarray(self.tiles.tile(index).transpose(2, 0, 1)))
         tile = resize_u8(tile, self.image_size)
-        if self.flips:
-            tile = dihedral(tile, self.tiles.generator(index)).contiguous()
-        item = {"image": to_model_range(tile[None])[0], "tile_u8": tile}
+        variant = draw_dihedral(self.tiles.generator(index)) if self.flips else 0
+        tile = apply_dihedral(tile, variant).contiguous()
+        item = {
+            "image": to_model_range(tile[None])[0],
+            "tile_u8": tile,
+            "pixels_key": torch.tensor(index * N_DIHEDRAL + variant),  # the same key: the same pixels
+        }
         if self.embeddings_name is not None:
             item["embedding"] = self.embedding(index)
         return item

@@ -105,6 +105,19 @@ class LatentCodec(nn.Module):
         return (latents - self.shift_factor) * self.scaling_factor
 
     @torch.no_grad()
+    def posterior(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The (mean, std) of the VAE posterior of images (B, 3, S, S) in [-1, 1], unscaled: what
+        `scaled_latents` turns into the latents `encode` gives, so a caller may keep them."""
+        posterior = self.vae.encode(images.to(self.vae.dtype)).latent_dist
+        return posterior.mean, posterior.std
+
+    def scaled_latents(self, mean: torch.Tensor, std: torch.Tensor, sample: bool = False) -> torch.Tensor:
+        """Scaled latents from posterior parameters: the mode, or a sample drawn as `encode` draws it
+        (mean + std × one standard normal draw of the mean's shape from the global generator)."""
+        latents = mean + std * torch.randn(mean.shape, device=mean.device, dtype=mean.dtype) if sample else mean
+        return (latents - self.shift_factor) * self.scaling_factor
+
+    @torch.no_grad()
     def decode(self, latents: torch.Tensor) -> torch.Tensor:
         """Scaled latents → images (B, 3, S, S) clamped to [-1, 1]."""
         latents = latents.to(self.vae.dtype) / self.scaling_factor + self.shift_factor

@@ -26,6 +26,7 @@ from diffusers import DDPMScheduler
 from torch import Tensor, nn
 
 from pathgen.config import save_config
+from pathgen.diffusion.first_stage_cache import FirstStageCache
 from pathgen.diffusion.ldm import EMA, ConditionedDenoiser, LDMConfig, prediction_target, scheduler_kwargs
 from pathgen.diffusion.ldm_io import save_ldm
 from pathgen.diffusion.training_data import DiffusionTiles, evenly_spaced
@@ -70,6 +71,9 @@ class LDMTrainConfig:
     sample_posterior: bool = True  # latents drawn from the VAE posterior (CompVis) rather than its mode
     statistics_tiles: int = 4096  # ldm.standardize_embeddings: tiles (evenly spaced) the mean and std come from
     min_snr_gamma: float | None = None  # Min-SNR-γ loss weights (Hang et al. 2023 use 5); None: plain MSE (LID)
+    # keep each training image's VAE posterior and embedding after its first pass (small tile sets: memory grows
+    # with tiles × 8 rotations; pathgen.diffusion.first_stage_cache); training is unchanged
+    cache_first_stage: bool = False
     ldm: LDMConfig = field(default_factory=LDMConfig)
     train: LDMOptimConfig = field(default_factory=LDMOptimConfig)
 
@@ -82,7 +86,8 @@ def min_snr_weights(alphas_cumprod: Tensor, timesteps: Tensor, gamma: float) -> 
 
 
 class LDMObjective(nn.Module):
-    """The trainable denoiser (+ its EMA) beside the frozen codec and encoder; forward gives the eps MSE loss."""
+    """The trainable denoiser (+ its EMA) beside the frozen codec and encoder; forward gives the MSE loss on the
+    prediction target (eps, v or x0)."""
 
     def __init__(
         self,
@@ -92,6 +97,7 @@ class LDMObjective(nn.Module):
         encoder_config: EncoderConfig,
         sample_posterior: bool = True,
         min_snr_gamma: float | None = None,
+        cache_first_stage: bool = False,
     ):
         super().__init__()
         cfg = denoiser.cfg
@@ -105,6 +111,8 @@ class LDMObjective(nn.Module):
         if min_snr_gamma is not None and (min_snr_gamma <= 0 or cfg.prediction_type != "epsilon"):
             raise ValueError(f"min_snr_gamma {min_snr_gamma} needs a positive γ and ldm.prediction_type epsilon")
         self.min_snr_gamma = min_snr_gamma
+        embed = self.embed if encoder is not None else None
+        self.first_stage = FirstStageCache(codec, embed) if cache_first_stage else None
 
     def param_groups(self) -> list[dict]:
         """Only the denoiser trains: matrices with weight decay, 1-D tensors without."""
@@ -131,12 +139,18 @@ class LDMObjective(nn.Module):
 
     def forward(self, batch: dict[str, Tensor], info: StepInfo | None = None) -> dict[str, Tensor]:
         """One LID step: latents, conditioning dropped with p_uncond, noise at uniform t, MSE on the target."""
-        latents = self.codec.encode(batch["image"], sample=self.sample_posterior).float()
-        embeddings = batch["embedding"] if "embedding" in batch else self.embed(batch["tile_u8"])
+        if self.first_stage is not None and "pixels_key" in batch:
+            mean, std, embeddings = self.first_stage.lookup(batch)
+            latents = self.codec.scaled_latents(mean, std, sample=self.sample_posterior).float()
+        else:
+            latents = self.codec.encode(batch["image"], sample=self.sample_posterior).float()
+            embeddings = batch["embedding"] if "embedding" in batch else self.embed(batch["tile_u8"])
         n = len(latents)
         drop = torch.rand(n, device=latents.device) < self.p_uncond
         context = self.denoiser.context(embeddings.float(), drop)
-        noise = torch.randn_like(latents)
+        # drawn by shape, not randn_like: the VAE's latents may come channels-last, and the draws must not
+        # depend on their memory layout (cached latents are contiguous)
+        noise = torch.randn(latents.shape, device=latents.device, dtype=latents.dtype)
         timesteps = torch.randint(0, self.scheduler.config.num_train_timesteps, (n,), device=latents.device)
         noisy = self.scheduler.add_noise(latents, noise, timesteps)
         prediction = self.denoiser(noisy, timesteps, context)
@@ -173,7 +187,15 @@ def build_objective(cfg: LDMTrainConfig, device: str | torch.device = "cpu") -> 
     torch.manual_seed(cfg.train.seed)
     denoiser = ConditionedDenoiser(cfg.ldm, encoder_config.embed_dim, codec.latent_channels, cfg.image_size // factor)
     keep_encoder = encoder if cfg.embeddings_name is None else None
-    return LDMObjective(denoiser, codec, keep_encoder, encoder_config, cfg.sample_posterior, cfg.min_snr_gamma)
+    return LDMObjective(
+        denoiser,
+        codec,
+        keep_encoder,
+        encoder_config,
+        cfg.sample_posterior,
+        cfg.min_snr_gamma,
+        cfg.cache_first_stage,
+    )
 
 
 def build_dataset(cfg: LDMTrainConfig, embed_dim: int) -> DiffusionTiles:
