@@ -58,13 +58,14 @@ def test_items_are_model_range_images_of_the_tiles(tiny_tiles):
     dataset = DiffusionTiles([tiny_tiles], image_size=32)
     assert len(dataset) == sum(len(store) for store in dataset.stores)
     item = dataset[5]
-    assert set(item) == {"image", "tile_u8"}
+    assert set(item) == {"image", "tile_u8", "pixels_key"}
     assert item["image"].shape == (3, 32, 32) and item["image"].dtype == torch.float32
     assert item["tile_u8"].shape == (3, 32, 32) and item["tile_u8"].dtype == torch.uint8
     assert -1.0 <= item["image"].min() and item["image"].max() <= 1.0
     torch.testing.assert_close(item["image"], to_model_range(item["tile_u8"][None])[0])
     assert any(torch.equal(item["tile_u8"], view) for view in _d4(_original(dataset, 5)))
     assert dataset.key(5) == dataset.tiles.key(5)
+    assert int(item["pixels_key"]) // 8 == 5  # the tile; the rest is its rotation / reflection (test_first_stage_cache)
 
 
 def test_resize_is_antialiased_bilinear(tiny_tiles):
