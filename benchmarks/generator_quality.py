@@ -188,6 +188,32 @@ def conditioning_point(model: Path, tiles: Path, n_tiles: int = 128) -> dict[str
     return {str(t): {k: round(v, 4) for k, v in errors.items()} for t, errors in use.items()}
 
 
+def embedding_information(model: Path, tiles: Path) -> dict[str, float]:
+    """How much of each training tile's VAE latent its conditioning embedding predicts linearly: 5-fold
+    cross-validated R² of a ridge regression (alpha by inner CV) from the raw embedding to the latents' per-channel
+    means (the tile's colour), their 4 × 4 pooled layout and the whole latent. What a denoiser could take from
+    the embedding at the highest noise, where the noisy latent tells nothing."""
+    from sklearn.linear_model import RidgeCV
+    from sklearn.model_selection import cross_val_predict
+
+    ldm = load_ldm(model, device="cpu")
+    data = DiffusionTiles([str(tiles)], ldm.image_size, flips=False)
+    items = [data[i] for i in range(len(data))]
+    with torch.no_grad():
+        embeddings = ldm.embed(torch.stack([item["tile_u8"] for item in items])).numpy()
+        latents = ldm.codec.encode(torch.stack([item["image"] for item in items]))
+    targets = {
+        "channel_means": latents.mean(dim=(2, 3)).numpy(),
+        "pooled_4x4": torch.nn.functional.avg_pool2d(latents, latents.shape[-1] // 4).flatten(1).numpy(),
+        "whole_latent": latents.flatten(1).numpy(),
+    }
+    r2 = {}
+    for name, y in targets.items():
+        predicted = cross_val_predict(RidgeCV(alphas=np.logspace(-4, 3, 15)), embeddings, y, cv=5)
+        r2[name] = round(float(1 - ((predicted - y) ** 2).sum() / ((y - y.mean(0)) ** 2).sum()), 3)
+    return r2
+
+
 def ldm_curve(args: argparse.Namespace, tiles: Path, encoder: Path, vae: Path, cpu: dict) -> list[dict]:
     """Train the LDM up to each --ldm-steps value (resuming; its LR is constant after warm-up, so the curve
     is one run), and measure a views bank after each."""
@@ -213,7 +239,7 @@ def ldm_curve(args: argparse.Namespace, tiles: Path, encoder: Path, vae: Path, c
                 break
         point = {"step": step, "cpu_s": round(total_cpu, 1)}
         point.update(views_point(args, ldm_run / "model", tiles, f"{ldm_name}{args.bank_suffix}_s{step}", cpu))
-        point["eps_mse"] = conditioning_point(ldm_run / "model", tiles)
+        point["prediction_mse"] = conditioning_point(ldm_run / "model", tiles)
         print(f"ldm curve: {json.dumps(point)}", flush=True)
         with curve_file.open("a") as f:
             f.write(json.dumps(point) + "\n")
@@ -239,11 +265,16 @@ def report(results: dict) -> None:
                 f"  {p['step']:6d} {p['cpu_s']:8.1f}  {p['views']:.3f} ({p['vae_reconstruction']:.3f}, "
                 f"{p['real_at_bank_size']:.3f}, {p['shuffled']:.3f})"
             )
-            for t, e in p.get("eps_mse", {}).items():
+            for t, e in p.get("prediction_mse", p.get("eps_mse", {})).items():
                 print(
                     f"      prediction MSE at t={t}: own {e['own']:.4f}, other tile's {e['other']:.4f}, "
                     f"null {e['null']:.4f} (own context removes {100 * e['gain']:.1f} % of the other's error)"
                 )
+    if results.get("embedding_r2"):
+        print(
+            "latent explained by the embedding (ridge, 5-fold CV R²): "
+            + ", ".join(f"{k} {v:.3f}" for k, v in results["embedding_r2"].items())
+        )
     final = results.get("final")
     if final:
         print(f"eval-gen ({N_SOURCES} sources, 2 views): " + ", ".join(f"{k} {v}" for k, v in final.items()))
@@ -294,6 +325,8 @@ def main(argv: list[str] | None = None) -> int:
             ldm_tiles = make_real_tiles(work, args.real_slide) if args.ldm_tiles == "real" else tiles
             results["ldm_curve"] = ldm_curve(args, ldm_tiles, encoder, work / f"vae_{args.name}" / "model", cpu)
             results["final"] = results["ldm_curve"][-1]
+            model = work / f"ldm_{args.ldm_name or args.name}" / "model"
+            results["embedding_r2"] = embedding_information(model, ldm_tiles)
     (work / f"results_{args.ldm_name or args.name}{args.bank_suffix}.json").write_text(json.dumps(results, indent=2))
     report(results)
     return 0
