@@ -6,6 +6,11 @@ that produced its output, and a fingerprint of the settings that output was made
 fingerprint chains through a stage's inputs, so changing round 1 of Gen-SIS marks every later
 stage as made with other settings, and a re-run refuses to mix them (see `stale_stages`).
 The file is rewritten after every change, so a killed run leaves an accurate record.
+
+Each entry also keeps the settings themselves, so that a pathgen which has since gained a setting
+(a new config field, at a default that does what the code did before) still recognises the outputs
+it made: `settings_compatible` accepts them when every recorded setting is unchanged and every new
+one is at its default.
 """
 
 from __future__ import annotations
@@ -37,6 +42,31 @@ def fingerprint(settings: Any, inputs: Iterable[str] = ()) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
+def plain(value: Any) -> Any:
+    """Settings as JSON would give them back (tuples as lists, paths as strings), for recording and comparing."""
+    return json.loads(json.dumps(_strip(value), sort_keys=True, default=str))
+
+
+def _flatten(value: Any, prefix: tuple[str, ...] = ()) -> dict[tuple[str, ...], Any]:
+    if isinstance(value, dict) and value:
+        flat: dict[tuple[str, ...], Any] = {}
+        for key, item in value.items():
+            flat.update(_flatten(item, (*prefix, str(key))))
+        return flat
+    return {prefix: value}
+
+
+def settings_compatible(recorded: Any, current: Any, defaults: Any = None) -> bool:
+    """Whether outputs made with the `recorded` settings are what the `current` ones would make: every
+    recorded setting has its value still, and each setting the record lacks (one added to pathgen since)
+    is at its value in `defaults` (the config class's defaults). A setting that is gone counts as a change."""
+    old, new = _flatten(plain(recorded)), _flatten(plain(current))
+    default = _flatten(plain(defaults)) if defaults is not None else {}
+    if set(old) - set(new):
+        return False
+    return all(old[key] == value if key in old else default.get(key, object()) == value for key, value in new.items())
+
+
 def _now() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%S%z")
 
@@ -59,6 +89,11 @@ class Manifest:
     def recorded_fingerprint(self, stage: str) -> str | None:
         """The fingerprint the stage's existing output was made with, if one was recorded."""
         return self.stages.get(stage, {}).get("fingerprint")
+
+    def recorded_settings(self, stage: str) -> Any:
+        """The settings the stage's existing output was made with, if recorded (records from before the
+        field have only the fingerprint)."""
+        return self.stages.get(stage, {}).get("settings")
 
     def update(self, stage: str, **fields: Any) -> None:
         """Merge `fields` into the stage's entry and rewrite the file."""

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+import yaml
 
 from pathgen.atomic import is_json_file
 from pathgen.config import save_config, to_dict
@@ -30,7 +31,7 @@ from pathgen.stages.bench import run_bench
 from pathgen.stages.eval_gen import eval_gen
 from pathgen.stages.fit_foreground import fit_foreground
 from pathgen.stages.generate import GenerateConfig, generate_bank
-from pathgen.stages.run_status import STATUS_FILE, Manifest, fingerprint
+from pathgen.stages.run_status import STATUS_FILE, Manifest, fingerprint, plain, settings_compatible
 from pathgen.stages.train_ldm import LDMTrainConfig, train_ldm
 from pathgen.stages.train_ssl import SSLConfig, build_dataset, build_ssl_method, export_encoder, train_ssl
 from pathgen.stages.train_vae import VAETrainConfig, train_vae
@@ -48,7 +49,9 @@ class Stage:
 
     `distributed` stages (training) run on every torchrun rank; the others only in a single process.
     `owns_folder`: the folder is the stage's alone (a run or bank folder), so anything in it counts
-    as its output; False for stages that add files to another stage's folder.
+    as its output; False for stages that add files to another stage's folder. `defaults`: the settings of
+    the stage's config class at its defaults (for config stages), against which a setting added to pathgen
+    since an output was made is judged (run_status.settings_compatible).
     """
 
     name: str
@@ -59,6 +62,12 @@ class Stage:
     inputs: tuple[str, ...] = ()
     distributed: bool = False
     owns_folder: bool = True
+    defaults: Any = None
+
+
+def _defaults(cfg: Any) -> dict:
+    """The settings of `cfg`'s config class at its defaults."""
+    return to_dict(type(cfg)())
 
 
 def model_complete(model_dir: Path) -> bool:
@@ -80,7 +89,16 @@ def ssl_stage(name: str, cfg: SSLConfig, inputs: tuple[str, ...] = ()) -> Stage:
         # (round 1 and round 2 then differ only in what they learn from)
         return train_ssl(cfg, resume=_resume(run_dir))
 
-    return Stage(name, run_dir, to_dict(cfg), lambda: model_complete(run_dir / "model"), run, inputs, distributed=True)
+    return Stage(
+        name,
+        run_dir,
+        to_dict(cfg),
+        lambda: model_complete(run_dir / "model"),
+        run,
+        inputs,
+        distributed=True,
+        defaults=_defaults(cfg),
+    )
 
 
 def ssl_init_stage(name: str, cfg: SSLConfig) -> Stage:
@@ -96,7 +114,7 @@ def ssl_init_stage(name: str, cfg: SSLConfig) -> Stage:
         torch.manual_seed(cfg.train.seed)  # as train_ssl does: the same draws, in the same order, as step 0
         return export_encoder(build_ssl_method(cfg), cfg, out_dir / "model", dataset, step=0)
 
-    return Stage(name, out_dir, to_dict(cfg), lambda: model_complete(out_dir / "model"), run)
+    return Stage(name, out_dir, to_dict(cfg), lambda: model_complete(out_dir / "model"), run, defaults=_defaults(cfg))
 
 
 def vae_stage(name: str, cfg: VAETrainConfig, inputs: tuple[str, ...] = ()) -> Stage:
@@ -111,6 +129,7 @@ def vae_stage(name: str, cfg: VAETrainConfig, inputs: tuple[str, ...] = ()) -> S
         lambda: train_vae(cfg, resume=_resume(run_dir)),
         inputs,
         distributed=True,
+        defaults=_defaults(cfg),
     )
 
 
@@ -126,6 +145,7 @@ def ldm_stage(name: str, cfg: LDMTrainConfig, inputs: tuple[str, ...]) -> Stage:
         lambda: train_ldm(cfg, resume=_resume(run_dir)),
         inputs,
         distributed=True,
+        defaults=_defaults(cfg),
     )
 
 
@@ -177,7 +197,10 @@ def bank_stage(name: str, cfg: GenerateConfig, progress: bool, inputs: tuple[str
     def done() -> bool:
         return bank_complete(bank_dir) and (cfg.grid_rows <= 0 or (bank_dir / "grid.png").is_file())
 
-    return Stage(name, bank_dir, to_dict(cfg), done, lambda: generate_bank(cfg, progress=progress), inputs)
+    def run() -> None:
+        generate_bank(cfg, progress=progress)
+
+    return Stage(name, bank_dir, to_dict(cfg), done, run, inputs, defaults=_defaults(cfg))
 
 
 def real_bank_stage(name: str, bank_dir: Path, source_bank_dir: Path, inputs: tuple[str, ...]) -> Stage:
@@ -251,7 +274,13 @@ def run_stages(
         if only and stage.name not in only:
             continue
         if stage.done():
-            manifest.update(stage.name, status="skipped", folder=str(stage.folder), fingerprint=prints[stage.name])
+            manifest.update(
+                stage.name,
+                status="skipped",
+                folder=str(stage.folder),
+                fingerprint=prints[stage.name],
+                settings=plain(stage.settings),
+            )
             log(f"stage {stage.name:<18} skipped (complete: {stage.folder})")
             continue
         missing = [i for i in stage.inputs if not by_name[i].done()]
@@ -276,13 +305,43 @@ def _fingerprints(stages: Sequence[Stage]) -> dict[str, str]:
     return prints
 
 
+def _recorded_settings(stage: Stage, manifest: Manifest) -> Any:
+    """The stage's recorded settings; for a record older than that field, the resolved config its run
+    saved in its own folder (`config.yaml`), which holds the same settings."""
+    recorded = manifest.recorded_settings(stage.name)
+    saved = stage.folder / "config.yaml"
+    if recorded is None and stage.defaults is not None and stage.owns_folder and saved.is_file():
+        try:
+            recorded = yaml.safe_load(saved.read_text())
+        except (OSError, yaml.YAMLError):
+            return None
+    return recorded
+
+
+def _made_with_these_settings(stages: Sequence[Stage], manifest: Manifest, prints: dict[str, str]) -> dict[str, bool]:
+    """Per stage: was its recorded output made with these settings and inputs? Yes when its fingerprint
+    matches; or, when its inputs qualify, when its own settings are unchanged (the fingerprint of today's
+    settings over its inputs' recorded fingerprints is the recorded one) or compatible with the recorded
+    ones (settings_compatible: only new settings, at their defaults)."""
+    made: dict[str, bool] = {}
+    for stage in stages:
+        recorded = manifest.recorded_fingerprint(stage.name)
+        if recorded in (None, prints[stage.name]):
+            made[stage.name] = True
+            continue
+        inputs_made = all(made.get(i, False) for i in stage.inputs)
+        input_prints = [manifest.recorded_fingerprint(i) for i in stage.inputs]
+        own_unchanged = None not in input_prints and fingerprint(stage.settings, input_prints) == recorded
+        settings = None if own_unchanged else _recorded_settings(stage, manifest)
+        made[stage.name] = inputs_made and (
+            own_unchanged or (settings is not None and settings_compatible(settings, stage.settings, stage.defaults))
+        )
+    return made
+
+
 def _refuse_stale(stages: Sequence[Stage], manifest: Manifest, prints: dict[str, str]) -> None:
-    stale = [
-        s
-        for s in stages
-        if manifest.recorded_fingerprint(s.name) not in (None, prints[s.name])
-        and (s.done() or (s.owns_folder and s.folder.exists()))
-    ]
+    made = _made_with_these_settings(stages, manifest, prints)
+    stale = [s for s in stages if not made[s.name] and (s.done() or (s.owns_folder and s.folder.exists()))]
     if stale:
         folders = ", ".join(f"{s.name} ({s.folder})" for s in stale)
         raise PipelineError(
@@ -294,7 +353,14 @@ def _refuse_stale(stages: Sequence[Stage], manifest: Manifest, prints: dict[str,
 
 def _run_one(stage: Stage, manifest: Manifest, print_: str, log: Callable[[str], None]) -> None:
     log(f"stage {stage.name:<18} running → {stage.folder}")
-    manifest.update(stage.name, status="running", folder=str(stage.folder), fingerprint=print_, seconds=None)
+    manifest.update(
+        stage.name,
+        status="running",
+        folder=str(stage.folder),
+        fingerprint=print_,
+        settings=plain(stage.settings),
+        seconds=None,
+    )
     start = time.perf_counter()
     try:
         stage.run()

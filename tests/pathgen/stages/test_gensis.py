@@ -10,13 +10,14 @@ from pathlib import Path
 
 import pytest
 import torch
+import yaml
 from gensis_tiny import DEMO, ROOT, SSL_TINY, tiny_words
 
 from pathgen.cli import main
 from pathgen.config import ConfigError, load_config
 from pathgen.diffusion.bank import bank_complete
 from pathgen.stages.gensis import GenSISConfig, gensis_stages, run_gensis, with_switches
-from pathgen.stages.run_status import read_status
+from pathgen.stages.run_status import fingerprint, read_status
 from pathgen.stages.steps import PipelineError, Stage, run_stages
 from pathgen.stages.train_ldm import LDMTrainConfig
 from pathgen.stages.train_ssl import SSLConfig
@@ -98,6 +99,32 @@ def test_changed_settings_are_refused_not_mixed(toy_run):
     changed = tiny_config(Path(cfg.tiles[0]), Path(cfg.out), "seed=1")
     with pytest.raises(PipelineError, match="other settings.*ssl_round1"):
         run_gensis(changed)
+
+
+def test_a_run_from_before_a_new_setting_is_resumed_not_refused(toy_run):
+    """As if made by a pathgen without `cache_first_stage`: the LDM's record and saved config lack it, and every
+    fingerprint from it on is what that pathgen computed (the status file predates recorded settings). A re-run
+    skips every stage: the LDM by its saved config, the later stages because their own settings are unchanged."""
+    cfg, _ = toy_run
+    old_prints: dict[str, str] = {}
+    for stage in gensis_stages(cfg):
+        settings = {k: v for k, v in stage.settings.items() if not (stage.name == "ldm" and k == "cache_first_stage")}
+        old_prints[stage.name] = fingerprint(settings, [old_prints[i] for i in stage.inputs])
+    status_file = Path(cfg.out) / "status.json"
+    status = json.loads(status_file.read_text())
+    for name, entry in status["stages"].items():
+        entry.pop("settings", None)
+        entry["fingerprint"] = old_prints[name]
+    status_file.write_text(json.dumps(status))
+    saved = Path(cfg.out) / "ldm" / "config.yaml"
+    old_config = yaml.safe_load(saved.read_text())
+    del old_config["cache_first_stage"]
+    saved.write_text(yaml.safe_dump(old_config, sort_keys=False))
+    run_gensis(cfg)  # the same settings today, cache_first_stage at its default
+    after = read_status(cfg.out)
+    assert all(entry["status"] == "skipped" for entry in after.values())
+    assert after["ssl_round1"]["fingerprint"] == old_prints["ssl_round1"] != after["ldm"]["fingerprint"]
+    assert "cache_first_stage" in after["ldm"]["settings"]
 
 
 def test_killed_training_stage_resumes_from_its_checkpoint(tiny_tiles, tmp_path, monkeypatch):
