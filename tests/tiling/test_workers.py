@@ -51,6 +51,15 @@ def pid_after(seconds: float) -> int:
     return os.getpid()
 
 
+def pid_after_go(args: tuple[str, str, float]) -> int:
+    """Create the file `ready`, wait for the file `go`, then as pid_after(seconds)."""
+    ready, go, seconds = args
+    Path(ready).touch()
+    while not os.path.exists(go):
+        time.sleep(0.005)
+    return pid_after(seconds)
+
+
 def parent_and_preloaded(_: object) -> tuple[int, bool]:
     return os.getppid(), "tiling.tile_slide" in sys.modules
 
@@ -88,19 +97,30 @@ def test_results_and_errors_reach_their_own_tasks(workers):
             assert str(err) == f"/slides/s{i}.svs: no resolution (µm/px) in the file"
 
 
-def test_a_task_that_follows_another_runs_on_that_tasks_worker():
+def test_a_task_that_follows_another_runs_on_that_tasks_worker(tmp_path):
     """A slow and a fast chain queued interleaved: in first-come order the fast worker, free first,
     would take the slow chain's next task and the slow worker then the fast chain's; each keeps
-    to its own chain instead."""
+    to its own chain instead. The chains' first tasks start together once both workers hold one and
+    every task is queued, so neither how fast this process submits nor how fast a worker starts (on a
+    loaded machine) can decide it; the slow chain's first task ends well before the fast chain's last
+    (0.4 s against 0.8 s)."""
+    go = tmp_path / "go"
     pool = ProcessPool(2, preload=PRELOAD)
     try:
-        chains = {"slow": [0.3, 0.3], "fast": [0.1] * 4}
+        chains = {"slow": [0.4, 0.4], "fast": [0.1] * 8}
         futures = {name: [] for name in chains}
-        for step in range(4):
+        for step in range(8):
             for name, seconds in chains.items():
                 if step < len(seconds):
                     follows = (name, step - 1) if step else None
-                    futures[name].append(pool.submit(pid_after, seconds[step], key=(name, step), follows=follows))
+                    first = (str(tmp_path / name), str(go), seconds[step])
+                    fn, arg = (pid_after, seconds[step]) if step else (pid_after_go, first)
+                    futures[name].append(pool.submit(fn, arg, key=(name, step), follows=follows))
+        deadline = time.monotonic() + 60
+        while not all((tmp_path / name).exists() for name in chains):
+            assert time.monotonic() < deadline, "the workers did not start"
+            time.sleep(0.005)
+        go.touch()
         _drain(pool, [f for chain in futures.values() for f in chain])
     finally:
         pool.shutdown()
