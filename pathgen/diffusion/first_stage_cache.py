@@ -22,7 +22,7 @@ from pathgen.diffusion.vae import LatentCodec
 class FirstStageCache:
     """VAE posterior (mean, std) and on-the-fly embedding per `pixels_key`, filled as batches arrive."""
 
-    def __init__(self, codec: LatentCodec, embed: Callable[[Tensor], Tensor] | None):
+    def __init__(self, codec: LatentCodec, embed: Callable[[Tensor], Tensor]):
         self.codec, self.embed = codec, embed
         self._rows: dict[int, tuple[Tensor, Tensor, Tensor | None]] = {}
 
@@ -34,11 +34,14 @@ class FirstStageCache:
         """(mean, std, embeddings) of a batch carrying `pixels_key` and `image` (and `tile_u8` or `embedding`);
         the images not seen before go through the VAE (and the encoder) together, once."""
         keys = [int(k) for k in batch["pixels_key"].tolist()]
-        first_seen = {key: i for i, key in reversed(list(enumerate(keys))) if key not in self._rows}
+        first_seen: dict[int, int] = {}  # key -> its first position in the batch, for keys not kept yet
+        for i, key in enumerate(keys):
+            if key not in self._rows:
+                first_seen.setdefault(key, i)
         if first_seen:
             new = torch.tensor(sorted(first_seen.values()), device=batch["image"].device)
             mean, std = self.codec.posterior(batch["image"][new])
-            embeddings = None if "embedding" in batch else self._embed(batch["tile_u8"][new])
+            embeddings = None if "embedding" in batch else self.embed(batch["tile_u8"][new])
             for j, i in enumerate(new.tolist()):
                 row_embedding = None if embeddings is None else embeddings[j].clone()
                 self._rows[keys[i]] = (mean[j].clone(), std[j].clone(), row_embedding)
@@ -48,8 +51,3 @@ class FirstStageCache:
         if "embedding" in batch:
             return means, stds, batch["embedding"]
         return means, stds, torch.stack([row[2] for row in rows])
-
-    def _embed(self, tiles_u8: Tensor) -> Tensor:
-        if self.embed is None:
-            raise ValueError("no encoder to embed tiles on the fly; the batch must carry 'embedding'")
-        return self.embed(tiles_u8)

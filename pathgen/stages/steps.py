@@ -22,7 +22,7 @@ import torch
 import yaml
 
 from pathgen.atomic import is_json_file
-from pathgen.config import save_config, to_dict
+from pathgen.config import save_config, to_dict, yaml_load
 from pathgen.diffusion.bank import bank_complete
 from pathgen.diffusion.real_bank import write_real_views_bank
 from pathgen.genaug.foreground import PCA_CONFIG, PCA_WEIGHTS
@@ -312,7 +312,7 @@ def _recorded_settings(stage: Stage, manifest: Manifest) -> Any:
     saved = stage.folder / "config.yaml"
     if recorded is None and stage.defaults is not None and stage.owns_folder and saved.is_file():
         try:
-            recorded = yaml.safe_load(saved.read_text())
+            recorded = yaml_load(saved.read_text())
         except (OSError, yaml.YAMLError):
             return None
     return recorded

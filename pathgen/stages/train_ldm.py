@@ -111,8 +111,7 @@ class LDMObjective(nn.Module):
         if min_snr_gamma is not None and (min_snr_gamma <= 0 or cfg.prediction_type != "epsilon"):
             raise ValueError(f"min_snr_gamma {min_snr_gamma} needs a positive γ and ldm.prediction_type epsilon")
         self.min_snr_gamma = min_snr_gamma
-        embed = self.embed if encoder is not None else None
-        self.first_stage = FirstStageCache(codec, embed) if cache_first_stage else None
+        self.first_stage = FirstStageCache(codec, self.embed) if cache_first_stage else None
 
     def param_groups(self) -> list[dict]:
         """Only the denoiser trains: matrices with weight decay, 1-D tensors without."""
