@@ -15,7 +15,7 @@ stopped continues from its checkpoint):
    own source among 64 training and 64 held-out sources at the VAE's size, with PSNR
    (pathgen.stages.eval_gen.reconstruction_references), in the round-1 encoder's space;
 4. ldm_NAME, bank_NAME, eval_NAME: `train-ldm` on that VAE and encoder, a views bank of 64 sources × 2 views,
-   `eval-gen` on it, and the denoiser's eps error with each tile's own, another tile's and the null context
+   `eval-gen` on it, and the denoiser's prediction error with each tile's own, another tile's and the null context
    (pathgen.diffusion.conditioning_use) on 128 training tiles: does it use its conditioning at all?
    `--ldm-tiles real` trains the LDM on the real slide's 149 tiles alone (more epochs per tile).
 It prints the curve, CPU seconds per stage (this process, all threads) and the final numbers against the
@@ -175,15 +175,23 @@ def views_point(args: argparse.Namespace, model: Path, tiles: Path, name: str, c
     }
 
 
-def conditioning_point(model: Path, tiles: Path, n_tiles: int = 128) -> dict[str, dict[str, float]]:
-    """The denoiser's eps error with its own / another / the null context on `n_tiles` evenly spaced training
-    tiles (pathgen.diffusion.conditioning_use), keyed by timestep."""
-    ldm = load_ldm(model, device="cpu")
+def latents_and_embeddings(ldm, tiles: Path, n_tiles: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:  # noqa: ANN001 -- LoadedLDM
+    """The VAE latents (posterior mode) and conditioning embeddings of `n_tiles` evenly spaced tiles of the folder
+    (all when None), un-flipped."""
     data = DiffusionTiles([str(tiles)], ldm.image_size, flips=False)
-    items = [data[int(i)] for i in evenly_spaced(len(data), n_tiles)]
-    images = torch.stack([item["image"] for item in items])
-    embeddings = ldm.embed(torch.stack([item["tile_u8"] for item in items]))
-    latents = ldm.codec.encode(images)
+    picked = range(len(data)) if n_tiles is None else evenly_spaced(len(data), n_tiles)
+    items = [data[int(i)] for i in picked]
+    with torch.no_grad():
+        latents = ldm.codec.encode(torch.stack([item["image"] for item in items]))
+        embeddings = ldm.embed(torch.stack([item["tile_u8"] for item in items]))
+    return latents, embeddings
+
+
+def conditioning_point(model: Path, tiles: Path, n_tiles: int = 128) -> dict[str, dict[str, float]]:
+    """The denoiser's prediction error with its own / another / the null context on `n_tiles` evenly spaced
+    training tiles (pathgen.diffusion.conditioning_use), keyed by timestep."""
+    ldm = load_ldm(model, device="cpu")
+    latents, embeddings = latents_and_embeddings(ldm, tiles, n_tiles)
     use = conditioning_use(ldm.denoiser, ldm.config, latents, embeddings)
     return {str(t): {k: round(v, 4) for k, v in errors.items()} for t, errors in use.items()}
 
@@ -196,12 +204,8 @@ def embedding_information(model: Path, tiles: Path) -> dict[str, float]:
     from sklearn.linear_model import RidgeCV
     from sklearn.model_selection import cross_val_predict
 
-    ldm = load_ldm(model, device="cpu")
-    data = DiffusionTiles([str(tiles)], ldm.image_size, flips=False)
-    items = [data[i] for i in range(len(data))]
-    with torch.no_grad():
-        embeddings = ldm.embed(torch.stack([item["tile_u8"] for item in items])).numpy()
-        latents = ldm.codec.encode(torch.stack([item["image"] for item in items]))
+    latents, embeddings = latents_and_embeddings(load_ldm(model, device="cpu"), tiles)
+    embeddings = embeddings.numpy()
     targets = {
         "channel_means": latents.mean(dim=(2, 3)).numpy(),
         "pooled_4x4": torch.nn.functional.avg_pool2d(latents, latents.shape[-1] // 4).flatten(1).numpy(),
